@@ -1,0 +1,2 @@
+//! `chaos`: the syftchaos orchestrator (work in progress).
+fn main() {}

@@ -1,0 +1,2 @@
+//! `syncpeer`: the reference peer-to-peer file-sync daemon (work in progress).
+fn main() {}
