@@ -1,0 +1,1 @@
+//! Integration tests (netns measurement tests).
