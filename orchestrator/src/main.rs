@@ -1,2 +1,225 @@
-//! `chaos`: the syftchaos orchestrator (work in progress).
-fn main() {}
+//! `chaos`: runs chaos plans against real peer containers and judges the outcome.
+//!
+//! Exit codes: 0 every check valid, 1 a check failed (invalid or unknown), 2 the input was bad or the
+//! harness itself failed. Whatever happens (error, panic, Ctrl-C, SIGTERM), the run's containers and
+//! network are removed before exiting.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use syftchaos::checker::Verdict;
+use syftchaos::docker::{Engine, LABEL_PEER, LABEL_PID, LABEL_RUN};
+use syftchaos::{cluster, generator, plan, run};
+
+#[derive(Parser)]
+#[command(name = "chaos", version, about = "Chaos-testing lab for peer-to-peer file sync")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a chaos plan: start the peers, apply the workload and faults, heal, check, report.
+    Run {
+        /// The plan file (see chaos-plans/).
+        plan: PathBuf,
+        /// Where run folders go.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+        /// Where named topologies live (default: `topologies/` beside the plan's folder).
+        #[arg(long)]
+        topologies: Option<PathBuf>,
+        /// Override the plan's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Override the plan's peer flavor (default | legacy).
+        #[arg(long)]
+        flavor: Option<String>,
+        /// Override the plan's image.
+        #[arg(long)]
+        image: Option<String>,
+    },
+    /// Check plans without starting anything.
+    Validate {
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+        #[arg(long)]
+        topologies: Option<PathBuf>,
+    },
+    /// Remove every container and network syftchaos labelled, from any run.
+    Clean,
+    /// List runs in progress and their peers.
+    Ps,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("chaos: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn topologies_for(plan: &Path, given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
+        let beside = plan.parent().unwrap_or(Path::new(".")).join("../topologies");
+        if beside.is_dir() {
+            beside
+        } else {
+            PathBuf::from("topologies")
+        }
+    })
+}
+
+fn load(path: &Path, topologies: Option<PathBuf>) -> Result<plan::Plan, ExitCode> {
+    plan::load(path, &topologies_for(path, topologies)).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate { plans, topologies } => {
+            let mut code = ExitCode::SUCCESS;
+            for path in plans {
+                match load(&path, topologies.clone()) {
+                    Ok(p) => {
+                        let s = generator::generate(&p);
+                        println!(
+                            "{}: ok: plan {}, {} peers, {} operations, {} fault steps, {:.1} s of schedule",
+                            path.display(),
+                            p.name,
+                            p.peers.len(),
+                            s.ops.len(),
+                            p.steps.len(),
+                            s.end_ms as f64 / 1000.0
+                        );
+                    }
+                    Err(c) => code = c,
+                }
+            }
+            Ok(code)
+        }
+        Command::Run {
+            plan: path,
+            reports,
+            topologies,
+            seed,
+            flavor,
+            image,
+        } => {
+            let mut p = match load(&path, topologies) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            if let Some(s) = seed {
+                p.seed = s;
+            }
+            if let Some(f) = flavor {
+                if !["default", "legacy"].contains(&f.as_str()) {
+                    eprintln!("chaos: --flavor `{f}` is unknown; allowed: default, legacy");
+                    return Ok(ExitCode::from(2));
+                }
+                p.flavor = f;
+            }
+            if let Some(i) = image {
+                p.image = i;
+            }
+            run_guarded(p, reports).await
+        }
+        Command::Clean => {
+            let engine = Engine::connect().await?;
+            let r = cluster::reap(&engine, false).await?;
+            println!(
+                "removed {} containers and {} networks from {} runs",
+                r.containers,
+                r.networks,
+                r.runs.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ps => {
+            let engine = Engine::connect().await?;
+            let mut runs: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+            let mut pids: std::collections::BTreeMap<String, String> = Default::default();
+            for c in engine.managed_containers().await? {
+                let run = c.labels.get(LABEL_RUN).cloned().unwrap_or_else(|| "?".into());
+                let peer = c.labels.get(LABEL_PEER).cloned().unwrap_or(c.name.clone());
+                runs.entry(run.clone()).or_default().push(format!("{peer}:{}", c.state));
+                pids.insert(run, c.labels.get(LABEL_PID).cloned().unwrap_or_default());
+            }
+            if runs.is_empty() {
+                println!("no syftchaos runs");
+            }
+            for (run, peers) in runs {
+                let pid = &pids[&run];
+                let alive = Path::new(&format!("/proc/{pid}")).exists();
+                println!(
+                    "run {run}  orchestrator pid {pid} ({})  peers: {}",
+                    if alive {
+                        "alive"
+                    } else {
+                        "gone: `chaos clean` removes it"
+                    },
+                    peers.join(" ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Runs the plan in its own task so that a panic, Ctrl-C or SIGTERM still reaches the teardown.
+async fn run_guarded(p: plan::Plan, reports: PathBuf) -> anyhow::Result<ExitCode> {
+    let run_id = run::new_run_id();
+    let task = {
+        let run_id = run_id.clone();
+        tokio::spawn(async move { run::run(&p, &run_id, &reports).await })
+    };
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
+    let abort = task.abort_handle();
+    let result = tokio::select! {
+        r = task => r,
+        _ = tokio::signal::ctrl_c() => { abort.abort(); eprintln!("\nchaos: interrupted; removing the run's containers"); return teardown_after(&run_id, "interrupted").await }
+        _ = term.recv() => { abort.abort(); eprintln!("\nchaos: terminated; removing the run's containers"); return teardown_after(&run_id, "terminated").await }
+    };
+    match result {
+        Ok(Ok(outcome)) => {
+            println!("verdict: {}", outcome.verdict.as_str());
+            println!("report: {}", outcome.run_dir.join("index.html").display());
+            Ok(match outcome.verdict {
+                Verdict::Valid => ExitCode::SUCCESS,
+                _ => ExitCode::from(1),
+            })
+        }
+        Ok(Err(e)) => Err(e),
+        Err(join) => {
+            eprintln!("chaos: the run crashed: {join}");
+            teardown_after(&run_id, "crashed").await
+        }
+    }
+}
+
+async fn teardown_after(run_id: &str, why: &str) -> anyhow::Result<ExitCode> {
+    let engine = Engine::connect().await?;
+    cluster::reap_run(&engine, run_id)
+        .await
+        .with_context(|| format!("cleaning up run {run_id} after it {why}"))?;
+    Ok(ExitCode::from(2))
+}

@@ -1,0 +1,212 @@
+//! Checkers: pure functions from what a run recorded (history records, final trees, peer logs) to a
+//! [`Check`] with a [`Verdict`] and its evidence. Verdicts compose worst-wins (Jepsen's habit):
+//! `invalid` beats `unknown` beats `valid`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::history::{Event, Record};
+use crate::tree::Tree;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Valid,
+    Unknown,
+    Invalid,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Valid => "valid",
+            Verdict::Unknown => "unknown",
+            Verdict::Invalid => "invalid",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub verdict: Verdict,
+    /// One line a human reads first.
+    pub summary: String,
+    /// Machine-readable detail: which peer, which path, expected vs found.
+    pub evidence: serde_json::Value,
+}
+
+/// Worst-wins composition; no checks at all is `unknown`.
+pub fn compose(checks: &[Check]) -> Verdict {
+    checks.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Unknown)
+}
+
+/// What every peer looked like at the end of the run.
+#[derive(Clone, Debug)]
+pub struct PeerFinal {
+    pub name: String,
+    pub tree: Tree,
+    pub alive: bool,
+    pub log: String,
+}
+
+/// Invariant 1: every peer holds the same tree (path, size, content hash).
+pub fn converged(peers: &[PeerFinal]) -> Check {
+    let digests: BTreeMap<&str, String> = peers.iter().map(|p| (p.name.as_str(), p.tree.digest())).collect();
+    let mut groups: BTreeMap<&String, Vec<&str>> = BTreeMap::new();
+    for (name, d) in &digests {
+        groups.entry(d).or_default().push(name);
+    }
+    if groups.len() <= 1 {
+        let files = peers.first().map_or(0, |p| p.tree.files.len());
+        return Check {
+            name: "converged".into(),
+            verdict: Verdict::Valid,
+            summary: format!("all {} peers hold the same {files} files", peers.len()),
+            evidence: serde_json::json!({ "tree_hash": digests.values().next() }),
+        };
+    }
+    // Per path, which peers disagree and how: the evidence a user needs to find the bug.
+    let mut paths: BTreeMap<&String, BTreeMap<&str, String>> = BTreeMap::new();
+    for p in peers {
+        for (path, e) in &p.tree.files {
+            paths.entry(path).or_default().insert(
+                &p.name,
+                format!("{} bytes, {}", e.size, &e.hash[..12.min(e.hash.len())]),
+            );
+        }
+    }
+    let mut differences = Vec::new();
+    for (path, holders) in &paths {
+        let versions: std::collections::BTreeSet<&String> = holders.values().collect();
+        if holders.len() != peers.len() || versions.len() > 1 {
+            let per_peer: BTreeMap<&str, &str> = peers
+                .iter()
+                .map(|p| {
+                    (
+                        p.name.as_str(),
+                        holders.get(p.name.as_str()).map_or("missing", String::as_str),
+                    )
+                })
+                .collect();
+            differences.push(serde_json::json!({ "path": path, "peers": per_peer }));
+        }
+    }
+    Check {
+        name: "converged".into(),
+        verdict: Verdict::Invalid,
+        summary: format!(
+            "peers hold {} different trees; {} paths differ",
+            groups.len(),
+            differences.len()
+        ),
+        evidence: serde_json::json!({
+            "trees": groups.iter().map(|(d, names)| serde_json::json!({"tree_hash": d, "peers": names})).collect::<Vec<_>>(),
+            "differences": differences.iter().take(50).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+/// Invariant 8: every peer is alive at the end and no log shows a panic.
+pub fn no_crash(peers: &[PeerFinal]) -> Check {
+    let dead: Vec<&str> = peers.iter().filter(|p| !p.alive).map(|p| p.name.as_str()).collect();
+    let panics: Vec<serde_json::Value> = peers
+        .iter()
+        .filter_map(|p| {
+            p.log
+                .lines()
+                .find(|l| l.contains("panicked at"))
+                .map(|l| serde_json::json!({"peer": p.name, "line": l}))
+        })
+        .collect();
+    let ok = dead.is_empty() && panics.is_empty();
+    Check {
+        name: "no-crash".into(),
+        verdict: if ok { Verdict::Valid } else { Verdict::Invalid },
+        summary: if ok {
+            format!("all {} peers alive, no panic in their logs", peers.len())
+        } else {
+            format!("{} peers dead, {} logs with a panic", dead.len(), panics.len())
+        },
+        evidence: serde_json::json!({ "dead": dead, "panics": panics }),
+    }
+}
+
+/// Time from one heal to the next moment every peer held the same tree.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Recovery {
+    pub fault: String,
+    pub healed_at_ms: u64,
+    /// `None`: the peers never converged after this heal.
+    pub converged_after_ms: Option<u64>,
+}
+
+/// Recovery time per heal, from the history's fault-stop / heal and converged / diverged records.
+/// A heal while the peers were already converged recovers in 0 ms.
+pub fn recoveries(history: &[Record]) -> Vec<Recovery> {
+    let mut heals = Vec::new();
+    for r in history {
+        match &r.event {
+            Event::FaultStopped { id } => heals.push((id.clone(), r.t_ms)),
+            Event::HealedAll => heals.push(("heal-all".to_string(), r.t_ms)),
+            _ => {}
+        }
+    }
+    heals
+        .into_iter()
+        .map(|(fault, healed_at_ms)| {
+            let mut state_at_heal = false;
+            let mut after = None;
+            for r in history {
+                match (&r.event, r.t_ms <= healed_at_ms) {
+                    (Event::Converged { .. }, true) => state_at_heal = true,
+                    (Event::Diverged, true) => state_at_heal = false,
+                    (Event::Converged { .. }, false) if after.is_none() => after = Some(r.t_ms - healed_at_ms),
+                    _ => {}
+                }
+            }
+            let converged_after_ms = if state_at_heal { Some(0) } else { after };
+            Recovery {
+                fault,
+                healed_at_ms,
+                converged_after_ms,
+            }
+        })
+        .collect()
+}
+
+/// Invariant 7 as a check: after the final heal, peers converge within `limit_ms`.
+pub fn recovered_in_time(recoveries: &[Recovery], limit_ms: u64) -> Check {
+    let last = recoveries.iter().rev().find(|r| r.fault == "heal-all");
+    let (verdict, summary) = match last {
+        None => (Verdict::Unknown, "the run never reached its final heal".to_string()),
+        Some(Recovery {
+            converged_after_ms: Some(t),
+            ..
+        }) if *t <= limit_ms => (
+            Verdict::Valid,
+            format!("converged {t} ms after the final heal (limit {limit_ms} ms)"),
+        ),
+        Some(Recovery {
+            converged_after_ms: Some(t),
+            ..
+        }) => (
+            Verdict::Invalid,
+            format!("converged only {t} ms after the final heal (limit {limit_ms} ms)"),
+        ),
+        Some(_) => (
+            Verdict::Invalid,
+            format!("never converged after the final heal (waited {limit_ms} ms)"),
+        ),
+    };
+    Check {
+        name: "recovered-in-time".into(),
+        verdict,
+        summary,
+        evidence: serde_json::json!({ "limit_ms": limit_ms, "recoveries": recoveries }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,289 @@
+//! One run's cluster: a private bridge network with a subnet that collides with nothing, and one
+//! container per peer at a static address, all labelled with the run id. Teardown removes everything
+//! the run labelled; [`reap`] removes the leftovers of runs whose orchestrator died.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::docker::{ContainerSpec, Engine, LABEL_MANAGED, LABEL_PEER, LABEL_PID, LABEL_RUN};
+use crate::peer_profile::{self, DATA_MOUNT, PeerDir, Status};
+
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub name: String,
+    pub container: String,
+    pub ip: Ipv4Addr,
+    pub dir: PeerDir,
+}
+
+pub struct Cluster {
+    pub engine: Engine,
+    pub run_id: String,
+    pub network: String,
+    pub peers: Vec<Peer>,
+}
+
+/// A /24 that overlaps no existing Docker network: 10.213-216.x.0 first, then 172.28-31.x.0.
+pub fn pick_subnet(used: &[String]) -> Option<(String, Ipv4Addr)> {
+    let used: Vec<(u32, u32)> = used.iter().filter_map(|c| parse_cidr(c)).collect();
+    let prefixes = [
+        (10u8, 213u8),
+        (10, 214),
+        (10, 215),
+        (10, 216),
+        (172, 28),
+        (172, 29),
+        (172, 30),
+        (172, 31),
+    ];
+    for (first, second) in prefixes {
+        for third in 0..=255u8 {
+            let base = Ipv4Addr::new(first, second, third, 0);
+            let (start, end) = (u32::from(base), u32::from(base) | 0xff);
+            if used.iter().all(|&(s, e)| end < s || start > e) {
+                return Some((format!("{base}/24"), base));
+            }
+        }
+    }
+    None
+}
+
+fn parse_cidr(cidr: &str) -> Option<(u32, u32)> {
+    let (ip, len) = cidr.split_once('/')?;
+    let ip: Ipv4Addr = ip.parse().ok()?;
+    let len: u32 = len.parse().ok()?;
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    let start = u32::from(ip) & mask;
+    Some((start, start | !mask))
+}
+
+pub fn run_labels(run_id: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_MANAGED.to_string(), "true".to_string()),
+        (LABEL_RUN.to_string(), run_id.to_string()),
+        (LABEL_PID.to_string(), std::process::id().to_string()),
+    ])
+}
+
+impl Cluster {
+    /// Creates the network, then each peer's container (not started). Peer folders must exist.
+    pub async fn create(
+        engine: Engine,
+        run_id: &str,
+        image: &str,
+        names: &[String],
+        addrs_base: Ipv4Addr,
+        subnet: &str,
+        run_dir: &Path,
+    ) -> anyhow::Result<Cluster> {
+        let network = format!("syftchaos-{run_id}");
+        let gateway = Ipv4Addr::from(u32::from(addrs_base) + 1);
+        engine
+            .create_network(&network, subnet, &gateway.to_string(), run_labels(run_id))
+            .await?;
+        let mut cluster = Cluster {
+            engine,
+            run_id: run_id.to_string(),
+            network,
+            peers: Vec::new(),
+        };
+        for (i, name) in names.iter().enumerate() {
+            let ip = peer_ip(addrs_base, i);
+            let dir = PeerDir::new(run_dir, name);
+            let container = format!("sc-{run_id}-{name}");
+            let mut labels = run_labels(run_id);
+            labels.insert(LABEL_PEER.to_string(), name.clone());
+            let spec = ContainerSpec {
+                name: container.clone(),
+                image: image.to_string(),
+                network: cluster.network.clone(),
+                ip: ip.to_string(),
+                binds: vec![format!(
+                    "{}:{DATA_MOUNT}",
+                    dir.root.canonicalize().context("peer folder")?.display()
+                )],
+                env: vec![format!("SYNCPEER_NAME={name}"), "RUST_LOG=info".to_string()],
+                labels,
+                cap_add: vec!["NET_ADMIN".to_string()],
+            };
+            cluster.engine.create_container(&spec).await?;
+            cluster.peers.push(Peer {
+                name: name.clone(),
+                container,
+                ip,
+                dir,
+            });
+        }
+        Ok(cluster)
+    }
+
+    pub async fn start_all(&self) -> anyhow::Result<()> {
+        let starts = self.peers.iter().map(|p| self.engine.start(&p.container));
+        for r in futures_util::future::join_all(starts).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Polls every peer's status URL until it answers with its own name; never a fixed sleep.
+    pub async fn wait_ready(
+        &self,
+        http: &reqwest::Client,
+        timeout: Duration,
+        mut progress: impl FnMut(usize, usize),
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut ready = vec![false; self.peers.len()];
+        loop {
+            for (i, p) in self.peers.iter().enumerate() {
+                if !ready[i] {
+                    ready[i] = matches!(status(http, p.ip).await, Ok(s) if s.name == p.name);
+                }
+            }
+            let n = ready.iter().filter(|r| **r).count();
+            progress(n, self.peers.len());
+            if n == self.peers.len() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let missing: Vec<&str> = self
+                    .peers
+                    .iter()
+                    .zip(&ready)
+                    .filter(|(_, r)| !**r)
+                    .map(|(p, _)| p.name.as_str())
+                    .collect();
+                bail!(
+                    "peers not ready after {}s: {} (see their logs in the run folder)",
+                    timeout.as_secs(),
+                    missing.join(", ")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Saves each container's log as `<run>/logs/<peer>.log`.
+    pub async fn save_logs(&self, run_dir: &Path) -> Vec<(String, String)> {
+        let dir = run_dir.join("logs");
+        let _ = std::fs::create_dir_all(&dir);
+        let mut out = Vec::new();
+        for p in &self.peers {
+            let log = self
+                .engine
+                .logs(&p.container)
+                .await
+                .unwrap_or_else(|e| format!("(no log: {e})"));
+            let _ = std::fs::write(dir.join(format!("{}.log", p.name)), &log);
+            out.push((p.name.clone(), log));
+        }
+        out
+    }
+
+    /// Removes every container and network of this run.
+    pub async fn teardown(&self) -> anyhow::Result<()> {
+        reap_run(&self.engine, &self.run_id).await
+    }
+}
+
+pub fn peer_ip(base: Ipv4Addr, index: usize) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(base) + 2 + index as u32)
+}
+
+pub async fn status(http: &reqwest::Client, ip: Ipv4Addr) -> anyhow::Result<Status> {
+    Ok(http
+        .get(peer_profile::status_url(ip))
+        .send()
+        .await?
+        .error_for_status()?
+        .json::<Status>()
+        .await?)
+}
+
+/// Removes the containers and the network of one run.
+pub async fn reap_run(engine: &Engine, run_id: &str) -> anyhow::Result<()> {
+    let containers = engine.managed_containers().await?;
+    let mine = containers
+        .iter()
+        .filter(|c| c.labels.get(LABEL_RUN).map(String::as_str) == Some(run_id));
+    for r in futures_util::future::join_all(mine.map(|c| engine.remove_container(&c.id))).await {
+        r?;
+    }
+    for (name, labels) in engine.managed_networks().await? {
+        if labels.get(LABEL_RUN).map(String::as_str) == Some(run_id) {
+            engine.remove_network(&name).await?;
+        }
+    }
+    Ok(())
+}
+
+/// What `chaos clean` or a start-up reap removed.
+#[derive(Debug, Default)]
+pub struct Reaped {
+    pub runs: Vec<String>,
+    pub containers: usize,
+    pub networks: usize,
+}
+
+/// Removes labelled containers and networks. With `only_stale`, only runs whose orchestrator process
+/// is gone (its pid label names no live process) are removed, so concurrent runs are left alone.
+pub async fn reap(engine: &Engine, only_stale: bool) -> anyhow::Result<Reaped> {
+    let alive = |labels: &HashMap<String, String>| {
+        labels
+            .get(LABEL_PID)
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|pid| pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists())
+    };
+    let mut reaped = Reaped::default();
+    let containers = engine.managed_containers().await?;
+    let doomed: Vec<_> = containers
+        .iter()
+        .filter(|c| !(only_stale && alive(&c.labels)))
+        .collect();
+    for r in futures_util::future::join_all(doomed.iter().map(|c| engine.remove_container(&c.id))).await {
+        r?;
+    }
+    reaped.containers = doomed.len();
+    for c in &doomed {
+        if let Some(run) = c.labels.get(LABEL_RUN)
+            && !reaped.runs.contains(run)
+        {
+            reaped.runs.push(run.clone());
+        }
+    }
+    for (name, labels) in engine.managed_networks().await? {
+        if !(only_stale && alive(&labels)) {
+            engine.remove_network(&name).await?;
+            reaped.networks += 1;
+        }
+    }
+    Ok(reaped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_avoid_existing_networks() {
+        let (s, base) = pick_subnet(&["172.17.0.0/16".into()]).unwrap();
+        assert_eq!((s.as_str(), base), ("10.213.0.0/24", Ipv4Addr::new(10, 213, 0, 0)));
+        let (s, _) = pick_subnet(&["10.213.0.0/24".into(), "10.213.1.0/25".into()]).unwrap();
+        assert_eq!(s, "10.213.2.0/24");
+        let (s, _) = pick_subnet(&["10.213.0.0/16".into()]).unwrap();
+        assert_eq!(s, "10.214.0.0/24");
+        let (s, _) = pick_subnet(&["10.0.0.0/8".into()]).unwrap();
+        assert_eq!(s, "172.28.0.0/24", "falls back to another private range");
+        assert!(pick_subnet(&["0.0.0.0/0".into()]).is_none());
+    }
+
+    #[test]
+    fn peers_get_addresses_after_the_gateway() {
+        assert_eq!(peer_ip(Ipv4Addr::new(10, 213, 4, 0), 0), Ipv4Addr::new(10, 213, 4, 2));
+        assert_eq!(peer_ip(Ipv4Addr::new(10, 213, 4, 0), 2), Ipv4Addr::new(10, 213, 4, 4));
+    }
+}

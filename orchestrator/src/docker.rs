@@ -1,0 +1,337 @@
+//! The only module that talks to Docker, through bollard. Every call maps bollard's error to a
+//! [`DockerError`] named after the operation ("failed to pause container p2-...: ..."), because raw
+//! bollard errors do not tell a user what was being attempted (testcontainers-rs does the same).
+//!
+//! Another backend (Swarm, Kubernetes) would replace this module and [`crate::cluster`] only.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, ExecConfig, HostConfig, Ipam, IpamConfig,
+    NetworkCreateRequest, NetworkingConfig,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+
+/// Label on everything the project creates.
+pub const LABEL_MANAGED: &str = "io.syftchaos.managed";
+/// Label naming the run a container or network belongs to.
+pub const LABEL_RUN: &str = "io.syftchaos.run";
+/// Label holding the orchestrator's pid, so a later start can tell live runs from stale ones.
+pub const LABEL_PID: &str = "io.syftchaos.pid";
+/// Label naming the peer a container plays.
+pub const LABEL_PEER: &str = "io.syftchaos.peer";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error(
+        "cannot reach the Docker engine ({0}); is it running, and may this user use it (root or the docker group)?"
+    )]
+    Connect(String),
+    #[error("failed to {op}: {source}")]
+    Op {
+        op: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("image `{0}` is missing; build it with `make image`")]
+    MissingImage(String),
+}
+
+type Result<T> = std::result::Result<T, DockerError>;
+
+fn op(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> DockerError {
+    let op = what.into();
+    move |source| DockerError::Op { op, source }
+}
+
+/// What `docker exec` printed and returned.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A container to create on a run's network.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub network: String,
+    pub ip: String,
+    pub binds: Vec<String>,
+    pub env: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub cap_add: Vec<String>,
+}
+
+/// A labelled container as listed.
+#[derive(Debug, Clone)]
+pub struct Managed {
+    pub id: String,
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    pub state: String,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+}
+
+impl Engine {
+    pub async fn connect() -> Result<Engine> {
+        let docker = Docker::connect_with_local_defaults().map_err(|e| DockerError::Connect(e.to_string()))?;
+        docker.ping().await.map_err(|e| DockerError::Connect(e.to_string()))?;
+        Ok(Engine { docker })
+    }
+
+    pub async fn require_image(&self, image: &str) -> Result<()> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                Err(DockerError::MissingImage(image.to_string()))
+            }
+            Err(e) => Err(op(format!("inspect image {image}"))(e)),
+        }
+    }
+
+    /// Subnets of every existing network, so a new one can avoid them.
+    pub async fn used_subnets(&self) -> Result<Vec<String>> {
+        let nets = self
+            .docker
+            .list_networks(Some(ListNetworksOptionsBuilder::new().build()))
+            .await
+            .map_err(op("list networks"))?;
+        Ok(nets
+            .into_iter()
+            .flat_map(|n| n.ipam.and_then(|i| i.config).unwrap_or_default())
+            .filter_map(|c| c.subnet)
+            .collect())
+    }
+
+    pub async fn create_network(
+        &self,
+        name: &str,
+        subnet: &str,
+        gateway: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<String> {
+        let req = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            ipam: Some(Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(subnet.into()),
+                    gateway: Some(gateway.into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        let resp = self
+            .docker
+            .create_network(req)
+            .await
+            .map_err(op(format!("create network {name} ({subnet})")))?;
+        Ok(resp.id)
+    }
+
+    pub async fn remove_network(&self, name: &str) -> Result<()> {
+        match self.docker.remove_network(name).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(op(format!("remove network {name}"))(e)),
+        }
+    }
+
+    pub async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
+        let endpoint = EndpointSettings {
+            ipam_config: Some(EndpointIpamConfig {
+                ipv4_address: Some(spec.ip.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            hostname: Some(spec.name.clone()),
+            env: Some(spec.env.clone()),
+            labels: Some(spec.labels.clone()),
+            host_config: Some(HostConfig {
+                binds: Some(spec.binds.clone()),
+                cap_add: Some(spec.cap_add.clone()),
+                network_mode: Some(spec.network.clone()),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(spec.network.clone(), endpoint)])),
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+        let resp = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(op(format!("create container {}", spec.name)))?;
+        Ok(resp.id)
+    }
+
+    pub async fn start(&self, name: &str) -> Result<()> {
+        self.docker
+            .start_container(name, None)
+            .await
+            .map_err(op(format!("start container {name}")))
+    }
+
+    /// SIGTERM, then SIGKILL after `grace_s`.
+    pub async fn stop(&self, name: &str, grace_s: i32) -> Result<()> {
+        let opts = StopContainerOptionsBuilder::new().t(grace_s).build();
+        match self.docker.stop_container(name, Some(opts)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(op(format!("stop container {name}"))(e)),
+        }
+    }
+
+    pub async fn kill(&self, name: &str, signal: &str) -> Result<()> {
+        let opts = KillContainerOptionsBuilder::new().signal(signal).build();
+        self.docker
+            .kill_container(name, Some(opts))
+            .await
+            .map_err(op(format!("kill container {name} with {signal}")))
+    }
+
+    pub async fn pause(&self, name: &str) -> Result<()> {
+        self.docker
+            .pause_container(name)
+            .await
+            .map_err(op(format!("pause container {name}")))
+    }
+
+    pub async fn unpause(&self, name: &str) -> Result<()> {
+        self.docker
+            .unpause_container(name)
+            .await
+            .map_err(op(format!("unpause container {name}")))
+    }
+
+    /// Force-removes a container; a missing one is not an error (cleanup is idempotent).
+    pub async fn remove_container(&self, name: &str) -> Result<()> {
+        let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        match self.docker.remove_container(name, Some(opts)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(op(format!("remove container {name}"))(e)),
+        }
+    }
+
+    pub async fn is_running(&self, name: &str) -> Result<bool> {
+        let info = self
+            .docker
+            .inspect_container(name, None)
+            .await
+            .map_err(op(format!("inspect container {name}")))?;
+        Ok(info.state.and_then(|s| s.running).unwrap_or(false))
+    }
+
+    /// Runs `cmd` in the container as `user` and waits for it.
+    pub async fn exec(&self, name: &str, user: &str, cmd: &[&str]) -> Result<ExecOutput> {
+        let what = || format!("exec `{}` in container {name}", cmd.join(" "));
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            user: Some(user.to_string()),
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        let created = self.docker.create_exec(name, config).await.map_err(op(what()))?;
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        let started = self
+            .docker
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(op(what()))?;
+        if let StartExecResults::Attached { mut output, .. } = started {
+            while let Some(chunk) = output.next().await {
+                match chunk.map_err(op(what()))? {
+                    bollard::container::LogOutput::StdErr { message } => {
+                        stderr.push_str(&String::from_utf8_lossy(&message))
+                    }
+                    other => stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+                }
+            }
+        }
+        let inspect = self.docker.inspect_exec(&created.id).await.map_err(op(what()))?;
+        Ok(ExecOutput {
+            exit_code: inspect.exit_code.unwrap_or(-1),
+            stdout,
+            stderr,
+        })
+    }
+
+    /// The container's whole log (stdout and stderr, interleaved as Docker stored them).
+    pub async fn logs(&self, name: &str) -> Result<String> {
+        let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
+        let mut stream = self.docker.logs(name, Some(opts));
+        let mut out = String::new();
+        while let Some(chunk) = stream.next().await {
+            out.push_str(&String::from_utf8_lossy(
+                &chunk.map_err(op(format!("read logs of {name}")))?.into_bytes(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Every container carrying the project's label (all states).
+    pub async fn managed_containers(&self) -> Result<Vec<Managed>> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])]);
+        let opts = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(op("list containers"))?;
+        Ok(list
+            .into_iter()
+            .map(|c| Managed {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.first().cloned())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                labels: c.labels.unwrap_or_default(),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Every network carrying the project's label: (name, labels).
+    pub async fn managed_networks(&self) -> Result<Vec<(String, HashMap<String, String>)>> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])]);
+        let opts = ListNetworksOptionsBuilder::new().filters(&filters).build();
+        let list = self
+            .docker
+            .list_networks(Some(opts))
+            .await
+            .map_err(op("list networks"))?;
+        Ok(list
+            .into_iter()
+            .map(|n| (n.name.unwrap_or_default(), n.labels.unwrap_or_default()))
+            .collect())
+    }
+}

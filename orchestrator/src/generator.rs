@@ -1,0 +1,344 @@
+//! The generator: turns a validated [`Plan`] into a seeded, time-ordered [`Schedule`] of file operations
+//! (for the workload) and fault starts and stops (for the nemesis). Pure: the same plan and seed give
+//! the same schedule, which is what makes a failing run reproducible.
+
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::partition::{self, Cut};
+use crate::plan::{Fault, FileOpKind, PartitionShape, Plan, Selector, WorkloadKind};
+
+/// One file operation a client performs on one peer's sync folder.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FileOp {
+    /// Unique in the run; also seeds the content, so every write has distinct bytes.
+    pub id: u64,
+    pub peer: usize,
+    pub kind: FileOpKind,
+    pub path: String,
+    pub size: u64,
+}
+
+/// A fault with every selector drawn: what the nemesis applies.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum ConcreteFault {
+    Partition(Cut),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "action")]
+pub enum Action {
+    FaultStop {
+        id: String,
+    },
+    FaultStart {
+        id: String,
+        step: String,
+        fault: ConcreteFault,
+    },
+    Write(FileOp),
+}
+
+impl Action {
+    /// At equal times: stops, then starts, then writes (a rolling partition hands over before writes).
+    fn rank(&self) -> u8 {
+        match self {
+            Action::FaultStop { .. } => 0,
+            Action::FaultStart { .. } => 1,
+            Action::Write(_) => 2,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ScheduledOp {
+    pub at_ms: u64,
+    pub action: Action,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Schedule {
+    pub ops: Vec<ScheduledOp>,
+    /// When the last op happens or the last timed fault ends; the final heal comes after this.
+    pub end_ms: u64,
+}
+
+/// Builds the schedule for `plan`.
+pub fn generate(plan: &Plan) -> Schedule {
+    let n = plan.peers.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
+    let mut ops = Vec::new();
+    let mut end_ms = 0;
+    let mut next_id = 1u64;
+
+    for step in &plan.workload {
+        let peers = draw(&step.peers, n, &mut rng);
+        match &step.kind {
+            WorkloadKind::Single { op, path, size } => {
+                for &peer in &peers {
+                    let size = rng.random_range(size.min..=size.max);
+                    ops.push(ScheduledOp {
+                        at_ms: step.at.ms(),
+                        action: Action::Write(FileOp {
+                            id: next_id,
+                            peer,
+                            kind: *op,
+                            path: path.clone(),
+                            size,
+                        }),
+                    });
+                    next_id += 1;
+                }
+            }
+            WorkloadKind::Random {
+                duration,
+                rate,
+                files,
+                size,
+                mix,
+            } => {
+                let count = (duration.0.as_secs_f64() * rate).floor() as u64;
+                let weights = [
+                    (FileOpKind::Create, mix.create),
+                    (FileOpKind::Modify, mix.modify),
+                    (FileOpKind::Delete, mix.delete),
+                ];
+                for i in 0..count {
+                    let at_ms = step.at.ms() + (i as f64 * 1000.0 / rate) as u64;
+                    let peer = *peers.choose(&mut rng).expect("selectors draw at least one peer");
+                    let kind = weights
+                        .choose_weighted(&mut rng, |w| w.1)
+                        .expect("validated non-zero mix")
+                        .0;
+                    let path = format!("random/file-{:03}.dat", rng.random_range(0..*files));
+                    let size = rng.random_range(size.min..=size.max);
+                    ops.push(ScheduledOp {
+                        at_ms,
+                        action: Action::Write(FileOp {
+                            id: next_id,
+                            peer,
+                            kind,
+                            path,
+                            size,
+                        }),
+                    });
+                    next_id += 1;
+                }
+                end_ms = end_ms.max(step.at.ms() + duration.ms());
+            }
+        }
+    }
+
+    for step in &plan.steps {
+        let Fault::Partition(spec) = &step.fault;
+        let start = step.at.ms();
+        let window_end = step.duration.map(|d| start + d.ms());
+        let cut_of = |shape: partition::Shape, rng: &mut ChaCha8Rng| Cut {
+            links: shape.links(n, rng.random()),
+            mode: spec.mode,
+            port: spec.port,
+        };
+        // Each on-interval is one fault with its own id, so the history shows every flap.
+        let mut intervals: Vec<(u64, Option<u64>, Cut)> = Vec::new();
+        match (&spec.shape, step.every) {
+            (PartitionShape::Rolling, Some(every)) => {
+                let mut order: Vec<usize> = (0..n).collect();
+                order.shuffle(&mut rng);
+                let end = window_end.expect("validated: rolling has a duration");
+                let mut t = start;
+                let mut k = 0;
+                while t < end {
+                    let stop = (t + every.ms()).min(end);
+                    intervals.push((
+                        t,
+                        Some(stop),
+                        cut_of(partition::Shape::Isolate(vec![order[k % n]]), &mut rng),
+                    ));
+                    t += every.ms();
+                    k += 1;
+                }
+            }
+            (shape, Some(every)) => {
+                let cut = cut_of(concrete_shape(shape, n, &mut rng), &mut rng);
+                let end = window_end.expect("validated: flapping has a duration");
+                let on = (every.ms() / 2).max(1);
+                let mut t = start;
+                while t < end {
+                    intervals.push((t, Some((t + on).min(end)), cut.clone()));
+                    t += every.ms();
+                }
+            }
+            (shape, None) => intervals.push((start, window_end, cut_of(concrete_shape(shape, n, &mut rng), &mut rng))),
+        }
+        for (k, (from, to, cut)) in intervals.into_iter().enumerate() {
+            let id = format!("{}#{}", step.name, k + 1);
+            ops.push(ScheduledOp {
+                at_ms: from,
+                action: Action::FaultStart {
+                    id: id.clone(),
+                    step: step.name.clone(),
+                    fault: ConcreteFault::Partition(cut),
+                },
+            });
+            end_ms = end_ms.max(from);
+            if let Some(to) = to {
+                ops.push(ScheduledOp {
+                    at_ms: to,
+                    action: Action::FaultStop { id },
+                });
+                end_ms = end_ms.max(to);
+            }
+        }
+    }
+
+    ops.sort_by_key(|op| (op.at_ms, op.action.rank()));
+    end_ms = end_ms.max(ops.last().map_or(0, |op| op.at_ms));
+    Schedule { ops, end_ms }
+}
+
+fn concrete_shape(shape: &PartitionShape, n: usize, rng: &mut ChaCha8Rng) -> partition::Shape {
+    match shape {
+        PartitionShape::Groups(g) => partition::Shape::Groups(g.clone()),
+        PartitionShape::Halves => partition::Shape::Halves,
+        PartitionShape::Isolate(sel) => partition::Shape::Isolate(draw(sel, n, rng)),
+        PartitionShape::Islands => partition::Shape::Islands,
+        PartitionShape::Bridge => partition::Shape::Bridge,
+        PartitionShape::MajoritiesRing => partition::Shape::MajoritiesRing,
+        PartitionShape::OneWay { from, to } => partition::Shape::OneWay {
+            from: draw(from, n, rng),
+            to: draw(to, n, rng),
+        },
+        // Rolling is expanded by the caller; as a single shape it isolates one peer.
+        PartitionShape::Rolling => partition::Shape::Isolate(draw(&Selector::One, n, rng)),
+    }
+}
+
+/// Draws the peers a selector names, in ascending order.
+pub fn draw(sel: &Selector, n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    let mut all: Vec<usize> = (0..n).collect();
+    let k = match sel {
+        Selector::All => return all,
+        Selector::Peers(p) => return p.clone(),
+        Selector::One => 1,
+        Selector::Minority => (n.saturating_sub(1) / 2).max(1),
+        Selector::Majority => n / 2 + 1,
+        Selector::Random(k) => *k,
+    };
+    all.shuffle(rng);
+    let mut picked: Vec<usize> = all.into_iter().take(k.min(n)).collect();
+    picked.sort();
+    picked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn plan(text: &str) -> Plan {
+        crate::plan::parse(text, Path::new("t.yaml"), Path::new("../topologies")).unwrap()
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_schedule() {
+        let text = "name: x\nseed: 3\npeers: 4\nworkload:\n  - {at: 0s, peer: all, random: {duration: 5s, rate: 4}}\nsteps:\n  - {at: 1s, duration: 2s, partition: {shape: halves}}\n";
+        assert_eq!(generate(&plan(text)).ops, generate(&plan(text)).ops);
+        let other = text.replace("seed: 3", "seed: 4");
+        assert_ne!(generate(&plan(text)).ops, generate(&plan(&other)).ops);
+    }
+
+    #[test]
+    fn a_timed_partition_starts_and_stops() {
+        let s = generate(&plan(
+            "name: x\npeers: 3\nsteps:\n  - {at: 1s, duration: 2s, partition: {groups: [[p1], [p2, p3]]}}\n",
+        ));
+        assert_eq!(s.ops.len(), 2);
+        assert!(matches!(
+            &s.ops[0],
+            ScheduledOp {
+                at_ms: 1000,
+                action: Action::FaultStart { .. }
+            }
+        ));
+        assert!(matches!(
+            &s.ops[1],
+            ScheduledOp {
+                at_ms: 3000,
+                action: Action::FaultStop { .. }
+            }
+        ));
+        assert_eq!(s.end_ms, 3000);
+    }
+
+    #[test]
+    fn flapping_repeats_within_the_window() {
+        let s = generate(&plan(
+            "name: x\npeers: 3\nsteps:\n  - {at: 0s, duration: 10s, every: 2s, partition: {shape: halves}}\n",
+        ));
+        let starts = s
+            .ops
+            .iter()
+            .filter(|o| matches!(o.action, Action::FaultStart { .. }))
+            .count();
+        let stops = s
+            .ops
+            .iter()
+            .filter(|o| matches!(o.action, Action::FaultStop { .. }))
+            .count();
+        assert_eq!((starts, stops), (5, 5));
+    }
+
+    #[test]
+    fn rolling_moves_the_isolated_peer_through_everyone() {
+        let s = generate(&plan(
+            "name: x\npeers: 3\nsteps:\n  - {at: 0s, duration: 6s, every: 2s, partition: {shape: rolling}}\n",
+        ));
+        let isolated: Vec<usize> = s
+            .ops
+            .iter()
+            .filter_map(|o| match &o.action {
+                Action::FaultStart {
+                    fault: ConcreteFault::Partition(cut),
+                    ..
+                } => (0..3).find(|&p| (0..3).filter(|&q| q != p).all(|q| cut.links.contains(&(p, q)))),
+                _ => None,
+            })
+            .collect();
+        let mut sorted = isolated.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![0, 1, 2], "each peer isolated once: {isolated:?}");
+        // A hand-over stops the old fault before starting the new one at the same instant.
+        assert!(matches!(s.ops[1].action, Action::FaultStop { .. }) && s.ops[1].at_ms == 2000);
+    }
+
+    #[test]
+    fn a_write_on_all_peers_is_one_op_per_peer_with_unique_ids() {
+        let s = generate(&plan(
+            "name: x\npeers: 3\nworkload:\n  - {at: 1s, peer: all, create: a.txt}\n",
+        ));
+        let ids: Vec<u64> = s
+            .ops
+            .iter()
+            .filter_map(|o| {
+                if let Action::Write(w) = &o.action {
+                    Some(w.id)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(ids, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn selectors_draw_the_right_counts() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(draw(&Selector::Minority, 5, &mut rng).len(), 2);
+        assert_eq!(draw(&Selector::Majority, 5, &mut rng).len(), 3);
+        assert_eq!(draw(&Selector::One, 5, &mut rng).len(), 1);
+        assert_eq!(draw(&Selector::Random(4), 5, &mut rng).len(), 4);
+        assert_eq!(draw(&Selector::All, 3, &mut rng), vec![0, 1, 2]);
+    }
+}

@@ -1,0 +1,160 @@
+//! The history: everything that happened in a run, in order, one JSON object per line in
+//! `history.jsonl`. Each record carries a monotonic offset from the run's start (`t_ms`, what checkers
+//! compute with) and the wall time (`wall`, for humans). Records are written and flushed one by one,
+//! so a long run holds nothing in memory and a crashed run still leaves its history behind.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::FileOpKind;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        plan: String,
+        seed: u64,
+        peers: Vec<String>,
+    },
+    PeerReady {
+        peer: String,
+        ip: String,
+    },
+    /// A client operation on a peer's sync folder. `hash` is the BLAKE3 of what was written.
+    Write {
+        op: u64,
+        peer: String,
+        kind: FileOpKind,
+        path: String,
+        size: u64,
+        hash: Option<String>,
+        outcome: Outcome,
+    },
+    FaultStarted {
+        id: String,
+        step: String,
+        kind: String,
+        detail: serde_json::Value,
+    },
+    FaultStopped {
+        id: String,
+    },
+    /// Every fault removed at once (teardown, or before the final convergence wait).
+    HealedAll,
+    /// The convergence monitor saw every peer hold the same tree.
+    Converged {
+        tree_hash: String,
+    },
+    /// The convergence monitor saw the trees differ again.
+    Diverged,
+    RunFinished {
+        verdict: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Ok,
+    /// Nothing to do (e.g. delete of a file the peer does not have).
+    Noop,
+    Fail,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub t_ms: u64,
+    pub wall: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Appends records to `history.jsonl`; cheap to share behind an `Arc`.
+pub struct History {
+    file: Mutex<File>,
+    start: Instant,
+}
+
+impl History {
+    pub fn create(path: &Path) -> std::io::Result<History> {
+        Ok(History {
+            file: Mutex::new(File::create(path)?),
+            start: Instant::now(),
+        })
+    }
+
+    /// Milliseconds since the run started (monotonic).
+    pub fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// Writes one record and returns its `t_ms`. A write error is logged, not fatal: losing the
+    /// history must not leave containers behind by aborting the run half-way.
+    pub fn record(&self, event: Event) -> u64 {
+        let t_ms = self.now_ms();
+        let rec = Record {
+            t_ms,
+            wall: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            event,
+        };
+        let mut line = serde_json::to_vec(&rec).expect("history records serialize");
+        line.push(b'\n');
+        let mut f = self.file.lock().expect("history lock");
+        if let Err(e) = f.write_all(&line).and_then(|_| f.flush()) {
+            tracing::error!("cannot write the history: {e}");
+        }
+        t_ms
+    }
+}
+
+/// Streams the records of a history file (for checkers and reports).
+pub fn read(path: &Path) -> std::io::Result<impl Iterator<Item = std::io::Result<Record>>> {
+    let reader = BufReader::new(File::open(path)?);
+    Ok(reader
+        .lines()
+        .filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
+        .map(|line| {
+            line.and_then(|l| {
+                serde_json::from_str(&l).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl");
+        let h = History::create(&path).unwrap();
+        h.record(Event::HealedAll);
+        h.record(Event::Write {
+            op: 1,
+            peer: "p1".into(),
+            kind: FileOpKind::Create,
+            path: "a".into(),
+            size: 3,
+            hash: Some("ab".into()),
+            outcome: Outcome::Ok,
+        });
+        let back: Vec<Record> = read(&path).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].event, Event::HealedAll);
+        assert!(matches!(back[1].event, Event::Write { op: 1, .. }));
+        assert!(back[0].t_ms <= back[1].t_ms);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.lines().next().unwrap().contains("\"type\":\"healed-all\""));
+    }
+}

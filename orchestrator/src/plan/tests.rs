@@ -1,0 +1,145 @@
+//! Plan parsing and validation: good plans resolve, bad ones name file:line:column.
+
+use super::*;
+
+fn parse_str(text: &str) -> Result<Plan, PlanError> {
+    parse(text, Path::new("test.yaml"), Path::new("../topologies"))
+}
+
+const SMOKE: &str = "\
+name: smoke
+seed: 7
+peers: 3
+topology: ring
+workload:
+  - {at: 1s, peer: p1, create: notes/a.txt, size: 4KiB}
+  - at: 2s
+    peer: all
+    random: {duration: 3s, rate: 2, files: 5}
+steps:
+  - at: 3s
+    duration: 5s
+    partition: {groups: [[p1], [p2, p3]]}
+expect:
+  converge_within: 30s
+";
+
+#[test]
+fn a_good_plan_resolves() {
+    let plan = parse_str(SMOKE).unwrap();
+    assert_eq!(plan.peers, vec!["p1", "p2", "p3"]);
+    assert_eq!(plan.seed, 7);
+    assert_eq!(plan.topology.edges.len(), 3);
+    assert_eq!(plan.workload.len(), 2);
+    assert!(matches!(
+        plan.workload[0].kind,
+        WorkloadKind::Single {
+            op: FileOpKind::Create,
+            size: SizeRange { min: 4096, .. },
+            ..
+        }
+    ));
+    assert_eq!(plan.steps[0].duration, Some(Dur::from_ms(5000)));
+    assert!(
+        matches!(&plan.steps[0].fault, Fault::Partition(PartitionSpec { shape: PartitionShape::Groups(g), .. }) if g == &vec![vec![0], vec![1, 2]])
+    );
+    assert_eq!(plan.expect.converge_within, Dur::from_ms(30_000));
+}
+
+fn error_of(text: &str) -> PlanError {
+    parse_str(text).expect_err("plan should be rejected")
+}
+
+#[test]
+fn unknown_key_is_located() {
+    let e = error_of("name: x\npeers: 3\nsteps:\n  - at: 1s\n    duraton: 2s\n    partition: {shape: halves}\n");
+    assert_eq!((e.line, e.column), (5, 5), "{e}");
+    assert!(e.message.contains("duraton"), "{e}");
+    assert!(e.to_string().starts_with("test.yaml:5:5: "), "{e}");
+}
+
+#[test]
+fn negative_duration_is_located() {
+    let e = error_of("name: x\npeers: 3\nsteps:\n  - at: 1s\n    duration: -2s\n    partition: {shape: halves}\n");
+    assert_eq!(e.line, 5, "{e}");
+    assert!(e.message.contains("negative"), "{e}");
+}
+
+#[test]
+fn unknown_peer_is_located() {
+    let e = error_of("name: x\npeers: 3\nworkload:\n  - {at: 1s, peer: p9, create: a.txt}\n");
+    assert_eq!(e.line, 4, "{e}");
+    assert!(
+        e.message.contains("unknown peer `p9`") && e.message.contains("p1..p3"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_peer_in_groups_is_located() {
+    let e = error_of("name: x\npeers: 2\nsteps:\n  - at: 1s\n    partition: {groups: [[p1], [p7]]}\n");
+    assert_eq!(e.line, 5, "{e}");
+    assert!(e.message.contains("p7"), "{e}");
+}
+
+#[test]
+fn bad_values_say_what_is_allowed() {
+    assert!(error_of("name: x\npeers: 0\n").message.contains("1 to 200"));
+    assert!(
+        error_of("name: x\npeers: 2\nflavor: fancy\n")
+            .message
+            .contains("allowed: default, legacy")
+    );
+    assert!(
+        error_of("name: x\npeers: 2\ntopology: hypercube\n")
+            .message
+            .contains("unknown topology")
+    );
+    assert!(
+        error_of("name: x\npeers: 2\nsteps:\n  - {at: 1s, partition: {shape: donut}}\n")
+            .message
+            .contains("allowed: halves")
+    );
+    assert!(
+        error_of("name: x\npeers: 2\nsteps:\n  - {at: 1s}\n")
+            .message
+            .contains("needs a fault")
+    );
+    assert!(
+        error_of("name: x\npeers: 2\nworkload:\n  - {at: 1s, peer: p1, create: ../etc/passwd}\n")
+            .message
+            .contains("relative")
+    );
+    assert!(
+        error_of("name: x\npeers: 2\nworkload:\n  - {at: 1s, peer: p1, create: a, delete: a}\n")
+            .message
+            .contains("exactly one")
+    );
+    assert!(
+        error_of("name: x\npeers: 3\nsteps:\n  - {at: 1s, partition: {shape: rolling}}\n")
+            .message
+            .contains("every")
+    );
+}
+
+#[test]
+fn named_topology_files_are_read() {
+    let plan = parse_str("name: x\npeers: 4\ntopology: line\n").unwrap();
+    assert_eq!(plan.topology.edges.len(), 3);
+    let plan = parse_str("name: x\npeers: 7\ntopology: {kind: tree, fanout: 3}\n").unwrap();
+    assert_eq!(plan.topology.neighbours(0).len(), 3);
+}
+
+#[test]
+fn every_checked_in_plan_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../chaos-plans");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            load(&path, &dir.join("../topologies")).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 1, "no plans found in {}", dir.display());
+}

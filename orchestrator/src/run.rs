@@ -1,0 +1,357 @@
+//! A whole run: plan in, verdict and report out, nothing left behind.
+//!
+//! ```text
+//! prepare folders, keys, configs -> network + containers -> ready -> schedule (workload + nemesis)
+//!   -> heal all -> wait for convergence -> final trees, logs -> checkers -> report -> teardown
+//! ```
+//!
+//! A convergence monitor runs beside the schedule, reading every peer's tree a few times a second and
+//! writing `converged` / `diverged` transitions into the history; recovery times come from those.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::checker::{self, PeerFinal, Verdict};
+use crate::cluster::{self, Cluster};
+use crate::docker::Engine;
+use crate::generator::{self, Action};
+use crate::history::{self, Event, History};
+use crate::nemesis::Nemesis;
+use crate::peer_profile::{self, Identity, PeerDir};
+use crate::plan::Plan;
+use crate::report::{self, PeerSummary, RunResult};
+use crate::tree::{Tree, TreeReader};
+
+/// How often the convergence monitor reads every tree.
+const MONITOR_INTERVAL: Duration = Duration::from_millis(200);
+
+pub struct RunOutcome {
+    pub verdict: Verdict,
+    pub run_dir: PathBuf,
+}
+
+/// A new run id: 8 hex characters, unique enough to keep concurrent runs' names apart.
+pub fn new_run_id() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+/// The run folder name: `<plan>-<UTC time>-<id>`.
+pub fn run_dir_name(plan: &str, run_id: &str) -> String {
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace(['-', ':'], "");
+    format!("{plan}-{stamp}-{run_id}")
+}
+
+/// Runs `plan` and tears the cluster down whatever happens inside.
+pub async fn run(plan: &Plan, run_id: &str, reports: &Path) -> anyhow::Result<RunOutcome> {
+    let engine = Engine::connect().await?;
+    engine.require_image(&plan.image).await?;
+    let stale = cluster::reap(&engine, true).await?;
+    if !stale.runs.is_empty() {
+        eprintln!(
+            "chaos: removed leftovers of dead runs {} ({} containers)",
+            stale.runs.join(", "),
+            stale.containers
+        );
+    }
+
+    std::fs::create_dir_all(reports).with_context(|| format!("creating {}", reports.display()))?;
+    let run_dir = reports.join(run_dir_name(&plan.name, run_id));
+    std::fs::create_dir_all(&run_dir)?;
+    std::fs::copy(&plan.source, run_dir.join("plan.yaml")).context("copying the plan into the run folder")?;
+    let history = Arc::new(History::create(&run_dir.join("history.jsonl"))?);
+    history.record(Event::RunStarted {
+        run_id: run_id.into(),
+        plan: plan.name.clone(),
+        seed: plan.seed,
+        peers: plan.peers.clone(),
+    });
+    eprintln!(
+        "chaos: run {run_id} of plan {} (seed {}), {} peers; folder {}",
+        plan.name,
+        plan.seed,
+        plan.peers.len(),
+        run_dir.display()
+    );
+
+    let (subnet, base) =
+        cluster::pick_subnet(&engine.used_subnets().await?).context("no free /24 subnet for the run's network")?;
+    let addrs: Vec<Ipv4Addr> = (0..plan.peers.len()).map(|i| cluster::peer_ip(base, i)).collect();
+    let ids: Vec<Identity> = (0..plan.peers.len())
+        .map(|i| Identity::derive(plan.seed ^ u64::from_str_radix(run_id, 16).unwrap_or(0), i))
+        .collect();
+    for i in 0..plan.peers.len() {
+        let dir = PeerDir::new(&run_dir, &plan.peers[i]);
+        peer_profile::write_peer_dir(
+            &dir,
+            i,
+            &plan.peers,
+            &addrs,
+            &ids,
+            &plan.topology.neighbours(i),
+            plan.anti_entropy.ms(),
+            &plan.flavor,
+        )
+        .with_context(|| format!("preparing {}", dir.root.display()))?;
+    }
+
+    let cluster = match Cluster::create(
+        engine.clone(),
+        run_id,
+        &plan.image,
+        &plan.peers,
+        base,
+        &subnet,
+        &run_dir,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = cluster::reap_run(&engine, run_id).await;
+            return Err(e);
+        }
+    };
+    let outcome = drive(plan, &cluster, &history, &run_dir, reports).await;
+    if outcome.is_err() {
+        let _ = cluster.save_logs(&run_dir).await;
+    }
+    let down = cluster.teardown().await;
+    let outcome = outcome?;
+    down.context("removing the run's containers")?;
+    Ok(outcome)
+}
+
+async fn drive(
+    plan: &Plan,
+    cluster: &Cluster,
+    history: &Arc<History>,
+    run_dir: &Path,
+    reports: &Path,
+) -> anyhow::Result<RunOutcome> {
+    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let started = Instant::now();
+    cluster.start_all().await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()?;
+    let ready_timeout = Duration::from_secs(60 + plan.peers.len() as u64);
+    cluster
+        .wait_ready(&http, ready_timeout, progress_line("peers ready"))
+        .await?;
+    eprintln!();
+    for p in &cluster.peers {
+        history.record(Event::PeerReady {
+            peer: p.name.clone(),
+            ip: p.ip.to_string(),
+        });
+    }
+    let nemesis = Nemesis::new(cluster.engine.clone(), cluster.peers.clone(), history.clone());
+    nemesis.prepare().await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (state_tx, mut state_rx) = watch::channel(MonitorState::default());
+    let sync_dirs: Vec<PathBuf> = cluster.peers.iter().map(|p| p.dir.sync()).collect();
+    let monitor = tokio::spawn(monitor(sync_dirs, history.clone(), stop_rx, state_tx));
+
+    let schedule = generator::generate(plan);
+    eprintln!(
+        "chaos: schedule: {} operations over {:.1} s",
+        schedule.ops.len(),
+        schedule.end_ms as f64 / 1000.0
+    );
+    let t0 = tokio::time::Instant::now();
+    for op in &schedule.ops {
+        tokio::time::sleep_until(t0 + Duration::from_millis(op.at_ms)).await;
+        match &op.action {
+            Action::Write(w) => {
+                let (seed, w2, name, dir, h) = (
+                    plan.seed,
+                    w.clone(),
+                    cluster.peers[w.peer].name.clone(),
+                    cluster.peers[w.peer].dir.clone(),
+                    history.clone(),
+                );
+                tokio::task::spawn_blocking(move || crate::workload::apply(seed, &w2, &name, &dir, &h)).await?;
+            }
+            Action::FaultStart { id, step, fault } => {
+                nemesis.start(id, step, fault.clone()).await?;
+                eprintln!("chaos: {:>7.1}s  fault {id} started", op.at_ms as f64 / 1000.0);
+            }
+            Action::FaultStop { id } => {
+                nemesis.stop(id).await?;
+                eprintln!("chaos: {:>7.1}s  fault {id} healed", op.at_ms as f64 / 1000.0);
+            }
+        }
+    }
+    tokio::time::sleep_until(t0 + Duration::from_millis(schedule.end_ms)).await;
+    nemesis.heal_all().await?;
+    eprintln!(
+        "chaos: all faults healed; waiting up to {} for convergence",
+        plan.expect.converge_within
+    );
+
+    // Settled = converged and unchanged for `quiet`, or the convergence limit passed.
+    let limit = tokio::time::Instant::now() + plan.expect.converge_within.0;
+    let quiet = plan.expect.quiet.0;
+    loop {
+        let s = state_rx.borrow_and_update().clone();
+        if s.converged && s.since.elapsed() >= quiet {
+            break;
+        }
+        if tokio::time::Instant::now() >= limit {
+            break;
+        }
+        eprint!(
+            "\rchaos: {} distinct trees among {} peers   ",
+            s.distinct,
+            cluster.peers.len()
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(500), state_rx.changed()).await;
+    }
+    eprintln!();
+    let _ = stop_tx.send(true);
+    let _ = monitor.await;
+
+    let logs = cluster.save_logs(run_dir).await;
+    let mut finals = Vec::new();
+    for (p, (_, log)) in cluster.peers.iter().zip(logs) {
+        let tree = TreeReader::default().read(&p.dir.sync()).unwrap_or_default();
+        let alive = cluster.engine.is_running(&p.container).await.unwrap_or(false);
+        finals.push(PeerFinal {
+            name: p.name.clone(),
+            tree,
+            alive,
+            log,
+        });
+    }
+    let records: Vec<history::Record> = history::read(&run_dir.join("history.jsonl"))?.collect::<Result<_, _>>()?;
+    let recoveries = checker::recoveries(&records);
+    let checks = vec![
+        checker::converged(&finals),
+        checker::recovered_in_time(&recoveries, plan.expect.converge_within.ms()),
+        checker::no_crash(&finals),
+    ];
+    let verdict = checker::compose(&checks);
+    history.record(Event::RunFinished {
+        verdict: verdict.as_str().into(),
+    });
+    let result = RunResult {
+        plan: plan.name.clone(),
+        seed: plan.seed,
+        run_id: cluster.run_id.clone(),
+        verdict,
+        started_at,
+        duration_ms: started.elapsed().as_millis() as u64,
+        image: plan.image.clone(),
+        flavor: plan.flavor.clone(),
+        checks,
+        recovery: recoveries,
+        peers: finals
+            .iter()
+            .map(|f| PeerSummary {
+                name: f.name.clone(),
+                files: f.tree.files.len(),
+                tree_hash: f.tree.digest(),
+            })
+            .collect(),
+    };
+    report::write_all(run_dir, &result, &records)?;
+    report::link_latest(reports, run_dir)?;
+    for c in &result.checks {
+        eprintln!("chaos: {:<20} {:<8} {}", c.name, c.verdict.as_str(), c.summary);
+    }
+    Ok(RunOutcome {
+        verdict,
+        run_dir: run_dir.to_path_buf(),
+    })
+}
+
+fn progress_line(what: &'static str) -> impl FnMut(usize, usize) {
+    let mut last = usize::MAX;
+    move |n, total| {
+        if n != last {
+            eprint!("\rchaos: {what}: {n}/{total}");
+            last = n;
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct MonitorState {
+    converged: bool,
+    distinct: usize,
+    since: Instant,
+}
+
+impl Default for MonitorState {
+    fn default() -> Self {
+        MonitorState {
+            converged: false,
+            distinct: 0,
+            since: Instant::now(),
+        }
+    }
+}
+
+/// Reads every tree each interval; records transitions; publishes the state for the settle wait.
+/// "Since" resets whenever the common tree changes, so "stable for `quiet`" means no file moved.
+async fn monitor(
+    dirs: Vec<PathBuf>,
+    history: Arc<History>,
+    mut stop: watch::Receiver<bool>,
+    state: watch::Sender<MonitorState>,
+) {
+    let mut readers: Vec<TreeReader> = dirs.iter().map(|_| TreeReader::default()).collect();
+    let mut last: Option<(bool, String)> = None;
+    loop {
+        let (readers_back, trees) = {
+            let dirs = dirs.clone();
+            let mut rs = std::mem::take(&mut readers);
+            tokio::task::spawn_blocking(move || {
+                let trees: Vec<Tree> = rs
+                    .iter_mut()
+                    .zip(&dirs)
+                    .map(|(r, d)| r.read(d).unwrap_or_default())
+                    .collect();
+                (rs, trees)
+            })
+            .await
+            .expect("tree reading does not panic")
+        };
+        readers = readers_back;
+        let digests: std::collections::BTreeSet<String> = trees.iter().map(Tree::digest).collect();
+        let converged = digests.len() == 1;
+        let key = (converged, digests.iter().next().cloned().unwrap_or_default());
+        if last.as_ref() != Some(&key) {
+            match (converged, last.as_ref().map(|l| l.0)) {
+                (true, _) => {
+                    history.record(Event::Converged {
+                        tree_hash: key.1.clone(),
+                    });
+                }
+                (false, Some(true)) => {
+                    history.record(Event::Diverged);
+                }
+                _ => {}
+            }
+            let _ = state.send(MonitorState {
+                converged,
+                distinct: digests.len(),
+                since: Instant::now(),
+            });
+            last = Some(key);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(MONITOR_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! A peer's file tree as the checkers see it: every regular file under the sync folder with its size
+//! and BLAKE3 hash, and one hash over the whole tree. Names starting with `.syncpeer` are the daemon's
+//! own and are skipped (see `docs/PEER-CONTRACT.md`).
+//!
+//! The convergence monitor reads every tree several times a second, so a [`TreeReader`] caches hashes by
+//! (size, mtime) and rehashes only files that changed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub size: u64,
+    pub hash: String,
+}
+
+/// Relative path (with `/`) -> entry, sorted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tree {
+    pub files: BTreeMap<String, FileEntry>,
+}
+
+impl Tree {
+    /// One hash over (path, size, hash) of every file: equal exactly when the trees are equal.
+    pub fn digest(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        for (path, e) in &self.files {
+            h.update(path.as_bytes());
+            h.update(&[0]);
+            h.update(&e.size.to_le_bytes());
+            h.update(e.hash.as_bytes());
+            h.update(&[0]);
+        }
+        h.finalize().to_hex()[..16].to_string()
+    }
+}
+
+/// Hashes a file's content the way trees and the history do.
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(std::fs::File::open(path)?)?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+#[derive(Default)]
+pub struct TreeReader {
+    cache: HashMap<PathBuf, (u64, SystemTime, String)>,
+}
+
+impl TreeReader {
+    /// Reads the tree under `root`. Files that vanish while reading (the peer renamed or deleted them)
+    /// are skipped: the next read will see the settled state.
+    pub fn read(&mut self, root: &Path) -> std::io::Result<Tree> {
+        let mut tree = Tree::default();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir != root => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let Ok(entry) = entry else { continue };
+                if entry.file_name().to_string_lossy().starts_with(".syncpeer") {
+                    continue;
+                }
+                let path = entry.path();
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                if meta.is_dir() {
+                    stack.push(path);
+                } else if meta.is_file() {
+                    let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                    let hash = match self.cache.get(&path) {
+                        Some((size, t, hash)) if *size == meta.len() && *t == mtime => hash.clone(),
+                        _ => match hash_file(&path) {
+                            Ok(hash) => {
+                                self.cache.insert(path.clone(), (meta.len(), mtime, hash.clone()));
+                                hash
+                            }
+                            Err(_) => continue,
+                        },
+                    };
+                    let rel = path
+                        .strip_prefix(root)
+                        .expect("walked under root")
+                        .to_string_lossy()
+                        .replace('\\', "/");
+                    tree.files.insert(rel, FileEntry { size: meta.len(), hash });
+                }
+            }
+        }
+        Ok(tree)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trees_list_user_files_and_skip_the_daemons_own() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("a/b/x.txt"), b"hello").unwrap();
+        std::fs::write(dir.path().join("top"), b"").unwrap();
+        std::fs::create_dir_all(dir.path().join(".syncpeer-tmp")).unwrap();
+        std::fs::write(dir.path().join(".syncpeer-tmp/partial"), b"zz").unwrap();
+        let tree = TreeReader::default().read(dir.path()).unwrap();
+        assert_eq!(tree.files.keys().collect::<Vec<_>>(), vec!["a/b/x.txt", "top"]);
+        assert_eq!(
+            tree.files["a/b/x.txt"],
+            FileEntry {
+                size: 5,
+                hash: hash_bytes(b"hello")
+            }
+        );
+    }
+
+    #[test]
+    fn the_digest_changes_with_any_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"1").unwrap();
+        let mut reader = TreeReader::default();
+        let before = reader.read(dir.path()).unwrap().digest();
+        std::fs::write(dir.path().join("f"), b"2").unwrap();
+        let after = reader.read(dir.path()).unwrap().digest();
+        assert_ne!(
+            before, after,
+            "a same-size rewrite must be seen (mtime or size changes)"
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! The workload client: performs file operations in a peer's sync folder from the host side, as a
+//! user would, and records each one (with the hash of what it wrote) in the history.
+//!
+//! Writes go to a temporary `.syncpeer-workload-*` name and are renamed into place, the way editors
+//! save safely: the daemon never sees a half-written file, so every version it syncs is one the
+//! history knows. Content is derived from the run seed and the op id, so every write is distinct and a
+//! run is reproducible.
+
+use std::io::Write;
+use std::path::Path;
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::generator::FileOp;
+use crate::history::{Event, History, Outcome};
+use crate::peer_profile::{PeerDir, chown_tree};
+use crate::plan::FileOpKind;
+
+/// The bytes op `op` writes: a readable header naming the op, then seeded random bytes.
+pub fn content(seed: u64, op: &FileOp) -> Vec<u8> {
+    let header = format!("syftchaos op {} on p{} ({:?})\n", op.id, op.peer + 1, op.kind);
+    let mut bytes = header.into_bytes();
+    bytes.truncate(op.size as usize);
+    let mut rest = vec![0u8; op.size as usize - bytes.len()];
+    ChaCha8Rng::seed_from_u64(seed ^ op.id.wrapping_mul(0xA24B_AED4_963E_E407)).fill_bytes(&mut rest);
+    bytes.extend_from_slice(&rest);
+    bytes
+}
+
+/// Applies `op` to `dir` and records it. Errors become `Outcome::Fail` in the history, not a crash:
+/// a failing client is something to report, not a harness failure.
+pub fn apply(seed: u64, op: &FileOp, peer_name: &str, dir: &PeerDir, history: &History) -> Outcome {
+    let target = dir.sync().join(&op.path);
+    let (outcome, hash) = match op.kind {
+        FileOpKind::Create | FileOpKind::Modify => {
+            let bytes = content(seed, op);
+            match write_atomically(&dir.sync(), &target, &bytes, op.id) {
+                Ok(()) => (Outcome::Ok, Some(crate::tree::hash_bytes(&bytes))),
+                Err(e) => {
+                    tracing::warn!("write {} on {peer_name} failed: {e}", op.path);
+                    (Outcome::Fail, None)
+                }
+            }
+        }
+        FileOpKind::Delete => match std::fs::remove_file(&target) {
+            Ok(()) => (Outcome::Ok, None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Outcome::Noop, None),
+            Err(e) => {
+                tracing::warn!("delete {} on {peer_name} failed: {e}", op.path);
+                (Outcome::Fail, None)
+            }
+        },
+    };
+    history.record(Event::Write {
+        op: op.id,
+        peer: peer_name.to_string(),
+        kind: op.kind,
+        path: op.path.clone(),
+        size: if op.kind == FileOpKind::Delete { 0 } else { op.size },
+        hash,
+        outcome,
+    });
+    outcome
+}
+
+fn write_atomically(sync: &Path, target: &Path, bytes: &[u8], id: u64) -> std::io::Result<()> {
+    let parent = target.parent().expect("paths are relative to the sync folder");
+    if !parent.exists() {
+        std::fs::create_dir_all(parent)?;
+        // Hand every new folder level to the daemon's uid (it runs unprivileged).
+        let mut dir = parent;
+        while dir != sync {
+            chown_tree(dir)?;
+            dir = dir.parent().expect("under the sync folder");
+        }
+    }
+    let tmp = parent.join(format!(".syncpeer-workload-{id}"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    chown_tree(&tmp)?;
+    std::fs::rename(&tmp, target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(id: u64, kind: FileOpKind, size: u64) -> FileOp {
+        FileOp {
+            id,
+            peer: 0,
+            kind,
+            path: "d/e/f.txt".into(),
+            size,
+        }
+    }
+
+    #[test]
+    fn content_is_seeded_and_distinct_per_op() {
+        assert_eq!(
+            content(1, &op(1, FileOpKind::Create, 100)),
+            content(1, &op(1, FileOpKind::Create, 100))
+        );
+        assert_ne!(
+            content(1, &op(1, FileOpKind::Create, 100)),
+            content(1, &op(2, FileOpKind::Create, 100))
+        );
+        assert_eq!(content(1, &op(1, FileOpKind::Create, 5)).len(), 5);
+        assert_eq!(content(1, &op(1, FileOpKind::Create, 0)).len(), 0);
+    }
+
+    #[test]
+    fn ops_land_in_the_sync_folder_and_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let pd = PeerDir::new(dir.path(), "p1");
+        std::fs::create_dir_all(pd.sync()).unwrap();
+        let history = History::create(&dir.path().join("h.jsonl")).unwrap();
+        assert_eq!(
+            apply(3, &op(1, FileOpKind::Create, 64), "p1", &pd, &history),
+            Outcome::Ok
+        );
+        assert_eq!(
+            std::fs::read(pd.sync().join("d/e/f.txt")).unwrap(),
+            content(3, &op(1, FileOpKind::Create, 64))
+        );
+        assert_eq!(
+            apply(3, &op(2, FileOpKind::Delete, 0), "p1", &pd, &history),
+            Outcome::Ok
+        );
+        assert_eq!(
+            apply(3, &op(3, FileOpKind::Delete, 0), "p1", &pd, &history),
+            Outcome::Noop
+        );
+        let names: Vec<_> = std::fs::read_dir(pd.sync().join("d/e")).unwrap().collect();
+        assert!(names.is_empty(), "no temp file left behind");
+        let recs: Vec<_> = crate::history::read(&dir.path().join("h.jsonl")).unwrap().collect();
+        assert_eq!(recs.len(), 3);
+    }
+}
