@@ -37,13 +37,15 @@ mkdir -p "$DATA/sync" "$DATA/state"
 if [ ! -s "$DATA/faketime" ]; then
   printf '+0\n' >"$DATA/faketime"
 fi
-# Everything under /data belongs to the daemon, except the clock file: the orchestrator owns the clock
-# (root-owned, world-readable), so a misbehaving peer cannot reset its own skew. Only what is not
-# owned yet is changed, so a restart with a large sync folder stays cheap.
-find "$DATA" -xdev ! -path "$DATA/faketime" \( ! -user "$SYNCPEER_UID" -o ! -group "$SYNCPEER_GID" \) \
-  -exec chown -h "$SYNCPEER_UID:$SYNCPEER_GID" {} +
-chown root:root "$DATA/faketime"
-chmod 0644 "$DATA/faketime"
+# Everything under /data belongs to the daemon (uid 1000), the clock file too (world-readable, so a
+# host-side orchestrator running as root or as uid 1000 can rewrite it in place or by rename). Only
+# what is not owned yet is changed, so a restart with a large sync folder stays cheap.
+# Mounts below /data (e.g. a size-limited sync folder for disk faults) are included; a read-only one
+# only gets a warning.
+find "$DATA" \( ! -user "$SYNCPEER_UID" -o ! -group "$SYNCPEER_GID" \) \
+  -exec chown -h "$SYNCPEER_UID:$SYNCPEER_GID" {} + \
+  || log "warning: could not hand everything under $DATA to uid $SYNCPEER_UID"
+chmod a+r "$DATA/faketime"
 if [ -f "$DATA/identity.key" ]; then
   chmod 0600 "$DATA/identity.key"
 fi
