@@ -6,7 +6,8 @@
 #   peer-image/scripts/build-base.sh --force    # rebuild even when the tag is current
 #
 # * When `debian:bookworm-slim` can be pulled (a normal workstation), the packages are installed on it
-#   with apt in a Dockerfile.
+#   with apt in a Dockerfile (also when that image is already local, e.g. `docker load`ed;
+#   SYFTCHAOS_BASE_FROM names another Debian bookworm image to build on).
 # * Else (no registry, the usual case in this lab) a bookworm rootfs is made with
 #   `debootstrap --variant=minbase` (debootstrap is installed with apt-get when missing) and imported
 #   with `docker import`.
@@ -19,7 +20,7 @@ set -euo pipefail
 BASE_TAG="${SYFTCHAOS_BASE_TAG:-syftchaos/base:bookworm}"
 SUITE=bookworm
 MIRROR="${SYFTCHAOS_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-PULL_IMAGE="debian:bookworm-slim"
+PULL_IMAGE="${SYFTCHAOS_BASE_FROM:-debian:bookworm-slim}"
 PULL_TIMEOUT_S="${SYFTCHAOS_PULL_TIMEOUT_S:-20}"
 # Bump when the way the image is made changes (not just the package list).
 RECIPE_VERSION=1
@@ -112,10 +113,17 @@ labels=(
   "io.syftchaos.base.iptables=$IPTABLES_BACKEND"
 )
 
-log "trying 'docker pull $PULL_IMAGE' (timeout ${PULL_TIMEOUT_S}s)"
-if timeout "$PULL_TIMEOUT_S" docker pull --quiet "$PULL_IMAGE" >"$tmp/pull.log" 2>&1; then
-  method=pull
-  log "pulled $PULL_IMAGE; installing packages with apt in a Dockerfile"
+if docker image inspect "$PULL_IMAGE" >/dev/null 2>&1; then
+  have_from=1  # already local (pulled before, or `docker load`ed from a tarball)
+  log "$PULL_IMAGE is present locally"
+else
+  have_from=0
+  log "trying 'docker pull $PULL_IMAGE' (timeout ${PULL_TIMEOUT_S}s)"
+  if timeout "$PULL_TIMEOUT_S" docker pull --quiet "$PULL_IMAGE" >"$tmp/pull.log" 2>&1; then have_from=1; fi
+fi
+if [[ $have_from -eq 1 ]]; then
+  method="apt on $PULL_IMAGE"
+  log "building on $PULL_IMAGE: installing the packages with apt in a Dockerfile"
   cat >"$tmp/Dockerfile" <<DOCKERFILE
 FROM $PULL_IMAGE
 RUN apt-get update \\
@@ -125,7 +133,7 @@ RUN apt-get update \\
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 DOCKERFILE
   label_args=()
-  for l in "${labels[@]}" "io.syftchaos.base.method=pull"; do label_args+=(--label "$l"); done
+  for l in "${labels[@]}" "io.syftchaos.base.method=apt-on-$PULL_IMAGE"; do label_args+=(--label "$l"); done
   DOCKER_BUILDKIT=0 docker build --pull=false "${label_args[@]}" -t "$BASE_TAG" "$tmp" \
     || die "docker build of the base image on $PULL_IMAGE failed (see above)"
 else
