@@ -70,6 +70,13 @@ case "$IPTABLES_BACKEND" in legacy|nft) ;; *) die "SYFTCHAOS_IPTABLES_BACKEND mu
 command -v docker >/dev/null || die "the docker CLI is not installed"
 docker info >/dev/null 2>&1 || die "cannot reach the Docker engine (is it running, and are you root or in the docker group?)"
 
+# One base build at a time on this machine.
+exec 8>/tmp/syftchaos-build-base.lock
+if ! flock -n 8; then
+  log "another build-base.sh is running; waiting for it"
+  flock 8
+fi
+
 recipe_hash="$(printf '%s\n' "recipe=$RECIPE_VERSION" "suite=$SUITE" "iptables=$IPTABLES_BACKEND" "${PACKAGES[@]}" \
   | sha256sum | cut -c1-12)"
 

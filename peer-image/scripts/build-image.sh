@@ -29,6 +29,14 @@ command -v "$CARGO" >/dev/null || die "cargo is not installed (https://rustup.rs
 command -v docker >/dev/null || die "the docker CLI is not installed"
 docker info >/dev/null 2>&1 || die "cannot reach the Docker engine (is it running, and are you root or in the docker group?)"
 
+# One build at a time (make test may start several): they share the staged context.
+mkdir -p "$root/peer-image/.build"
+exec 9>"$root/peer-image/.build/lock"
+if ! flock -n 9; then
+  log "another build-image.sh is running; waiting for it"
+  flock 9
+fi
+
 # 1. base image
 "$root/peer-image/scripts/build-base.sh" || die "the base image could not be made"
 base_id="$(docker image inspect --format '{{.Id}}' "$BASE_TAG")"
