@@ -109,11 +109,7 @@ impl Decider {
                 let flip = if bad { ge.r_pct } else { ge.p_pct } / 100.0;
                 let bad = if self.chance(flip) { !bad } else { bad };
                 self.loss = Loss::GilbertElliott { ge, bad };
-                let rate = if bad {
-                    ge.loss_bad_pct
-                } else {
-                    ge.loss_good_pct
-                } / 100.0;
+                let rate = if bad { ge.loss_bad_pct } else { ge.loss_good_pct } / 100.0;
                 self.chance(rate)
             }
         }
@@ -206,9 +202,7 @@ mod tests {
 
     #[test]
     fn correlated_loss_keeps_the_mean_and_makes_bursts() {
-        let mut d = Decider::new(&spec(
-            r#"{"id":"a","loss_pct":10,"loss_correlation_pct":80,"seed":3}"#,
-        ));
+        let mut d = Decider::new(&spec(r#"{"id":"a","loss_pct":10,"loss_correlation_pct":80,"seed":3}"#));
         let n = 200_000;
         let seq: Vec<bool> = (0..n).map(|_| d.decide() == Decision::Drop).collect();
         let rate = seq.iter().filter(|l| **l).count() as f64 / n as f64;
@@ -222,9 +216,7 @@ mod tests {
     #[test]
     fn gilbert_elliott_matches_its_stationary_rate() {
         // p=5%, r=20%: bad 1/5 of the time, losing everything there -> 20% loss.
-        let mut d = Decider::new(&spec(
-            r#"{"id":"a","loss_model":{"p_pct":5,"r_pct":20},"seed":4}"#,
-        ));
+        let mut d = Decider::new(&spec(r#"{"id":"a","loss_model":{"p_pct":5,"r_pct":20},"seed":4}"#));
         let n = 200_000;
         let lost = (0..n).filter(|_| d.decide() == Decision::Drop).count() as f64 / n as f64;
         assert!((lost - 0.2).abs() < 0.015, "lost {lost}");
@@ -232,17 +224,11 @@ mod tests {
 
     #[test]
     fn delay_distributions_have_the_asked_mean_and_spread() {
-        for (dist, want_sd) in [
-            ("uniform", 20.0 / 3f64.sqrt()),
-            ("normal", 20.0),
-            ("pareto", 20.0),
-        ] {
+        for (dist, want_sd) in [("uniform", 20.0 / 3f64.sqrt()), ("normal", 20.0), ("pareto", 20.0)] {
             let mut d = Decider::new(&spec(&format!(
                 r#"{{"id":"a","delay_ms":100,"jitter_ms":20,"distribution":"{dist}","seed":5}}"#
             )));
-            let xs: Vec<f64> = (0..100_000)
-                .map(|_| d.sample_delay_us() as f64 / 1000.0)
-                .collect();
+            let xs: Vec<f64> = (0..100_000).map(|_| d.sample_delay_us() as f64 / 1000.0).collect();
             let (mean, sd) = stats(&xs);
             assert!((mean - 100.0).abs() < 1.0, "{dist} mean {mean}");
             assert!((sd - want_sd).abs() < want_sd * 0.1, "{dist} sd {sd}");
@@ -256,9 +242,7 @@ mod tests {
             let mut d = Decider::new(&spec(&format!(
                 r#"{{"id":"a","delay_ms":100,"jitter_ms":20,"distribution":"{dist}","seed":6}}"#
             )));
-            (0..100_000)
-                .filter(|_| d.sample_delay_us() > 180_000)
-                .count()
+            (0..100_000).filter(|_| d.sample_delay_us() > 180_000).count()
         };
         assert!(tail("pareto") > 10 * tail("normal").max(1));
     }

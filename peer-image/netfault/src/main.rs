@@ -1,1 +1,125 @@
-fn main() {}
+//! `netfault`: the packet-fault agent run (as root) inside a peer's network namespace.
+//!
+//! Exit codes: 0 done, 2 error (bad spec, missing kernel feature, a command failed).
+//! Output: one JSON document on stdout per command.
+
+mod agent;
+mod engine;
+mod probe;
+mod sys;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use netfault::spec::FaultSpec;
+
+#[derive(Parser)]
+#[command(
+    name = "netfault",
+    version,
+    about = "Packet faults (delay, jitter, loss, corruption, \
+duplication, reordering, bandwidth) with or without kernel netem"
+)]
+struct Cli {
+    /// Where state, counters and engine logs live.
+    #[arg(long, global = true, env = "NETFAULT_STATE_DIR", default_value = "/run/netfault")]
+    state_dir: PathBuf,
+    /// Force an iptables binary (default: the first of iptables, iptables-nft, iptables-legacy
+    /// that works here).
+    #[arg(long, global = true, env = "NETFAULT_IPTABLES")]
+    iptables: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print which engines work here (kernel netem, NFQUEUE, htb, tbf) as JSON.
+    Probe,
+    /// Install one fault; a fault with the same id is replaced.
+    Apply {
+        /// The spec: inline JSON, a file path, or `-` for stdin.
+        #[arg(long)]
+        spec: String,
+    },
+    /// Remove one fault (`--id`) or everything netfault installed, restoring the link.
+    Clear {
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Show installed faults and their engines' counters as JSON.
+    Status,
+    /// Re-install every recorded fault (after a container restart).
+    Restore,
+    /// The userspace engine for one fault (started by `apply`; not for direct use).
+    #[command(hide = true)]
+    Daemon {
+        #[arg(long)]
+        queue: u16,
+        #[arg(long)]
+        spec: String,
+    },
+}
+
+fn read_spec(arg: &str) -> Result<FaultSpec> {
+    let text = if arg.trim_start().starts_with('{') {
+        arg.to_string()
+    } else if arg == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        s
+    } else {
+        std::fs::read_to_string(arg).with_context(|| format!("cannot read spec file {arg}"))?
+    };
+    Ok(FaultSpec::from_json(&text)?)
+}
+
+fn print(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
+}
+
+fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    let default_level = match cli.cmd {
+        Cmd::Daemon { .. } => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .init();
+    let agent = agent::Agent {
+        dir: cli.state_dir.clone(),
+        iptables: cli.iptables.clone(),
+    };
+    match cli.cmd {
+        Cmd::Probe => print(&serde_json::to_value(probe::probe(cli.iptables.as_deref()))?),
+        Cmd::Apply { spec } => print(&agent.apply(read_spec(&spec)?)?),
+        Cmd::Clear { id } => print(&agent.clear(id.as_deref())?),
+        Cmd::Status => print(&agent.status()?),
+        Cmd::Restore => print(&agent.restore()?),
+        Cmd::Daemon { queue, spec } => {
+            let spec = FaultSpec::from_json(&spec)?;
+            let counters = cli.state_dir.join(format!("{}.counters.json", spec.id));
+            engine::run(spec, queue, counters)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("netfault: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -33,15 +33,14 @@ impl Ipv4View {
         }
         let frag_offset = u16::from_be_bytes([p[6], p[7]]) & 0x1fff;
         let proto = p[9];
-        let ports =
-            if frag_offset == 0 && matches!(proto, PROTO_TCP | PROTO_UDP) && total >= ihl + 4 {
-                Some((
-                    u16::from_be_bytes([p[ihl], p[ihl + 1]]),
-                    u16::from_be_bytes([p[ihl + 2], p[ihl + 3]]),
-                ))
-            } else {
-                None
-            };
+        let ports = if frag_offset == 0 && matches!(proto, PROTO_TCP | PROTO_UDP) && total >= ihl + 4 {
+            Some((
+                u16::from_be_bytes([p[ihl], p[ihl + 1]]),
+                u16::from_be_bytes([p[ihl + 2], p[ihl + 3]]),
+            ))
+        } else {
+            None
+        };
         Some(Ipv4View {
             src: Ipv4Addr::new(p[12], p[13], p[14], p[15]),
             dst: Ipv4Addr::new(p[16], p[17], p[18], p[19]),

@@ -27,13 +27,7 @@ pub struct Rule {
 
 impl Rule {
     fn argv(&self, op: &str) -> Vec<String> {
-        let mut v = vec![
-            "-w".into(),
-            "-t".into(),
-            TABLE.into(),
-            op.into(),
-            self.chain.clone(),
-        ];
+        let mut v = vec!["-w".into(), "-t".into(), TABLE.into(), op.into(), self.chain.clone()];
         v.extend(self.args.iter().cloned());
         v
     }
@@ -57,11 +51,7 @@ fn s(v: &[&str]) -> Vec<String> {
 
 /// The built-in chain each of our chains is jumped to from.
 pub fn parent_of(chain: &str) -> &'static str {
-    if chain == CHAIN_IN {
-        "PREROUTING"
-    } else {
-        "OUTPUT"
-    }
+    if chain == CHAIN_IN { "PREROUTING" } else { "OUTPUT" }
 }
 
 /// The jump from the built-in chain into ours (inserted first, so other mangle rules cannot
@@ -142,9 +132,7 @@ mod tests {
 
     #[test]
     fn egress_hosts_get_one_rule_each_with_bypass_and_comment() {
-        let spec =
-            FaultSpec::from_json(r#"{"id":"lag","delay_ms":5,"target":["10.0.0.2","10.0.0.3"]}"#)
-                .unwrap();
+        let spec = FaultSpec::from_json(r#"{"id":"lag","delay_ms":5,"target":["10.0.0.2","10.0.0.3"]}"#).unwrap();
         let rules = fault_rules(&spec, 7701);
         assert_eq!(rules.len(), 2);
         assert_eq!(
@@ -169,10 +157,8 @@ mod tests {
 
     #[test]
     fn ingress_matches_source_and_jumps_from_prerouting() {
-        let spec = FaultSpec::from_json(
-            r#"{"id":"x","delay_ms":1,"direction":"ingress","target":"10.1.2.3"}"#,
-        )
-        .unwrap();
+        let spec =
+            FaultSpec::from_json(r#"{"id":"x","delay_ms":1,"direction":"ingress","target":"10.1.2.3"}"#).unwrap();
         let rules = fault_rules(&spec, 3);
         assert_eq!(rules.len(), 1);
         assert_eq!(&rules[0].args[..2], &["-s", "10.1.2.3/32"]);

@@ -61,14 +61,7 @@ impl<T> Default for DelayScheduler<T> {
 impl<T> DelayScheduler<T> {
     /// Schedule `item` of `flow`, arriving at `now_us`, to wait `delay_us` (plus `reorder_us`
     /// when `reorder`).
-    pub fn schedule(
-        &mut self,
-        now_us: u64,
-        flow: u64,
-        delay_us: u64,
-        reorder: Option<u64>,
-        item: T,
-    ) -> Scheduled<T> {
+    pub fn schedule(&mut self, now_us: u64, flow: u64, delay_us: u64, reorder: Option<u64>, item: T) -> Scheduled<T> {
         let release_us = match reorder {
             Some(extra) => now_us + delay_us + extra,
             None => {
@@ -160,15 +153,9 @@ mod tests {
         let mut s = DelayScheduler::default();
         // Second packet of flow 7 draws a shorter delay: it waits for the first.
         s.schedule(0, 7, 500, None, 1);
-        assert_eq!(
-            s.schedule(10, 7, 100, None, 2),
-            Scheduled::Held { release_us: 500 }
-        );
+        assert_eq!(s.schedule(10, 7, 100, None, 2), Scheduled::Held { release_us: 500 });
         // Zero delay behind a held packet of the same flow is held too.
-        assert_eq!(
-            s.schedule(20, 7, 0, None, 3),
-            Scheduled::Held { release_us: 500 }
-        );
+        assert_eq!(s.schedule(20, 7, 0, None, 3), Scheduled::Held { release_us: 500 });
         // Another flow is not affected.
         assert_eq!(s.schedule(20, 8, 0, None, 9), Scheduled::Now(9));
         assert_eq!(drain_until(&mut s, 500), vec![1, 2, 3]);

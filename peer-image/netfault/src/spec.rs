@@ -38,15 +38,13 @@ pub enum SpecError {
          direction {0:?} includes ingress"
     )]
     DuplicateIngress(Direction),
-    #[error("the spec asks for no fault at all (every field is 0)")]
+    #[error("the spec asks for no fault at all (every field is 0; engine \"userspace\" allows a pass-through)")]
     Empty,
     #[error("`{0}` cannot be done by kernel netem; use engine \"userspace\" or \"auto\"")]
     NotNetem(&'static str),
     #[error("`loss_model` and `loss_pct` are exclusive: give one")]
     TwoLossModels,
-    #[error(
-        "`reorder_pct` needs `reorder_delay_ms` > 0 (how much longer a reordered packet waits)"
-    )]
+    #[error("`reorder_pct` needs `reorder_delay_ms` > 0 (how much longer a reordered packet waits)")]
     ReorderWithoutDelay,
 }
 
@@ -84,9 +82,7 @@ impl<'de> Deserialize<'de> for Target {
         match Raw::deserialize(d)? {
             Raw::One(s) if s == "all" => Ok(Target::All),
             Raw::One(s) => Ok(Target::Hosts(vec![parse(&s)?])),
-            Raw::Many(v) => Ok(Target::Hosts(
-                v.iter().map(|s| parse(s)).collect::<Result<_, _>>()?,
-            )),
+            Raw::Many(v) => Ok(Target::Hosts(v.iter().map(|s| parse(s)).collect::<Result<_, _>>()?)),
         }
     }
 }
@@ -211,8 +207,7 @@ pub struct FaultSpec {
 impl FaultSpec {
     /// Parse JSON and validate.
     pub fn from_json(text: &str) -> Result<FaultSpec, SpecError> {
-        let spec: FaultSpec =
-            serde_json::from_str(text).map_err(|e| SpecError::Json(e.to_string()))?;
+        let spec: FaultSpec = serde_json::from_str(text).map_err(|e| SpecError::Json(e.to_string()))?;
         spec.validate()?;
         Ok(spec)
     }
@@ -289,7 +284,8 @@ impl FaultSpec {
         if self.reorder_pct > 0.0 && self.reorder_delay_ms <= 0.0 {
             return Err(SpecError::ReorderWithoutDelay);
         }
-        if !self.needs_packet_engine() && self.rate_kbit.is_none() {
+        // A forced userspace engine with nothing to do is a valid pass-through (benchmarks).
+        if !self.needs_packet_engine() && self.rate_kbit.is_none() && self.engine != EngineChoice::Userspace {
             return Err(SpecError::Empty);
         }
         if self.engine == EngineChoice::Netem
@@ -338,9 +334,7 @@ mod tests {
     fn target_accepts_all_one_or_many_and_round_trips() {
         let one = FaultSpec::from_json(r#"{"id":"a","loss_pct":1,"target":"10.0.0.2"}"#).unwrap();
         assert_eq!(one.target, Target::Hosts(vec!["10.0.0.2".parse().unwrap()]));
-        let many =
-            FaultSpec::from_json(r#"{"id":"a","loss_pct":1,"target":["10.0.0.2","10.0.0.3"]}"#)
-                .unwrap();
+        let many = FaultSpec::from_json(r#"{"id":"a","loss_pct":1,"target":["10.0.0.2","10.0.0.3"]}"#).unwrap();
         let back = FaultSpec::from_json(&serde_json::to_string(&many).unwrap()).unwrap();
         assert_eq!(back, many);
         let all = serde_json::to_string(&one.clone()).unwrap();
@@ -364,10 +358,7 @@ mod tests {
         );
         assert!(matches!(
             FaultSpec::from_json(r#"{"id":"a","delay_ms":-1}"#),
-            Err(SpecError::Millis {
-                field: "delay_ms",
-                ..
-            })
+            Err(SpecError::Millis { field: "delay_ms", .. })
         ));
         assert!(matches!(
             FaultSpec::from_json(r#"{"id":"a b","delay_ms":1}"#),
@@ -391,9 +382,7 @@ mod tests {
             Err(SpecError::DuplicateIngress(Direction::Both))
         );
         assert_eq!(
-            FaultSpec::from_json(
-                r#"{"id":"a","corrupt_pct":5,"corrupt_fix_checksum":true,"engine":"netem"}"#
-            ),
+            FaultSpec::from_json(r#"{"id":"a","corrupt_pct":5,"corrupt_fix_checksum":true,"engine":"netem"}"#),
             Err(SpecError::NotNetem("corrupt_fix_checksum"))
         );
         assert_eq!(
@@ -404,6 +393,12 @@ mod tests {
             FaultSpec::from_json(r#"{"id":"a","reorder_pct":5,"reorder_delay_ms":0}"#),
             Err(SpecError::ReorderWithoutDelay)
         );
+    }
+
+    #[test]
+    fn forced_userspace_may_pass_through() {
+        let s = FaultSpec::from_json(r#"{"id":"p","engine":"userspace"}"#).unwrap();
+        assert!(!s.needs_packet_engine());
     }
 
     #[test]

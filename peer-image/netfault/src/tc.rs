@@ -51,8 +51,7 @@ pub fn class_add(spec: &FaultSpec, c: &TcClass, netem: bool) -> Vec<Vec<String>>
     let classid = format!("1:{:x}", c.minor);
     let rate = format!("{}kbit", spec.rate_kbit.unwrap_or(UNSHAPED_KBIT));
     let mut cmds = vec![s(&[
-        "class", "add", "dev", &c.dev, "parent", "1:", "classid", &classid, "htb", "rate", &rate,
-        "ceil", &rate,
+        "class", "add", "dev", &c.dev, "parent", "1:", "classid", &classid, "htb", "rate", &rate, "ceil", &rate,
     ])];
     if netem {
         let mut leaf = s(&[
@@ -103,14 +102,7 @@ pub fn class_del(c: &TcClass) -> Vec<Vec<String>> {
             "prio",
             &c.minor.to_string(),
         ]),
-        s(&[
-            "class",
-            "del",
-            "dev",
-            &c.dev,
-            "classid",
-            &format!("1:{:x}", c.minor),
-        ]),
+        s(&["class", "del", "dev", &c.dev, "classid", &format!("1:{:x}", c.minor)]),
     ]
 }
 
@@ -161,10 +153,7 @@ pub fn netem_args(spec: &FaultSpec) -> Vec<String> {
         a.extend(s(&["duplicate", &format!("{}%", num(spec.duplicate_pct))]));
     }
     if reorder {
-        a.extend(s(&[
-            "reorder",
-            &format!("{}%", num(100.0 - spec.reorder_pct)),
-        ]));
+        a.extend(s(&["reorder", &format!("{}%", num(100.0 - spec.reorder_pct))]));
     }
     a
 }
@@ -197,14 +186,8 @@ mod tests {
             "filter add dev eth0 parent 1: protocol ip prio 16 u32 match ip dst 10.0.0.2/32 flowid 1:10"
         );
         assert_eq!(cmds.len(), 3);
-        assert_eq!(
-            class_del(&c)[0].join(" "),
-            "filter del dev eth0 parent 1: prio 16"
-        );
-        assert_eq!(
-            class_del(&c)[1].join(" "),
-            "class del dev eth0 classid 1:10"
-        );
+        assert_eq!(class_del(&c)[0].join(" "), "filter del dev eth0 parent 1: prio 16");
+        assert_eq!(class_del(&c)[1].join(" "), "class del dev eth0 classid 1:10");
         assert_eq!(
             root_add("eth0").join(" "),
             "qdisc add dev eth0 root handle 1: htb default 0 direct_qlen 1000"
@@ -239,9 +222,6 @@ mod tests {
         let a = netem_args(&spec(
             r#"{"id":"n","loss_model":{"p_pct":1,"r_pct":25},"reorder_pct":20,"reorder_delay_ms":10}"#,
         ));
-        assert_eq!(
-            a.join(" "),
-            "delay 10ms loss gemodel 1% 25% 100% 0% reorder 80%"
-        );
+        assert_eq!(a.join(" "), "delay 10ms loss gemodel 1% 25% 100% 0% reorder 80%");
     }
 }

@@ -1,0 +1,68 @@
+//! The userspace engine's added latency and CPU. Ignored by default; run with
+//! `cargo test -p netfault --release --test it -- --ignored --nocapture bench`
+//! and copy the table into docs/BENCHMARKS.md.
+
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+fn pct(xs: &[f64], p: f64) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+#[test]
+#[ignore = "benchmark: run explicitly, see docs/BENCHMARKS.md"]
+fn bench_userspace_engine() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    let _echo = Echo::start(&pair);
+    let modes: [(&str, Option<&str>); 4] = [
+        ("no fault (no rule)", None),
+        (
+            "pass-through (= 0 ms delay)",
+            Some(r#"{"id":"b","engine":"userspace"}"#),
+        ),
+        ("delay 1 ms", Some(r#"{"id":"b","delay_ms":1}"#)),
+        (
+            "delay 10 ms jitter 2 ms",
+            Some(r#"{"id":"b","delay_ms":10,"jitter_ms":2}"#),
+        ),
+    ];
+    println!("| mode | median RTT ms | p99 RTT ms | daemon CPU at 2000 pps | at 5000 pps |");
+    println!("|---|---|---|---|---|");
+    for (name, spec) in modes {
+        let pid = spec.map(|s| pair.apply(s)["pid"].as_u64().unwrap() as u32);
+        // Latency: 2000 probes, 1 ms apart, one flow.
+        let p = probe(&pair, 2000, Duration::from_millis(1), 1, Duration::from_millis(200));
+        let rtts = p.rtts();
+        assert_eq!(rtts.len(), 2000);
+        // CPU: 3 s at each rate; the engine sees every probe once (egress only).
+        let mut cpu = Vec::new();
+        for pps in [2000u32, 5000] {
+            let c0 = pid.map(cpu_seconds);
+            let t0 = Instant::now();
+            let n = pps * 3;
+            let p = probe(&pair, n, Duration::from_secs(1) / pps, 1, Duration::from_millis(100));
+            let wall = t0.elapsed().as_secs_f64();
+            assert!(p.unique() as f64 >= 0.99 * n as f64, "probes lost: {}", p.unique());
+            cpu.push(match (pid, c0) {
+                (Some(pid), Some(c0)) => format!("{:.1}%", 100.0 * (cpu_seconds(pid) - c0) / wall),
+                _ => "-".into(),
+            });
+        }
+        println!(
+            "| {name} | {:.3} | {:.3} | {} | {} |",
+            median(&rtts),
+            pct(&rtts, 0.99),
+            cpu[0],
+            cpu[1]
+        );
+        if spec.is_some() {
+            pair.netfault_ok(&["clear"]);
+        }
+    }
+}

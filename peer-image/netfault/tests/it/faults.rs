@@ -1,0 +1,346 @@
+//! Each fault measured between two namespaces, then healed and checked gone.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+fn ms(x: u64) -> Duration {
+    Duration::from_millis(x)
+}
+
+/// Binomial bound: |observed - n p| within `k` standard deviations.
+fn within_binomial(observed: usize, n: usize, p: f64, k: f64) -> bool {
+    let sd = (n as f64 * p * (1.0 - p)).sqrt();
+    (observed as f64 - n as f64 * p).abs() <= k * sd
+}
+
+fn assert_clean(pair: &NetPair) {
+    let (mangle, qdisc) = pair.leftovers();
+    assert!(!mangle.contains("SYFTCHAOS"), "chains left behind:\n{mangle}");
+    assert!(!mangle.contains("NFQUEUE"), "rules left behind:\n{mangle}");
+    assert!(qdisc.contains("noqueue"), "qdisc not restored: {qdisc}");
+    let st = pair.netfault_ok(&["status"]);
+    assert_eq!(st["faults"].as_array().unwrap().len(), 0, "{st}");
+}
+
+#[test]
+fn delay_adds_round_trip_time_and_clear_restores_baseline() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    let _echo = Echo::start(&pair);
+    let base = probe(&pair, 100, ms(2), 1, ms(200));
+    assert_eq!(base.unique(), 100);
+    let base_med = median(&base.rtts());
+
+    let out = pair.apply(&format!(r#"{{"id":"lag","delay_ms":50,"target":"{}"}}"#, pair.ip_b));
+    assert_eq!(out["engine"], "userspace");
+    let pid = out["pid"].as_u64().unwrap() as u32;
+    let lag = probe(&pair, 100, ms(5), 1, ms(300));
+    let rtts = lag.rtts();
+    assert_eq!(rtts.len(), 100, "no probe may be lost");
+    let added = median(&rtts) - base_med;
+    eprintln!(
+        "delay 50 ms: baseline median {base_med:.3} ms, added median {added:.3} ms, min {:.3}",
+        rtts.iter().cloned().fold(f64::MAX, f64::min)
+    );
+    assert!((49.5..53.0).contains(&added), "added {added} ms");
+    assert!(rtts.iter().all(|r| *r >= 50.0), "a probe beat the delay");
+    let c = pair.counters("lag");
+    assert_eq!(c["seen"], 100, "{c}");
+    assert_eq!(c["delayed"], 100, "{c}");
+
+    pair.netfault_ok(&["clear", "--id", "lag"]);
+    assert_clean(&pair);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            || std::fs::read(format!("/proc/{pid}/cmdline")).unwrap().is_empty(),
+        "engine {pid} still running"
+    );
+    let after = probe(&pair, 100, ms(2), 1, ms(200));
+    let after_med = median(&after.rtts());
+    eprintln!("after clear: median {after_med:.3} ms (baseline {base_med:.3})");
+    assert_eq!(after.unique(), 100);
+    assert!(after_med < base_med + 1.0, "{after_med} vs {base_med}");
+}
+
+#[test]
+fn jitter_spreads_the_delay_and_never_reorders_a_flow() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    let _echo = Echo::start(&pair);
+    pair.apply(r#"{"id":"jit","delay_ms":40,"jitter_ms":10,"distribution":"normal","seed":11}"#);
+    // Many flows: per-flow ordering would otherwise bunch packets of one flow together.
+    let many = probe(&pair, 400, ms(2), 100, ms(400));
+    let (mean, sd) = mean_sd(&many.rtts());
+    eprintln!("delay 40 jitter 10 normal, 100 flows: mean {mean:.2} ms sd {sd:.2} ms");
+    assert_eq!(many.unique(), 400);
+    assert!((38.0..44.0).contains(&mean), "mean {mean}");
+    assert!((8.0..12.5).contains(&sd), "sd {sd}");
+
+    // One flow, probes closer together than the jitter: order is kept.
+    let one = probe(&pair, 300, ms(1), 1, ms(400));
+    assert_eq!(one.unique(), 300);
+    eprintln!("one flow: out of order {}", one.out_of_order());
+    assert_eq!(one.out_of_order(), 0);
+}
+
+#[test]
+fn loss_rate_lies_within_a_binomial_bound() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    let _echo = Echo::start(&pair);
+    pair.apply(&format!(
+        r#"{{"id":"loss","loss_pct":25,"target":["{}"],"seed":5}}"#,
+        pair.ip_b
+    ));
+    let n = 2000;
+    let p = probe(&pair, n, Duration::from_micros(500), 1, ms(300));
+    let lost = n as usize - p.unique();
+    eprintln!("loss 25%: lost {lost} of {n}");
+    assert!(within_binomial(lost, n as usize, 0.25, 4.5), "lost {lost}");
+    let c = pair.counters("loss");
+    assert_eq!(c["dropped"].as_u64().unwrap() as usize, lost, "{c}");
+    assert_eq!(c["seen"], n, "{c}");
+}
+
+#[test]
+fn burst_loss_comes_in_runs() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    let _echo = Echo::start(&pair);
+    pair.apply(r#"{"id":"ge","loss_model":{"p_pct":2,"r_pct":20},"seed":8}"#);
+    let n = 3000;
+    let p = probe(&pair, n, Duration::from_micros(300), 1, ms(300));
+    let got: std::collections::HashSet<u32> = p.echoes.iter().map(|e| e.0).collect();
+    let lost: Vec<bool> = (0..n).map(|s| !got.contains(&s)).collect();
+    let rate = lost.iter().filter(|l| **l).count() as f64 / n as f64;
+    let after: Vec<bool> = lost.windows(2).filter(|w| w[0]).map(|w| w[1]).collect();
+    let cond = after.iter().filter(|l| **l).count() as f64 / after.len() as f64;
+    eprintln!("gilbert-elliott p=2% r=20%: loss {rate:.3} (expect 0.091), P(loss|loss) {cond:.2} (expect 0.80)");
+    assert!((0.05..0.14).contains(&rate), "rate {rate}");
+    assert!(cond > 0.65, "losses not bursty: {cond}");
+}
+
+#[test]
+fn corruption_shows_as_checksum_errors_or_bad_payloads() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    let _echo = Echo::start(&pair);
+    let csum0 = pair.snmp_b("Udp", "InCsumErrors");
+    pair.apply(r#"{"id":"bad","corrupt_pct":30,"seed":2}"#);
+    let n = 1000;
+    let p = probe(&pair, n, Duration::from_micros(500), 1, ms(300));
+    let csum = pair.snmp_b("Udp", "InCsumErrors") - csum0;
+    let c = pair.counters("bad");
+    eprintln!(
+        "corrupt 30%: receiver InCsumErrors +{csum}, echoes {} of {n}, engine corrupted {}",
+        p.unique(),
+        c["corrupted"]
+    );
+    assert!(within_binomial(csum as usize, n as usize, 0.3, 4.5), "{csum}");
+    assert_eq!(c["corrupted"].as_u64().unwrap(), csum);
+    assert_eq!(p.unique() + csum as usize, n as usize);
+    assert_eq!(p.mangled, 0);
+
+    // With the checksum fixed, the bad bytes reach the application.
+    pair.apply(r#"{"id":"bad","corrupt_pct":30,"corrupt_fix_checksum":true,"seed":2}"#);
+    let csum1 = pair.snmp_b("Udp", "InCsumErrors");
+    let p = probe(&pair, n, Duration::from_micros(500), 1, ms(300));
+    let csum_fixed = pair.snmp_b("Udp", "InCsumErrors") - csum1;
+    eprintln!(
+        "corrupt 30% + fix checksum: bad payloads {}, good {}, InCsumErrors +{csum_fixed}",
+        p.mangled,
+        p.unique()
+    );
+    assert_eq!(csum_fixed, 0);
+    assert!(within_binomial(p.mangled as usize, n as usize, 0.3, 4.5));
+}
+
+#[test]
+fn duplicates_are_received_twice() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    let _echo = Echo::start(&pair);
+    pair.apply(&format!(
+        r#"{{"id":"dup","duplicate_pct":30,"target":"{}","seed":4}}"#,
+        pair.ip_b
+    ));
+    let n = 1000;
+    let p = probe(&pair, n, Duration::from_micros(500), 1, ms(300));
+    let copies = copies(&p);
+    let twice = copies.values().filter(|c| **c == 2).count();
+    let c = pair.counters("dup");
+    eprintln!(
+        "duplicate 30%: {twice} of {n} probes echoed twice, engine duplicated {}, seen {}",
+        c["duplicated"], c["seen"]
+    );
+    assert_eq!(p.unique(), n as usize);
+    assert!(copies.values().all(|c| *c <= 2));
+    assert!(within_binomial(twice, n as usize, 0.3, 4.5), "{twice}");
+    assert_eq!(c["duplicated"].as_u64().unwrap() as usize, twice);
+    // The copies are marked and pass our chain without being queued again.
+    assert_eq!(c["seen"], n, "{c}");
+}
+
+#[test]
+fn reordering_is_observed_in_one_flow() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    let _echo = Echo::start(&pair);
+    pair.apply(r#"{"id":"ro","reorder_pct":20,"reorder_delay_ms":15,"seed":6}"#);
+    let n = 800;
+    let p = probe(&pair, n, ms(1), 1, ms(300));
+    let ooo = p.out_of_order();
+    let c = pair.counters("ro");
+    eprintln!(
+        "reorder 20% (+15 ms): {ooo} of {n} echoes out of order, engine reordered {}",
+        c["reordered"]
+    );
+    assert_eq!(p.unique(), n as usize);
+    // A reordered packet arrives after later ones, unless it was one of the last.
+    let reordered = c["reordered"].as_u64().unwrap() as usize;
+    assert!(within_binomial(reordered, n as usize, 0.2, 4.5));
+    assert!(ooo + 5 >= reordered && ooo <= reordered, "{ooo} vs {reordered}");
+}
+
+#[test]
+fn bandwidth_cap_is_measured_on_a_tcp_stream() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    let out = pair.apply(&format!(r#"{{"id":"bw","rate_kbit":8000,"target":"{}"}}"#, pair.ip_b));
+    assert_eq!(out["engine"], "none");
+    let (_, qdisc) = pair.leftovers();
+    assert!(qdisc.contains("htb"), "{qdisc}");
+    let bps = tcp_throughput(&pair, 3.0, 1.0);
+    eprintln!(
+        "rate 8000 kbit: measured {:.0} kbit/s of TCP payload",
+        bps * 8.0 / 1000.0
+    );
+    assert!((800_000.0..1_200_000.0).contains(&bps), "{bps} B/s, want 1e6 +-20%");
+    pair.netfault_ok(&["clear"]);
+    assert_clean(&pair);
+}
+
+#[test]
+fn ingress_delay_applies_to_received_packets() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    let _echo = Echo::start(&pair);
+    let base = median(&probe(&pair, 50, ms(2), 1, ms(200)).rtts());
+    pair.apply(&format!(
+        r#"{{"id":"in","delay_ms":30,"direction":"ingress","target":"{}"}}"#,
+        pair.ip_b
+    ));
+    let (mangle, _) = pair.leftovers();
+    assert!(mangle.contains("-A PREROUTING -j SYFTCHAOS_NETEM_IN"), "{mangle}");
+    let rtts = probe(&pair, 50, ms(5), 1, ms(300)).rtts();
+    let added = median(&rtts) - base;
+    eprintln!("ingress delay 30 ms: added median {added:.3} ms");
+    assert_eq!(rtts.len(), 50);
+    assert!((29.5..33.0).contains(&added), "{added}");
+    pair.netfault_ok(&["clear"]);
+    assert_clean(&pair);
+}
+
+#[test]
+fn restore_reinstalls_after_a_simulated_container_restart() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    let _echo = Echo::start(&pair);
+    let out = pair.apply(r#"{"id":"lag","delay_ms":40}"#);
+    let pid = out["pid"].as_u64().unwrap() as i32;
+    // A restart loses the rules and the daemon but keeps the state file.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    pair.exec_a(&["iptables", "-t", "mangle", "-F"]);
+    pair.exec_a(&["iptables", "-t", "mangle", "-X"]);
+    std::thread::sleep(ms(100));
+    let st = pair.netfault_ok(&["status"]);
+    assert_eq!(st["faults"][0]["healthy"], false, "{st}");
+    let base = median(&probe(&pair, 20, ms(2), 1, ms(200)).rtts());
+    assert!(base < 5.0, "fault still active after the simulated restart: {base}");
+
+    pair.netfault_ok(&["restore"]);
+    let st = pair.netfault_ok(&["status"]);
+    assert_eq!(st["faults"][0]["healthy"], true, "{st}");
+    let rtt = median(&probe(&pair, 20, ms(5), 1, ms(300)).rtts());
+    eprintln!("after restore: median rtt {rtt:.2} ms (want >= 40)");
+    assert!((40.0..44.0).contains(&rtt), "{rtt}");
+    pair.netfault_ok(&["clear"]);
+    assert_clean(&pair);
+}
+
+#[test]
+fn two_faults_clear_one_at_a_time_and_a_dead_engine_does_not_blackhole() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    let _echo = Echo::start(&pair);
+    let a = pair.apply(&format!(r#"{{"id":"a","delay_ms":20,"target":"{}"}}"#, pair.ip_b));
+    pair.apply(r#"{"id":"b","rate_kbit":100000}"#);
+    assert_eq!(pair.netfault_ok(&["status"])["faults"].as_array().unwrap().len(), 2);
+    // --queue-bypass: with the engine gone, traffic passes (undelayed) instead of vanishing.
+    unsafe { libc::kill(a["pid"].as_u64().unwrap() as i32, libc::SIGKILL) };
+    std::thread::sleep(ms(100));
+    let p = probe(&pair, 20, ms(2), 1, ms(200));
+    assert_eq!(p.unique(), 20, "traffic black-holed by a dead engine");
+    assert!(median(&p.rtts()) < 5.0);
+
+    pair.netfault_ok(&["clear", "--id", "a"]);
+    let (mangle, qdisc) = pair.leftovers();
+    assert!(!mangle.contains("SYFTCHAOS"), "{mangle}");
+    assert!(qdisc.contains("htb"), "fault b lost its qdisc: {qdisc}");
+    pair.netfault_ok(&["clear", "--id", "b"]);
+    assert_clean(&pair);
+}
+
+#[test]
+fn probe_reports_nfqueue_and_htb() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    let p = pair.netfault_ok(&["probe"]);
+    eprintln!("probe: {p}");
+    assert_eq!(p["nfqueue"], true, "{p}");
+    assert_eq!(p["htb"], true, "{p}");
+    assert!(p["netem"].is_boolean());
+    // The probe leaves nothing behind.
+    let (mangle, qdisc) = pair.leftovers();
+    assert!(!mangle.contains("SYFTCHAOS"), "{mangle}");
+    assert!(qdisc.contains("noqueue"));
+    assert!(!pair.exec_a(&["ip", "link"]).contains("nfprobe0"));
+}
+
+#[test]
+fn a_bad_spec_exits_2_and_names_the_field() {
+    // Fails in validation, before touching anything: no root needed.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_netfault"))
+        .args(["--state-dir", "/nonexistent/never-created"])
+        .args(["apply", "--spec", r#"{"id":"x","loss_pct":150}"#])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("loss_pct"), "{err}");
+}
