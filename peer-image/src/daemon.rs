@@ -1,0 +1,174 @@
+//! Wiring: builds the [`Node`] from [`Settings`], recovers, scans, starts every task and both HTTP
+//! servers, and shuts down gracefully on SIGTERM/SIGINT.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{Notify, watch};
+
+use crate::config::Settings;
+use crate::identity::Identity;
+use crate::index::Index;
+use crate::locks::Locks;
+use crate::metrics::Metrics;
+use crate::node::{Node, PeerState, pick_tmp_dir};
+use crate::{apply, fetch, scanner, server, status, sync};
+
+/// Runs the daemon until a signal; returns after a clean shutdown.
+pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
+    let me = Identity::load(&settings.key_file)?;
+    std::fs::create_dir_all(&settings.sync_dir)
+        .with_context(|| format!("cannot create sync_dir {}", settings.sync_dir.display()))?;
+    std::fs::create_dir_all(&settings.state_dir)
+        .with_context(|| format!("cannot create state_dir {}", settings.state_dir.display()))?;
+    // notify reports canonical paths; strip_prefix needs the same spelling.
+    settings.sync_dir = settings.sync_dir.canonicalize()?;
+    settings.state_dir = settings.state_dir.canonicalize()?;
+    let (index, intents) = Index::open(&settings.state_dir)?;
+    let locks = Locks::new(&settings.state_dir, settings.lock_ttl).context("cannot create the locks folder")?;
+    let tmp_dir = pick_tmp_dir(&settings.state_dir, &settings.sync_dir).context("cannot create a temp folder")?;
+    // Leftover staged files from a previous run (partial downloads are kept for resume).
+    if let Ok(rd) = std::fs::read_dir(&tmp_dir) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let mut keys = HashMap::new();
+    keys.insert(me.id().short(), (settings.name.clone(), me.id()));
+    for t in &settings.trusted {
+        keys.insert(t.key.short(), (t.name.clone(), t.key));
+    }
+    for p in &settings.peers {
+        keys.insert(p.key.short(), (p.name.clone(), p.key));
+    }
+    let peers = settings
+        .peers
+        .iter()
+        .map(|p| PeerState {
+            cfg: p.clone(),
+            short: p.key.short(),
+            pull: Notify::new(),
+            reachable: AtomicBool::new(false),
+            last_sync_ms: AtomicU64::new(0),
+            cursor: Mutex::new((0, 0)),
+        })
+        .collect();
+    let (scan_tx, scan_rx) = tokio::sync::mpsc::unbounded_channel();
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(4)
+        .no_proxy()
+        .build()?;
+    let names: Vec<String> = settings.peers.iter().map(|p| p.name.clone()).collect();
+    let node = Arc::new(Node {
+        short: me.id().short(),
+        me,
+        index: Mutex::new(index),
+        metrics: Metrics::new(&names),
+        locks,
+        peers,
+        keys,
+        reputation: Mutex::default(),
+        buckets: Mutex::default(),
+        pending: Mutex::default(),
+        fetch_wake: Notify::new(),
+        changed: watch::channel(0).0,
+        tmp_dir,
+        client,
+        scan_tx,
+        settings,
+    });
+    let s = &node.settings;
+    tracing::info!(name = %s.name, id = %node.me.id().hex(), sync = %s.sync_dir.display(), "starting");
+
+    let stale = node.locks.sweep();
+    node.metrics.stale_locks_removed.inc_by(stale as u64);
+    apply::recover_intents(&node, intents)?;
+    {
+        let n = node.clone();
+        tokio::task::spawn_blocking(move || scanner::full_scan(&n)).await?;
+    }
+    node.index_changed(&node.index());
+
+    let sync_listener = tokio::net::TcpListener::bind(s.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", s.listen))?;
+    let http_listener = tokio::net::TcpListener::bind(s.http)
+        .await
+        .with_context(|| format!("cannot listen on {}", s.http))?;
+    let _watcher = match scanner::watch(&node) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("no filesystem events ({e}); relying on the periodic rescan");
+            None
+        }
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(scanner::run(node.clone(), scan_rx, stop_rx.clone())));
+    tasks.push(tokio::spawn(fetch::run(node.clone(), stop_rx.clone())));
+    for i in 0..node.peers.len() {
+        tasks.push(tokio::spawn(sync::neighbour_loop(node.clone(), i, stop_rx.clone())));
+        tasks.push(tokio::spawn(sync::hint_loop(node.clone(), i, stop_rx.clone())));
+    }
+    tasks.push(tokio::spawn(lock_sweeper(node.clone(), stop_rx.clone())));
+    let mut srv_stop = stop_rx.clone();
+    let sync_srv = axum::serve(sync_listener, server::router(node.clone())).with_graceful_shutdown(async move {
+        let _ = srv_stop.changed().await;
+    });
+    let mut http_stop = stop_rx.clone();
+    let http_srv = axum::serve(http_listener, status::router(node.clone())).with_graceful_shutdown(async move {
+        let _ = http_stop.changed().await;
+    });
+    let servers = tokio::spawn(async move {
+        let (a, b) = tokio::join!(sync_srv, http_srv);
+        a.and(b)
+    });
+    tracing::info!(listen = %s.listen, http = %s.http, "ready");
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    // In-flight applies finish (they are short); long transfers are cut and resume next time.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    })
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), servers).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn lock_sweeper(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    let period = (node.settings.lock_ttl / 2).clamp(Duration::from_millis(100), Duration::from_secs(10));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let n = node.locks.sweep();
+        if n > 0 {
+            node.metrics.stale_locks_removed.inc_by(n as u64);
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

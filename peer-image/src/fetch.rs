@@ -1,0 +1,456 @@
+//! Pending versions and the download of their content.
+//!
+//! [`offer`] verifies entries received from a neighbour (trust, signature) and queues those that
+//! would change the index. The fetcher task stages their content in the temp folder, verified by
+//! hash before anything is written to the sync folder: from a local file with the same content if
+//! there is one, else from the neighbours that advertised the entry, then from any neighbour.
+//! Small files come in batches, large ones stream with HTTP `Range` resume. A peer that sends
+//! content with the wrong hash gets a strike and the next peer is tried.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::apply::{Staged, apply_batch};
+use crate::entry::{Entry, Invalid, Resolution, resolve};
+use crate::metrics::{Kind, Reason};
+use crate::node::{Node, PendingItem, lock};
+use crate::protocol::{BATCH_BYTES_MAX, BATCH_FILE_MAX, BlobsReq, unframe_blobs};
+use crate::wire::{self, SMALL_TIMEOUT, WireError};
+
+/// Verifies and queues entries from neighbour `src`; returns how many were queued.
+pub fn offer(node: &Node, src: usize, entries: Vec<Entry>, received: Instant) -> usize {
+    let mut queued = 0;
+    let src_short = node.peers[src].short.clone();
+    for e in entries {
+        match e.verify(|a| node.key_of(a)) {
+            Ok(()) => {}
+            Err(Invalid::Untrusted) => {
+                node.metrics.reject(Reason::untrusted);
+                continue;
+            }
+            Err(Invalid::BadSignature) => {
+                tracing::warn!(peer = %node.peers[src].cfg.name, path = %e.path, "rejected a version with a bad signature");
+                node.metrics.reject(Reason::bad_signature);
+                node.strike(&src_short);
+                continue;
+            }
+        }
+        {
+            let mut idx = node.index();
+            idx.observe_counter(e.vv.get(&node.short));
+            if matches!(resolve(idx.get(&e.path), &e), Resolution::Ignore | Resolution::Same) {
+                continue;
+            }
+        }
+        let mut pending = lock(&node.pending);
+        match pending.get_mut(&e.path) {
+            Some(item) if item.entry == e => {
+                if !item.sources.contains(&src) {
+                    item.sources.push(src);
+                }
+            }
+            Some(item) => {
+                if matches!(resolve(Some(&item.entry), &e), Resolution::TakeRemote { .. }) {
+                    *item = new_item(e, src, received);
+                    queued += 1;
+                }
+            }
+            None => {
+                pending.insert(e.path.clone(), new_item(e, src, received));
+                queued += 1;
+            }
+        }
+    }
+    if queued > 0 {
+        node.fetch_wake.notify_one();
+    }
+    queued
+}
+
+fn new_item(entry: Entry, src: usize, received: Instant) -> PendingItem {
+    PendingItem {
+        entry,
+        sources: vec![src],
+        tried: Vec::new(),
+        received,
+        next_try: Instant::now(),
+        failures: 0,
+    }
+}
+
+fn temp_path(node: &Node, hash: &str) -> PathBuf {
+    node.tmp_dir.join(format!(
+        ".syncpeer-{}-{:016x}.tmp",
+        &hash[..16.min(hash.len())],
+        rand::random::<u64>()
+    ))
+}
+
+/// The next neighbour to ask for an item: its advertisers first, then everyone else.
+fn pick_source(node: &Node, item: &PendingItem) -> Option<usize> {
+    item.sources
+        .iter()
+        .copied()
+        .chain(0..node.peers.len())
+        .find(|i| !item.tried.contains(i) && !node.is_quarantined(&node.peers[*i].short))
+}
+
+/// Copies local content with the same hash (a renamed or duplicated file, or the loser of a
+/// conflict we hold ourselves), verifying it.
+fn stage_local(node: &Node, e: &Entry) -> Option<PathBuf> {
+    let src = node.index().path_for_hash(&e.hash)?;
+    let tmp = temp_path(node, &e.hash);
+    let ok = (|| -> std::io::Result<bool> {
+        let mut f = std::fs::File::open(node.full_path(&src))?;
+        let mut out = std::fs::File::create(&tmp)?;
+        let mut h = blake3::Hasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            out.write_all(&buf[..n])?;
+        }
+        Ok(h.finalize().to_hex().as_str() == e.hash)
+    })();
+    if matches!(ok, Ok(true)) {
+        Some(tmp)
+    } else {
+        let _ = std::fs::remove_file(&tmp);
+        None
+    }
+}
+
+enum Got {
+    Staged(PathBuf),
+    /// The neighbour does not have it (or failed): try another.
+    Missing,
+    /// It sent wrong content: strike, try another.
+    Bad,
+}
+
+/// Fetches a batch of small blobs from one neighbour.
+async fn fetch_batch(node: &Arc<Node>, src: usize, entries: &[Entry]) -> Result<Vec<Got>, WireError> {
+    let peer = &node.peers[src];
+    let hashes: Vec<String> = entries.iter().map(|e| e.hash.clone()).collect();
+    let req = node
+        .client
+        .post(wire::url(peer, "/v1/blobs"))
+        .json(&BlobsReq { hashes })
+        .timeout(SMALL_TIMEOUT);
+    let resp = wire::send(node, peer, Kind::blob, req).await?;
+    let body = wire::body(node, peer, Kind::blob, resp).await?;
+    let parts = unframe_blobs(&body, entries.len()).ok_or_else(|| WireError::Malformed {
+        peer: peer.cfg.name.clone(),
+        what: "blob batch",
+    })?;
+    let mut out = Vec::with_capacity(entries.len());
+    for (e, part) in entries.iter().zip(parts) {
+        let Some(bytes) = part else {
+            out.push(Got::Missing);
+            continue;
+        };
+        if bytes.len() as u64 != e.size || blake3::hash(bytes).to_hex().as_str() != e.hash {
+            out.push(Got::Bad);
+            continue;
+        }
+        let tmp = temp_path(node, &e.hash);
+        match std::fs::write(&tmp, bytes) {
+            Ok(()) => out.push(Got::Staged(tmp)),
+            Err(err) => {
+                tracing::warn!("cannot stage {}: {err}", e.path);
+                out.push(Got::Missing);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Streams one large blob into `<tmp>/.syncpeer-<hash>.part`, resuming a previous partial
+/// download with `Range`.
+async fn fetch_large(node: &Arc<Node>, src: usize, e: &Entry) -> Got {
+    let peer = &node.peers[src];
+    let part = node.tmp_dir.join(format!(".syncpeer-{}.part", e.hash));
+    let mut hasher = blake3::Hasher::new();
+    let mut have = 0u64;
+    let mut resumed = false;
+    if let Ok(mut f) = std::fs::File::open(&part) {
+        let mut buf = vec![0u8; 1 << 20];
+        while let Ok(n) = f.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            have += n as u64;
+        }
+        resumed = have > 0;
+        if have > e.size {
+            let _ = std::fs::remove_file(&part);
+            hasher = blake3::Hasher::new();
+            have = 0;
+            resumed = false;
+        }
+    }
+    let mut req = node.client.get(wire::url(peer, &format!("/v1/blob/{}", e.hash)));
+    if have > 0 {
+        req = req.header("range", format!("bytes={have}-"));
+    }
+    let mut resp = match wire::send(node, peer, Kind::blob, req).await {
+        Ok(r) => r,
+        Err(err) => {
+            tracing::debug!("{err}");
+            return Got::Missing;
+        }
+    };
+    if resp.status().as_u16() != 206 {
+        // A full body: start over.
+        hasher = blake3::Hasher::new();
+        have = 0;
+        resumed = false;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(have == 0)
+        .open(&part);
+    let Ok(file) = file else {
+        return Got::Missing;
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    if have > 0 && std::io::Seek::seek(out.get_mut(), std::io::SeekFrom::Start(have)).is_err() {
+        return Got::Missing;
+    }
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), resp.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                node.metrics
+                    .received_bytes(&peer.cfg.name, Kind::blob, chunk.len() as u64);
+                have += chunk.len() as u64;
+                if have > e.size {
+                    break;
+                }
+                hasher.update(&chunk);
+                if out.write_all(&chunk).is_err() {
+                    return Got::Missing;
+                }
+            }
+            Ok(Ok(None)) => break,
+            // Broken or stalled connection (slowloris): keep the partial file for a resume.
+            Ok(Err(_)) | Err(_) => {
+                let _ = out.flush();
+                return Got::Missing;
+            }
+        }
+    }
+    if out.flush().is_err() {
+        return Got::Missing;
+    }
+    drop(out);
+    if have != e.size || hasher.finalize().to_hex().as_str() != e.hash {
+        let _ = std::fs::remove_file(&part);
+        // Only blame the sender when it sent the whole file.
+        return if resumed { Got::Missing } else { Got::Bad };
+    }
+    let tmp = temp_path(node, &e.hash);
+    match std::fs::rename(&part, &tmp) {
+        Ok(()) => Got::Staged(tmp),
+        Err(_) => Got::Missing,
+    }
+}
+
+/// One pass over the ready pending items; returns whether anything was attempted.
+async fn pass(node: &Arc<Node>) -> bool {
+    let now = Instant::now();
+    // Choose work: up to a few hundred items, grouped by source.
+    let mut tomb = Vec::new();
+    let mut local = Vec::new();
+    let mut small: BTreeMap<usize, Vec<Entry>> = BTreeMap::new();
+    let mut large = Vec::new();
+    {
+        let mut pending = lock(&node.pending);
+        let mut budget = 0u64;
+        let mut count = 0usize;
+        for item in pending.values_mut() {
+            if item.next_try > now {
+                continue;
+            }
+            let e = &item.entry;
+            if e.deleted {
+                tomb.push(e.clone());
+                continue;
+            }
+            if count >= 1024 || budget >= 64 << 20 {
+                break;
+            }
+            let have_local = node.index().path_for_hash(&e.hash).is_some();
+            if have_local {
+                local.push(e.clone());
+                count += 1;
+                continue;
+            }
+            let Some(src) = pick_source(node, item) else {
+                // Everyone was tried: back off, then start over.
+                item.tried.clear();
+                item.failures += 1;
+                item.next_try = now + Duration::from_millis((250u64 << item.failures.min(7)).min(30_000));
+                continue;
+            };
+            if e.size <= BATCH_FILE_MAX {
+                let group = small.entry(src).or_default();
+                let bytes: u64 = group.iter().map(|x| x.size).sum();
+                if bytes + e.size > BATCH_BYTES_MAX && !group.is_empty() {
+                    continue; // next pass
+                }
+                group.push(e.clone());
+            } else {
+                large.push((src, e.clone()));
+            }
+            budget += e.size;
+            count += 1;
+        }
+    }
+    if tomb.is_empty() && local.is_empty() && small.is_empty() && large.is_empty() {
+        return false;
+    }
+    let received = |path: &str| lock(&node.pending).get(path).map_or(now, |i| i.received);
+    let mut staged: Vec<Staged> = tomb
+        .into_iter()
+        .map(|e| {
+            let r = received(&e.path);
+            Staged {
+                entry: e,
+                temp: None,
+                received: r,
+            }
+        })
+        .collect();
+    let mut failed: Vec<(String, Option<usize>)> = Vec::new();
+    for e in local {
+        let n = node.clone();
+        let e2 = e.clone();
+        match tokio::task::spawn_blocking(move || stage_local(&n, &e2))
+            .await
+            .ok()
+            .flatten()
+        {
+            Some(t) => staged.push(Staged {
+                received: received(&e.path),
+                entry: e,
+                temp: Some(t),
+            }),
+            None => failed.push((e.path.clone(), None)),
+        }
+    }
+    for (src, entries) in small {
+        match fetch_batch(node, src, &entries).await {
+            Ok(gots) => {
+                for (e, got) in entries.into_iter().zip(gots) {
+                    match got {
+                        Got::Staged(t) => staged.push(Staged {
+                            received: received(&e.path),
+                            entry: e,
+                            temp: Some(t),
+                        }),
+                        Got::Missing => failed.push((e.path, Some(src))),
+                        Got::Bad => {
+                            bad_hash(node, src, &e);
+                            failed.push((e.path, Some(src)));
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::debug!("{err}");
+                failed.extend(entries.into_iter().map(|e| (e.path, Some(src))));
+            }
+        }
+    }
+    // Apply what is ready before the (slow) large files.
+    apply(node, std::mem::take(&mut staged)).await;
+    for (src, e) in large {
+        match fetch_large(node, src, &e).await {
+            Got::Staged(t) => {
+                let r = received(&e.path);
+                apply(
+                    node,
+                    vec![Staged {
+                        entry: e,
+                        temp: Some(t),
+                        received: r,
+                    }],
+                )
+                .await;
+            }
+            Got::Missing => failed.push((e.path, Some(src))),
+            Got::Bad => {
+                bad_hash(node, src, &e);
+                failed.push((e.path, Some(src)));
+            }
+        }
+    }
+    let mut pending = lock(&node.pending);
+    for (path, src) in failed {
+        if let Some(item) = pending.get_mut(&path) {
+            match src {
+                Some(s) => item.tried.push(s),
+                None => item.next_try = now + Duration::from_millis(200),
+            }
+        }
+    }
+    true
+}
+
+fn bad_hash(node: &Node, src: usize, e: &Entry) {
+    tracing::warn!(peer = %node.peers[src].cfg.name, path = %e.path, "rejected content with a wrong hash");
+    node.metrics.reject(Reason::bad_hash);
+    node.strike(&node.peers[src].short);
+}
+
+async fn apply(node: &Arc<Node>, staged: Vec<Staged>) {
+    if staged.is_empty() {
+        return;
+    }
+    let entries: Vec<Entry> = staged.iter().map(|s| s.entry.clone()).collect();
+    let temps: Vec<PathBuf> = staged.iter().filter_map(|s| s.temp.clone()).collect();
+    let n = node.clone();
+    let done = tokio::task::spawn_blocking(move || apply_batch(&n, staged))
+        .await
+        .unwrap_or_default();
+    // Staged files that were not moved into place are garbage now.
+    for t in temps {
+        let _ = std::fs::remove_file(t);
+    }
+    let mut pending = lock(&node.pending);
+    for e in entries {
+        if done.contains(&e.path) && pending.get(&e.path).is_some_and(|i| i.entry == e) {
+            pending.remove(&e.path);
+        } else if let Some(i) = pending.get_mut(&e.path) {
+            i.next_try = Instant::now() + Duration::from_millis(200);
+        }
+    }
+}
+
+/// The fetcher task: runs passes while there is ready work, then waits for new work or a tick.
+pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(node.settings.anti_entropy.min(Duration::from_millis(500)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = node.fetch_wake.notified() => {}
+            _ = tick.tick() => {}
+        }
+        while pass(&node).await {
+            if *stop.borrow() {
+                return;
+            }
+        }
+    }
+}

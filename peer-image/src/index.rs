@@ -1,0 +1,433 @@
+//! [`Index`]: every path's current [`Entry`], persisted crash-safely, plus the bookkeeping the
+//! protocol needs (a local change sequence for deltas, content hash -> paths for serving blobs,
+//! the node's HLC and authoring counter, and a digest of the whole index).
+//!
+//! Persistence: `<state>/index/snapshot.json` (written to a temp file, fsynced, renamed) plus an
+//! append-only `log` of checksummed JSON lines, fsynced once per batch before the batch is
+//! visible. A torn last line (SIGKILL mid-write) fails its checksum and is cut off at the next open.
+//! Replaying the log over a snapshot that already contains it is harmless (records are "path ->
+//! entry", applied in order), so compaction needs no two-phase dance.
+//!
+//! An *intent* record is written before sync renames a received file into place; if the process
+//! dies between the rename and the commit, the next start finds the file matching the intent and
+//! commits it instead of mistaking it for a local edit.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::entry::Entry;
+use crate::hlc::{Hlc, HlcClock, wall_ms};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index I/O in {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("index snapshot {path} is unreadable: {msg}")]
+    Corrupt { path: String, msg: String },
+}
+
+/// What the scanner last saw of a file on disk (not persisted: rebuilt by the first scan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub mtime_ns: i128,
+    pub size: u64,
+    pub ino: u64,
+}
+
+impl Stamp {
+    pub fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            size: meta.len(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    epoch: u64,
+    seq: u64,
+    self_seq: u64,
+    entries: Vec<(u64, Entry)>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Record {
+    /// `(seq, entry, self_seq after it)`.
+    #[serde(rename = "c")]
+    Commit(u64, Entry, u64),
+    #[serde(rename = "i")]
+    Intent(Entry),
+    #[serde(rename = "e")]
+    Epoch(u64),
+}
+
+pub struct Index {
+    dir: PathBuf,
+    log: File,
+    log_records: usize,
+    entries: BTreeMap<String, (u64, Entry)>,
+    by_seq: BTreeMap<u64, String>,
+    by_hash: HashMap<String, BTreeSet<String>>,
+    stamps: HashMap<String, Stamp>,
+    seq: u64,
+    epoch: u64,
+    self_seq: u64,
+    tombstones: usize,
+    digest: Option<String>,
+    clock: HlcClock,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IndexError + '_ {
+    move |source| IndexError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn encode_line(rec: &Record) -> String {
+    let json = serde_json::to_string(rec).expect("records serialize");
+    let sum = blake3::hash(json.as_bytes()).to_hex();
+    format!("{} {}\n", &sum[..16], json)
+}
+
+fn decode_line(line: &str) -> Option<Record> {
+    let (sum, json) = line.split_once(' ')?;
+    if blake3::hash(json.as_bytes()).to_hex()[..16] != *sum {
+        return None;
+    }
+    serde_json::from_str(json).ok()
+}
+
+impl Index {
+    /// Opens (or creates) the index under `state_dir/index`, returning it and the intents that were
+    /// never committed.
+    pub fn open(state_dir: &Path) -> Result<(Index, Vec<Entry>), IndexError> {
+        let dir = state_dir.join("index");
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let snap_path = dir.join("snapshot.json");
+        let mut idx = Index {
+            log: File::open("/dev/null").map_err(io_err(&dir))?,
+            dir: dir.clone(),
+            log_records: 0,
+            entries: BTreeMap::new(),
+            by_seq: BTreeMap::new(),
+            by_hash: HashMap::new(),
+            stamps: HashMap::new(),
+            seq: 0,
+            epoch: 0,
+            self_seq: 0,
+            tombstones: 0,
+            digest: None,
+            clock: HlcClock::default(),
+        };
+        match std::fs::read(&snap_path) {
+            Ok(bytes) => {
+                let snap: Snapshot = serde_json::from_slice(&bytes).map_err(|e| IndexError::Corrupt {
+                    path: snap_path.display().to_string(),
+                    msg: e.to_string(),
+                })?;
+                idx.epoch = snap.epoch;
+                idx.seq = snap.seq;
+                idx.self_seq = snap.self_seq;
+                for (seq, e) in snap.entries {
+                    idx.insert(seq, e);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&snap_path)(e)),
+        }
+        let log_path = dir.join("log");
+        let mut log = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&log_path)
+            .map_err(io_err(&log_path))?;
+        let mut intents: BTreeMap<String, Entry> = BTreeMap::new();
+        let mut good_len = 0u64;
+        {
+            let mut reader = BufReader::new(&mut log);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                let n = reader.read_line(&mut line).map_err(io_err(&log_path))?;
+                if n == 0 || !line.ends_with('\n') {
+                    break;
+                }
+                let Some(rec) = decode_line(line.trim_end_matches('\n')) else {
+                    break;
+                };
+                good_len += n as u64;
+                idx.log_records += 1;
+                match rec {
+                    Record::Commit(seq, e, me) => {
+                        intents.remove(&e.path);
+                        idx.self_seq = idx.self_seq.max(me);
+                        idx.insert(seq, e);
+                    }
+                    Record::Intent(e) => {
+                        intents.insert(e.path.clone(), e);
+                    }
+                    Record::Epoch(ep) => idx.epoch = ep,
+                }
+            }
+        }
+        // Cut off a torn tail so new records start on a clean line.
+        log.set_len(good_len).map_err(io_err(&log_path))?;
+        log.seek(SeekFrom::End(0)).map_err(io_err(&log_path))?;
+        idx.log = log;
+        if idx.epoch == 0 {
+            idx.epoch = rand::random::<u64>() | 1;
+            idx.append(&[Record::Epoch(idx.epoch)])?;
+        }
+        let max_hlc = idx.entries.values().map(|(_, e)| e.hlc).max().unwrap_or_default();
+        idx.clock.observe(max_hlc, wall_ms());
+        Ok((idx, intents.into_values().collect()))
+    }
+
+    fn insert(&mut self, seq: u64, e: Entry) {
+        if let Some((old_seq, old)) = self.entries.remove(&e.path) {
+            self.by_seq.remove(&old_seq);
+            if old.deleted {
+                self.tombstones -= 1;
+            } else if let Some(set) = self.by_hash.get_mut(&old.hash) {
+                set.remove(&old.path);
+                if set.is_empty() {
+                    self.by_hash.remove(&old.hash);
+                }
+            }
+        }
+        if e.deleted {
+            self.tombstones += 1;
+        } else {
+            self.by_hash.entry(e.hash.clone()).or_default().insert(e.path.clone());
+        }
+        self.seq = self.seq.max(seq);
+        self.by_seq.insert(seq, e.path.clone());
+        self.entries.insert(e.path.clone(), (seq, e));
+        self.digest = None;
+    }
+
+    fn append(&mut self, recs: &[Record]) -> Result<(), IndexError> {
+        let mut buf = String::new();
+        for r in recs {
+            buf.push_str(&encode_line(r));
+        }
+        let path = self.dir.join("log");
+        self.log.write_all(buf.as_bytes()).map_err(io_err(&path))?;
+        self.log.sync_data().map_err(io_err(&path))?;
+        self.log_records += recs.len();
+        Ok(())
+    }
+
+    /// Durably records entries that are about to be written to disk.
+    pub fn record_intents(&mut self, entries: &[Entry]) -> Result<(), IndexError> {
+        let recs: Vec<Record> = entries.iter().cloned().map(Record::Intent).collect();
+        self.append(&recs)
+    }
+
+    /// Durably commits new current entries (one fsync for the batch), then makes them visible.
+    pub fn commit(&mut self, entries: Vec<Entry>) -> Result<(), IndexError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let base = self.seq;
+        let recs: Vec<Record> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Record::Commit(base + 1 + i as u64, e.clone(), self.self_seq))
+            .collect();
+        self.append(&recs)?;
+        let now = wall_ms();
+        for (i, e) in entries.into_iter().enumerate() {
+            self.clock.observe(e.hlc, now);
+            self.insert(base + 1 + i as u64, e);
+        }
+        if self.log_records > 20_000.max(self.entries.len() * 2) {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Writes a snapshot (temp + fsync + rename + dir fsync) and empties the log.
+    pub fn compact(&mut self) -> Result<(), IndexError> {
+        let snap = Snapshot {
+            epoch: self.epoch,
+            seq: self.seq,
+            self_seq: self.self_seq,
+            entries: self.entries.values().cloned().collect(),
+        };
+        let tmp = self.dir.join("snapshot.json.tmp");
+        let fin = self.dir.join("snapshot.json");
+        {
+            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            serde_json::to_writer(&mut f, &snap).map_err(|e| io_err(&tmp)(e.into()))?;
+            f.sync_all().map_err(io_err(&tmp))?;
+        }
+        std::fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.dir))?;
+        let log_path = self.dir.join("log");
+        self.log.set_len(0).map_err(io_err(&log_path))?;
+        self.log.sync_all().map_err(io_err(&log_path))?;
+        self.log_records = 0;
+        Ok(())
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        self.entries.get(path).map(|(_, e)| e)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values().map(|(_, e)| e)
+    }
+
+    /// Entries changed after local sequence `since`, oldest first, at most `limit`.
+    pub fn since(&self, since: u64, limit: usize) -> Vec<Entry> {
+        self.by_seq
+            .range(since + 1..)
+            .take(limit)
+            .filter_map(|(_, p)| self.entries.get(p).map(|(_, e)| e.clone()))
+            .collect()
+    }
+
+    /// Sequence of the last entry `since` would return after `n` entries (for paging).
+    pub fn seq_after(&self, since: u64, n: usize) -> u64 {
+        self.by_seq
+            .range(since + 1..)
+            .take(n)
+            .last()
+            .map(|(s, _)| *s)
+            .unwrap_or(since)
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// BLAKE3 over every entry (tombstones included) in path order: equal on two peers exactly
+    /// when their indexes agree. Cached until the next change.
+    pub fn digest(&mut self) -> String {
+        if let Some(d) = &self.digest {
+            return d.clone();
+        }
+        let mut h = blake3::Hasher::new();
+        for (_, e) in self.entries.values() {
+            let b = e.digest_bytes();
+            h.update(&(b.len() as u64).to_be_bytes());
+            h.update(&b);
+        }
+        let d = h.finalize().to_hex().to_string();
+        self.digest = Some(d.clone());
+        d
+    }
+
+    /// Live (non-deleted) entries.
+    pub fn live(&self) -> usize {
+        self.entries.len() - self.tombstones
+    }
+
+    pub fn tombstones(&self) -> usize {
+        self.tombstones
+    }
+
+    /// A path whose current entry has this content.
+    pub fn path_for_hash(&self, hash: &str) -> Option<String> {
+        self.by_hash.get(hash).and_then(|s| s.iter().next().cloned())
+    }
+
+    /// Next authoring counter (persisted with the next commit; never reused).
+    pub fn next_counter(&mut self) -> u64 {
+        self.self_seq += 1;
+        self.self_seq
+    }
+
+    /// Never reuse a counter that other peers already saw from us (e.g. after losing the index).
+    pub fn observe_counter(&mut self, seen: u64) {
+        self.self_seq = self.self_seq.max(seen);
+    }
+
+    pub fn tick(&mut self) -> Hlc {
+        self.clock.tick(wall_ms())
+    }
+
+    pub fn stamp(&self, path: &str) -> Option<Stamp> {
+        self.stamps.get(path).copied()
+    }
+
+    pub fn set_stamp(&mut self, path: &str, stamp: Option<Stamp>) {
+        match stamp {
+            Some(s) => self.stamps.insert(path.to_string(), s),
+            None => self.stamps.remove(path),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use crate::version_vector::VersionVector;
+
+    fn e(me: &Identity, path: &str, n: u64, deleted: bool) -> Entry {
+        let mut vv = VersionVector::new();
+        vv.set(&me.id().short(), n);
+        let hash = if deleted {
+            String::new()
+        } else {
+            blake3::hash(path.as_bytes()).to_hex().to_string()
+        };
+        Entry::author(me, path.into(), vv, hash, 1, deleted, Hlc { ms: n, c: 0 })
+    }
+
+    #[test]
+    fn survives_reopen_torn_tail_and_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Identity::from_seed([9; 32]);
+        let digest;
+        {
+            let (mut idx, intents) = Index::open(dir.path()).unwrap();
+            assert!(intents.is_empty());
+            idx.commit(vec![e(&me, "a", 1, false), e(&me, "b", 2, false)]).unwrap();
+            idx.commit(vec![e(&me, "a", 3, true)]).unwrap();
+            idx.record_intents(&[e(&me, "c", 4, false)]).unwrap();
+            digest = idx.digest();
+            assert_eq!((idx.live(), idx.tombstones()), (1, 1));
+        }
+        // Torn write: half a line at the end.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("index/log"))
+            .unwrap();
+        f.write_all(b"0123456789abcdef {\"c\":[9").unwrap();
+        drop(f);
+        let (mut idx, intents) = Index::open(dir.path()).unwrap();
+        assert_eq!(idx.digest(), digest);
+        assert_eq!(intents.len(), 1);
+        assert_eq!(
+            idx.since(0, 10).iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
+            ["b", "a"]
+        );
+        idx.compact().unwrap();
+        idx.commit(vec![e(&me, "d", 5, false)]).unwrap();
+        let epoch = idx.epoch();
+        drop(idx);
+        let (mut idx, _) = Index::open(dir.path()).unwrap();
+        assert_eq!(idx.live(), 2);
+        assert_eq!(idx.epoch(), epoch);
+        assert_ne!(idx.digest(), digest);
+        assert!(idx.path_for_hash(blake3::hash(b"d").to_hex().as_ref()).is_some());
+    }
+}

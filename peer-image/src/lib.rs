@@ -1,0 +1,30 @@
+//! `syncpeer`: the reference peer-to-peer file-sync daemon of syftchaos.
+//!
+//! Brief overview (see `docs/PEER.md` for the protocol and why it survives the seed's scenarios):
+//! * [`entry::Entry`]: one signed version of a path (version vector, BLAKE3, size, tombstone flag,
+//!   author, [`hlc::Hlc`] timestamp); [`entry::resolve`] is the pure rule deciding between two.
+//! * [`index::Index`]: every path's current entry, crash-safe on disk.
+//! * [`scanner`] + [`apply`]: local edits become versions only when their hash changes; received
+//!   versions are written through temp file + rename under a [`locks`] lock.
+//! * [`sync`], [`fetch`], [`server`], [`wire`]: pull-based anti-entropy over HTTP with push hints.
+//! * [`status`], [`metrics`]: `GET /v1/status`, `GET /metrics`.
+//! * [`config`]: YAML + flags + `SYNCPEER_*` environment; [`daemon`] wires it all.
+
+pub mod apply;
+pub mod config;
+pub mod daemon;
+pub mod entry;
+pub mod fetch;
+pub mod hlc;
+pub mod identity;
+pub mod index;
+pub mod locks;
+pub mod metrics;
+pub mod node;
+pub mod protocol;
+pub mod scanner;
+pub mod server;
+pub mod status;
+pub mod sync;
+pub mod version_vector;
+pub mod wire;

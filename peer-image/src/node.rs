@@ -1,0 +1,189 @@
+//! [`Node`]: the state every task of a running daemon shares (settings, identity, index, trust,
+//! metrics, reputation, pending downloads), and small helpers over it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, watch};
+
+use crate::config::{Neighbour, Settings};
+use crate::entry::Entry;
+use crate::identity::{Identity, PeerId};
+use crate::index::Index;
+use crate::locks::Locks;
+use crate::metrics::Metrics;
+
+/// Runtime state of one neighbour.
+pub struct PeerState {
+    pub cfg: Neighbour,
+    pub short: String,
+    /// Woken by a hint from this neighbour: pull its index delta now.
+    pub pull: Notify,
+    pub reachable: AtomicBool,
+    pub last_sync_ms: AtomicU64,
+    /// `(epoch, seq)` of this neighbour's index we have pulled up to.
+    pub cursor: Mutex<(u64, u64)>,
+}
+
+/// Strikes and quarantine per peer (by short id).
+#[derive(Default)]
+pub struct Reputation {
+    strikes: HashMap<String, VecDeque<Instant>>,
+    until: HashMap<String, Instant>,
+}
+
+impl Reputation {
+    /// Records a strike; returns true when it quarantines the peer.
+    pub fn strike(&mut self, peer: &str, limit: u32, window: Duration, quarantine: Duration) -> bool {
+        let now = Instant::now();
+        let q = self.strikes.entry(peer.to_string()).or_default();
+        q.push_back(now);
+        while q.front().is_some_and(|t| now.duration_since(*t) > window) {
+            q.pop_front();
+        }
+        if q.len() as u32 >= limit {
+            q.clear();
+            self.until.insert(peer.to_string(), now + quarantine);
+            return true;
+        }
+        false
+    }
+
+    pub fn is_quarantined(&self, peer: &str) -> bool {
+        self.until.get(peer).is_some_and(|t| Instant::now() < *t)
+    }
+
+    pub fn count(&self) -> usize {
+        let now = Instant::now();
+        self.until.values().filter(|t| now < **t).count()
+    }
+}
+
+/// A token bucket per requesting peer.
+pub struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// A version waiting for its content.
+pub struct PendingItem {
+    pub entry: Entry,
+    /// Neighbours (indexes into `Node::peers`) that advertised exactly this entry, in order.
+    pub sources: Vec<usize>,
+    /// Neighbours already tried for the current attempt.
+    pub tried: Vec<usize>,
+    pub received: Instant,
+    pub next_try: Instant,
+    pub failures: u32,
+}
+
+pub struct Node {
+    pub settings: Settings,
+    pub me: Identity,
+    pub short: String,
+    pub index: Mutex<Index>,
+    pub metrics: Metrics,
+    pub locks: Locks,
+    pub peers: Vec<PeerState>,
+    /// Trusted authors: short id -> (name, key). Includes ourselves and every neighbour.
+    pub keys: HashMap<String, (String, PeerId)>,
+    pub reputation: Mutex<Reputation>,
+    pub buckets: Mutex<HashMap<String, Bucket>>,
+    pub pending: Mutex<BTreeMap<String, PendingItem>>,
+    pub fetch_wake: Notify,
+    /// Bumped after every index commit; hint senders watch it.
+    pub changed: watch::Sender<u64>,
+    /// Where downloads are staged (same filesystem as the sync folder).
+    pub tmp_dir: PathBuf,
+    pub client: reqwest::Client,
+    /// Paths the scanner should look at (relative); fed by notify and by the blob server.
+    pub scan_tx: tokio::sync::mpsc::UnboundedSender<PathBuf>,
+}
+
+/// Locks a std mutex, ignoring poisoning (a panicked task must not wedge the daemon).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Node {
+    pub fn full_path(&self, rel: &str) -> PathBuf {
+        self.settings.sync_dir.join(rel)
+    }
+
+    pub fn key_of(&self, short: &str) -> Option<PeerId> {
+        self.keys.get(short).map(|(_, k)| *k)
+    }
+
+    /// Metrics label for a requester's short id.
+    pub fn peer_label(&self, short: &str) -> String {
+        if let Some(p) = self.peers.iter().find(|p| p.short == short) {
+            return p.cfg.name.clone();
+        }
+        self.keys
+            .get(short)
+            .map(|(n, _)| n.clone())
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    pub fn is_quarantined(&self, short: &str) -> bool {
+        lock(&self.reputation).is_quarantined(short)
+    }
+
+    /// A strike against a peer that sent bad data.
+    pub fn strike(&self, short: &str) {
+        let s = &self.settings;
+        let mut rep = lock(&self.reputation);
+        if rep.strike(short, s.strike_limit, s.strike_window, s.quarantine) {
+            tracing::warn!(peer = %self.peer_label(short), "peer quarantined after repeated bad data");
+        }
+        self.metrics.quarantined_peers.set(rep.count() as i64);
+    }
+
+    /// Token bucket check for an incoming request.
+    pub fn admit_rate(&self, who: &str) -> bool {
+        let s = &self.settings;
+        let mut b = lock(&self.buckets);
+        let now = Instant::now();
+        let bucket = b.entry(who.to_string()).or_insert(Bucket {
+            tokens: s.rate_limit_burst,
+            last: now,
+        });
+        let refill = now.duration_since(bucket.last).as_secs_f64() * s.rate_limit_per_sec;
+        bucket.tokens = (bucket.tokens + refill).min(s.rate_limit_burst);
+        bucket.last = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Refreshes the index gauges and tells hint senders the index changed.
+    pub fn index_changed(&self, idx: &Index) {
+        self.metrics.index_entries.set(idx.live() as i64);
+        self.metrics.index_tombstones.set(idx.tombstones() as i64);
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    pub fn index(&self) -> MutexGuard<'_, Index> {
+        lock(&self.index)
+    }
+}
+
+/// Picks the staging folder: `<state>/tmp` when it is on the sync folder's filesystem (renames
+/// must not cross filesystems), else `<sync>/.syncpeer-tmp`.
+pub fn pick_tmp_dir(state: &Path, sync: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let st = state.join("tmp");
+    std::fs::create_dir_all(&st)?;
+    let same = std::fs::metadata(&st)?.dev() == std::fs::metadata(sync)?.dev();
+    let dir = if same { st } else { sync.join(".syncpeer-tmp") };
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+pub type SharedNode = Arc<Node>;

@@ -1,0 +1,116 @@
+//! Wire types of the peer protocol (HTTP/1.1 + JSON on the sync port), and the framing of batched
+//! blobs. Every request carries [`FROM_HEADER`] with the sender's short id.
+//!
+//! | request | kind | purpose |
+//! |---|---|---|
+//! | `POST /v1/summary` [`SummaryReq`] -> [`SummaryResp`] | summary | periodic digest exchange |
+//! | `GET /v1/index?since&epoch&limit` -> [`IndexResp`] | index | entries changed since a sequence |
+//! | `POST /v1/hint` [`HintReq`] | hint | "my index changed, pull from me" |
+//! | `GET /v1/blob/{hash}` (+ `Range`) | blob | one file's content, resumable |
+//! | `POST /v1/blobs` [`BlobsReq`] | blob | many small files in one response |
+
+use serde::{Deserialize, Serialize};
+
+use crate::entry::Entry;
+
+pub const FROM_HEADER: &str = "x-syncpeer-from";
+
+/// Files at most this large travel in batches; larger ones stream through `GET /v1/blob`.
+pub const BATCH_FILE_MAX: u64 = 1 << 20;
+/// Upper bound of one batched response body.
+pub const BATCH_BYTES_MAX: u64 = 4 << 20;
+/// Entries per index page.
+pub const INDEX_PAGE: usize = 2000;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SummaryReq {
+    pub digest: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SummaryResp {
+    pub digest: String,
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IndexQuery {
+    pub since: u64,
+    pub epoch: u64,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IndexResp {
+    pub epoch: u64,
+    /// Sequence of the last entry included (the next `since`).
+    pub next: u64,
+    /// The server's latest sequence: more pages follow while `next < latest`.
+    pub latest: u64,
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HintReq {
+    pub digest: String,
+    pub seq: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BlobsReq {
+    pub hashes: Vec<String>,
+}
+
+/// Appends one batched blob: `1u8, len u64 BE, bytes`, or `0u8` when missing.
+pub fn frame_blob(out: &mut Vec<u8>, content: Option<&[u8]>) {
+    match content {
+        Some(b) => {
+            out.push(1);
+            out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+            out.extend_from_slice(b);
+        }
+        None => out.push(0),
+    }
+}
+
+/// Splits a batched body into one optional blob per requested hash (None if malformed).
+pub fn unframe_blobs(mut body: &[u8], n: usize) -> Option<Vec<Option<&[u8]>>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (&tag, rest) = body.split_first()?;
+        body = rest;
+        if tag == 0 {
+            out.push(None);
+            continue;
+        }
+        if body.len() < 8 {
+            return None;
+        }
+        let len = u64::from_be_bytes(body[..8].try_into().ok()?) as usize;
+        body = &body[8..];
+        if body.len() < len {
+            return None;
+        }
+        out.push(Some(&body[..len]));
+        body = &body[len..];
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_framing_round_trip() {
+        let mut b = Vec::new();
+        frame_blob(&mut b, Some(b"abc"));
+        frame_blob(&mut b, None);
+        frame_blob(&mut b, Some(b""));
+        let parts = unframe_blobs(&b, 3).unwrap();
+        assert_eq!(parts, vec![Some(&b"abc"[..]), None, Some(&b""[..])]);
+        assert!(unframe_blobs(&b[..5], 3).is_none());
+    }
+}

@@ -1,0 +1,190 @@
+//! Local change detection: filesystem events (notify, inotify on Linux) feed a batching loop, and a
+//! periodic full rescan backs them up (events can be dropped: queue overflow, watch limits, paths
+//! created before their folder was watched). Names starting with `.syncpeer` are never synced.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::watch;
+
+use crate::apply::{Reconciled, commit_local, observe, reconcile};
+use crate::entry::valid_path;
+use crate::index::Stamp;
+use crate::node::Node;
+
+/// Relative `/` path of a file under the sync folder, if it is one we sync.
+pub fn relative(root: &Path, full: &Path) -> Option<String> {
+    let rel = full.strip_prefix(root).ok()?;
+    let s = rel.to_str()?.to_string();
+    valid_path(&s).then_some(s)
+}
+
+/// Starts the notify watcher; events go to `node.scan_tx` as absolute paths.
+pub fn watch(node: &Arc<Node>) -> notify::Result<notify::RecommendedWatcher> {
+    let tx = node.scan_tx.clone();
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+        Ok(ev) => {
+            for p in ev.paths {
+                let _ = tx.send(p);
+            }
+        }
+        Err(e) => tracing::warn!("filesystem watch error: {e}"),
+    })?;
+    w.watch(&node.settings.sync_dir, RecursiveMode::Recursive)?;
+    Ok(w)
+}
+
+/// Every file under `dir` (relative paths), skipping `.syncpeer*` and symlinks.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Stamp)>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for ent in rd.flatten() {
+        if ent.file_name().to_string_lossy().starts_with(".syncpeer") {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(ent.path()) else {
+            continue;
+        };
+        if meta.is_dir() {
+            walk(root, &ent.path(), out);
+        } else if meta.is_file()
+            && let Some(rel) = relative(root, &ent.path())
+        {
+            out.push((rel, Stamp::of(&meta)));
+        }
+    }
+}
+
+/// Examines the given paths (files or folders, present or gone) and commits new local versions
+/// in one batch. Returns paths to look at again (they changed while being hashed).
+pub fn process(node: &Node, fulls: BTreeSet<PathBuf>, count_echo: bool) -> Vec<PathBuf> {
+    let root = &node.settings.sync_dir;
+    let mut rels = BTreeSet::new();
+    for full in fulls {
+        let Some(rel) = relative(root, &full) else {
+            continue;
+        };
+        match std::fs::symlink_metadata(&full) {
+            Ok(m) if m.is_dir() => {
+                let mut found = Vec::new();
+                walk(root, &full, &mut found);
+                rels.extend(found.into_iter().map(|(r, _)| r));
+                // Files the index has under this folder but that are gone.
+                let prefix = format!("{rel}/");
+                let idx = node.index();
+                rels.extend(
+                    idx.iter()
+                        .filter(|e| !e.deleted && e.path.starts_with(&prefix))
+                        .map(|e| e.path.clone()),
+                );
+            }
+            Ok(_) => {
+                rels.insert(rel);
+            }
+            Err(_) => {
+                let prefix = format!("{rel}/");
+                let idx = node.index();
+                rels.extend(
+                    idx.iter()
+                        .filter(|e| !e.deleted && e.path.starts_with(&prefix))
+                        .map(|e| e.path.clone()),
+                );
+                rels.insert(rel);
+            }
+        }
+    }
+    examine(node, rels.into_iter().map(|r| (r, None)).collect(), count_echo)
+}
+
+/// Hashes outside the index lock, reconciles under it, commits once.
+fn examine(node: &Node, items: Vec<(String, Option<Stamp>)>, count_echo: bool) -> Vec<PathBuf> {
+    let mut seen = Vec::with_capacity(items.len());
+    for (rel, known) in items {
+        let full = node.full_path(&rel);
+        // Skip hashing when the file looks exactly as when last hashed.
+        if let Some(st) = known {
+            let idx = node.index();
+            if idx.stamp(&rel) == Some(st) && idx.get(&rel).is_some_and(|e| !e.deleted) {
+                continue;
+            }
+        }
+        seen.push((rel, observe(&full)));
+    }
+    let mut again = Vec::new();
+    let mut new = Vec::new();
+    let mut idx = node.index();
+    for (rel, obs) in &seen {
+        match reconcile(node, &mut idx, rel, obs, count_echo) {
+            Reconciled::Unchanged => {}
+            Reconciled::NewVersion(e) => new.push(e),
+            Reconciled::Changed => again.push(node.full_path(rel)),
+        }
+    }
+    if !new.is_empty() {
+        tracing::debug!(n = new.len(), "local changes");
+    }
+    if let Err(e) = commit_local(node, &mut idx, new) {
+        tracing::error!("cannot commit local changes: {e:#}");
+    }
+    again
+}
+
+/// Walks the whole sync folder; hashes what changed since last seen, tombstones what vanished.
+pub fn full_scan(node: &Node) -> Vec<PathBuf> {
+    let root = node.settings.sync_dir.clone();
+    let mut found = Vec::new();
+    walk(&root, &root, &mut found);
+    let present: BTreeSet<&str> = found.iter().map(|(r, _)| r.as_str()).collect();
+    let gone: Vec<(String, Option<Stamp>)> = node
+        .index()
+        .iter()
+        .filter(|e| !e.deleted && !present.contains(e.path.as_str()))
+        .map(|e| (e.path.clone(), None))
+        .collect();
+    let mut items: Vec<(String, Option<Stamp>)> = found.iter().map(|(r, s)| (r.clone(), Some(*s))).collect();
+    items.extend(gone);
+    examine(node, items, false)
+}
+
+/// The scanning task: batches events for a few milliseconds, and rescans periodically.
+pub async fn run(node: Arc<Node>, mut rx: UnboundedReceiver<PathBuf>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(node.settings.rescan);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        let mut batch = BTreeSet::new();
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {
+                let n = node.clone();
+                let again = tokio::task::spawn_blocking(move || full_scan(&n)).await.unwrap_or_default();
+                for p in again { let _ = node.scan_tx.send(p); }
+                continue;
+            }
+            p = rx.recv() => match p { Some(p) => { batch.insert(p); } None => return },
+        }
+        // Coalesce a burst: an editor's write-rename-chmod is one change.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(5);
+        while let Ok(Some(p)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+            batch.insert(p);
+            if batch.len() >= 4096 {
+                break;
+            }
+        }
+        let n = node.clone();
+        let again = tokio::task::spawn_blocking(move || process(&n, batch, true))
+            .await
+            .unwrap_or_default();
+        if !again.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            for p in again {
+                let _ = node.scan_tx.send(p);
+            }
+        }
+    }
+}

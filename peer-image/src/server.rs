@@ -1,0 +1,220 @@
+//! Server side of the peer protocol on the sync port (axum). Every request is admitted first:
+//! known sender (for accounting), not quarantined, within its rate limit.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::io::AsyncSeekExt;
+
+use crate::metrics::{Kind, Reason, header_bytes};
+use crate::node::Node;
+use crate::protocol::{
+    BATCH_BYTES_MAX, BATCH_FILE_MAX, BlobsReq, FROM_HEADER, HintReq, INDEX_PAGE, IndexQuery, IndexResp, SummaryReq,
+    SummaryResp, frame_blob,
+};
+
+type S = State<Arc<Node>>;
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/v1/summary", post(summary))
+        .route("/v1/index", get(index))
+        .route("/v1/hint", post(hint))
+        .route("/v1/blob/{hash}", get(blob))
+        .route("/v1/blobs", post(blobs))
+        .with_state(node)
+}
+
+/// Who is asking (short id), counted and checked; `Err` is the refusal to send.
+fn admit(node: &Node, headers: &HeaderMap, kind: Kind, body_len: usize) -> Result<(String, String), StatusCode> {
+    let short = headers
+        .get(FROM_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown")
+        .to_string();
+    let label = node.peer_label(&short);
+    node.metrics
+        .received(&label, kind, header_bytes(headers) + body_len as u64);
+    if node.is_quarantined(&short) {
+        node.metrics.reject(Reason::quarantined);
+        return Err(StatusCode::FORBIDDEN);
+    }
+    if !node.admit_rate(&short) {
+        node.metrics.reject(Reason::rate_limited);
+        return Err(StatusCode::TOO_MANY_REQUESTS);
+    }
+    Ok((short, label))
+}
+
+/// Counts a response as sent to `label`.
+fn counted(node: &Node, label: &str, kind: Kind, resp: Response, body_len: u64) -> Response {
+    node.metrics.sent(label, kind, header_bytes(resp.headers()) + body_len);
+    resp
+}
+
+fn json_resp<T: serde::Serialize>(node: &Node, label: &str, kind: Kind, v: &T) -> Response {
+    let body = serde_json::to_vec(v).expect("serializable");
+    let len = body.len() as u64;
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    counted(node, label, kind, r, len)
+}
+
+async fn summary(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
+    let (_, label) = match admit(&node, &headers, Kind::summary, body.len()) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    if serde_json::from_slice::<SummaryReq>(&body).is_err() {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    let resp = {
+        let mut idx = node.index();
+        SummaryResp {
+            digest: idx.digest(),
+            epoch: idx.epoch(),
+            seq: idx.seq(),
+        }
+    };
+    json_resp(&node, &label, Kind::summary, &resp)
+}
+
+async fn index(State(node): S, headers: HeaderMap, Query(q): Query<IndexQuery>) -> Response {
+    let (_, label) = match admit(&node, &headers, Kind::index, 0) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    let limit = q.limit.unwrap_or(INDEX_PAGE).clamp(1, INDEX_PAGE);
+    let resp = {
+        let idx = node.index();
+        // A cursor from another epoch (our index was recreated) means nothing: start over.
+        let since = if q.epoch == idx.epoch() { q.since } else { 0 };
+        let entries = idx.since(since, limit);
+        IndexResp {
+            epoch: idx.epoch(),
+            next: idx.seq_after(since, entries.len()),
+            latest: idx.seq(),
+            entries,
+        }
+    };
+    json_resp(&node, &label, Kind::index, &resp)
+}
+
+async fn hint(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
+    let (short, label) = match admit(&node, &headers, Kind::hint, body.len()) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    let Ok(h) = serde_json::from_slice::<HintReq>(&body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    // Pull only if the hinter knows something we do not.
+    if h.digest != node.index().digest()
+        && let Some(p) = node.peers.iter().find(|p| p.short == short)
+    {
+        p.pull.notify_one();
+    }
+    counted(&node, &label, Kind::hint, StatusCode::NO_CONTENT.into_response(), 0)
+}
+
+/// The path currently holding `hash`, if the file on disk is still exactly what was indexed (a
+/// file edited since would be served with the wrong content and get us blamed).
+fn servable(node: &Node, hash: &str) -> Option<std::path::PathBuf> {
+    let idx = node.index();
+    let rel = idx.path_for_hash(hash)?;
+    let full = node.full_path(&rel);
+    let meta = std::fs::symlink_metadata(&full).ok()?;
+    if idx.stamp(&rel) != Some(crate::index::Stamp::of(&meta)) {
+        let _ = node.scan_tx.send(full);
+        return None;
+    }
+    Some(full)
+}
+
+async fn blob(State(node): S, headers: HeaderMap, Path(hash): Path<String>) -> Response {
+    let (_, label) = match admit(&node, &headers, Kind::blob, 0) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    let Some(full) = servable(&node, &hash) else {
+        return counted(&node, &label, Kind::blob, StatusCode::NOT_FOUND.into_response(), 0);
+    };
+    let Ok(mut file) = tokio::fs::File::open(&full).await else {
+        return counted(&node, &label, Kind::blob, StatusCode::NOT_FOUND.into_response(), 0);
+    };
+    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let start = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.strip_suffix('-'))
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s <= size);
+    let mut resp = match start {
+        Some(s) if s > 0 => {
+            if file.seek(std::io::SeekFrom::Start(s)).await.is_err() {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+            r.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes {s}-{}/{size}", size.saturating_sub(1))).expect("ascii"),
+            );
+            r
+        }
+        _ => Response::new(Body::empty()),
+    };
+    let len = size - start.unwrap_or(0);
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    resp.headers_mut()
+        .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let stream = tokio_util::io::ReaderStream::with_capacity(tokio::io::AsyncReadExt::take(file, len), 256 * 1024);
+    *resp.body_mut() = Body::from_stream(stream);
+    counted(&node, &label, Kind::blob, resp, len)
+}
+
+async fn blobs(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
+    let (_, label) = match admit(&node, &headers, Kind::blob, body.len()) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    let Ok(req) = serde_json::from_slice::<BlobsReq>(&body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    if req.hashes.len() > 100_000 {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    let n = node.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let mut total = 0u64;
+        for h in &req.hashes {
+            let content = servable(&n, h)
+                .filter(|_| total < BATCH_BYTES_MAX)
+                .and_then(|p| std::fs::read(p).ok())
+                .filter(|b| b.len() as u64 <= BATCH_FILE_MAX);
+            total += content.as_ref().map_or(0, |b| b.len() as u64);
+            frame_blob(&mut out, content.as_deref());
+        }
+        out
+    })
+    .await
+    .unwrap_or_default();
+    let len = out.len() as u64;
+    let mut r = Response::new(Body::from(out));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    counted(&node, &label, Kind::blob, r, len)
+}

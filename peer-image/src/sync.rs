@@ -1,0 +1,161 @@
+//! Anti-entropy with each neighbour (pull-based, one task per neighbour) and push hints.
+//!
+//! Every `anti_entropy_interval_ms` a node sends its index digest to each neighbour (`summary`).
+//! If the digests differ and the neighbour's index moved past what we pulled, we pull the delta
+//! (`index`); received entries are verified and offered to [`crate::fetch`], which pulls content by
+//! hash (`blob`). On every index change a node sends a `hint` to its neighbours so they pull at
+//! once instead of at the next round. A change relays hop by hop because applying a version is
+//! itself an index change (hint to the next hop), and it stops because an entry that changes
+//! nothing (equal or dominated) is not an index change. Data flows only by pulling: a node never
+//! accepts pushed versions, so a flood of pushed data is impossible by construction.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::fetch;
+use crate::hlc::wall_ms;
+use crate::metrics::Kind;
+use crate::node::{Node, lock};
+use crate::protocol::{HintReq, INDEX_PAGE, IndexResp, SummaryReq, SummaryResp};
+use crate::wire::{self, SMALL_TIMEOUT, WireError};
+
+/// Rounds with differing digests and no new entries after which the whole index is pulled again
+/// (recovers entries that were dropped, e.g. pending downloads lost in a crash).
+const FULL_PULL_AFTER: u32 = 3;
+
+/// Pulls `i`'s index from our cursor (or from the start) to its latest, offering every entry.
+async fn pull_index(node: &Arc<Node>, i: usize, from_scratch: bool) -> Result<usize, WireError> {
+    let peer = &node.peers[i];
+    let mut offered = 0;
+    let mut cursor = {
+        let c = *lock(&peer.cursor);
+        if from_scratch { (c.0, 0) } else { c }
+    };
+    loop {
+        let req = node
+            .client
+            .get(wire::url(
+                peer,
+                &format!("/v1/index?since={}&epoch={}&limit={INDEX_PAGE}", cursor.1, cursor.0),
+            ))
+            .timeout(SMALL_TIMEOUT);
+        let resp = wire::send(node, peer, Kind::index, req).await?;
+        let received = Instant::now();
+        let page: IndexResp = wire::json(node, peer, Kind::index, resp).await?;
+        let n = page.entries.len();
+        offered += fetch::offer(node, i, page.entries, received);
+        cursor = (page.epoch, page.next);
+        *lock(&peer.cursor) = cursor;
+        if n == 0 || page.next >= page.latest {
+            break;
+        }
+    }
+    Ok(offered)
+}
+
+/// One digest exchange; returns the neighbour's answer.
+async fn summary(node: &Arc<Node>, i: usize) -> Result<SummaryResp, WireError> {
+    let peer = &node.peers[i];
+    let digest = node.index().digest();
+    let req = node
+        .client
+        .post(wire::url(peer, "/v1/summary"))
+        .json(&SummaryReq { digest })
+        .timeout(SMALL_TIMEOUT);
+    let resp = wire::send(node, peer, Kind::summary, req).await?;
+    wire::json(node, peer, Kind::summary, resp).await
+}
+
+/// The anti-entropy task for neighbour `i`.
+pub async fn neighbour_loop(node: Arc<Node>, i: usize, mut stop: watch::Receiver<bool>) {
+    let peer = &node.peers[i];
+    // Spread rounds of different neighbours so they do not all fire together.
+    let period = node.settings.anti_entropy;
+    let offset = Duration::from_millis((rand::random::<u64>() % period.as_millis().max(1) as u64) / 2);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_millis(20) + offset, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut mismatches = 0u32;
+    loop {
+        let hinted = tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => false,
+            _ = peer.pull.notified() => true,
+        };
+        if node.is_quarantined(&peer.short) {
+            continue;
+        }
+        let result = if hinted {
+            pull_index(&node, i, false).await.map(|_| ())
+        } else {
+            round(&node, i, &mut mismatches).await
+        };
+        match result {
+            Ok(()) => {
+                peer.reachable.store(true, Ordering::Relaxed);
+                peer.last_sync_ms.store(wall_ms(), Ordering::Relaxed);
+            }
+            Err(e) => {
+                if peer.reachable.swap(false, Ordering::Relaxed) {
+                    tracing::info!(peer = %peer.cfg.name, "neighbour unreachable: {e}");
+                } else {
+                    tracing::debug!(peer = %peer.cfg.name, "{e}");
+                }
+            }
+        }
+    }
+}
+
+async fn round(node: &Arc<Node>, i: usize, mismatches: &mut u32) -> Result<(), WireError> {
+    let peer = &node.peers[i];
+    let theirs = summary(node, i).await?;
+    if theirs.digest == node.index().digest() {
+        *mismatches = 0;
+        return Ok(());
+    }
+    let (epoch, since) = *lock(&peer.cursor);
+    if theirs.epoch != epoch || theirs.seq > since {
+        pull_index(node, i, false).await?;
+        *mismatches = 0;
+    } else {
+        *mismatches += 1;
+        if *mismatches >= FULL_PULL_AFTER && lock(&node.pending).is_empty() {
+            *mismatches = 0;
+            tracing::debug!(peer = %peer.cfg.name, "digests still differ: pulling the whole index");
+            pull_index(node, i, true).await?;
+        }
+    }
+    // Content that failed before (a neighbour was down) is retried every round.
+    node.fetch_wake.notify_one();
+    Ok(())
+}
+
+/// Sends a hint to neighbour `i` after every local index change (coalesced by the watch channel).
+pub async fn hint_loop(node: Arc<Node>, i: usize, mut stop: watch::Receiver<bool>) {
+    let peer = &node.peers[i];
+    let mut rx = node.changed.subscribe();
+    rx.mark_unchanged();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            r = rx.changed() => if r.is_err() { return },
+        }
+        if node.is_quarantined(&peer.short) {
+            continue;
+        }
+        let (digest, seq) = {
+            let mut idx = node.index();
+            (idx.digest(), idx.seq())
+        };
+        let req = node
+            .client
+            .post(wire::url(peer, "/v1/hint"))
+            .json(&HintReq { digest, seq })
+            .timeout(SMALL_TIMEOUT);
+        if let Err(e) = wire::send(&node, peer, Kind::hint, req).await {
+            tracing::debug!(peer = %peer.cfg.name, "hint not delivered: {e}");
+        }
+    }
+}

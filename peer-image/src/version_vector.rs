@@ -1,0 +1,123 @@
+//! [`VersionVector`]: causal history of one path, as a map from author id to that author's counter.
+//!
+//! Version vectors alone decide whether one version supersedes another; clocks never do. Two vectors
+//! are either equal, ordered (one dominates), or concurrent, and only the last case needs a tie-break.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How two version vectors relate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Causality {
+    /// Same history.
+    Equal,
+    /// `self` happened before `other` (`other` dominates).
+    Before,
+    /// `self` dominates `other`.
+    After,
+    /// Neither dominates: concurrent edits.
+    Concurrent,
+}
+
+/// Author id (16 hex chars, see [`crate::identity::PeerId::short`]) -> counter. Missing means 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct VersionVector(pub BTreeMap<String, u64>);
+
+impl VersionVector {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counter of `author` (0 if absent).
+    pub fn get(&self, author: &str) -> u64 {
+        self.0.get(author).copied().unwrap_or(0)
+    }
+
+    /// Sets `author`'s counter (used when authoring: the caller passes a node-wide, ever-growing
+    /// sequence so that a counter is never reused, even across paths).
+    pub fn set(&mut self, author: &str, counter: u64) {
+        self.0.insert(author.to_string(), counter);
+    }
+
+    /// Element-wise maximum.
+    pub fn merge(&mut self, other: &VersionVector) {
+        for (k, &v) in &other.0 {
+            let e = self.0.entry(k.clone()).or_insert(0);
+            *e = (*e).max(v);
+        }
+    }
+
+    /// Compares two vectors element-wise.
+    pub fn compare(&self, other: &VersionVector) -> Causality {
+        let mut less = false;
+        let mut greater = false;
+        for k in self.0.keys().chain(other.0.keys()) {
+            let (a, b) = (self.get(k), other.get(k));
+            less |= a < b;
+            greater |= a > b;
+            if less && greater {
+                return Causality::Concurrent;
+            }
+        }
+        match (less, greater) {
+            (false, false) => Causality::Equal,
+            (true, false) => Causality::Before,
+            (false, true) => Causality::After,
+            (true, true) => Causality::Concurrent,
+        }
+    }
+
+    /// Canonical text form for signing: `id:counter,` sorted by id, zero counters skipped so that
+    /// `{a:0}` and `{}` encode (and compare) the same.
+    pub fn canonical(&self) -> String {
+        let mut s = String::new();
+        for (k, v) in &self.0 {
+            if *v > 0 {
+                s.push_str(k);
+                s.push(':');
+                s.push_str(&v.to_string());
+                s.push(',');
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vv(pairs: &[(&str, u64)]) -> VersionVector {
+        let mut v = VersionVector::new();
+        for (k, c) in pairs {
+            v.set(k, *c);
+        }
+        v
+    }
+
+    #[test]
+    fn compare_covers_all_cases() {
+        assert_eq!(vv(&[("a", 1)]).compare(&vv(&[("a", 1)])), Causality::Equal);
+        assert_eq!(vv(&[]).compare(&vv(&[("a", 0)])), Causality::Equal);
+        assert_eq!(vv(&[("a", 1)]).compare(&vv(&[("a", 2)])), Causality::Before);
+        assert_eq!(vv(&[("a", 2), ("b", 1)]).compare(&vv(&[("a", 2)])), Causality::After);
+        assert_eq!(vv(&[("a", 1)]).compare(&vv(&[("b", 1)])), Causality::Concurrent);
+        assert_eq!(
+            vv(&[("a", 2), ("b", 1)]).compare(&vv(&[("a", 1), ("b", 2)])),
+            Causality::Concurrent
+        );
+    }
+
+    #[test]
+    fn merge_dominates_both() {
+        let a = vv(&[("a", 3), ("b", 1)]);
+        let b = vv(&[("b", 2), ("c", 5)]);
+        let mut m = a.clone();
+        m.merge(&b);
+        assert_eq!(a.compare(&m), Causality::Before);
+        assert_eq!(b.compare(&m), Causality::Before);
+        assert_eq!(m.canonical(), "a:3,b:2,c:5,");
+    }
+}

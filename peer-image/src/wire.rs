@@ -1,0 +1,83 @@
+//! Client side of the peer protocol: requests to a neighbour with per-neighbour, per-kind message
+//! and byte accounting (`docs/PEER-CONTRACT.md`).
+
+use std::time::Duration;
+
+use crate::metrics::{Kind, header_bytes};
+use crate::node::{Node, PeerState};
+use crate::protocol::FROM_HEADER;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("request to {peer} failed: {source}")]
+    Http { peer: String, source: reqwest::Error },
+    #[error("{peer} answered {status}")]
+    Status { peer: String, status: u16 },
+    #[error("{peer} sent a malformed {what}")]
+    Malformed { peer: String, what: &'static str },
+}
+
+/// Timeout for small requests (summary, index, hint, batched blobs).
+pub const SMALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub fn url(peer: &PeerState, path: &str) -> String {
+    format!("http://{}{}", peer.cfg.addr, path)
+}
+
+/// Sends a request built by `build` and counts it; the response's headers are counted as received
+/// and the caller counts its body with [`Node::metrics`]`.received_bytes` as it reads it.
+pub async fn send(
+    node: &Node,
+    peer: &PeerState,
+    kind: Kind,
+    build: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, WireError> {
+    let name = &peer.cfg.name;
+    let http = |source| WireError::Http {
+        peer: name.clone(),
+        source,
+    };
+    let req = build.header(FROM_HEADER, &node.short).build().map_err(http)?;
+    let body = req.body().and_then(|b| b.as_bytes()).map_or(0, |b| b.len()) as u64;
+    let head =
+        header_bytes(req.headers()) + req.url().path().len() as u64 + req.url().query().map_or(0, str::len) as u64;
+    node.metrics.sent(name, kind, head + body);
+    let resp = node.client.execute(req).await.map_err(http)?;
+    node.metrics.received(name, kind, header_bytes(resp.headers()));
+    if !resp.status().is_success() {
+        return Err(WireError::Status {
+            peer: name.clone(),
+            status: resp.status().as_u16(),
+        });
+    }
+    Ok(resp)
+}
+
+/// Reads a whole (small) body, counting it.
+pub async fn body(
+    node: &Node,
+    peer: &PeerState,
+    kind: Kind,
+    resp: reqwest::Response,
+) -> Result<bytes::Bytes, WireError> {
+    let b = resp.bytes().await.map_err(|source| WireError::Http {
+        peer: peer.cfg.name.clone(),
+        source,
+    })?;
+    node.metrics.received_bytes(&peer.cfg.name, kind, b.len() as u64);
+    Ok(b)
+}
+
+/// Reads and parses a JSON body, counting it.
+pub async fn json<T: serde::de::DeserializeOwned>(
+    node: &Node,
+    peer: &PeerState,
+    kind: Kind,
+    resp: reqwest::Response,
+) -> Result<T, WireError> {
+    let b = body(node, peer, kind, resp).await?;
+    serde_json::from_slice(&b).map_err(|_| WireError::Malformed {
+        peer: peer.cfg.name.clone(),
+        what: "JSON body",
+    })
+}
