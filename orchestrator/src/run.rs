@@ -143,10 +143,11 @@ async fn drive(
         .no_proxy()
         .build()?;
     let ready_timeout = Duration::from_secs(60 + plan.peers.len() as u64);
-    cluster
+    let ready = cluster
         .wait_ready(&http, ready_timeout, progress_line("peers ready"))
-        .await?;
+        .await;
     eprintln!();
+    ready?;
     for p in &cluster.peers {
         history.record(Event::PeerReady {
             peer: p.name.clone(),

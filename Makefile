@@ -1,0 +1,56 @@
+# syftchaos: `make chaos-run` runs a chaos plan, `make test` runs every test. Both build what they need.
+# Needs: a running Docker engine (root or the docker group), cargo. See README.md.
+
+PLAN ?= chaos-plans/smoke.yaml
+CARGO ?= cargo
+CHAOS := target/debug/chaos
+# Extra flags for `chaos run`, e.g. ARGS="--seed 7 --flavor legacy".
+ARGS ?=
+
+.PHONY: all chaos-run image chaos test unit-test lint validate bench nightly clean ps help
+
+all: chaos image
+
+help:
+	@echo "make chaos-run [PLAN=chaos-plans/<plan>.yaml] [ARGS=...]  run one plan (default: smoke)"
+	@echo "make test        unit tests, Docker tests, lint (what CI runs)"
+	@echo "make image       build the peer image offline (syftchaos/peer:latest)"
+	@echo "make validate    check every plan in chaos-plans/ without starting anything"
+	@echo "make nightly     run every plan in chaos-plans/, one after another"
+	@echo "make bench       benchmarks (results go to docs/BENCHMARKS.md by hand)"
+	@echo "make clean       remove every labelled container and network (chaos clean)"
+
+chaos:
+	$(CARGO) build -p syftchaos --bin chaos
+
+image:
+	peer-image/scripts/build-image.sh
+
+chaos-run: chaos image
+	$(CHAOS) run $(PLAN) $(ARGS)
+
+validate: chaos
+	$(CHAOS) validate chaos-plans/*.yaml
+
+# The Docker tests need the peer image; they fail loudly under CI=true if it is missing.
+test: image lint
+	$(CARGO) test --workspace --all-targets
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench:
+	$(CARGO) bench --workspace
+
+# Every plan, one after another; exits non-zero if any plan did not end valid. Reports stay in reports/.
+nightly: chaos image
+	@failed=0; for p in chaos-plans/*.yaml; do \
+	  echo "=== $$p"; $(CHAOS) run $$p || failed=$$((failed+1)); \
+	done; echo "nightly: $$failed plan(s) not valid"; test $$failed -eq 0
+
+clean: chaos
+	$(CHAOS) clean
+
+ps: chaos
+	$(CHAOS) ps

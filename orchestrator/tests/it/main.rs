@@ -1,0 +1,9 @@
+//! Integration tests of the `chaos` binary, one test binary with a module per area (ripgrep's habit).
+//! Tests that need Docker run for real; without Docker they fail under `CI=true` and skip elsewhere,
+//! saying why.
+
+// Plans rejected before anything starts: no Docker needed.
+mod bad_plans;
+// The walking skeleton on real containers: smoke plan, SIGKILL + `chaos clean`.
+mod skeleton;
+mod util;

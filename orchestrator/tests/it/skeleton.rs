@@ -1,0 +1,129 @@
+//! The walking skeleton on real Docker: the smoke plan end to end, and cleanup after SIGKILL.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+#[test]
+fn smoke_plan_converges_reports_and_leaves_nothing_behind() {
+    if !docker_ready("smoke_plan_converges_reports_and_leaves_nothing_behind") {
+        return;
+    }
+    let _lock = docker_lock();
+    let reports = tempfile::tempdir().unwrap();
+    let out = run(chaos()
+        .args(["run", "chaos-plans/smoke.yaml", "--reports"])
+        .arg(reports.path()));
+    let dir = run_dir(reports.path()).expect("a run folder");
+    let run_id = run_id_of(&dir);
+    assert_eq!(labelled(Some(&run_id)), (0, 0), "containers and network removed");
+    assert_eq!(out.status.code(), Some(0), "smoke must be valid");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("verdict: valid"), "{stdout}");
+    assert!(
+        stdout.contains(&dir.join("index.html").display().to_string()),
+        "prints the report path: {stdout}"
+    );
+
+    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("result.json")).unwrap()).unwrap();
+    assert_eq!(result["plan"], "smoke");
+    assert_eq!(result["seed"], 42);
+    assert_eq!(result["run_id"], run_id.as_str());
+    assert_eq!(result["verdict"], "valid");
+    let peers = result["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 3);
+    assert!(
+        peers
+            .iter()
+            .all(|p| p["files"] == 2 && p["tree_hash"] == peers[0]["tree_hash"]),
+        "{peers:?}"
+    );
+    let checks = result["checks"].as_array().unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["name"] == "converged" && c["verdict"] == "valid")
+    );
+    let recovery = result["recovery"].as_array().unwrap();
+    assert!(
+        recovery
+            .iter()
+            .any(|r| r["fault"] == "cut-p1#1" && r["converged_after_ms"].is_u64()),
+        "{recovery:?}"
+    );
+
+    // The history has the op, the fault start/stop and the heal, in order.
+    let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    let types: Vec<String> = history
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let pos = |t: &str| {
+        types
+            .iter()
+            .position(|x| x == t)
+            .unwrap_or_else(|| panic!("no {t} in {types:?}"))
+    };
+    assert!(
+        pos("run-started") < pos("write")
+            && pos("fault-started") < pos("fault-stopped")
+            && pos("fault-stopped") < pos("healed-all")
+    );
+    for f in ["index.html", "junit.xml", "plan.yaml", "logs/p1.log"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    let latest = std::fs::read_link(reports.path().join("latest")).unwrap();
+    assert_eq!(latest, dir.file_name().unwrap());
+}
+
+#[test]
+fn sigkilled_orchestrator_leaves_nothing_after_chaos_clean() {
+    if !docker_ready("sigkilled_orchestrator_leaves_nothing_after_chaos_clean") {
+        return;
+    }
+    let _lock = docker_lock();
+    let reports = tempfile::tempdir().unwrap();
+    let mut child = chaos()
+        .args(["run", "--reports"])
+        .arg(reports.path())
+        .arg(test_plans().join("long-partition.yaml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the run's containers exist, then SIGKILL the orchestrator mid-run.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run_id = loop {
+        if let Some(dir) = run_dir(reports.path()) {
+            let id = run_id_of(&dir);
+            if labelled(Some(&id)).0 == 3 {
+                break id;
+            }
+        }
+        assert!(Instant::now() < deadline, "the run never started its containers");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        labelled(Some(&run_id)).0,
+        3,
+        "SIGKILL cannot clean up: the containers are still there"
+    );
+
+    let ps = run(chaos().arg("ps"));
+    assert!(
+        String::from_utf8_lossy(&ps.stdout).contains(&run_id),
+        "`chaos ps` lists the orphaned run"
+    );
+    let out = run(chaos().arg("clean"));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(labelled(None), (0, 0), "no labelled container or network is left");
+}

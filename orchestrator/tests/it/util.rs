@@ -1,0 +1,105 @@
+//! Shared helpers: the `chaos` binary, Docker availability, unique temp folders, labelled-resource counts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+
+/// Docker tests that create or reap labelled resources take this lock: `chaos clean` removes every
+/// labelled container, so two such tests must not overlap.
+static DOCKER: Mutex<()> = Mutex::new(());
+
+pub fn docker_lock() -> MutexGuard<'static, ()> {
+    DOCKER.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn chaos() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_chaos"));
+    c.current_dir(repo());
+    c
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn plans() -> PathBuf {
+    repo().join("chaos-plans")
+}
+
+pub fn test_plans() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plans")
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("spawn chaos");
+    eprintln!(
+        "--- stdout\n{}--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// True when Docker and the peer image are usable. Under `CI=true` a missing engine or image is a
+/// failure (CI must exercise the real thing); elsewhere the test prints why it skips.
+pub fn docker_ready(test: &str) -> bool {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let problem = match Command::new("docker")
+        .args(["image", "inspect", "syftchaos/peer:latest"])
+        .output()
+    {
+        Err(e) => Some(format!("the docker CLI cannot run: {e}")),
+        Ok(o) if !o.status.success() => Some(format!(
+            "syftchaos/peer:latest is not available (run `make image`): {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Ok(_) => None,
+    };
+    match problem {
+        None => true,
+        Some(p) if ci => panic!("{test}: Docker test cannot run under CI=true: {p}"),
+        Some(p) => {
+            eprintln!("SKIPPED {test}: {p}");
+            false
+        }
+    }
+}
+
+/// Labelled containers and networks, optionally only those of one run.
+pub fn labelled(run: Option<&str>) -> (usize, usize) {
+    let filter = match run {
+        Some(r) => format!("label=io.syftchaos.run={r}"),
+        None => "label=io.syftchaos.managed=true".to_string(),
+    };
+    let count = |args: &[&str]| {
+        let o = Command::new("docker").args(args).output().expect("docker");
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count()
+    };
+    (
+        count(&["ps", "-aq", "--filter", &filter]),
+        count(&["network", "ls", "-q", "--filter", &filter]),
+    )
+}
+
+/// The single run folder created under `reports`.
+pub fn run_dir(reports: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(reports)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+}
+
+/// The run id is the last `-` part of the run folder's name.
+pub fn run_id_of(dir: &Path) -> String {
+    dir.file_name()
+        .unwrap()
+        .to_string_lossy()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .to_string()
+}
