@@ -8,6 +8,7 @@
 //! A convergence monitor runs beside the schedule, reading every peer's tree a few times a second and
 //! writing `converged` / `diverged` transitions into the history; recovery times come from those.
 
+use std::io::IsTerminal;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -200,6 +201,7 @@ async fn drive(
     );
 
     // Settled = converged and unchanged for `quiet`, or the convergence limit passed.
+    let mut settle_progress = progress_line("distinct trees (1 = converged) / peers");
     let limit = tokio::time::Instant::now() + plan.expect.converge_within.0;
     let quiet = plan.expect.quiet.0;
     loop {
@@ -210,14 +212,12 @@ async fn drive(
         if tokio::time::Instant::now() >= limit {
             break;
         }
-        eprint!(
-            "\rchaos: {} distinct trees among {} peers   ",
-            s.distinct,
-            cluster.peers.len()
-        );
+        settle_progress(s.distinct, cluster.peers.len());
         let _ = tokio::time::timeout(Duration::from_millis(500), state_rx.changed()).await;
     }
-    eprintln!();
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
     let _ = stop_tx.send(true);
     let _ = monitor.await;
 
@@ -234,12 +234,12 @@ async fn drive(
         });
     }
     let records: Vec<history::Record> = history::read(&run_dir.join("history.jsonl"))?.collect::<Result<_, _>>()?;
-    let recoveries = checker::recoveries(&records);
-    let checks = vec![
-        checker::converged(&finals),
-        checker::recovered_in_time(&recoveries, plan.expect.converge_within.ms()),
-        checker::no_crash(&finals),
-    ];
+    let judged = checker::judge(&checker::Evidence {
+        plan,
+        history: &records,
+        peers: &finals,
+    });
+    let (checks, recoveries) = (judged.checks, judged.recoveries);
     let verdict = checker::compose(&checks);
     history.record(Event::RunFinished {
         verdict: verdict.as_str().into(),
@@ -275,11 +275,16 @@ async fn drive(
     })
 }
 
+/// A progress line that redraws in place on a terminal and prints one line per change elsewhere (CI logs).
 fn progress_line(what: &'static str) -> impl FnMut(usize, usize) {
     let mut last = usize::MAX;
     move |n, total| {
         if n != last {
-            eprint!("\rchaos: {what}: {n}/{total}");
+            if std::io::stderr().is_terminal() {
+                eprint!("\rchaos: {what}: {n}/{total}   ");
+            } else {
+                eprintln!("chaos: {what}: {n}/{total}");
+            }
             last = n;
         }
     }

@@ -37,6 +37,30 @@ pub struct Check {
     pub evidence: serde_json::Value,
 }
 
+/// Everything the checkers judge: the plan, the history read back from disk, every peer's final state.
+pub struct Evidence<'a> {
+    pub plan: &'a crate::plan::Plan,
+    pub history: &'a [Record],
+    pub peers: &'a [PeerFinal],
+}
+
+/// The checks of a run and the recovery figures they were computed from.
+pub struct Judgement {
+    pub checks: Vec<Check>,
+    pub recoveries: Vec<Recovery>,
+}
+
+/// Runs every checker over the evidence.
+pub fn judge(e: &Evidence) -> Judgement {
+    let recoveries = recoveries(e.history);
+    let checks = vec![
+        converged(e.peers),
+        recovered_in_time(&recoveries, e.plan.expect.converge_within.ms()),
+        no_crash(e.peers),
+    ];
+    Judgement { checks, recoveries }
+}
+
 /// Worst-wins composition; no checks at all is `unknown`.
 pub fn compose(checks: &[Check]) -> Verdict {
     checks.iter().map(|c| c.verdict).max().unwrap_or(Verdict::Unknown)
