@@ -36,9 +36,8 @@ fn bench_userspace_engine() {
     println!("|---|---|---|---|---|");
     for (name, spec) in modes {
         let pid = spec.map(|s| pair.apply(s)["pid"].as_u64().unwrap() as u32);
-        // Latency: 2000 probes, 1 ms apart, one flow.
-        let p = probe(&pair, 2000, Duration::from_millis(1), 1, Duration::from_millis(200));
-        let rtts = p.rtts();
+        // Latency: 2000 strict ping-pongs (blocking receive), one flow.
+        let rtts = pingpong(&pair, 2000);
         assert_eq!(rtts.len(), 2000);
         // CPU: 3 s at each rate; the engine sees every probe once (egress only).
         let mut cpu = Vec::new();

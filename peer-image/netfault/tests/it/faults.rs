@@ -315,6 +315,41 @@ fn two_faults_clear_one_at_a_time_and_a_dead_engine_does_not_blackhole() {
 }
 
 #[test]
+fn the_legacy_iptables_backend_works_too() {
+    if !can_run() {
+        return;
+    }
+    if std::process::Command::new("iptables-legacy")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: no iptables-legacy here");
+        return;
+    }
+    let pair = NetPair::new();
+    let _echo = Echo::start(&pair);
+    let out = pair.netfault_ok(&[
+        "--iptables",
+        "iptables-legacy",
+        "apply",
+        "--spec",
+        r#"{"id":"leg","delay_ms":20}"#,
+    ]);
+    assert!(out["iptables"][0].as_str().unwrap().starts_with("iptables-legacy "));
+    let save = pair.exec_a(&["iptables-legacy-save", "-t", "mangle"]);
+    assert!(save.contains("SYFTCHAOS_NETEM_OUT"), "{save}");
+    let rtt = median(&probe(&pair, 20, ms(5), 1, ms(200)).rtts());
+    eprintln!("legacy backend, delay 20 ms: median rtt {rtt:.2} ms");
+    assert!((20.0..23.0).contains(&rtt), "{rtt}");
+    // The state remembers the backend: a plain clear undoes it.
+    pair.netfault_ok(&["clear"]);
+    let save = pair.exec_a(&["iptables-legacy-save", "-t", "mangle"]);
+    assert!(!save.contains("SYFTCHAOS"), "{save}");
+    assert_clean(&pair);
+}
+
+#[test]
 fn probe_reports_nfqueue_and_htb() {
     if !can_run() {
         return;

@@ -329,15 +329,50 @@ pub fn probe(pair: &NetPair, n: u32, interval: Duration, flows: usize, linger: D
                 std::thread::sleep(Duration::from_micros(50));
             }
             let sent = origin.elapsed().as_nanos() as u64;
-            socks[seq as usize % flows]
-                .send_to(&payload(seq, sent, 64), dst)
-                .unwrap();
+            let pkt = payload(seq, sent, 64);
+            // Held packets count against the socket's send buffer: wait for room.
+            loop {
+                match socks[seq as usize % flows].send_to(&pkt, dst) {
+                    Ok(_) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        recv_all(&mut out);
+                        std::thread::sleep(Duration::from_micros(20));
+                    }
+                    Err(e) => panic!("send: {e}"),
+                }
+            }
             out.sent += 1;
         }
         let end = origin.elapsed() + linger;
         while origin.elapsed() < end {
             recv_all(&mut out);
             std::thread::sleep(Duration::from_micros(200));
+        }
+        out
+    })
+    .join()
+    .unwrap()
+}
+
+/// Strict ping-pong: send one probe, block until its echo (or 1 s); returns RTTs in ms.
+/// Blocking receive gives the exact round trip, unlike the polling `probe`.
+pub fn pingpong(pair: &NetPair, n: u32) -> Vec<f64> {
+    let (ip_a, ip_b) = (pair.ip_a, pair.ip_b);
+    in_ns(&pair.ns_a, move || {
+        let s = UdpSocket::bind(SocketAddrV4::new(ip_a, 0)).unwrap();
+        s.connect(SocketAddrV4::new(ip_b, ECHO_PORT)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut buf = [0u8; 2048];
+        let mut out = Vec::new();
+        for seq in 0..n {
+            let t = Instant::now();
+            s.send(&payload(seq, 0, 64)).unwrap();
+            while let Ok(len) = s.recv(&mut buf) {
+                if len >= 4 && buf[..4] == seq.to_be_bytes() {
+                    out.push(t.elapsed().as_secs_f64() * 1000.0);
+                    break;
+                }
+            }
         }
         out
     })
