@@ -121,10 +121,9 @@ struct FileConfig {
     key_file: Option<PathBuf>,
     anti_entropy_interval_ms: Option<u64>,
     flavor: Option<String>,
-    #[serde(default)]
-    peers: Vec<PeerConf>,
-    #[serde(default)]
-    trusted: Vec<TrustedConf>,
+    /// `Option` so that an empty `peers:` (YAML null) means none.
+    peers: Option<Vec<PeerConf>>,
+    trusted: Option<Vec<TrustedConf>>,
     rescan_interval_ms: Option<u64>,
     lock_ttl_ms: Option<u64>,
     quarantine_ms: Option<u64>,
@@ -203,7 +202,11 @@ pub struct Settings {
 /// `file:line:column: message` for a YAML error.
 fn yaml_error(origin: &str, err: &serde_saphyr::Error) -> ConfigError {
     let msg = err.without_snippet().to_string();
-    let msg = msg.lines().next().unwrap_or("invalid YAML").to_string();
+    let mut msg = msg.lines().next().unwrap_or("invalid YAML").to_string();
+    // The location goes in front, in the `file:line:column` form editors understand.
+    if let Some(i) = msg.rfind(" at line ") {
+        msg.truncate(i);
+    }
     match err.location() {
         Some(loc) => ConfigError::Yaml(format!("{origin}:{}:{}: {msg}", loc.line(), loc.column())),
         None => ConfigError::Yaml(format!("{origin}: {msg}")),
@@ -264,11 +267,11 @@ impl Settings {
         };
         let peers_conf = match &args.peers {
             Some(t) => serde_saphyr::from_str::<Vec<PeerConf>>(t).map_err(|e| yaml_error("SYNCPEER_PEERS", &e))?,
-            None => file.peers,
+            None => file.peers.unwrap_or_default(),
         };
         let trusted_conf = match &args.trusted {
             Some(t) => serde_saphyr::from_str::<Vec<TrustedConf>>(t).map_err(|e| yaml_error("SYNCPEER_TRUSTED", &e))?,
-            None => file.trusted,
+            None => file.trusted.unwrap_or_default(),
         };
         let mut peers = Vec::new();
         for p in peers_conf {
@@ -340,7 +343,7 @@ mod tests {
 
     #[test]
     fn minimal_config_with_defaults() {
-        let s = Settings::from_yaml(&yaml(""), Path::new("c.yaml"), &RunArgs::default()).unwrap();
+        let s = Settings::from_yaml(&yaml("peers:\ntrusted:\n"), Path::new("c.yaml"), &RunArgs::default()).unwrap();
         assert_eq!(s.anti_entropy, Duration::from_millis(1000));
         assert_eq!(s.flavor, Flavor::Default);
     }

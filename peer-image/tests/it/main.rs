@@ -5,3 +5,18 @@ mod util;
 
 // Two peers: create, update, delete, and basic daemon behaviour (config errors, shutdown).
 mod basic;
+// Triangle (no loop) and line (multi-hop) topologies.
+mod topology;
+// Concurrent writers and conflict copies.
+mod conflict;
+// Out-of-order delivery and replays, from a fake peer.
+mod ordering;
+// Tampered content, forged signatures, untrusted authors, quarantine.
+mod byzantine;
+mod fake;
+// SIGKILL and restart in the middle of a sync.
+mod crash;
+// Stale, corrupt and long-held lock files.
+mod locks;
+// Config errors, keygen, status fields.
+mod daemon;

@@ -64,7 +64,10 @@ pub struct Peer {
     pub root: PathBuf,
     pub id: Identity,
     pub child: Option<Child>,
+    /// Appended to the config (top-level keys).
     pub extra_yaml: String,
+    /// Appended to the `peers:` list (e.g. a fake peer).
+    pub extra_peers: String,
 }
 
 impl Peer {
@@ -248,6 +251,7 @@ impl Cluster {
                     id: Identity::generate(),
                     child: None,
                     extra_yaml: String::new(),
+                    extra_peers: String::new(),
                 }
             })
             .collect();
@@ -301,6 +305,7 @@ impl Cluster {
                 q.pubkey()
             ));
         }
+        y.push_str(&p.extra_peers);
         y.push_str("trusted:\n");
         for q in &self.peers {
             y.push_str(&format!("  - name: {}\n    public_key: {}\n", q.name, q.pubkey()));

@@ -1,0 +1,87 @@
+use syncpeer::entry::Entry;
+use syncpeer::hlc::Hlc;
+use syncpeer::version_vector::VersionVector;
+
+use crate::fake::FakePeer;
+use crate::util::*;
+
+fn signed(author: &syncpeer::identity::Identity, path: &str, content: &[u8], counter: u64) -> Entry {
+    let mut vv = VersionVector::new();
+    vv.set(&author.id().short(), counter);
+    let hash = blake3::hash(content).to_hex().to_string();
+    Entry::author(
+        author,
+        path.into(),
+        vv,
+        hash,
+        content.len() as u64,
+        false,
+        Hlc { ms: 1_000, c: 0 },
+    )
+}
+
+/// A fake neighbour serves a genuine version with tampered content, and a version with a forged
+/// signature: both are rejected and counted, the liar is quarantined, and the honest copies
+/// arrive from the honest author.
+#[test]
+fn tampered_blob_and_bad_signature_rejected_honest_copy_arrives() {
+    let mut c = Cluster::new(2, &[(0, 1)]);
+    let liar = FakePeer::start("liar");
+    // p1 asks the liar first for everything it advertises; p0 (honest) is down at first.
+    c.peers[1].extra_peers = liar.peer_yaml();
+    c.peers[1].extra_yaml = "strike_limit: 2\nquarantine_ms: 600000\n".into();
+    let honest = b"the honest content".to_vec();
+    let genuine = signed(&c.peers[0].id, "z.txt", &honest, 1);
+    liar.push(genuine.clone(), Some(b"poisoned content!!".to_vec()));
+    let mut forged = signed(&c.peers[0].id, "sig.txt", b"honest sig", 2);
+    forged.hash = blake3::hash(b"evil").to_hex().to_string();
+    forged.size = 4;
+    liar.push(forged, Some(b"evil".to_vec()));
+    c.start(1);
+    let m = |c: &Cluster, r: &str| c.peers[1].metrics().sum("syncpeer_rejections_total", &[("reason", r)]);
+    wait_until("bad hash rejected", TIMEOUT, || m(&c, "bad_hash") >= 1.0);
+    wait_until("bad signature rejected", TIMEOUT, || m(&c, "bad_signature") >= 1.0);
+    assert!(c.peers[1].read("z.txt").is_none(), "tampered content written");
+    assert!(c.peers[1].read("sig.txt").is_none());
+    wait_until("liar quarantined", TIMEOUT, || {
+        let s = c.peers[1].status().unwrap();
+        s["neighbours"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == "liar" && n["quarantined"] == true)
+    });
+    assert_eq!(c.peers[1].metrics().sum("syncpeer_quarantined_peers", &[]), 1.0);
+    // The honest author comes up with the genuine files.
+    c.peers[0].write("sig.txt", b"honest sig");
+    c.peers[0].write("z.txt", &honest);
+    c.start(0);
+    wait_until("honest copies at p1", TIMEOUT, || {
+        c.peers[1].read("z.txt").as_deref() == Some(&honest[..])
+            && c.peers[1].read("sig.txt").as_deref() == Some(&b"honest sig"[..])
+    });
+    assert!(
+        c.peers[1]
+            .tree()
+            .values()
+            .all(|v| v != b"poisoned content!!" && v != b"evil")
+    );
+}
+
+/// A version signed by a key nobody trusts is refused, even when relayed by a trusted neighbour.
+#[test]
+fn untrusted_author_is_refused() {
+    let mut c = Cluster::new(1, &[]);
+    let relay = FakePeer::start("relay");
+    c.peers[0].extra_peers = relay.peer_yaml();
+    let stranger = syncpeer::identity::Identity::generate();
+    relay.push(signed(&stranger, "x.txt", b"x", 1), Some(b"x".to_vec()));
+    c.start(0);
+    wait_until("untrusted counted", TIMEOUT, || {
+        c.peers[0]
+            .metrics()
+            .sum("syncpeer_rejections_total", &[("reason", "untrusted")])
+            >= 1.0
+    });
+    assert!(c.peers[0].read("x.txt").is_none());
+}

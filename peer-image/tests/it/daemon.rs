@@ -1,0 +1,71 @@
+use std::process::Command;
+
+use crate::util::*;
+
+fn run_with_config(yaml: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = Command::new(BIN).arg("--config").arg(&cfg).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn bad_config_exits_2_with_file_line_column() {
+    let (code, err) = run_with_config("name: p1\nlisten: 127.0.0.1:1\nanti_entropy_interval_ms: [1\n");
+    assert_eq!(code, Some(2));
+    let line = err.lines().last().unwrap();
+    assert!(line.contains("config.yaml:3:"), "{err}");
+    let (code, err) = run_with_config(
+        "name: p1\nlisten: 127.0.0.1:1\nhttp: 127.0.0.1:2\nsync_dir: /s\nstate_dir: /t\nkey_file: /k\nflavor: legacy\n",
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("flavor `legacy` is not supported"), "{err}");
+    let (code, err) = run_with_config("name: p1\nlistne: 127.0.0.1:1\n");
+    assert_eq!(code, Some(2));
+    assert!(err.contains("config.yaml:2:"), "{err}");
+}
+
+#[test]
+fn keygen_writes_contract_format_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("identity.key");
+    let out = Command::new(BIN).args(["keygen", "--out"]).arg(&key).output().unwrap();
+    assert!(out.status.success());
+    let public = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(public.trim().len(), 64);
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert!(text.len() == 65 && text.ends_with('\n') && text[..64].bytes().all(|b| b.is_ascii_hexdigit()));
+    let id = syncpeer::identity::Identity::load(&key).unwrap();
+    assert_eq!(id.id().hex(), public.trim());
+    let again = Command::new(BIN).args(["keygen", "--out"]).arg(&key).output().unwrap();
+    assert_eq!(again.status.code(), Some(2));
+}
+
+#[test]
+fn status_reports_own_wall_clock_and_env_overrides_apply() {
+    let mut c = Cluster::new(1, &[]);
+    c.start(0);
+    let s = c.peers[0].status().unwrap();
+    let now = syncpeer::hlc::wall_ms() as i64;
+    assert!((s["wall_clock_ms"].as_i64().unwrap() - now).abs() < 10_000);
+    assert_eq!(s["name"], "p0");
+    assert_eq!(s["flavor"], "default");
+    assert_eq!(s["id"], c.peers[0].pubkey());
+    // Environment overrides the file.
+    assert_eq!(c.peers[0].stop(), Some(0));
+    let cfg = c.write_config(0);
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .env("SYNCPEER_NAME", "renamed")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = c.peers[0].http();
+    wait_until("renamed", TIMEOUT, || {
+        http_get(&http, "/v1/status").is_some_and(|(_, b)| b.contains("\"name\":\"renamed\""))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,131 @@
+//! A test-only fake peer speaking the peer protocol from a hand-fed list of entries and blobs:
+//! it can replay old versions, deliver them out of order, lie about content or forge signatures.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use syncpeer::entry::Entry;
+use syncpeer::identity::Identity;
+use syncpeer::protocol::{BlobsReq, IndexQuery, IndexResp, SummaryResp, frame_blob};
+
+use crate::util::{free_port, fresh_ip};
+
+#[derive(Default)]
+pub struct FakeState {
+    pub entries: Vec<Entry>,
+    pub blobs: HashMap<String, Vec<u8>>,
+    pub blob_requests: usize,
+}
+
+pub struct FakePeer {
+    pub name: String,
+    pub addr: String,
+    pub id: Identity,
+    pub state: Arc<Mutex<FakeState>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+type S = State<Arc<Mutex<FakeState>>>;
+
+async fn summary(State(s): S) -> Json<SummaryResp> {
+    let n = s.lock().unwrap().entries.len() as u64;
+    Json(SummaryResp {
+        digest: format!("fake-{n}"),
+        epoch: 1,
+        seq: n,
+    })
+}
+
+async fn index(State(s): S, Query(q): Query<IndexQuery>) -> Json<IndexResp> {
+    let st = s.lock().unwrap();
+    let since = if q.epoch == 1 { q.since } else { 0 };
+    let entries: Vec<Entry> = st.entries.iter().skip(since as usize).cloned().collect();
+    let n = st.entries.len() as u64;
+    Json(IndexResp {
+        epoch: 1,
+        next: n,
+        latest: n,
+        entries,
+    })
+}
+
+async fn blob(State(s): S, Path(hash): Path<String>) -> Response {
+    let mut st = s.lock().unwrap();
+    st.blob_requests += 1;
+    match st.blobs.get(&hash) {
+        Some(b) => b.clone().into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn blobs(State(s): S, body: Bytes) -> Vec<u8> {
+    let req: BlobsReq = serde_json::from_slice(&body).unwrap();
+    let mut st = s.lock().unwrap();
+    st.blob_requests += 1;
+    let mut out = Vec::new();
+    for h in &req.hashes {
+        frame_blob(&mut out, st.blobs.get(h).map(|b| b.as_slice()));
+    }
+    out
+}
+
+impl FakePeer {
+    pub fn start(name: &str) -> FakePeer {
+        let ip = fresh_ip();
+        let port = free_port(&ip);
+        let addr = format!("{ip}:{port}");
+        let state = Arc::new(Mutex::new(FakeState::default()));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let app = Router::new()
+            .route("/v1/summary", post(summary))
+            .route("/v1/index", get(index))
+            .route("/v1/hint", post(|| async { StatusCode::NO_CONTENT }))
+            .route("/v1/blob/{hash}", get(blob))
+            .route("/v1/blobs", post(blobs))
+            .with_state(state.clone());
+        let listener = rt.block_on(tokio::net::TcpListener::bind(&addr)).unwrap();
+        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakePeer {
+            name: name.into(),
+            addr,
+            id: Identity::generate(),
+            state,
+            _rt: rt,
+        }
+    }
+
+    /// YAML for a `peers:` item naming this fake.
+    pub fn peer_yaml(&self) -> String {
+        format!(
+            "  - name: {}\n    addr: {}\n    public_key: {}\n",
+            self.name,
+            self.addr,
+            self.id.id().hex()
+        )
+    }
+
+    pub fn push(&self, e: Entry, content: Option<Vec<u8>>) {
+        let mut st = self.state.lock().unwrap();
+        if let Some(c) = content {
+            st.blobs.insert(e.hash.clone(), c);
+        }
+        st.entries.push(e);
+    }
+}
+
+/// Fetches a real peer's current index entries from its sync port.
+pub fn entries_of(sync_addr: &str) -> Vec<Entry> {
+    let (code, body) = crate::util::http_get(sync_addr, "/v1/index?since=0&epoch=0&limit=2000").unwrap();
+    assert_eq!(code, 200);
+    serde_json::from_str::<IndexResp>(&body).unwrap().entries
+}
