@@ -7,7 +7,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::partition::{self, Cut};
-use crate::plan::{Fault, FileOpKind, PartitionShape, Plan, Selector, WorkloadKind};
+use crate::plan::{
+    ClockChange, DiskAction, Fault, FileOpKind, LinkParams, LockAction, PartitionShape, Plan, ProcessAction, Selector,
+    WorkloadKind,
+};
 
 /// One file operation a client performs on one peer's sync folder.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -21,13 +24,52 @@ pub struct FileOp {
 }
 
 /// A fault with every selector drawn: what the nemesis applies.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum ConcreteFault {
     Partition(Cut),
+    /// Packet faults installed on `peers` for traffic to `to` (by `netfault`, seeded).
+    Link {
+        peers: Vec<usize>,
+        to: Vec<usize>,
+        params: Box<LinkParams>,
+        seed: u64,
+    },
+    /// `offset_ms` added to the peers' wall clocks; `rate` makes them run fast or slow.
+    Clock {
+        peers: Vec<usize>,
+        offset_ms: i64,
+        rate: Option<f64>,
+    },
+    Process {
+        peers: Vec<usize>,
+        action: ProcessAction,
+    },
+    Lock {
+        peers: Vec<usize>,
+        action: LockAction,
+    },
+    Disk {
+        peers: Vec<usize>,
+        action: DiskAction,
+        seed: u64,
+    },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+impl ConcreteFault {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConcreteFault::Partition(_) => "partition",
+            ConcreteFault::Link { .. } => "link",
+            ConcreteFault::Clock { .. } => "clock",
+            ConcreteFault::Process { action, .. } => action.as_str(),
+            ConcreteFault::Lock { .. } => "lock",
+            ConcreteFault::Disk { .. } => "disk",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(rename_all = "kebab-case", tag = "action")]
 pub enum Action {
     FaultStop {
@@ -52,7 +94,7 @@ impl Action {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ScheduledOp {
     pub at_ms: u64,
     pub action: Action,
@@ -132,54 +174,122 @@ pub fn generate(plan: &Plan) -> Schedule {
     }
 
     for step in &plan.steps {
-        let Fault::Partition(spec) = &step.fault;
         let start = step.at.ms();
         let window_end = step.duration.map(|d| start + d.ms());
-        let cut_of = |shape: partition::Shape, rng: &mut ChaCha8Rng| Cut {
-            links: shape.links(n, rng.random()),
-            mode: spec.mode,
-            port: spec.port,
+        // Each interval is one fault with its own id, so the history shows every flap and hand-over.
+        let mut intervals: Vec<(u64, Option<u64>, ConcreteFault)> = Vec::new();
+        let flaps = |every: u64, end: u64| {
+            let on = (every / 2).max(1);
+            (0..)
+                .map(move |k| start + k * every)
+                .take_while(move |t| *t < end)
+                .map(move |t| (t, (t + on).min(end)))
         };
-        // Each on-interval is one fault with its own id, so the history shows every flap.
-        let mut intervals: Vec<(u64, Option<u64>, Cut)> = Vec::new();
-        match (&spec.shape, step.every) {
-            (PartitionShape::Rolling, Some(every)) => {
-                let mut order: Vec<usize> = (0..n).collect();
-                order.shuffle(&mut rng);
-                let end = window_end.expect("validated: rolling has a duration");
-                let mut t = start;
-                let mut k = 0;
-                while t < end {
-                    let stop = (t + every.ms()).min(end);
-                    intervals.push((
-                        t,
-                        Some(stop),
-                        cut_of(partition::Shape::Isolate(vec![order[k % n]]), &mut rng),
-                    ));
-                    t += every.ms();
-                    k += 1;
+        match &step.fault {
+            Fault::Partition(spec) => {
+                let cut_of = |shape: partition::Shape, rng: &mut ChaCha8Rng| {
+                    ConcreteFault::Partition(Cut {
+                        links: shape.links(n, rng.random()),
+                        mode: spec.mode,
+                        port: spec.port,
+                    })
+                };
+                match (&spec.shape, step.every, window_end) {
+                    (PartitionShape::Rolling, Some(every), Some(end)) => {
+                        let mut order: Vec<usize> = (0..n).collect();
+                        order.shuffle(&mut rng);
+                        let mut t = start;
+                        let mut k = 0;
+                        while t < end {
+                            let stop = (t + every.ms()).min(end);
+                            intervals.push((
+                                t,
+                                Some(stop),
+                                cut_of(partition::Shape::Isolate(vec![order[k % n]]), &mut rng),
+                            ));
+                            t += every.ms();
+                            k += 1;
+                        }
+                    }
+                    (shape, Some(every), Some(end)) => {
+                        let cut = cut_of(concrete_shape(shape, n, &mut rng), &mut rng);
+                        intervals.extend(flaps(every.ms(), end).map(|(a, b)| (a, Some(b), cut.clone())));
+                    }
+                    (shape, _, _) => {
+                        intervals.push((start, window_end, cut_of(concrete_shape(shape, n, &mut rng), &mut rng)))
+                    }
                 }
             }
-            (shape, Some(every)) => {
-                let cut = cut_of(concrete_shape(shape, n, &mut rng), &mut rng);
-                let end = window_end.expect("validated: flapping has a duration");
-                let on = (every.ms() / 2).max(1);
-                let mut t = start;
-                while t < end {
-                    intervals.push((t, Some((t + on).min(end)), cut.clone()));
-                    t += every.ms();
+            Fault::Link(spec) => {
+                let fault = ConcreteFault::Link {
+                    peers: draw(&spec.peers, n, &mut rng),
+                    to: draw(&spec.to, n, &mut rng),
+                    params: Box::new(spec.params.clone()),
+                    seed: rng.random(),
+                };
+                match (step.every, window_end) {
+                    (Some(every), Some(end)) => {
+                        intervals.extend(flaps(every.ms(), end).map(|(a, b)| (a, Some(b), fault.clone())))
+                    }
+                    _ => intervals.push((start, window_end, fault)),
                 }
             }
-            (shape, None) => intervals.push((start, window_end, cut_of(concrete_shape(shape, n, &mut rng), &mut rng))),
+            Fault::Clock(spec) => {
+                let peers = draw(&spec.peers, n, &mut rng);
+                let clock = |offset_ms, rate| ConcreteFault::Clock {
+                    peers: peers.clone(),
+                    offset_ms,
+                    rate,
+                };
+                match (&spec.change, step.every, window_end) {
+                    (ClockChange::Strobe(a, b), Some(every), Some(end)) => {
+                        for (t, half) in flaps(every.ms(), end) {
+                            intervals.push((t, Some(half), clock(*a, None)));
+                            if half < end {
+                                intervals.push((half, Some((t + every.ms()).min(end)), clock(*b, None)));
+                            }
+                        }
+                    }
+                    (ClockChange::Rate(r), _, _) => intervals.push((start, window_end, clock(0, Some(*r)))),
+                    (ClockChange::Offset(o), _, _) | (ClockChange::Strobe(o, _), _, _) => {
+                        intervals.push((start, window_end, clock(*o, None)))
+                    }
+                }
+            }
+            Fault::Process(spec) => intervals.push((
+                start,
+                window_end,
+                ConcreteFault::Process {
+                    peers: draw(&spec.peers, n, &mut rng),
+                    action: spec.action,
+                },
+            )),
+            Fault::Lock(spec) => intervals.push((
+                start,
+                window_end,
+                ConcreteFault::Lock {
+                    peers: draw(&spec.peers, n, &mut rng),
+                    action: spec.action.clone(),
+                },
+            )),
+            Fault::Disk(spec) => intervals.push((
+                start,
+                window_end,
+                ConcreteFault::Disk {
+                    peers: draw(&spec.peers, n, &mut rng),
+                    action: spec.action.clone(),
+                    seed: rng.random(),
+                },
+            )),
         }
-        for (k, (from, to, cut)) in intervals.into_iter().enumerate() {
+        for (k, (from, to, fault)) in intervals.into_iter().enumerate() {
             let id = format!("{}#{}", step.name, k + 1);
             ops.push(ScheduledOp {
                 at_ms: from,
                 action: Action::FaultStart {
                     id: id.clone(),
                     step: step.name.clone(),
-                    fault: ConcreteFault::Partition(cut),
+                    fault,
                 },
             });
             end_ms = end_ms.max(from);

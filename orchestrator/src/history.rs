@@ -45,6 +45,16 @@ pub enum Event {
     FaultStopped {
         id: String,
     },
+    /// A peer's wall clock after a clock fault changed: what was asked and what the peer reports.
+    ClockMeasured {
+        peer: String,
+        requested_ms: i64,
+        measured_ms: Option<i64>,
+    },
+    /// Which packet-fault engines the peers' kernel offers (`netfault probe`).
+    EnginesProbed {
+        engines: serde_json::Value,
+    },
     /// Every fault removed at once (teardown, or before the final convergence wait).
     HealedAll,
     /// The convergence monitor saw every peer hold the same tree.

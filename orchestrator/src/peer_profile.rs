@@ -156,6 +156,19 @@ pub fn chown_tree(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A lock for `path` as a crashed apply leaves it: `syncpeer`'s format (`<state>/locks/`, named by the
+/// path's BLAKE3), held by a pid that cannot exist. Returns (file name, contents).
+pub fn stale_lock(path: &str) -> (String, String) {
+    let name = format!("{}.lock", &blake3::hash(path.as_bytes()).to_hex()[..24]);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    (
+        name,
+        format!("pid=4194303\nincarnation=1\nstart_ms={now_ms}\npath={path}\n"),
+    )
+}
+
 /// The part of `GET /v1/status` the orchestrator reads.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Status {

@@ -156,7 +156,8 @@ async fn drive(
         });
     }
     let nemesis = Nemesis::new(cluster.engine.clone(), cluster.peers.clone(), history.clone());
-    nemesis.prepare().await?;
+    let engines = nemesis.prepare().await?;
+    history.record(Event::EnginesProbed { engines });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (state_tx, mut state_rx) = watch::channel(MonitorState::default());

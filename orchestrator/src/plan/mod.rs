@@ -158,14 +158,133 @@ pub struct FaultStep {
 #[serde(rename_all = "kebab-case")]
 pub enum Fault {
     Partition(PartitionSpec),
+    /// Packet faults on links: delay, jitter, loss, corruption, duplication, reordering, bandwidth.
+    Link(Box<LinkSpec>),
+    Clock(ClockSpec),
+    Process(ProcessSpec),
+    Lock(LockSpec),
+    Disk(DiskSpec),
 }
+
+/// The fault keys a step may carry (exactly one).
+pub const FAULT_KINDS: &str = "partition, link, clock, kill, stop, pause, lock, disk";
 
 impl Fault {
     pub fn kind(&self) -> &'static str {
         match self {
             Fault::Partition(_) => "partition",
+            Fault::Link(_) => "link",
+            Fault::Clock(_) => "clock",
+            Fault::Process(p) => p.action.as_str(),
+            Fault::Lock(_) => "lock",
+            Fault::Disk(_) => "disk",
         }
     }
+}
+
+/// Packet faults applied on `peers`, for traffic to (egress) or from (ingress) the `to` peers.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LinkSpec {
+    pub peers: Selector,
+    pub to: Selector,
+    pub params: LinkParams,
+}
+
+/// What happens to packets on a faulty link; the fields map one to one onto `netfault`'s spec.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct LinkParams {
+    /// `egress` (default: packets the peer sends), `ingress`, or `both`.
+    pub direction: Option<String>,
+    pub delay: Option<Dur>,
+    pub jitter: Option<Dur>,
+    /// `uniform` (default), `normal` or `pareto`.
+    pub distribution: Option<String>,
+    /// Percentages, 0 to 100.
+    pub loss: Option<f64>,
+    pub loss_correlation: Option<f64>,
+    pub corrupt: Option<f64>,
+    pub duplicate: Option<f64>,
+    pub reorder: Option<f64>,
+    pub reorder_delay: Option<Dur>,
+    /// Bandwidth: `500kbit`, `2mbit`, `1gbit`.
+    pub rate: Option<String>,
+    /// `auto` (default), `netem` or `userspace`.
+    pub engine: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ClockSpec {
+    pub peers: Selector,
+    pub change: ClockChange,
+}
+
+/// Clock faults on one peer add up: the peer's offset is the sum of its active offsets.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClockChange {
+    /// A fixed offset in milliseconds (for `duration`, or until the final heal).
+    Offset(i64),
+    /// Flip between two offsets every `every / 2` within `duration`.
+    Strobe(i64, i64),
+    /// The clock runs this many times as fast as real time (libfaketime's `x` rate).
+    Rate(f64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProcessAction {
+    /// SIGKILL; started again when the fault ends.
+    Kill,
+    /// Graceful stop (SIGTERM, then SIGKILL after 10 s); started again when the fault ends.
+    Stop,
+    /// Frozen with the cgroup freezer; thawed when the fault ends.
+    Pause,
+}
+
+impl ProcessAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessAction::Kill => "kill",
+            ProcessAction::Stop => "stop",
+            ProcessAction::Pause => "pause",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ProcessSpec {
+    pub peers: Selector,
+    pub action: ProcessAction,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LockSpec {
+    pub peers: Selector,
+    pub action: LockAction,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockAction {
+    /// Leave a lock for this path as a crashed apply would (its holder is dead).
+    Stale(String),
+    /// Make the peer's lock folder unwritable while the fault lasts.
+    Unwritable,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DiskSpec {
+    pub peers: Selector,
+    pub action: DiskAction,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiskAction {
+    /// Flip bits in the middle of this file (or a seeded pick of the peer's files), keeping its mtime.
+    Corrupt(Option<String>),
+    /// Cut this file (or a seeded pick) to half its size, keeping its mtime.
+    Truncate(Option<String>),
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -355,6 +474,141 @@ struct RawStep {
     every: Option<Dur>,
     #[serde(default)]
     partition: Option<Spanned<RawPartition>>,
+    #[serde(default)]
+    link: Option<Spanned<RawLink>>,
+    #[serde(default)]
+    clock: Option<Spanned<RawClock>>,
+    #[serde(default)]
+    kill: Option<Spanned<RawPeersOnly>>,
+    #[serde(default)]
+    stop: Option<Spanned<RawPeersOnly>>,
+    #[serde(default)]
+    pause: Option<Spanned<RawPeersOnly>>,
+    #[serde(default)]
+    lock: Option<Spanned<RawLock>>,
+    #[serde(default)]
+    disk: Option<Spanned<RawDisk>>,
+}
+
+// The link parameters are spelled out again here rather than `#[serde(flatten)]`ed: serde does not
+// support `deny_unknown_fields` together with `flatten`, and unknown keys must be errors.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    #[serde(default)]
+    peers: Option<RawTargets>,
+    #[serde(default)]
+    to: Option<RawTargets>,
+    #[serde(default)]
+    direction: Option<String>,
+    #[serde(default)]
+    delay: Option<Dur>,
+    #[serde(default)]
+    jitter: Option<Dur>,
+    #[serde(default)]
+    distribution: Option<String>,
+    #[serde(default)]
+    loss: Option<f64>,
+    #[serde(default)]
+    loss_correlation: Option<f64>,
+    #[serde(default)]
+    corrupt: Option<f64>,
+    #[serde(default)]
+    duplicate: Option<f64>,
+    #[serde(default)]
+    reorder: Option<f64>,
+    #[serde(default)]
+    reorder_delay: Option<Dur>,
+    #[serde(default)]
+    rate: Option<String>,
+    #[serde(default)]
+    engine: Option<String>,
+}
+
+impl RawLink {
+    fn params(&self) -> LinkParams {
+        LinkParams {
+            direction: self.direction.clone(),
+            delay: self.delay,
+            jitter: self.jitter,
+            distribution: self.distribution.clone(),
+            loss: self.loss,
+            loss_correlation: self.loss_correlation,
+            corrupt: self.corrupt,
+            duplicate: self.duplicate,
+            reorder: self.reorder,
+            reorder_delay: self.reorder_delay,
+            rate: self.rate.clone(),
+            engine: self.engine.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClock {
+    peers: RawTargets,
+    #[serde(default)]
+    offset: Option<String>,
+    #[serde(default)]
+    strobe: Option<(String, String)>,
+    #[serde(default)]
+    rate: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeersOnly {
+    peers: RawTargets,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLock {
+    peers: RawTargets,
+    #[serde(default)]
+    stale: Option<String>,
+    #[serde(default)]
+    unwritable: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDisk {
+    peers: RawTargets,
+    /// A path, or `true` for a seeded pick among the peer's files.
+    #[serde(default)]
+    corrupt: Option<RawPathOrPick>,
+    #[serde(default)]
+    truncate: Option<RawPathOrPick>,
+}
+
+enum RawPathOrPick {
+    Path(String),
+    Pick,
+}
+
+impl<'de> Deserialize<'de> for RawPathOrPick {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RawPathOrPick;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a path in the sync folder, or `true` for a seeded pick")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawPathOrPick, E> {
+                check_path(v).map(RawPathOrPick::Path).map_err(E::custom)
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawPathOrPick, E> {
+                if v {
+                    Ok(RawPathOrPick::Pick)
+                } else {
+                    Err(E::custom("use `true` or a path"))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize)]
@@ -658,10 +912,84 @@ impl Resolver<'_> {
     fn step(&self, index: usize, s: &Spanned<RawStep>, peers: &[String]) -> Result<FaultStep, PlanError> {
         let raw = &s.value;
         let at = &s.referenced;
-        let fault = match &raw.partition {
-            Some(p) => Fault::Partition(self.partition(p, peers)?),
-            None => return self.err(at, "a step needs a fault; allowed: partition"),
+        let given = [
+            raw.partition.is_some(),
+            raw.link.is_some(),
+            raw.clock.is_some(),
+            raw.kill.is_some(),
+            raw.stop.is_some(),
+            raw.pause.is_some(),
+            raw.lock.is_some(),
+            raw.disk.is_some(),
+        ]
+        .iter()
+        .filter(|g| **g)
+        .count();
+        if given != 1 {
+            let what = if given == 0 {
+                "a step needs a fault"
+            } else {
+                "a step takes exactly one fault"
+            };
+            return self.err(at, format!("{what}; allowed: {FAULT_KINDS}"));
+        }
+        let fault = if let Some(p) = &raw.partition {
+            Fault::Partition(self.partition(p, peers)?)
+        } else if let Some(l) = &raw.link {
+            Fault::Link(Box::new(self.link(l, peers)?))
+        } else if let Some(c) = &raw.clock {
+            Fault::Clock(self.clock(c, peers, raw.every.is_some())?)
+        } else if let Some(l) = &raw.lock {
+            let sel = self.targets(&l.value.peers, &l.referenced, peers)?;
+            let action = match (&l.value.stale, l.value.unwritable) {
+                (Some(path), None) => LockAction::Stale(check_path(path).or_else(|e| self.err(&l.referenced, e))?),
+                (None, Some(true)) => LockAction::Unwritable,
+                _ => {
+                    return self.err(
+                        &l.referenced,
+                        "a lock fault takes one of: `stale: <path>`, `unwritable: true`",
+                    );
+                }
+            };
+            Fault::Lock(LockSpec { peers: sel, action })
+        } else if let Some(d) = &raw.disk {
+            let sel = self.targets(&d.value.peers, &d.referenced, peers)?;
+            let pick = |p: &RawPathOrPick| match p {
+                RawPathOrPick::Path(s) => Some(s.clone()),
+                RawPathOrPick::Pick => None,
+            };
+            let action = match (&d.value.corrupt, &d.value.truncate) {
+                (Some(c), None) => DiskAction::Corrupt(pick(c)),
+                (None, Some(t)) => DiskAction::Truncate(pick(t)),
+                _ => return self.err(&d.referenced, "a disk fault takes one of: `corrupt`, `truncate`"),
+            };
+            Fault::Disk(DiskSpec { peers: sel, action })
+        } else {
+            let (p, action) = match (&raw.kill, &raw.stop, &raw.pause) {
+                (Some(p), _, _) => (p, ProcessAction::Kill),
+                (_, Some(p), _) => (p, ProcessAction::Stop),
+                (_, _, Some(p)) => (p, ProcessAction::Pause),
+                _ => unreachable!("exactly one fault key was counted"),
+            };
+            Fault::Process(ProcessSpec {
+                peers: self.targets(&p.value.peers, &p.referenced, peers)?,
+                action,
+            })
         };
+        if let Fault::Clock(ClockSpec {
+            change: ClockChange::Strobe(..),
+            ..
+        }) = &fault
+            && raw.every.is_none()
+        {
+            return self.err(
+                at,
+                "a clock strobe needs `every` (how often the clock flips) and a `duration`",
+            );
+        }
+        if raw.every.is_some() && !matches!(fault, Fault::Partition(_) | Fault::Clock(_) | Fault::Link(_)) {
+            return self.err(at, "`every` (flapping) applies to partition, link and clock faults");
+        }
         if let Some(every) = raw.every {
             if every.0.is_zero() {
                 return self.err(at, "`every` must be more than 0");
@@ -756,6 +1084,124 @@ impl Resolver<'_> {
             port: raw.port,
         })
     }
+}
+
+impl Resolver<'_> {
+    fn link(&self, l: &Spanned<RawLink>, peers: &[String]) -> Result<LinkSpec, PlanError> {
+        let at = &l.referenced;
+        let raw = &l.value;
+        let sel = |t: &Option<RawTargets>| t.as_ref().map_or(Ok(Selector::All), |t| self.targets(t, at, peers));
+        let p = &raw.params();
+        for (name, v) in [
+            ("loss", p.loss),
+            ("loss_correlation", p.loss_correlation),
+            ("corrupt", p.corrupt),
+            ("duplicate", p.duplicate),
+            ("reorder", p.reorder),
+        ] {
+            if let Some(v) = v
+                && !(0.0..=100.0).contains(&v)
+            {
+                return self.err(at, format!("`{name}` is {v}; allowed: a percentage from 0 to 100"));
+            }
+        }
+        let allowed = |name: &str, v: &Option<String>, set: &[&str]| match v {
+            Some(v) if !set.contains(&v.as_str()) => {
+                self.err(at, format!("`{name}: {v}` is unknown; allowed: {}", set.join(", ")))
+            }
+            _ => Ok(()),
+        };
+        allowed("direction", &p.direction, &["egress", "ingress", "both"])?;
+        allowed("distribution", &p.distribution, &["uniform", "normal", "pareto"])?;
+        allowed("engine", &p.engine, &["auto", "netem", "userspace"])?;
+        if let Some(r) = &p.rate {
+            parse_rate_kbit(r).or_else(|e| self.err(at, e))?;
+        }
+        let nothing = p.delay.is_none()
+            && p.loss.is_none()
+            && p.corrupt.is_none()
+            && p.duplicate.is_none()
+            && p.reorder.is_none()
+            && p.rate.is_none();
+        if nothing {
+            return self.err(
+                at,
+                "a link fault needs at least one of: delay, loss, corrupt, duplicate, reorder, rate",
+            );
+        }
+        if p.jitter.is_some() && p.delay.is_none() {
+            return self.err(at, "`jitter` needs a `delay` to spread around");
+        }
+        Ok(LinkSpec {
+            peers: sel(&raw.peers)?,
+            to: sel(&raw.to)?,
+            params: p.clone(),
+        })
+    }
+
+    fn clock(&self, c: &Spanned<RawClock>, peers: &[String], flapping: bool) -> Result<ClockSpec, PlanError> {
+        let at = &c.referenced;
+        let raw = &c.value;
+        let offset = |s: &str| parse_signed_ms(s).or_else(|e| self.err(at, e));
+        let change = match (&raw.offset, &raw.strobe, raw.rate) {
+            (Some(o), None, None) => ClockChange::Offset(offset(o)?),
+            (None, Some((a, b)), None) => ClockChange::Strobe(offset(a)?, offset(b)?),
+            (None, None, Some(r)) if r > 0.0 && r <= 100.0 => ClockChange::Rate(r),
+            (None, None, Some(r)) => {
+                return self.err(at, format!("clock `rate: {r}`; allowed: more than 0, at most 100"));
+            }
+            _ => {
+                return self.err(
+                    at,
+                    "a clock fault takes one of: `offset: +1h`, `strobe: [+0s, +1h]`, `rate: 2`",
+                );
+            }
+        };
+        if flapping && !matches!(change, ClockChange::Strobe(..)) {
+            return self.err(
+                at,
+                "`every` with a clock fault is a strobe: write `strobe: [<offset>, <offset>]`",
+            );
+        }
+        Ok(ClockSpec {
+            peers: self.targets(&raw.peers, at, peers)?,
+            change,
+        })
+    }
+}
+
+/// `+1h`, `-30m`, `+90s`, `-2d`: a signed offset in milliseconds (a bare duration is positive).
+pub fn parse_signed_ms(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let (sign, rest) = match t.strip_prefix('-') {
+        Some(r) => (-1, r),
+        None => (1, t.strip_prefix('+').unwrap_or(t)),
+    };
+    units::parse_duration(rest)
+        .map(|d| sign * d.as_millis() as i64)
+        .map_err(|_| format!("`{t}` is not a clock offset; write e.g. +1h, -30m, +90s, -2d"))
+}
+
+/// `500kbit`, `2mbit`, `1gbit`, or a bare number of kbit/s.
+pub fn parse_rate_kbit(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let idx = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let v: f64 = t[..idx]
+        .parse()
+        .map_err(|_| format!("`{text}` is not a rate; write e.g. 500kbit, 2mbit"))?;
+    let scale = match t[idx..].trim() {
+        "" | "kbit" => 1.0,
+        "mbit" => 1000.0,
+        "gbit" => 1_000_000.0,
+        _ => return Err(format!("`{text}` is not a rate; write e.g. 500kbit, 2mbit, 1gbit")),
+    };
+    let kbit = (v * scale).round() as u64;
+    if kbit == 0 {
+        return Err(format!(
+            "rate `{text}` is zero; a partition cuts a link, a rate slows it"
+        ));
+    }
+    Ok(kbit)
 }
 
 fn builtin_shape(name: &str) -> Option<topology::Shape> {

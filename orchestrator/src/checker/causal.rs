@@ -1,0 +1,240 @@
+//! The causal order of a run's file operations, derived from the history and the monitor's
+//! observations (no access to the peers' version vectors: the checker judges what a user could see).
+//!
+//! For two acknowledged operations on the same path, `a` happened before `b` (on peer X) when:
+//! * `a` was on X too, earlier (a peer's own operations are ordered);
+//! * `a` wrote content `h` and X's tree showed `h` at that path before `b` happened;
+//! * `a` was a delete and X's tree, after `a`, showed the path gone right after holding a version
+//!   that happened before `a`;
+//! * or transitively through other operations on the path.
+//!
+//! Everything else is concurrent, except pairs the history cannot decide: `a` came before `b` in time
+//! (by at least [`MIN_PROPAGATION_MS`]) and X first showed `a`'s effect within [`AMBIGUITY_MS`] after `b`, so X may already have applied `a`
+//! when its daemon turned `b` into a version (the monitor samples every 200 ms and the daemon notices a
+//! local change a little after it happens). Such pairs make the verdicts that depend on them
+//! `unknown` rather than a guess.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::history::{Event, Outcome, Record};
+use crate::monitor::Observation;
+use crate::plan::FileOpKind;
+
+/// How long after an operation its peer may still have been applying a remote version unseen by the
+/// monitor (a monitor interval, a tree read, the daemon's change detection, with margin).
+pub const AMBIGUITY_MS: u64 = 1000;
+
+/// Less than this after `a`, no other peer can have applied `a` yet: change detection, a push hint,
+/// an index and a blob fetch, and a file write take longer. Operations started this close together
+/// on different peers (`peer: all` in a plan) are concurrent unless an observation says otherwise.
+pub const MIN_PROPAGATION_MS: u64 = 50;
+
+/// One acknowledged operation (a write, or a delete that removed a file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Op {
+    pub op: u64,
+    pub peer: String,
+    pub path: String,
+    pub t_ms: u64,
+    /// `None` for a delete.
+    pub hash: Option<String>,
+}
+
+/// The operations on one path in time order, with their causal predecessors.
+#[derive(Clone, Debug, Default)]
+pub struct PathOrder {
+    pub ops: Vec<Op>,
+    /// `preds[i]`: indices of the operations that happened before `ops[i]` (transitively).
+    pub preds: Vec<BTreeSet<usize>>,
+    /// Pairs (earlier, later) the history cannot order: maybe before, maybe concurrent.
+    pub ambiguous: Vec<(usize, usize)>,
+}
+
+impl PathOrder {
+    /// Operations nothing else on the path happened after: the ones that must be visible at the end.
+    pub fn maximal(&self) -> Vec<usize> {
+        let dominated: BTreeSet<usize> = self.preds.iter().flatten().copied().collect();
+        (0..self.ops.len()).filter(|i| !dominated.contains(i)).collect()
+    }
+
+    /// Whether `i` is known to have been superseded by a later operation.
+    pub fn superseded(&self, i: usize) -> bool {
+        self.preds.iter().any(|p| p.contains(&i))
+    }
+
+    /// Whether `i` may have happened before some other operation without the history showing it.
+    pub fn maybe_superseded(&self, i: usize) -> bool {
+        self.ambiguous.iter().any(|(a, _)| *a == i)
+    }
+}
+
+/// Acknowledged operations from the history: successful writes and deletes (no-op and failed
+/// operations changed nothing).
+pub fn ops(history: &[Record]) -> Vec<Op> {
+    history
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Write {
+                op,
+                peer,
+                kind,
+                path,
+                hash,
+                outcome: Outcome::Ok,
+                ..
+            } => Some(Op {
+                op: *op,
+                peer: peer.clone(),
+                path: path.clone(),
+                t_ms: r.t_ms,
+                hash: if *kind == FileOpKind::Delete { None } else { hash.clone() },
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Per (peer, path), the observed states in time order.
+type Timelines<'a> = BTreeMap<(&'a str, &'a str), Vec<(u64, Option<&'a str>)>>;
+
+fn timelines(obs: &[Observation]) -> Timelines<'_> {
+    let mut t: Timelines = BTreeMap::new();
+    for o in obs {
+        t.entry((o.peer.as_str(), o.path.as_str()))
+            .or_default()
+            .push((o.t_ms, o.hash.as_deref()));
+    }
+    for v in t.values_mut() {
+        v.sort_by_key(|x| x.0);
+    }
+    t
+}
+
+/// The causal order of every path's operations.
+pub fn order(history: &[Record], obs: &[Observation]) -> BTreeMap<String, PathOrder> {
+    let tl = timelines(obs);
+    let mut by_path: BTreeMap<String, Vec<Op>> = BTreeMap::new();
+    for o in ops(history) {
+        by_path.entry(o.path.clone()).or_default().push(o);
+    }
+    by_path
+        .into_iter()
+        .map(|(path, mut ops)| {
+            ops.sort_by_key(|o| (o.t_ms, o.op));
+            let order = order_path(ops, &tl);
+            (path, order)
+        })
+        .collect()
+}
+
+/// When `peer` first showed the effect of `a` (content for a write; the path gone after holding a
+/// predecessor of `a` for a delete), if ever.
+fn first_effect(a: usize, peer: &str, ord: &PathOrder, tl: &Timelines) -> Option<u64> {
+    let op = &ord.ops[a];
+    let states = tl.get(&(peer, op.path.as_str()))?;
+    match &op.hash {
+        Some(h) => states.iter().find(|s| s.1 == Some(h.as_str())).map(|s| s.0),
+        None => {
+            let before: BTreeSet<&str> = ord.preds[a]
+                .iter()
+                .filter_map(|&i| ord.ops[i].hash.as_deref())
+                .collect();
+            states
+                .windows(2)
+                .find(|w| w[1].0 > op.t_ms && w[1].1.is_none() && w[0].1.is_some_and(|h| before.contains(h)))
+                .map(|w| w[1].0)
+        }
+    }
+}
+
+fn order_path(ops: Vec<Op>, tl: &Timelines) -> PathOrder {
+    let mut ord = PathOrder {
+        preds: Vec::with_capacity(ops.len()),
+        ops,
+        ambiguous: Vec::new(),
+    };
+    for b in 0..ord.ops.len() {
+        let (peer, t_b) = (ord.ops[b].peer.clone(), ord.ops[b].t_ms);
+        let mut preds = BTreeSet::new();
+        let mut maybe = Vec::new();
+        for a in 0..b {
+            if ord.ops[a].t_ms > t_b {
+                continue;
+            }
+            let before = if ord.ops[a].peer == peer {
+                Some(true)
+            } else {
+                match first_effect(a, &peer, &ord, tl) {
+                    Some(s) if s < t_b => Some(true),
+                    Some(s) if ord.ops[a].t_ms + MIN_PROPAGATION_MS <= t_b && s <= t_b + AMBIGUITY_MS => None,
+                    _ => Some(false),
+                }
+            };
+            match before {
+                Some(true) => {
+                    preds.insert(a);
+                    preds.extend(ord.preds[a].iter().copied());
+                }
+                None => maybe.push(a),
+                Some(false) => {}
+            }
+        }
+        for a in maybe {
+            if !preds.contains(&a) {
+                ord.ambiguous.push((a, b));
+            }
+        }
+        ord.preds.push(preds);
+    }
+    ord
+}
+
+/// A conflict copy's name split up: `<stem>.sync-conflict-<author8>-<hash8><.ext>` in the folder of
+/// `origin`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConflictName {
+    pub origin: String,
+    pub author8: String,
+    pub hash8: String,
+}
+
+/// The marker syncpeer puts in conflict-copy names (`docs/PEER-CONTRACT.md`).
+pub const CONFLICT_MARKER: &str = ".sync-conflict-";
+
+/// The conflict-copy name of `hash` written at `origin` by `author` (first 8 characters of each).
+pub fn conflict_name(origin: &str, author: &str, hash: &str) -> String {
+    let (dir, file) = match origin.rfind('/') {
+        Some(i) => (&origin[..=i], &origin[i + 1..]),
+        None => ("", origin),
+    };
+    let (stem, ext) = match file.rfind('.') {
+        Some(i) if i > 0 => (&file[..i], &file[i..]),
+        _ => (file, ""),
+    };
+    let a8 = &author[..author.len().min(8)];
+    let h8 = &hash[..hash.len().min(8)];
+    format!("{dir}{stem}{CONFLICT_MARKER}{a8}-{h8}{ext}")
+}
+
+/// Parses a conflict-copy path back into its origin, author and hash prefixes.
+pub fn parse_conflict_name(path: &str) -> Option<ConflictName> {
+    let (dir, file) = match path.rfind('/') {
+        Some(i) => (&path[..=i], &path[i + 1..]),
+        None => ("", path),
+    };
+    let at = file.find(CONFLICT_MARKER)?;
+    let stem = &file[..at];
+    let rest = &file[at + CONFLICT_MARKER.len()..];
+    let (author8, rest) = rest.split_once('-')?;
+    let hash8 = rest.get(..8)?;
+    let ext = &rest[8..];
+    let hex8 = |s: &str| s.len() == 8 && s.bytes().all(|c| c.is_ascii_hexdigit());
+    if stem.is_empty() || !hex8(author8) || !hex8(hash8) || !(ext.is_empty() || ext.starts_with('.')) {
+        return None;
+    }
+    Some(ConflictName {
+        origin: format!("{dir}{stem}{ext}"),
+        author8: author8.to_string(),
+        hash8: hash8.to_string(),
+    })
+}

@@ -1,0 +1,195 @@
+//! The run's figures besides recovery times: propagation latency, conflict rate, traffic per write
+//! against the theoretical minimum. Pure functions of the operations, the observations, the final
+//! trees and the last metrics scrape.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::PeerFinal;
+use super::causal::{Op, parse_conflict_name};
+use super::loops::{Counters, key_label, key_name};
+use crate::monitor::{Observation, first_seen};
+
+/// Upper bounds (ms) of the propagation latency histogram's buckets; the last bucket is open.
+pub const LATENCY_BUCKETS_MS: [u64; 12] = [50, 100, 200, 300, 500, 750, 1000, 2000, 5000, 10_000, 30_000, 60_000];
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Figures {
+    pub propagation: Propagation,
+    pub conflicts: Conflicts,
+    pub traffic: Traffic,
+}
+
+/// Write at one peer -> the same content visible at the same path on another peer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Propagation {
+    /// (write, other peer) pairs where the content became visible.
+    pub samples: usize,
+    /// (write, other peer) pairs where it never did (overwritten first, or lost a conflict).
+    pub never_visible: usize,
+    pub p50_ms: Option<u64>,
+    pub p95_ms: Option<u64>,
+    pub p99_ms: Option<u64>,
+    pub max_ms: Option<u64>,
+    /// Counts per bucket of [`LATENCY_BUCKETS_MS`], plus one for everything above the last bound.
+    pub histogram: Vec<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Conflicts {
+    pub writes: usize,
+    /// Distinct conflict copies in the final trees (union over peers).
+    pub copies: usize,
+    /// copies / writes.
+    pub rate: f64,
+    /// Sum of the peers' `syncpeer_conflicts_total` at the last scrape, if scraped.
+    pub reported_by_peers: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Traffic {
+    /// Acknowledged operations (writes and deletes).
+    pub ops: usize,
+    pub peers: usize,
+    /// Bytes of content written (sum of write sizes).
+    pub content_bytes: u64,
+    /// Messages and bytes sent by all peers, except the periodic `summary` exchange.
+    pub messages: f64,
+    pub bytes: f64,
+    pub summary_messages: f64,
+    pub summary_bytes: f64,
+    pub messages_per_op: Option<f64>,
+    pub bytes_per_op: Option<f64>,
+    /// Each operation must reach the N-1 other peers once: N-1 messages.
+    pub min_messages_per_op: f64,
+    /// ... carrying its content: (N-1) x the mean content size.
+    pub min_bytes_per_op: f64,
+    /// messages / minimum and bytes / minimum (1.0 = optimal).
+    pub message_overhead: Option<f64>,
+    pub byte_overhead: Option<f64>,
+}
+
+/// Nearest-rank quantile of sorted values.
+pub fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// Latencies (ms) from each write to its content's first sight at each other peer.
+pub fn propagation(ops: &[Op], peers: &[String], obs: &[Observation]) -> Propagation {
+    let seen = first_seen(obs);
+    let mut lat = Vec::new();
+    let mut never = 0;
+    for w in ops {
+        let Some(h) = w.hash.as_deref() else { continue };
+        for p in peers.iter().filter(|p| **p != w.peer) {
+            match seen.get(&(p.as_str(), w.path.as_str(), h)) {
+                Some(&t) => lat.push(t.saturating_sub(w.t_ms)),
+                None => never += 1,
+            }
+        }
+    }
+    lat.sort_unstable();
+    let mut histogram = vec![0u64; LATENCY_BUCKETS_MS.len() + 1];
+    for &l in &lat {
+        let b = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|&ub| l <= ub)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        histogram[b] += 1;
+    }
+    Propagation {
+        samples: lat.len(),
+        never_visible: never,
+        p50_ms: quantile(&lat, 0.50),
+        p95_ms: quantile(&lat, 0.95),
+        p99_ms: quantile(&lat, 0.99),
+        max_ms: lat.last().copied(),
+        histogram,
+    }
+}
+
+/// The last scrape of each peer.
+fn last_per_peer(counters: &[Counters]) -> BTreeMap<&str, &Counters> {
+    let mut m: BTreeMap<&str, &Counters> = BTreeMap::new();
+    for c in counters {
+        if m.get(c.peer.as_str()).is_none_or(|prev| prev.t_ms <= c.t_ms) {
+            m.insert(&c.peer, c);
+        }
+    }
+    m
+}
+
+pub fn conflicts(ops: &[Op], peers: &[PeerFinal], counters: &[Counters]) -> Conflicts {
+    let writes = ops.iter().filter(|o| o.hash.is_some()).count();
+    let copies: std::collections::BTreeSet<&str> = peers
+        .iter()
+        .flat_map(|p| p.tree.files.keys())
+        .filter(|p| parse_conflict_name(p).is_some())
+        .map(String::as_str)
+        .collect();
+    let last = last_per_peer(counters);
+    let reported = (!last.is_empty()).then(|| {
+        last.values()
+            .map(|c| c.values.get("syncpeer_conflicts_total").copied().unwrap_or(0.0))
+            .sum()
+    });
+    Conflicts {
+        writes,
+        copies: copies.len(),
+        rate: if writes == 0 { 0.0 } else { copies.len() as f64 / writes as f64 },
+        reported_by_peers: reported,
+    }
+}
+
+/// `sizes`: content bytes per write (from the history).
+pub fn traffic(ops: &[Op], content_bytes: u64, peers: usize, counters: &[Counters]) -> Traffic {
+    let (mut messages, mut bytes, mut summary_messages, mut summary_bytes) = (0.0, 0.0, 0.0, 0.0);
+    let last = last_per_peer(counters);
+    for c in last.values() {
+        for (key, v) in &c.values {
+            let summary = key_label(key, "kind") == Some("summary");
+            match (key_name(key), summary) {
+                ("syncpeer_messages_sent_total", false) => messages += v,
+                ("syncpeer_messages_sent_total", true) => summary_messages += v,
+                ("syncpeer_bytes_sent_total", false) => bytes += v,
+                ("syncpeer_bytes_sent_total", true) => summary_bytes += v,
+                _ => {}
+            }
+        }
+    }
+    let n_ops = ops.len();
+    let others = peers.saturating_sub(1) as f64;
+    let writes = ops.iter().filter(|o| o.hash.is_some()).count();
+    let mean_size = if writes == 0 { 0.0 } else { content_bytes as f64 / writes as f64 };
+    let per_op = |x: f64| (n_ops > 0 && !last.is_empty()).then(|| x / n_ops as f64);
+    let min_messages_per_op = others;
+    let min_bytes_per_op = if n_ops == 0 {
+        0.0
+    } else {
+        others * content_bytes as f64 / n_ops as f64
+    };
+    let ratio = |x: Option<f64>, min: f64| x.filter(|_| min > 0.0).map(|x| x / min);
+    let messages_per_op = per_op(messages);
+    let bytes_per_op = per_op(bytes);
+    let _ = mean_size;
+    Traffic {
+        ops: n_ops,
+        peers,
+        content_bytes,
+        messages,
+        bytes,
+        summary_messages,
+        summary_bytes,
+        messages_per_op,
+        bytes_per_op,
+        min_messages_per_op,
+        min_bytes_per_op,
+        message_overhead: ratio(messages_per_op, min_messages_per_op),
+        byte_overhead: ratio(bytes_per_op, min_bytes_per_op),
+    }
+}

@@ -1,0 +1,273 @@
+//! The convergence monitor: reads every peer's tree a few times a second while a run goes on.
+//!
+//! It does two things with each round of reads:
+//! * writes `converged` / `diverged` transitions into the history (recovery times come from those) and
+//!   publishes a [`MonitorState`] for the settle wait;
+//! * streams every change it sees in any peer's tree to `<run>/observations.jsonl`: one
+//!   [`Observation`] per (peer, path) whose content changed or vanished since the previous round. The
+//!   first observation of a (peer, path, hash) is when that content became visible at that peer:
+//!   propagation latencies and the checkers' causal order ("had this peer seen that write?") come from
+//!   these.
+//!
+//! Observation times are taken on the history's clock (`t_ms`) *after* a round's reads finish, so "seen
+//! at `t`" means the content was on disk at `t` at the latest.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::history::{Event, History};
+use crate::tree::{Tree, TreeReader};
+
+/// How often the convergence monitor reads every tree.
+pub const INTERVAL: Duration = Duration::from_millis(200);
+
+/// File name of the observation stream in the run folder.
+pub const OBSERVATIONS: &str = "observations.jsonl";
+
+/// What the settle wait needs: are all trees equal, how many distinct trees, since when unchanged.
+#[derive(Clone, Debug)]
+pub struct MonitorState {
+    pub converged: bool,
+    pub distinct: usize,
+    pub since: Instant,
+}
+
+impl Default for MonitorState {
+    fn default() -> Self {
+        MonitorState {
+            converged: false,
+            distinct: 0,
+            since: Instant::now(),
+        }
+    }
+}
+
+/// A change seen in one peer's tree: `path` now holds `hash`, or is gone (`hash: None`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    pub t_ms: u64,
+    pub peer: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+}
+
+/// The changes from `before` to `after`: (path, new hash or `None` when removed), sorted by path.
+pub fn changes(before: &Tree, after: &Tree) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    for (path, e) in &after.files {
+        if before.files.get(path).map(|b| &b.hash) != Some(&e.hash) {
+            out.push((path.clone(), Some(e.hash.clone())));
+        }
+    }
+    for path in before.files.keys() {
+        if !after.files.contains_key(path) {
+            out.push((path.clone(), None));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Reads `observations.jsonl` back (a missing file is an empty list: runs from before the monitor
+/// recorded observations).
+pub fn read_observations(path: &Path) -> std::io::Result<Vec<Observation>> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for line in BufReader::new(f).lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+        );
+    }
+    Ok(out)
+}
+
+/// Reads every tree each [`INTERVAL`]; records transitions and observations; publishes the state for
+/// the settle wait. "Since" resets whenever the common tree changes, so "stable for `quiet`" means no
+/// file moved.
+pub async fn run(
+    peers: Vec<(String, PathBuf)>,
+    history: Arc<History>,
+    observations: PathBuf,
+    mut stop: watch::Receiver<bool>,
+    state: watch::Sender<MonitorState>,
+) {
+    let mut out = match File::create(&observations) {
+        Ok(f) => Some(BufWriter::new(f)),
+        Err(e) => {
+            tracing::error!("cannot write {}: {e}", observations.display());
+            None
+        }
+    };
+    let dirs: Vec<PathBuf> = peers.iter().map(|p| p.1.clone()).collect();
+    let mut readers: Vec<TreeReader> = dirs.iter().map(|_| TreeReader::default()).collect();
+    let mut previous: Vec<Tree> = vec![Tree::default(); dirs.len()];
+    let mut last: Option<(bool, String)> = None;
+    loop {
+        let (readers_back, trees) = {
+            let dirs = dirs.clone();
+            let mut rs = std::mem::take(&mut readers);
+            tokio::task::spawn_blocking(move || {
+                let trees: Vec<Tree> = rs
+                    .iter_mut()
+                    .zip(&dirs)
+                    .map(|(r, d)| r.read(d).unwrap_or_default())
+                    .collect();
+                (rs, trees)
+            })
+            .await
+            .expect("tree reading does not panic")
+        };
+        readers = readers_back;
+        let t_ms = history.now_ms();
+        if let Some(w) = out.as_mut() {
+            let mut lines = Vec::new();
+            for (i, tree) in trees.iter().enumerate() {
+                for (path, hash) in changes(&previous[i], tree) {
+                    let o = Observation {
+                        t_ms,
+                        peer: peers[i].0.clone(),
+                        path,
+                        hash,
+                    };
+                    lines.push(serde_json::to_string(&o).expect("observations serialize"));
+                }
+            }
+            if !lines.is_empty() {
+                let res = lines
+                    .iter()
+                    .try_for_each(|l| writeln!(w, "{l}"))
+                    .and_then(|_| w.flush());
+                if let Err(e) = res {
+                    tracing::error!("cannot write observations: {e}");
+                }
+            }
+        }
+        let digests: std::collections::BTreeSet<String> = trees.iter().map(Tree::digest).collect();
+        previous = trees;
+        let converged = digests.len() == 1;
+        let key = (converged, digests.iter().next().cloned().unwrap_or_default());
+        if last.as_ref() != Some(&key) {
+            match (converged, last.as_ref().map(|l| l.0)) {
+                (true, _) => {
+                    history.record(Event::Converged {
+                        tree_hash: key.1.clone(),
+                    });
+                }
+                (false, Some(true)) => {
+                    history.record(Event::Diverged);
+                }
+                _ => {}
+            }
+            let _ = state.send(MonitorState {
+                converged,
+                distinct: digests.len(),
+                since: Instant::now(),
+            });
+            last = Some(key);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// First time each (peer, path, hash) was seen: the index propagation latencies and causal order use.
+pub fn first_seen(obs: &[Observation]) -> BTreeMap<(&str, &str, &str), u64> {
+    let mut m = BTreeMap::new();
+    for o in obs {
+        if let Some(h) = &o.hash {
+            m.entry((o.peer.as_str(), o.path.as_str(), h.as_str())).or_insert(o.t_ms);
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::FileEntry;
+
+    fn tree(files: &[(&str, &str)]) -> Tree {
+        Tree {
+            files: files
+                .iter()
+                .map(|(p, h)| {
+                    (
+                        p.to_string(),
+                        FileEntry {
+                            size: 1,
+                            hash: h.to_string(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn changes_list_new_changed_and_removed_paths() {
+        let a = tree(&[("a", "1"), ("b", "2"), ("c", "3")]);
+        let b = tree(&[("a", "1"), ("b", "9"), ("d", "4")]);
+        assert_eq!(
+            changes(&a, &b),
+            vec![
+                ("b".to_string(), Some("9".to_string())),
+                ("c".to_string(), None),
+                ("d".to_string(), Some("4".to_string())),
+            ]
+        );
+        assert!(changes(&b, &b).is_empty());
+    }
+
+    #[test]
+    fn observations_round_trip_and_first_seen_keeps_the_earliest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(OBSERVATIONS);
+        let obs = vec![
+            Observation {
+                t_ms: 5,
+                peer: "p1".into(),
+                path: "a".into(),
+                hash: Some("h".into()),
+            },
+            Observation {
+                t_ms: 9,
+                peer: "p1".into(),
+                path: "a".into(),
+                hash: None,
+            },
+            Observation {
+                t_ms: 12,
+                peer: "p1".into(),
+                path: "a".into(),
+                hash: Some("h".into()),
+            },
+        ];
+        let text: String = obs
+            .iter()
+            .map(|o| serde_json::to_string(o).unwrap() + "\n")
+            .collect();
+        std::fs::write(&path, text).unwrap();
+        let back = read_observations(&path).unwrap();
+        assert_eq!(back, obs);
+        assert_eq!(first_seen(&back)[&("p1", "a", "h")], 5);
+        assert!(read_observations(&dir.path().join("none")).unwrap().is_empty());
+    }
+}
