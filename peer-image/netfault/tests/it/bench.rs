@@ -64,4 +64,37 @@ fn bench_userspace_engine() {
             pair.netfault_ok(&["clear"]);
         }
     }
+    // Time to apply and to clear one fault (includes `ip netns exec` and process start-up).
+    let (mut apply, mut clear) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        let t = Instant::now();
+        pair.apply(r#"{"id":"c","delay_ms":20,"loss_pct":1}"#);
+        apply.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        pair.netfault_ok(&["clear", "--id", "c"]);
+        clear.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!();
+    println!(
+        "apply (userspace engine) median {:.1} ms, max {:.1} ms; clear median {:.1} ms, max {:.1} ms",
+        median(&apply),
+        pct(&apply, 1.0),
+        median(&clear),
+        pct(&clear, 1.0)
+    );
+    // Bulk TCP through the engine: every segment crosses to userspace and back.
+    println!();
+    println!("| TCP stream A->B, 3 s | throughput |");
+    println!("|---|---|");
+    for (name, spec) in [
+        ("no rule", None),
+        ("pass-through engine", Some(r#"{"id":"t","engine":"userspace"}"#)),
+    ] {
+        if let Some(s) = spec {
+            pair.apply(s);
+        }
+        let bps = tcp_throughput(&pair, 3.0, 0.5);
+        println!("| {name} | {:.0} Mbit/s |", bps * 8.0 / 1e6);
+        pair.netfault_ok(&["clear"]);
+    }
 }
