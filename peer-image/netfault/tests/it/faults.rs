@@ -256,6 +256,12 @@ fn ingress_delay_applies_to_received_packets() {
     eprintln!("ingress delay 30 ms: added median {added:.3} ms");
     assert_eq!(rtts.len(), 50);
     assert!((29.5..33.0).contains(&added), "{added}");
+    // Same id again with both directions: replaced, and the delay counts twice per round trip.
+    pair.apply(r#"{"id":"in","delay_ms":10,"direction":"both"}"#);
+    let added = median(&probe(&pair, 50, ms(5), 1, ms(300)).rtts()) - base;
+    eprintln!("both directions, delay 10 ms: added median {added:.3} ms");
+    assert!((19.5..23.0).contains(&added), "{added}");
+    assert_eq!(pair.netfault_ok(&["status"])["faults"].as_array().unwrap().len(), 1);
     pair.netfault_ok(&["clear"]);
     assert_clean(&pair);
 }
@@ -365,6 +371,61 @@ fn probe_reports_nfqueue_and_htb() {
     assert!(!mangle.contains("SYFTCHAOS"), "{mangle}");
     assert!(qdisc.contains("noqueue"));
     assert!(!pair.exec_a(&["ip", "link"]).contains("nfprobe0"));
+}
+
+#[test]
+fn tcp_delivers_intact_data_through_loss_corruption_duplication_and_delay() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    let spec_file = pair.state_dir.with_extension("spec.json");
+    std::fs::write(
+        &spec_file,
+        r#"{"id":"mix","delay_ms":5,"jitter_ms":2,"loss_pct":2,"corrupt_pct":2,
+            "duplicate_pct":2,"reorder_pct":2,"seed":12}"#,
+    )
+    .unwrap();
+    pair.netfault_ok(&["apply", "--spec", spec_file.to_str().unwrap()]);
+    let csum0 = pair.snmp_b("Tcp", "InCsumErrors");
+    let data: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let got = tcp_transfer(&pair, data.clone());
+    let csum = pair.snmp_b("Tcp", "InCsumErrors") - csum0;
+    let c = pair.counters("mix");
+    eprintln!(
+        "2 MB over TCP through the mix: intact {}, receiver Tcp InCsumErrors +{csum}, {c}",
+        got == data
+    );
+    assert!(
+        got == data,
+        "TCP delivered different bytes ({} of {})",
+        got.len(),
+        data.len()
+    );
+    assert!(csum > 0, "no checksum error seen at the receiver");
+    for k in ["dropped", "corrupted", "duplicated", "reordered"] {
+        assert!(c[k].as_u64().unwrap() > 0, "{k} never happened: {c}");
+    }
+    assert_eq!(c["errors"], 0, "{c}");
+    let _ = std::fs::remove_file(spec_file);
+}
+
+#[test]
+fn forcing_netem_on_a_kernel_without_it_fails_cleanly() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    if pair.netfault_ok(&["probe"])["netem"] == true {
+        eprintln!("SKIPPED: this kernel has netem");
+        return;
+    }
+    let o = pair.netfault(&["apply", "--spec", r#"{"id":"n","delay_ms":5,"engine":"netem"}"#]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no sch_netem"));
+    assert_clean(&pair);
 }
 
 #[test]

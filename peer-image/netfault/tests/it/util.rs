@@ -428,6 +428,28 @@ pub fn tcp_throughput(pair: &NetPair, secs: f64, warmup: f64) -> f64 {
     (b2 - b1) as f64 / (t2 - t1)
 }
 
+/// Send `data` over TCP from A to B; returns what B received.
+pub fn tcp_transfer(pair: &NetPair, data: Vec<u8>) -> Vec<u8> {
+    let addr = SocketAddrV4::new(pair.ip_b, TCP_PORT + 1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = in_ns(&pair.ns_b, move || {
+        let l = TcpListener::bind(addr).unwrap();
+        tx.send(()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        got
+    });
+    rx.recv().unwrap();
+    in_ns(&pair.ns_a, move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&data).unwrap();
+    })
+    .join()
+    .unwrap();
+    server.join().unwrap()
+}
+
 /// CPU time (user + system, seconds) a process has used so far.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
