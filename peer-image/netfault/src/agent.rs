@@ -107,6 +107,7 @@ impl Agent {
             spec,
             engine,
             queue: None,
+            mark_slot: None,
             pid: None,
             rules: vec![],
             tc: vec![],
@@ -147,10 +148,15 @@ impl Agent {
         if fault.engine != Engine::Userspace {
             return Ok(());
         }
+        let slot = st
+            .free_mark_slot()
+            .with_context(|| format!("at most {} packet faults can be active at once", rules::MARK_BITS))?;
+        let mark = rules::mark_bit(slot);
         let queue = st.free_queue();
         fault.queue = Some(queue);
-        fault.pid = Some(self.spawn_engine(&spec, queue)?);
-        let rules = rules::fault_rules(&spec, queue);
+        fault.mark_slot = Some(slot);
+        fault.pid = Some(self.spawn_engine(&spec, queue, mark)?);
+        let rules = rules::fault_rules(&spec, queue, mark);
         let chains: BTreeSet<&str> = rules.iter().map(|r| r.chain.as_str()).collect();
         for chain in chains {
             ensure_chain(ipt, chain)?;
@@ -163,7 +169,7 @@ impl Agent {
     }
 
     /// Start a detached engine daemon and wait until it has bound its queue.
-    fn spawn_engine(&self, spec: &FaultSpec, queue: u16) -> Result<u32> {
+    fn spawn_engine(&self, spec: &FaultSpec, queue: u16, mark: u32) -> Result<u32> {
         let counters = counters_path(&self.dir, &spec.id);
         let _ = fs::remove_file(&counters);
         let log_path = self.dir.join(format!("{}.log", spec.id));
@@ -175,6 +181,8 @@ impl Agent {
             .arg("daemon")
             .arg("--queue")
             .arg(queue.to_string())
+            .arg("--mark")
+            .arg(mark.to_string())
             .arg("--spec")
             .arg(serde_json::to_string(spec)?)
             .stdin(Stdio::null())
@@ -446,6 +454,7 @@ fn describe(f: &ActiveFault, ipt: &str) -> Value {
         "id": f.spec.id,
         "engine": f.engine,
         "queue": f.queue,
+        "mark": f.mark_slot.map(|s| format!("{:#x}", rules::mark_bit(s))),
         "pid": f.pid,
         "iptables": f.rules.iter().map(|r| format!("{ipt} {}", r.append().join(" "))).collect::<Vec<_>>(),
         "tc": f.tc,

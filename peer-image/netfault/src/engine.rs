@@ -5,6 +5,10 @@
 //! [`Decider`], hold it in the [`DelayScheduler`], and issue verdicts when due. A single thread
 //! is needed anyway: the kernel accepts verdicts only from the socket bound to the queue.
 //! On SIGTERM/SIGINT every held packet is released (accepted), never dropped.
+//!
+//! "Release" means: set this fault's mark bit and return NF_REPEAT, so the packet walks the
+//! mangle chain again, skips this fault's rule and meets the next fault that matches it (faults
+//! compose). Without a mark bit (`--mark 0`), release is a plain NF_ACCEPT.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -112,6 +116,7 @@ struct Engine {
     raw: Option<sys::RawSender>,
     fix_checksum: bool,
     reorder_us: u64,
+    mark: u32,
     origin: Instant,
     c: Counters,
     counters_path: PathBuf,
@@ -131,6 +136,14 @@ impl Engine {
     }
 
     fn handle(&mut self, mut msg: nfq::Message) {
+        if self.mark != 0 && msg.get_nfmark() & self.mark != 0 {
+            // Already through this fault (the rule should have skipped it): never loop.
+            msg.set_verdict(Verdict::Accept);
+            if let Err(e) = self.queue.verdict(msg) {
+                self.error(format!("verdict: {e}"));
+            }
+            return;
+        }
         self.c.seen += 1;
         let plan = match self.decider.decide() {
             Decision::Drop => {
@@ -173,7 +186,12 @@ impl Engine {
     fn release(&mut self, h: Held) {
         let Held { mut msg, duplicate } = h;
         let copy = duplicate.then(|| msg.get_payload().to_vec());
-        msg.set_verdict(Verdict::Accept);
+        if self.mark != 0 {
+            msg.set_nfmark(msg.get_nfmark() | self.mark);
+            msg.set_verdict(Verdict::Repeat);
+        } else {
+            msg.set_verdict(Verdict::Accept);
+        }
         match self.queue.verdict(msg) {
             Ok(()) => self.c.passed += 1,
             Err(e) => self.error(format!("verdict: {e}")),
@@ -213,7 +231,7 @@ impl Engine {
 }
 
 /// Run the engine for `spec` on queue `queue_num` until SIGTERM.
-pub fn run(spec: FaultSpec, queue_num: u16, counters_path: PathBuf) -> Result<()> {
+pub fn run(spec: FaultSpec, queue_num: u16, mark: u32, counters_path: PathBuf) -> Result<()> {
     // SAFETY: installing an async-signal-safe handler that only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
@@ -248,6 +266,7 @@ pub fn run(spec: FaultSpec, queue_num: u16, counters_path: PathBuf) -> Result<()
         raw,
         fix_checksum: spec.corrupt_fix_checksum,
         reorder_us: (spec.reorder_delay_ms * 1000.0) as u64,
+        mark,
         origin: Instant::now(),
         c: Counters {
             ready: true,

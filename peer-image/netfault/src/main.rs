@@ -60,6 +60,9 @@ enum Cmd {
     Daemon {
         #[arg(long)]
         queue: u16,
+        /// Packet-mark bit set on packets this engine has handled (0: accept instead).
+        #[arg(long, default_value_t = 0)]
+        mark: u32,
         #[arg(long)]
         spec: String,
     },
@@ -105,10 +108,10 @@ fn run() -> Result<ExitCode> {
         Cmd::Clear { id } => print(&agent.clear(id.as_deref())?),
         Cmd::Status => print(&agent.status()?),
         Cmd::Restore => print(&agent.restore()?),
-        Cmd::Daemon { queue, spec } => {
+        Cmd::Daemon { queue, mark, spec } => {
             let spec = FaultSpec::from_json(&spec)?;
             let counters = cli.state_dir.join(format!("{}.counters.json", spec.id));
-            engine::run(spec, queue, counters)?;
+            engine::run(spec, queue, mark, counters)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -6,6 +6,11 @@
 //! rule per target and fault, tagged with a comment `netfault:<id>`, with `--queue-bypass` so
 //! that a dead engine lets traffic pass instead of black-holing it. Clearing everything removes
 //! the jumps and both chains; nothing else in any table is touched.
+//!
+//! Faults compose: each NFQUEUE fault owns one bit of the packet mark ([`mark_bit`]); its rule
+//! skips packets carrying that bit, and its engine, instead of accepting a packet, sets the bit
+//! and returns NF_REPEAT, so the packet walks the chain again and reaches the next matching
+//! fault (a delay on "all" plus a loss to one peer both apply to that peer).
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +22,14 @@ pub const CHAIN_IN: &str = "SYFTCHAOS_NETEM_IN";
 /// Mark put (with SO_MARK) on duplicated packets so they are not queued a second time.
 pub const DUP_MARK: u32 = 0x5ecf_0000;
 pub const DUP_MARK_MASK: u32 = 0xffff_0000;
+/// How many NFQUEUE faults can be active at once (one mark bit each, bits 0..15).
+pub const MARK_BITS: u8 = 16;
+
+/// The packet-mark bit of the fault holding slot `slot`.
+pub fn mark_bit(slot: u8) -> u32 {
+    assert!(slot < MARK_BITS, "mark slot {slot} out of range");
+    1 << slot
+}
 
 /// One rule: the chain it lives in and the match/target arguments after `-A <chain>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,11 +91,16 @@ pub fn dup_bypass(chain: &str) -> Rule {
     }
 }
 
-/// The NFQUEUE rules of one fault sent to queue `queue`.
-pub fn fault_rules(spec: &FaultSpec, queue: u16) -> Vec<Rule> {
+/// The NFQUEUE rules of one fault sent to queue `queue`, skipping packets marked `mark`.
+pub fn fault_rules(spec: &FaultSpec, queue: u16, mark: u32) -> Vec<Rule> {
     let mut out = Vec::new();
     let tail = |mut v: Vec<String>| {
         v.extend([
+            "-m".into(),
+            "mark".into(),
+            "!".into(),
+            "--mark".into(),
+            format!("{mark:#x}/{mark:#x}"),
             "-m".into(),
             "comment".into(),
             "--comment".into(),
@@ -133,12 +151,12 @@ mod tests {
     #[test]
     fn egress_hosts_get_one_rule_each_with_bypass_and_comment() {
         let spec = FaultSpec::from_json(r#"{"id":"lag","delay_ms":5,"target":["10.0.0.2","10.0.0.3"]}"#).unwrap();
-        let rules = fault_rules(&spec, 7701);
+        let rules = fault_rules(&spec, 7701, mark_bit(2));
         assert_eq!(rules.len(), 2);
         assert_eq!(
             rules[0].append().join(" "),
-            "-w -t mangle -A SYFTCHAOS_NETEM_OUT -d 10.0.0.2/32 -m comment --comment netfault:lag \
-             -j NFQUEUE --queue-num 7701 --queue-bypass"
+            "-w -t mangle -A SYFTCHAOS_NETEM_OUT -d 10.0.0.2/32 -m mark ! --mark 0x4/0x4 \
+             -m comment --comment netfault:lag -j NFQUEUE --queue-num 7701 --queue-bypass"
         );
         assert_eq!(rules[1].delete()[3], "-D");
         assert!(rules[1].args.contains(&"10.0.0.3/32".to_string()));
@@ -147,7 +165,7 @@ mod tests {
     #[test]
     fn both_directions_on_all_skip_loopback() {
         let spec = FaultSpec::from_json(r#"{"id":"x","loss_pct":1,"direction":"both"}"#).unwrap();
-        let rules = fault_rules(&spec, 1);
+        let rules = fault_rules(&spec, 1, mark_bit(0));
         assert_eq!(rules.len(), 2);
         assert_eq!(rules[0].chain, CHAIN_OUT);
         assert_eq!(&rules[0].args[..3], &["!", "-o", "lo"]);
@@ -159,7 +177,7 @@ mod tests {
     fn ingress_matches_source_and_jumps_from_prerouting() {
         let spec =
             FaultSpec::from_json(r#"{"id":"x","delay_ms":1,"direction":"ingress","target":"10.1.2.3"}"#).unwrap();
-        let rules = fault_rules(&spec, 3);
+        let rules = fault_rules(&spec, 3, mark_bit(15));
         assert_eq!(rules.len(), 1);
         assert_eq!(&rules[0].args[..2], &["-s", "10.1.2.3/32"]);
         assert_eq!(

@@ -30,6 +30,9 @@ pub struct ActiveFault {
     pub spec: FaultSpec,
     pub engine: Engine,
     pub queue: Option<u16>,
+    /// Slot of the packet-mark bit this fault's engine sets (see `rules::mark_bit`).
+    #[serde(default)]
+    pub mark_slot: Option<u8>,
     pub pid: Option<u32>,
     pub rules: Vec<Rule>,
     pub tc: Vec<TcClass>,
@@ -53,6 +56,11 @@ impl State {
         (FIRST_QUEUE..)
             .find(|q| !self.faults.iter().any(|f| f.queue == Some(*q)))
             .expect("fewer faults than queue numbers")
+    }
+
+    /// The lowest mark slot no fault uses, if any is left.
+    pub fn free_mark_slot(&self) -> Option<u8> {
+        (0..crate::rules::MARK_BITS).find(|s| !self.faults.iter().any(|f| f.mark_slot == Some(*s)))
     }
 
     /// The lowest class minor free on `dev`.
@@ -87,6 +95,7 @@ mod tests {
             spec: FaultSpec::from_json(&format!(r#"{{"id":"{id}","delay_ms":1}}"#)).unwrap(),
             engine: Engine::Userspace,
             queue,
+            mark_slot: queue.map(|q| (q - FIRST_QUEUE) as u8),
             pid: None,
             rules: vec![],
             tc,
@@ -105,6 +114,7 @@ mod tests {
             ],
         };
         assert_eq!(st.free_queue(), FIRST_QUEUE + 1);
+        assert_eq!(st.free_mark_slot(), Some(1));
         assert_eq!(st.free_minor("eth0"), FIRST_MINOR + 1);
         assert_eq!(st.free_minor("eth2"), FIRST_MINOR);
         assert!(st.dev_in_use("eth0", "b"));

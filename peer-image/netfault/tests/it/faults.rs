@@ -413,6 +413,45 @@ fn tcp_delivers_intact_data_through_loss_corruption_duplication_and_delay() {
 }
 
 #[test]
+fn overlapping_faults_compose() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    let _echo = Echo::start(&pair);
+    let a = pair.apply(r#"{"id":"lag","delay_ms":30}"#);
+    let b = pair.apply(&format!(
+        r#"{{"id":"lossy","loss_pct":40,"target":"{}","seed":3}}"#,
+        pair.ip_b
+    ));
+    assert_ne!(a["mark"], b["mark"]);
+    let n = 500;
+    let p = probe(&pair, n, ms(1), 1, ms(300));
+    let rtts = p.rtts();
+    let lost = n as usize - rtts.len();
+    let (ca, cb) = (pair.counters("lag"), pair.counters("lossy"));
+    eprintln!(
+        "delay 30 ms on all + 40% loss to B: median rtt {:.2} ms, lost {lost} of {n}; \
+         lag saw {}, lossy saw {} dropped {}",
+        median(&rtts),
+        ca["seen"],
+        cb["seen"],
+        cb["dropped"]
+    );
+    assert!((30.0..33.0).contains(&median(&rtts)));
+    assert!(within_binomial(lost, n as usize, 0.4, 4.5), "{lost}");
+    assert_eq!(ca["seen"], n, "every probe passes the first fault");
+    assert_eq!(cb["seen"], n, "and then the second");
+    assert_eq!(cb["dropped"].as_u64().unwrap() as usize, lost);
+    pair.netfault_ok(&["clear", "--id", "lag"]);
+    let rtts = probe(&pair, 100, ms(1), 1, ms(200)).rtts();
+    assert!(median(&rtts) < 5.0, "delay still there after clearing it");
+    assert!(rtts.len() < 90, "loss gone with the delay");
+    pair.netfault_ok(&["clear"]);
+    assert_clean(&pair);
+}
+
+#[test]
 fn forcing_netem_on_a_kernel_without_it_fails_cleanly() {
     if !can_run() {
         return;
