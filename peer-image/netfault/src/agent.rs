@@ -124,24 +124,44 @@ impl Agent {
 
     fn install_steps(&self, ipt: &str, st: &State, fault: &mut ActiveFault) -> Result<()> {
         let spec = fault.spec.clone();
-        if spec.rate_kbit.is_some() || fault.engine == Engine::Netem {
+        let egress_tc = spec.direction.egress() && (spec.rate_kbit.is_some() || fault.engine == Engine::Netem);
+        let ingress_tc = spec.direction.ingress() && spec.rate_kbit.is_some();
+        if egress_tc || ingress_tc {
             for dev in devices(&spec)? {
-                let c = TcClass {
-                    minor: st.free_minor(&dev),
-                    dev,
-                };
-                if !st.dev_in_use(&c.dev, &spec.id) {
-                    sys::run("tc", &tc::root_add(&c.dev)).with_context(|| {
-                        format!(
-                            "{} already has a root qdisc netfault did not create; refusing to \
-                             replace it",
-                            c.dev
-                        )
-                    })?;
+                if egress_tc {
+                    let c = TcClass {
+                        minor: st.free_minor(&dev),
+                        dev: dev.clone(),
+                        ingress_of: None,
+                    };
+                    if !st.dev_in_use(&c.dev, &spec.id) {
+                        sys::run("tc", &tc::root_add(&c.dev)).with_context(|| {
+                            format!(
+                                "{} already has a root qdisc netfault did not create; refusing \
+                                 to replace it",
+                                c.dev
+                            )
+                        })?;
+                    }
+                    fault.tc.push(c.clone());
+                    for cmd in tc::class_add(&spec, &c, fault.engine == Engine::Netem) {
+                        sys::run("tc", &cmd)?;
+                    }
                 }
-                fault.tc.push(c.clone());
-                for cmd in tc::class_add(&spec, &c, fault.engine == Engine::Netem) {
-                    sys::run("tc", &cmd)?;
+                if ingress_tc {
+                    let ifb = tc::ifb_name(&dev);
+                    let c = TcClass {
+                        minor: st.free_minor(&ifb),
+                        dev: ifb.clone(),
+                        ingress_of: Some(dev.clone()),
+                    };
+                    if !st.dev_in_use(&ifb, &spec.id) {
+                        setup_ingress(&dev)?;
+                    }
+                    fault.tc.push(c.clone());
+                    for cmd in tc::class_add(&spec, &c, false) {
+                        sys::run("tc", &cmd)?;
+                    }
                 }
             }
         }
@@ -358,6 +378,27 @@ fn devices(spec: &FaultSpec) -> Result<Vec<String>> {
     Ok(devs.into_iter().collect())
 }
 
+/// Create the ifb and ingress qdisc for shaping what `dev` receives. A leftover ifb of ours (a
+/// crash) is replaced; an ingress qdisc someone else made is not.
+fn setup_ingress(dev: &str) -> Result<()> {
+    let ifb = tc::ifb_name(dev);
+    let _ = sys::run_str("ip", &["link", "del", &ifb]);
+    let steps = tc::ingress_setup(dev);
+    for (i, (prog, args)) in steps.iter().enumerate() {
+        if let Err(e) = sys::run(prog, args) {
+            let _ = sys::run_str("ip", &["link", "del", &ifb]);
+            if i == 2 {
+                return Err(e.context(format!(
+                    "{dev} already has an ingress qdisc netfault did not create; refusing to \
+                     replace it"
+                )));
+            }
+            return Err(e.context("cannot set up ingress shaping (is the ifb module available?)"));
+        }
+    }
+    Ok(())
+}
+
 /// Create our chain (with its duplicate bypass) and the jump into it, if missing.
 fn ensure_chain(ipt: &str, chain: &str) -> Result<()> {
     let exists = sys::run_str(ipt, &["-w", "-t", rules::TABLE, "-S", chain]).is_ok();
@@ -409,7 +450,16 @@ fn teardown(ipt: &str, f: &ActiveFault, rest: &State) {
             }
         }
         if !rest.dev_in_use(&c.dev, &f.spec.id) {
-            let _ = sys::run("tc", &tc::root_del(&c.dev));
+            match &c.ingress_of {
+                Some(real) => {
+                    for (prog, args) in tc::ingress_teardown(real) {
+                        let _ = sys::run(prog, &args);
+                    }
+                }
+                None => {
+                    let _ = sys::run("tc", &tc::root_del(&c.dev));
+                }
+            }
         }
     }
     for chain in [CHAIN_OUT, CHAIN_IN] {

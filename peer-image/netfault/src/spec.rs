@@ -29,11 +29,6 @@ pub enum SpecError {
     #[error("`rate_kbit` must be at least 8, got {0}")]
     Rate(u64),
     #[error(
-        "`rate_kbit` applies to egress only (an htb qdisc on the sending side); apply it on the \
-         other peer instead of using direction {0:?}"
-    )]
-    RateIngress(Direction),
-    #[error(
         "`duplicate_pct` works on egress only (the copy is re-sent through a raw socket); \
          direction {0:?} includes ingress"
     )]
@@ -270,13 +265,10 @@ impl FaultSpec {
         {
             return Err(SpecError::EmptyTarget);
         }
-        if let Some(r) = self.rate_kbit {
-            if r < 8 {
-                return Err(SpecError::Rate(r));
-            }
-            if self.direction != Direction::Egress {
-                return Err(SpecError::RateIngress(self.direction));
-            }
+        if let Some(r) = self.rate_kbit
+            && r < 8
+        {
+            return Err(SpecError::Rate(r));
         }
         if self.duplicate_pct > 0.0 && self.direction.ingress() {
             return Err(SpecError::DuplicateIngress(self.direction));
@@ -374,8 +366,8 @@ mod tests {
     #[test]
     fn rejects_what_no_engine_can_do() {
         assert_eq!(
-            FaultSpec::from_json(r#"{"id":"a","rate_kbit":1000,"direction":"ingress"}"#),
-            Err(SpecError::RateIngress(Direction::Ingress))
+            FaultSpec::from_json(r#"{"id":"a","rate_kbit":4}"#),
+            Err(SpecError::Rate(4))
         );
         assert_eq!(
             FaultSpec::from_json(r#"{"id":"a","duplicate_pct":5,"direction":"both"}"#),

@@ -105,7 +105,11 @@ mod tests {
 
     #[test]
     fn allocates_lowest_free_numbers_and_round_trips() {
-        let c = |dev: &str, minor| TcClass { dev: dev.into(), minor };
+        let c = |dev: &str, minor| TcClass {
+            dev: dev.into(),
+            minor,
+            ingress_of: None,
+        };
         let st = State {
             iptables: Some("iptables".into()),
             faults: vec![

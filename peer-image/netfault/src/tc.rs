@@ -6,6 +6,11 @@
 //! and its class. The class rate is the fault's `rate_kbit`, or 10 Gbit/s when the class only
 //! carries a kernel netem leaf. When the last class goes, the root qdisc is deleted and the
 //! kernel puts back the interface's default qdisc.
+//!
+//! Ingress shaping (a qdisc only shapes what it sends) goes through an `ifb` device per
+//! interface, named by [`ifb_name`]: an `ingress` qdisc on the interface redirects matching
+//! packets (u32 on the source address, priority `<minor>`) to the ifb, whose root htb shapes
+//! them like egress. The ifb and the ingress qdisc are removed with the last ingress class.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +22,41 @@ pub const UNSHAPED_KBIT: u64 = 10_000_000;
 /// A class netfault created on an interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TcClass {
+    /// The device carrying the htb class (an ifb for ingress shaping).
     pub dev: String,
     pub minor: u16,
+    /// For ingress shaping: the real interface whose ingress qdisc redirects into `dev`.
+    #[serde(default)]
+    pub ingress_of: Option<String>,
+}
+
+/// The ifb device netfault uses to shape what `dev` receives.
+pub fn ifb_name(dev: &str) -> String {
+    let keep: String = dev.chars().take(12).collect();
+    format!("nfi{keep}")
+}
+
+/// A command: the program (`ip` or `tc`) and its arguments.
+pub type Cmd = (&'static str, Vec<String>);
+
+/// Create the ifb for `dev`, bring it up, add the ingress qdisc on `dev` and the htb root on
+/// the ifb.
+pub fn ingress_setup(dev: &str) -> Vec<Cmd> {
+    let ifb = ifb_name(dev);
+    vec![
+        ("ip", s(&["link", "add", &ifb, "type", "ifb"])),
+        ("ip", s(&["link", "set", &ifb, "up"])),
+        ("tc", s(&["qdisc", "add", "dev", dev, "handle", "ffff:", "ingress"])),
+        ("tc", root_add(&ifb)),
+    ]
+}
+
+/// Undo [`ingress_setup`] (deleting the ifb deletes its qdiscs).
+pub fn ingress_teardown(dev: &str) -> Vec<Cmd> {
+    vec![
+        ("tc", s(&["qdisc", "del", "dev", dev, "ingress"])),
+        ("ip", s(&["link", "del", &ifb_name(dev)])),
+    ]
 }
 
 fn s(v: &[&str]) -> Vec<String> {
@@ -69,20 +107,33 @@ pub fn class_add(spec: &FaultSpec, c: &TcClass, netem: bool) -> Vec<Vec<String>>
         cmds.push(leaf);
     }
     let prio = c.minor.to_string();
-    let filter = |m: &[&str]| {
+    let filter = |dev: &str, parent: &str, m: &[String], action: &[&str]| {
         let mut f = s(&[
-            "filter", "add", "dev", &c.dev, "parent", "1:", "protocol", "ip", "prio", &prio, "u32",
+            "filter", "add", "dev", dev, "parent", parent, "protocol", "ip", "prio", &prio, "u32",
         ]);
-        f.extend(s(m));
-        f.extend(s(&["flowid", &classid]));
+        f.extend(m.iter().cloned());
+        f.extend(s(action));
         f
     };
-    match &spec.target {
-        Target::All => cmds.push(filter(&["match", "u32", "0", "0"])),
-        Target::Hosts(h) => {
-            for ip in h {
-                cmds.push(filter(&["match", "ip", "dst", &format!("{ip}/32")]));
-            }
+    let addr = if c.ingress_of.is_some() { "src" } else { "dst" };
+    let matches: Vec<Vec<String>> = match &spec.target {
+        Target::All => vec![s(&["match", "u32", "0", "0"])],
+        Target::Hosts(h) => h
+            .iter()
+            .map(|ip| s(&["match", "ip", addr, &format!("{ip}/32")]))
+            .collect(),
+    };
+    for m in &matches {
+        cmds.push(filter(&c.dev, "1:", m, &["flowid", &classid]));
+    }
+    if let Some(real) = &c.ingress_of {
+        for m in &matches {
+            cmds.push(filter(
+                real,
+                "ffff:",
+                m,
+                &["action", "mirred", "egress", "redirect", "dev", &c.dev],
+            ));
         }
     }
     cmds
@@ -91,7 +142,20 @@ pub fn class_add(spec: &FaultSpec, c: &TcClass, netem: bool) -> Vec<Vec<String>>
 /// Commands that remove the class and its filters (filters first: a class with filters
 /// pointing at it cannot be deleted).
 pub fn class_del(c: &TcClass) -> Vec<Vec<String>> {
-    vec![
+    let mut cmds = Vec::new();
+    if let Some(real) = &c.ingress_of {
+        cmds.push(s(&[
+            "filter",
+            "del",
+            "dev",
+            real,
+            "parent",
+            "ffff:",
+            "prio",
+            &c.minor.to_string(),
+        ]));
+    }
+    cmds.extend([
         s(&[
             "filter",
             "del",
@@ -103,7 +167,8 @@ pub fn class_del(c: &TcClass) -> Vec<Vec<String>> {
             &c.minor.to_string(),
         ]),
         s(&["class", "del", "dev", &c.dev, "classid", &format!("1:{:x}", c.minor)]),
-    ]
+    ]);
+    cmds
 }
 
 fn num(x: f64) -> String {
@@ -171,6 +236,7 @@ mod tests {
         let c = TcClass {
             dev: "eth0".into(),
             minor: 0x10,
+            ingress_of: None,
         };
         let cmds = class_add(
             &spec(r#"{"id":"bw","rate_kbit":8000,"target":["10.0.0.2","10.0.0.3"]}"#),
@@ -199,6 +265,7 @@ mod tests {
         let c = TcClass {
             dev: "eth0".into(),
             minor: 0x11,
+            ingress_of: None,
         };
         let cmds = class_add(
             &spec(
@@ -215,6 +282,40 @@ mod tests {
         );
         assert!(cmds[0].join(" ").contains("rate 10000000kbit"));
         assert!(cmds[2].join(" ").contains("match u32 0 0"));
+    }
+
+    #[test]
+    fn ingress_shaping_redirects_through_an_ifb() {
+        let c = TcClass {
+            dev: ifb_name("eth0"),
+            minor: 0x12,
+            ingress_of: Some("eth0".into()),
+        };
+        assert_eq!(c.dev, "nfieth0");
+        assert_eq!(ifb_name("averyveryverylongname"), "nfiaveryveryver");
+        let cmds = class_add(
+            &spec(r#"{"id":"in","rate_kbit":500,"direction":"ingress","target":"10.0.0.9"}"#),
+            &c,
+            false,
+        );
+        assert_eq!(
+            cmds[1].join(" "),
+            "filter add dev nfieth0 parent 1: protocol ip prio 18 u32 match ip src 10.0.0.9/32 flowid 1:12"
+        );
+        assert_eq!(
+            cmds[2].join(" "),
+            "filter add dev eth0 parent ffff: protocol ip prio 18 u32 match ip src 10.0.0.9/32 \
+             action mirred egress redirect dev nfieth0"
+        );
+        let del = class_del(&c);
+        assert_eq!(del[0].join(" "), "filter del dev eth0 parent ffff: prio 18");
+        assert_eq!(del.len(), 3);
+        let setup: Vec<String> = ingress_setup("eth0")
+            .iter()
+            .map(|(p, a)| format!("{p} {}", a.join(" ")))
+            .collect();
+        assert_eq!(setup[2], "tc qdisc add dev eth0 handle ffff: ingress");
+        assert_eq!(ingress_teardown("eth0")[1].1.join(" "), "link del nfieth0");
     }
 
     #[test]

@@ -271,6 +271,12 @@ pub fn median(xs: &[f64]) -> f64 {
     v[v.len() / 2]
 }
 
+pub fn quantile(xs: &[f64], q: f64) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
 pub fn mean_sd(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;
     let m = xs.iter().sum::<f64>() / n;
@@ -382,9 +388,18 @@ pub fn pingpong(pair: &NetPair, n: u32) -> Vec<f64> {
 
 /// Stream TCP from A to B for `secs`; returns bytes/s measured at B after `warmup` seconds.
 pub fn tcp_throughput(pair: &NetPair, secs: f64, warmup: f64) -> f64 {
-    let addr = SocketAddrV4::new(pair.ip_b, TCP_PORT);
+    tcp_stream(&pair.ns_a, &pair.ns_b, pair.ip_b, secs, warmup)
+}
+
+/// The same from B to A (what A receives).
+pub fn tcp_throughput_to_a(pair: &NetPair, secs: f64, warmup: f64) -> f64 {
+    tcp_stream(&pair.ns_b, &pair.ns_a, pair.ip_a, secs, warmup)
+}
+
+fn tcp_stream(from_ns: &str, to_ns: &str, to_ip: Ipv4Addr, secs: f64, warmup: f64) -> f64 {
+    let addr = SocketAddrV4::new(to_ip, TCP_PORT);
     let (tx, rx) = std::sync::mpsc::channel();
-    let server = in_ns(&pair.ns_b, move || {
+    let server = in_ns(to_ns, move || {
         let l = TcpListener::bind(addr).unwrap();
         tx.send(()).unwrap();
         let (mut s, _) = l.accept().unwrap();
@@ -402,7 +417,7 @@ pub fn tcp_throughput(pair: &NetPair, secs: f64, warmup: f64) -> f64 {
         marks
     });
     rx.recv().unwrap();
-    let client = in_ns(&pair.ns_a, move || {
+    let client = in_ns(from_ns, move || {
         let mut s = TcpStream::connect(addr).unwrap();
         let chunk = vec![7u8; 1 << 16];
         let t0 = Instant::now();
