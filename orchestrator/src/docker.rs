@@ -335,3 +335,46 @@ impl Engine {
             .collect())
     }
 }
+
+/// Resource use of one container at one moment, as the Docker stats API reports it (cumulative
+/// counters: rates come from differences between two samples).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ContainerStats {
+    /// CPU time used by the container since it started, in nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory in use, in bytes (the cgroup's usage; page cache included, as `docker stats` without
+    /// subtracting the cache).
+    pub mem_bytes: u64,
+    /// Bytes received and sent on all the container's interfaces.
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+impl Engine {
+    /// One stats sample of a container (`one-shot`: no second sample for a CPU percentage, which the
+    /// caller computes from its own successive samples).
+    pub async fn stats(&self, name: &str) -> Result<ContainerStats> {
+        let opts = bollard::query_parameters::StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let mut stream = self.docker.stats(name, Some(opts));
+        let Some(resp) = stream.next().await else {
+            return Ok(ContainerStats::default());
+        };
+        let s = resp.map_err(op(format!("read stats of container {name}")))?;
+        let (rx_bytes, tx_bytes) = s.networks.unwrap_or_default().values().fold((0, 0), |(r, t), n| {
+            (r + n.rx_bytes.unwrap_or(0), t + n.tx_bytes.unwrap_or(0))
+        });
+        Ok(ContainerStats {
+            cpu_ns: s
+                .cpu_stats
+                .and_then(|c| c.cpu_usage)
+                .and_then(|u| u.total_usage)
+                .unwrap_or(0),
+            mem_bytes: s.memory_stats.and_then(|m| m.usage).unwrap_or(0),
+            rx_bytes,
+            tx_bytes,
+        })
+    }
+}

@@ -15,6 +15,8 @@
 //! * [`workload`], [`nemesis`]: apply file operations and faults.
 //! * [`history`]: every event of a run, streamed to `history.jsonl`.
 //! * [`tree`]: a peer's file tree as (path, size, hash).
+//! * [`monitor`]: reads every tree a few times a second: convergence, and when content appeared where.
+//! * [`scraper`]: every peer's `/metrics` and container stats, streamed to `metrics.jsonl`.
 //! * [`checker`]: pure verdicts over history and trees.
 //! * [`report`]: `result.json`, `junit.xml`, `index.html`.
 //! * [`run`]: a whole run, start to teardown.
@@ -24,12 +26,14 @@ pub mod cluster;
 pub mod docker;
 pub mod generator;
 pub mod history;
+pub mod monitor;
 pub mod nemesis;
 pub mod partition;
 pub mod peer_profile;
 pub mod plan;
 pub mod report;
 pub mod run;
+pub mod scraper;
 pub mod topology;
 pub mod tree;
 pub mod workload;

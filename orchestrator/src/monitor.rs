@@ -90,9 +90,7 @@ pub fn read_observations(path: &Path) -> std::io::Result<Vec<Observation>> {
         if line.trim().is_empty() {
             continue;
         }
-        out.push(
-            serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
-        );
+        out.push(serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?);
     }
     Ok(out)
 }
@@ -193,7 +191,8 @@ pub fn first_seen(obs: &[Observation]) -> BTreeMap<(&str, &str, &str), u64> {
     let mut m = BTreeMap::new();
     for o in obs {
         if let Some(h) = &o.hash {
-            m.entry((o.peer.as_str(), o.path.as_str(), h.as_str())).or_insert(o.t_ms);
+            m.entry((o.peer.as_str(), o.path.as_str(), h.as_str()))
+                .or_insert(o.t_ms);
         }
     }
     m
@@ -260,10 +259,7 @@ mod tests {
                 hash: Some("h".into()),
             },
         ];
-        let text: String = obs
-            .iter()
-            .map(|o| serde_json::to_string(o).unwrap() + "\n")
-            .collect();
+        let text: String = obs.iter().map(|o| serde_json::to_string(o).unwrap() + "\n").collect();
         std::fs::write(&path, text).unwrap();
         let back = read_observations(&path).unwrap();
         assert_eq!(back, obs);

@@ -22,14 +22,13 @@ use crate::cluster::{self, Cluster};
 use crate::docker::Engine;
 use crate::generator::{self, Action};
 use crate::history::{self, Event, History};
+use crate::monitor::{self, MonitorState};
 use crate::nemesis::Nemesis;
 use crate::peer_profile::{self, Identity, PeerDir};
 use crate::plan::Plan;
 use crate::report::{self, PeerSummary, RunResult};
-use crate::tree::{Tree, TreeReader};
-
-/// How often the convergence monitor reads every tree.
-const MONITOR_INTERVAL: Duration = Duration::from_millis(200);
+use crate::scraper;
+use crate::tree::TreeReader;
 
 pub struct RunOutcome {
     pub verdict: Verdict,
@@ -161,8 +160,31 @@ async fn drive(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (state_tx, mut state_rx) = watch::channel(MonitorState::default());
-    let sync_dirs: Vec<PathBuf> = cluster.peers.iter().map(|p| p.dir.sync()).collect();
-    let monitor = tokio::spawn(monitor(sync_dirs, history.clone(), stop_rx, state_tx));
+    let sync_dirs: Vec<(String, PathBuf)> = cluster.peers.iter().map(|p| (p.name.clone(), p.dir.sync())).collect();
+    let monitor = tokio::spawn(monitor::run(
+        sync_dirs,
+        history.clone(),
+        run_dir.join(monitor::OBSERVATIONS),
+        stop_rx.clone(),
+        state_tx,
+    ));
+    let targets: Vec<scraper::Target> = cluster
+        .peers
+        .iter()
+        .map(|p| scraper::Target {
+            peer: p.name.clone(),
+            container: p.container.clone(),
+            metrics_url: crate::peer_profile::metrics_url(p.ip),
+        })
+        .collect();
+    let scraper = tokio::spawn(scraper::run(
+        targets,
+        Some(cluster.engine.clone()),
+        history.clone(),
+        run_dir.join(scraper::METRICS_FILE),
+        scraper::DEFAULT_INTERVAL,
+        stop_rx,
+    ));
 
     let schedule = generator::generate(plan);
     eprintln!(
@@ -221,6 +243,7 @@ async fn drive(
     }
     let _ = stop_tx.send(true);
     let _ = monitor.await;
+    let _ = scraper.await;
 
     let logs = cluster.save_logs(run_dir).await;
     let mut finals = Vec::new();
@@ -235,12 +258,16 @@ async fn drive(
         });
     }
     let records: Vec<history::Record> = history::read(&run_dir.join("history.jsonl"))?.collect::<Result<_, _>>()?;
+    let observations = monitor::read_observations(&run_dir.join(monitor::OBSERVATIONS))?;
+    let counters = scraper::counters_for_checks(&run_dir.join(scraper::METRICS_FILE), checker::quiesced_at(&records));
     let judged = checker::judge(&checker::Evidence {
         plan,
         history: &records,
         peers: &finals,
+        observations: &observations,
+        counters: &counters,
     });
-    let (checks, recoveries) = (judged.checks, judged.recoveries);
+    let (checks, recoveries, figures) = (judged.checks, judged.recoveries, judged.figures);
     let verdict = checker::compose(&checks);
     history.record(Event::RunFinished {
         verdict: verdict.as_str().into(),
@@ -256,6 +283,7 @@ async fn drive(
         flavor: plan.flavor.clone(),
         checks,
         recovery: recoveries,
+        figures,
         peers: finals
             .iter()
             .map(|f| PeerSummary {
@@ -267,6 +295,9 @@ async fn drive(
     };
     report::write_all(run_dir, &result, &records)?;
     report::link_latest(reports, run_dir)?;
+    if let Err(e) = report::write_index(reports) {
+        eprintln!("chaos: cannot regenerate {}/index.html: {e}", reports.display());
+    }
     for c in &result.checks {
         eprintln!("chaos: {:<20} {:<8} {}", c.name, c.verdict.as_str(), c.summary);
     }
@@ -287,78 +318,6 @@ fn progress_line(what: &'static str) -> impl FnMut(usize, usize) {
                 eprintln!("chaos: {what}: {n}/{total}");
             }
             last = n;
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-struct MonitorState {
-    converged: bool,
-    distinct: usize,
-    since: Instant,
-}
-
-impl Default for MonitorState {
-    fn default() -> Self {
-        MonitorState {
-            converged: false,
-            distinct: 0,
-            since: Instant::now(),
-        }
-    }
-}
-
-/// Reads every tree each interval; records transitions; publishes the state for the settle wait.
-/// "Since" resets whenever the common tree changes, so "stable for `quiet`" means no file moved.
-async fn monitor(
-    dirs: Vec<PathBuf>,
-    history: Arc<History>,
-    mut stop: watch::Receiver<bool>,
-    state: watch::Sender<MonitorState>,
-) {
-    let mut readers: Vec<TreeReader> = dirs.iter().map(|_| TreeReader::default()).collect();
-    let mut last: Option<(bool, String)> = None;
-    loop {
-        let (readers_back, trees) = {
-            let dirs = dirs.clone();
-            let mut rs = std::mem::take(&mut readers);
-            tokio::task::spawn_blocking(move || {
-                let trees: Vec<Tree> = rs
-                    .iter_mut()
-                    .zip(&dirs)
-                    .map(|(r, d)| r.read(d).unwrap_or_default())
-                    .collect();
-                (rs, trees)
-            })
-            .await
-            .expect("tree reading does not panic")
-        };
-        readers = readers_back;
-        let digests: std::collections::BTreeSet<String> = trees.iter().map(Tree::digest).collect();
-        let converged = digests.len() == 1;
-        let key = (converged, digests.iter().next().cloned().unwrap_or_default());
-        if last.as_ref() != Some(&key) {
-            match (converged, last.as_ref().map(|l| l.0)) {
-                (true, _) => {
-                    history.record(Event::Converged {
-                        tree_hash: key.1.clone(),
-                    });
-                }
-                (false, Some(true)) => {
-                    history.record(Event::Diverged);
-                }
-                _ => {}
-            }
-            let _ = state.send(MonitorState {
-                converged,
-                distinct: digests.len(),
-                since: Instant::now(),
-            });
-            last = Some(key);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(MONITOR_INTERVAL) => {}
-            _ = stop.changed() => return,
         }
     }
 }

@@ -87,7 +87,11 @@ pub fn ops(history: &[Record]) -> Vec<Op> {
                 peer: peer.clone(),
                 path: path.clone(),
                 t_ms: r.t_ms,
-                hash: if *kind == FileOpKind::Delete { None } else { hash.clone() },
+                hash: if *kind == FileOpKind::Delete {
+                    None
+                } else {
+                    hash.clone()
+                },
             }),
             _ => None,
         })

@@ -141,12 +141,16 @@ pub fn conflicts(ops: &[Op], peers: &[PeerFinal], counters: &[Counters]) -> Conf
     Conflicts {
         writes,
         copies: copies.len(),
-        rate: if writes == 0 { 0.0 } else { copies.len() as f64 / writes as f64 },
+        rate: if writes == 0 {
+            0.0
+        } else {
+            copies.len() as f64 / writes as f64
+        },
         reported_by_peers: reported,
     }
 }
 
-/// `sizes`: content bytes per write (from the history).
+/// `content_bytes`: the sum of the writes' sizes (from the history).
 pub fn traffic(ops: &[Op], content_bytes: u64, peers: usize, counters: &[Counters]) -> Traffic {
     let (mut messages, mut bytes, mut summary_messages, mut summary_bytes) = (0.0, 0.0, 0.0, 0.0);
     let last = last_per_peer(counters);
@@ -164,8 +168,6 @@ pub fn traffic(ops: &[Op], content_bytes: u64, peers: usize, counters: &[Counter
     }
     let n_ops = ops.len();
     let others = peers.saturating_sub(1) as f64;
-    let writes = ops.iter().filter(|o| o.hash.is_some()).count();
-    let mean_size = if writes == 0 { 0.0 } else { content_bytes as f64 / writes as f64 };
     let per_op = |x: f64| (n_ops > 0 && !last.is_empty()).then(|| x / n_ops as f64);
     let min_messages_per_op = others;
     let min_bytes_per_op = if n_ops == 0 {
@@ -176,7 +178,6 @@ pub fn traffic(ops: &[Op], content_bytes: u64, peers: usize, counters: &[Counter
     let ratio = |x: Option<f64>, min: f64| x.filter(|_| min > 0.0).map(|x| x / min);
     let messages_per_op = per_op(messages);
     let bytes_per_op = per_op(bytes);
-    let _ = mean_size;
     Traffic {
         ops: n_ops,
         peers,

@@ -6,8 +6,17 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::history::{Event, Record};
+use crate::history::{Event, Outcome, Record};
+use crate::monitor::Observation;
 use crate::tree::Tree;
+
+pub mod causal;
+pub mod figures;
+pub mod loops;
+pub mod state;
+
+pub use figures::Figures;
+pub use loops::Counters;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -42,23 +51,80 @@ pub struct Evidence<'a> {
     pub plan: &'a crate::plan::Plan,
     pub history: &'a [Record],
     pub peers: &'a [PeerFinal],
+    /// Every change the convergence monitor saw in a peer's tree (`observations.jsonl`).
+    pub observations: &'a [Observation],
+    /// Metrics scrapes from the last time the trees became equal on (at least the last one per peer).
+    pub counters: &'a [Counters],
 }
 
-/// The checks of a run and the recovery figures they were computed from.
+/// The checks of a run and the figures they were computed from.
 pub struct Judgement {
     pub checks: Vec<Check>,
     pub recoveries: Vec<Recovery>,
+    pub figures: Figures,
+}
+
+/// How long counters must be watched after quiescence for `no-loop` to say `valid`.
+pub const LOOP_WINDOW_MS: u64 = 1000;
+
+/// When the trees last became equal: the last `converged` record not followed by `diverged`.
+pub fn quiesced_at(history: &[Record]) -> Option<u64> {
+    let mut at = None;
+    for r in history {
+        match r.event {
+            Event::Converged { .. } => at = Some(r.t_ms),
+            Event::Diverged => at = None,
+            _ => {}
+        }
+    }
+    at
 }
 
 /// Runs every checker over the evidence.
 pub fn judge(e: &Evidence) -> Judgement {
     let recoveries = recoveries(e.history);
+    let order = causal::order(e.history, e.observations);
+    let ops = causal::ops(e.history);
     let checks = vec![
         converged(e.peers),
+        state::right_final_state(&order, e.peers),
+        state::no_lost_update(&order, e.peers),
+        state::no_zombie(&order, e.peers),
+        state::no_corruption(&order, e.peers),
+        loops::no_loop(
+            &order,
+            e.observations,
+            e.counters,
+            quiesced_at(e.history),
+            LOOP_WINDOW_MS,
+        ),
         recovered_in_time(&recoveries, e.plan.expect.converge_within.ms()),
         no_crash(e.peers),
     ];
-    Judgement { checks, recoveries }
+    let names: Vec<String> = e.peers.iter().map(|p| p.name.clone()).collect();
+    let content_bytes = e
+        .history
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Write {
+                size,
+                hash: Some(_),
+                outcome: Outcome::Ok,
+                ..
+            } => Some(*size),
+            _ => None,
+        })
+        .sum();
+    let figures = Figures {
+        propagation: figures::propagation(&ops, &names, e.observations),
+        conflicts: figures::conflicts(&ops, e.peers, e.counters),
+        traffic: figures::traffic(&ops, content_bytes, e.peers.len(), e.counters),
+    };
+    Judgement {
+        checks,
+        recoveries,
+        figures,
+    }
 }
 
 /// Worst-wins composition; no checks at all is `unknown`.

@@ -161,9 +161,7 @@ pub fn right_final_state(order: &BTreeMap<String, PathOrder>, peers: &[PeerFinal
         "right-final-state",
         problems,
         undecided.into_values().collect(),
-        format!(
-            "every peer holds the causally last version of all {paths} written paths, with conflict copies"
-        ),
+        format!("every peer holds the causally last version of all {paths} written paths, with conflict copies"),
         "wrong final states (peer, path, expected vs found in evidence)",
     )
 }

@@ -119,3 +119,346 @@ fn verdicts_compose_worst_wins() {
     assert_eq!(compose(&[mk(Verdict::Invalid), mk(Verdict::Unknown)]), Verdict::Invalid);
     assert_eq!(compose(&[]), Verdict::Unknown);
 }
+
+// ---- the causal checkers: histories and trees with one planted anomaly each ----
+
+use super::causal::{self, conflict_name, parse_conflict_name};
+use crate::history::Outcome;
+use crate::monitor::Observation;
+use crate::plan::FileOpKind;
+use crate::tree::hash_bytes;
+
+fn write(t_ms: u64, op: u64, peer: &str, path: &str, content: &str) -> Record {
+    rec(
+        t_ms,
+        Event::Write {
+            op,
+            peer: peer.into(),
+            kind: if op == 1 {
+                FileOpKind::Create
+            } else {
+                FileOpKind::Modify
+            },
+            path: path.into(),
+            size: content.len() as u64,
+            hash: Some(hash_bytes(content.as_bytes())),
+            outcome: Outcome::Ok,
+        },
+    )
+}
+
+fn delete(t_ms: u64, op: u64, peer: &str, path: &str) -> Record {
+    rec(
+        t_ms,
+        Event::Write {
+            op,
+            peer: peer.into(),
+            kind: FileOpKind::Delete,
+            path: path.into(),
+            size: 0,
+            hash: None,
+            outcome: Outcome::Ok,
+        },
+    )
+}
+
+fn seen(t_ms: u64, peer: &str, path: &str, content: Option<&str>) -> Observation {
+    Observation {
+        t_ms,
+        peer: peer.into(),
+        path: path.into(),
+        hash: content.map(|c| hash_bytes(c.as_bytes())),
+    }
+}
+
+fn copy_of(path: &str, content: &str) -> String {
+    conflict_name(path, "abcdef0123456789", &hash_bytes(content.as_bytes()))
+}
+
+struct Judged {
+    state: Check,
+    lost: Check,
+    zombie: Check,
+    corrupt: Check,
+}
+
+fn judge_state(h: &[Record], obs: &[Observation], peers: &[PeerFinal]) -> Judged {
+    let order = causal::order(h, obs);
+    Judged {
+        state: state::right_final_state(&order, peers),
+        lost: state::no_lost_update(&order, peers),
+        zombie: state::no_zombie(&order, peers),
+        corrupt: state::no_corruption(&order, peers),
+    }
+}
+
+/// p1 writes v1; p2 sees it, then overwrites it with v2; p1 sees v2.
+fn sequential_history() -> (Vec<Record>, Vec<Observation>) {
+    (
+        vec![write(0, 1, "p1", "a.txt", "v1"), write(1000, 2, "p2", "a.txt", "v2")],
+        vec![
+            seen(5, "p1", "a.txt", Some("v1")),
+            seen(300, "p2", "a.txt", Some("v1")),
+            seen(1005, "p2", "a.txt", Some("v2")),
+            seen(1300, "p1", "a.txt", Some("v2")),
+        ],
+    )
+}
+
+#[test]
+fn a_causally_later_write_wins_and_a_clean_run_passes_every_check() {
+    let (h, obs) = sequential_history();
+    let order = causal::order(&h, &obs);
+    assert_eq!(order["a.txt"].preds[1].iter().copied().collect::<Vec<_>>(), vec![0]);
+    assert_eq!(order["a.txt"].maximal(), vec![1]);
+    let peers = [peer("p1", &[("a.txt", "v2")]), peer("p2", &[("a.txt", "v2")])];
+    let j = judge_state(&h, &obs, &peers);
+    for c in [&j.state, &j.lost, &j.zombie, &j.corrupt] {
+        assert_eq!(c.verdict, Verdict::Valid, "{}: {} {}", c.name, c.summary, c.evidence);
+    }
+}
+
+#[test]
+fn a_lost_update_is_caught_and_named() {
+    // The legacy clock-skew outcome: p1's older write (clock ahead) beats p2's causally later one.
+    let (h, obs) = sequential_history();
+    let peers = [peer("p1", &[("a.txt", "v1")]), peer("p2", &[("a.txt", "v1")])];
+    let j = judge_state(&h, &obs, &peers);
+    assert_eq!(j.lost.verdict, Verdict::Invalid, "{}", j.lost.evidence);
+    let p = &j.lost.evidence["problems"][0];
+    assert_eq!(p["path"], "a.txt");
+    assert_eq!(p["lost_write"]["op"], 2);
+    assert_eq!(p["lost_write"]["peer"], "p2");
+    assert_eq!(p["found_at_path"]["written_by"]["op"], 1);
+    assert_eq!(j.lost.evidence["problem_count"], 2, "lost on both peers");
+    assert_eq!(j.state.verdict, Verdict::Invalid);
+    assert_eq!(j.corrupt.verdict, Verdict::Valid, "the content itself is a real write");
+}
+
+#[test]
+fn concurrent_writes_leave_one_winner_and_conflict_copies() {
+    // Nobody saw the other's write before writing: concurrent.
+    let h = vec![write(0, 1, "p1", "d/a.txt", "x"), write(10, 2, "p2", "d/a.txt", "y")];
+    let obs = vec![
+        seen(200, "p1", "d/a.txt", Some("x")),
+        seen(200, "p2", "d/a.txt", Some("y")),
+    ];
+    let copy = copy_of("d/a.txt", "x");
+    assert_eq!(parse_conflict_name(&copy).unwrap().origin, "d/a.txt");
+    let good = [
+        peer("p1", &[("d/a.txt", "y"), (&copy, "x")]),
+        peer("p2", &[("d/a.txt", "y"), (&copy, "x")]),
+    ];
+    let j = judge_state(&h, &obs, &good);
+    for c in [&j.state, &j.lost, &j.zombie, &j.corrupt] {
+        assert_eq!(c.verdict, Verdict::Valid, "{}: {}", c.name, c.evidence);
+    }
+    // Same winner, but p2 dropped the loser instead of keeping a copy.
+    let bad = [
+        peer("p1", &[("d/a.txt", "y"), (&copy, "x")]),
+        peer("p2", &[("d/a.txt", "y")]),
+    ];
+    let j = judge_state(&h, &obs, &bad);
+    assert_eq!(j.lost.verdict, Verdict::Invalid);
+    assert_eq!(j.lost.evidence["problems"][0]["peer"], "p2");
+    assert_eq!(j.state.verdict, Verdict::Invalid);
+}
+
+#[test]
+fn a_zombie_is_caught_and_a_delete_that_stays_is_clean() {
+    // p1 creates; p2 sees it and deletes it (p1 was cut off); after the heal the file is back.
+    let h = vec![write(0, 1, "p1", "plan.txt", "v1"), delete(2000, 2, "p2", "plan.txt")];
+    let obs = vec![
+        seen(5, "p1", "plan.txt", Some("v1")),
+        seen(300, "p2", "plan.txt", Some("v1")),
+        seen(300, "p3", "plan.txt", Some("v1")),
+        seen(2005, "p2", "plan.txt", None),
+    ];
+    let zombie = [
+        peer("p1", &[("plan.txt", "v1")]),
+        peer("p2", &[("plan.txt", "v1")]),
+        peer("p3", &[("plan.txt", "v1")]),
+    ];
+    let j = judge_state(&h, &obs, &zombie);
+    assert_eq!(j.zombie.verdict, Verdict::Invalid, "{}", j.zombie.evidence);
+    assert_eq!(j.zombie.evidence["problem_count"], 3);
+    assert_eq!(j.zombie.evidence["problems"][0]["deleted_by"]["op"], 2);
+    assert_eq!(j.state.verdict, Verdict::Invalid);
+    assert_eq!(j.lost.verdict, Verdict::Valid, "the write was deleted, not lost");
+    let clean = [peer("p1", &[]), peer("p2", &[]), peer("p3", &[])];
+    let j = judge_state(&h, &obs, &clean);
+    assert_eq!(j.zombie.verdict, Verdict::Valid);
+    assert_eq!(j.state.verdict, Verdict::Valid, "{}", j.state.evidence);
+}
+
+#[test]
+fn a_write_after_seeing_a_delete_is_ordered_after_it() {
+    let h = vec![
+        write(0, 1, "p1", "f", "v1"),
+        delete(1000, 2, "p2", "f"),
+        write(2000, 3, "p1", "f", "v3"),
+    ];
+    let obs = vec![
+        seen(5, "p1", "f", Some("v1")),
+        seen(300, "p2", "f", Some("v1")),
+        seen(1005, "p2", "f", None),
+        seen(1300, "p1", "f", None),
+        seen(2005, "p1", "f", Some("v3")),
+    ];
+    let order = causal::order(&h, &obs);
+    assert_eq!(order["f"].maximal(), vec![2]);
+    let peers = [peer("p1", &[("f", "v3")]), peer("p2", &[("f", "v3")])];
+    let j = judge_state(&h, &obs, &peers);
+    assert_eq!(j.state.verdict, Verdict::Valid, "{}", j.state.evidence);
+    assert_eq!(j.zombie.verdict, Verdict::Valid);
+}
+
+#[test]
+fn a_corrupted_file_is_caught() {
+    let (h, obs) = sequential_history();
+    let peers = [
+        peer("p1", &[("a.txt", "v2")]),
+        peer("p2", &[("a.txt", "v2 but flipped")]),
+    ];
+    let j = judge_state(&h, &obs, &peers);
+    assert_eq!(j.corrupt.verdict, Verdict::Invalid);
+    assert_eq!(j.corrupt.evidence["problems"][0]["peer"], "p2");
+    assert_eq!(j.corrupt.evidence["problems"][0]["path"], "a.txt");
+}
+
+#[test]
+fn a_file_nobody_wrote_is_a_wrong_final_state() {
+    let (h, obs) = sequential_history();
+    let peers = [
+        peer("p1", &[("a.txt", "v2"), ("stray", "v1")]),
+        peer("p2", &[("a.txt", "v2")]),
+    ];
+    let j = judge_state(&h, &obs, &peers);
+    assert_eq!(j.state.verdict, Verdict::Invalid);
+    assert_eq!(j.state.evidence["problems"][0]["path"], "stray");
+}
+
+#[test]
+fn an_order_the_history_cannot_decide_is_unknown_not_invalid() {
+    // p2 writes 1 s after p1, and shows p1's content only 100 ms after its own write: p2's daemon may
+    // have had p1's version already (then overwriting it was right) or not (then a copy is due).
+    let h = vec![write(0, 1, "p1", "a", "v1"), write(1000, 2, "p2", "a", "v2")];
+    let obs = vec![seen(5, "p1", "a", Some("v1")), seen(1100, "p2", "a", Some("v1"))];
+    let peers = [peer("p1", &[("a", "v2")]), peer("p2", &[("a", "v2")])];
+    let j = judge_state(&h, &obs, &peers);
+    assert_eq!(j.lost.verdict, Verdict::Unknown, "{}", j.lost.evidence);
+    assert_eq!(j.state.verdict, Verdict::Unknown);
+    // Seen 2 s later instead: clearly concurrent, and the missing copy is a lost update.
+    let obs = vec![seen(5, "p1", "a", Some("v1")), seen(3000, "p2", "a", Some("v1"))];
+    assert_eq!(judge_state(&h, &obs, &peers).lost.verdict, Verdict::Invalid);
+}
+
+#[test]
+fn conflict_names_round_trip() {
+    for (path, origin) in [
+        ("d/report.sync-conflict-fedcba98-01234567.txt", "d/report.txt"),
+        ("Makefile.sync-conflict-fedcba98-01234567", "Makefile"),
+        (".env.sync-conflict-fedcba98-01234567", ".env"),
+        ("a.tar.sync-conflict-fedcba98-01234567.gz", "a.tar.gz"),
+    ] {
+        let c = parse_conflict_name(path).unwrap();
+        assert_eq!(c.origin, origin);
+        assert_eq!(conflict_name(origin, "fedcba98ffff", "01234567eeee"), path);
+    }
+    assert!(parse_conflict_name("d/report.txt").is_none());
+    assert!(parse_conflict_name("x.sync-conflict-zz-01234567").is_none());
+}
+
+fn counters(t_ms: u64, peer: &str, blob: f64, summary: f64) -> Counters {
+    Counters {
+        t_ms,
+        peer: peer.into(),
+        values: [
+            (
+                "syncpeer_messages_sent_total{kind=\"blob\",peer=\"p2\"}".to_string(),
+                blob,
+            ),
+            (
+                "syncpeer_messages_sent_total{kind=\"summary\",peer=\"p2\"}".to_string(),
+                summary,
+            ),
+            ("syncpeer_versions_applied_total".to_string(), 1.0),
+        ]
+        .into_iter()
+        .collect(),
+    }
+}
+
+#[test]
+fn a_loop_is_caught_by_moving_counters_after_quiescence() {
+    let (h, obs) = sequential_history();
+    let order = causal::order(&h, &obs);
+    // Summaries may tick; blobs may not.
+    let flat = [counters(5000, "p1", 3.0, 10.0), counters(7000, "p1", 3.0, 14.0)];
+    assert_eq!(
+        loops::no_loop(&order, &obs, &flat, Some(4000), 1000).verdict,
+        Verdict::Valid
+    );
+    let looping = [counters(5000, "p1", 3.0, 10.0), counters(7000, "p1", 9.0, 14.0)];
+    let c = loops::no_loop(&order, &obs, &looping, Some(4000), 1000);
+    assert_eq!(c.verdict, Verdict::Invalid);
+    assert_eq!(
+        c.evidence["problems"][0]["series"],
+        "syncpeer_messages_sent_total{kind=\"blob\",peer=\"p2\"}"
+    );
+    // Samples from before quiescence do not count; too short a window is unknown.
+    assert_eq!(
+        loops::no_loop(&order, &obs, &looping, Some(6000), 1000).verdict,
+        Verdict::Unknown
+    );
+    assert_eq!(loops::no_loop(&order, &obs, &[], None, 1000).verdict, Verdict::Unknown);
+}
+
+#[test]
+fn a_loop_is_caught_by_more_versions_than_writes() {
+    let (h, mut obs) = sequential_history();
+    let order = causal::order(&h, &obs);
+    // Two writes, but p1 flips between them.
+    obs.push(seen(1500, "p1", "a.txt", Some("v1")));
+    obs.push(seen(1700, "p1", "a.txt", Some("v2")));
+    let flat = [counters(5000, "p1", 3.0, 10.0), counters(7000, "p1", 3.0, 14.0)];
+    let c = loops::no_loop(&order, &obs, &flat, Some(4000), 1000);
+    assert_eq!(c.verdict, Verdict::Invalid, "{}", c.evidence);
+    assert_eq!(c.evidence["problems"][0]["peer"], "p1");
+    assert_eq!(c.evidence["problems"][0]["path"], "a.txt");
+}
+
+#[test]
+fn quiescence_is_the_last_convergence_not_followed_by_divergence() {
+    let h = vec![
+        rec(10, Event::Converged { tree_hash: "a".into() }),
+        rec(20, Event::Diverged),
+        rec(30, Event::Converged { tree_hash: "b".into() }),
+    ];
+    assert_eq!(quiesced_at(&h), Some(30));
+    assert_eq!(quiesced_at(&h[..2]), None);
+}
+
+#[test]
+fn figures_propagation_quantiles_conflicts_and_traffic() {
+    let (h, obs) = sequential_history();
+    let ops = causal::ops(&h);
+    let names = vec!["p1".to_string(), "p2".to_string(), "p3".to_string()];
+    let p = figures::propagation(&ops, &names, &obs);
+    // v1 reached p2 after 300 ms, v2 reached p1 after 300 ms; p3 never saw either.
+    assert_eq!((p.samples, p.never_visible), (2, 2));
+    assert_eq!((p.p50_ms, p.max_ms), (Some(300), Some(300)));
+    assert_eq!(p.histogram.iter().sum::<u64>(), 2);
+    assert_eq!(figures::quantile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.95), Some(10));
+    assert_eq!(figures::quantile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.5), Some(5));
+    let copy = copy_of("a.txt", "v1");
+    let peers = [peer("p1", &[("a.txt", "v2"), (&copy, "v1")])];
+    let c = figures::conflicts(&ops, &peers, &[]);
+    assert_eq!((c.writes, c.copies, c.rate), (2, 1, 0.5));
+    let t = figures::traffic(&ops, 4, 3, &[counters(1, "p1", 4.0, 9.0), counters(2, "p2", 4.0, 1.0)]);
+    assert_eq!(t.messages, 8.0);
+    assert_eq!(t.summary_messages, 10.0);
+    assert_eq!(t.messages_per_op, Some(4.0));
+    assert_eq!(t.min_messages_per_op, 2.0);
+    assert_eq!(t.message_overhead, Some(2.0));
+}

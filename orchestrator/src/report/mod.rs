@@ -1,0 +1,569 @@
+//! The run's report: `result.json` (for machines), `junit.xml` (one test case per check, for CI
+//! systems) and `index.html` (for people: self-contained, inline SVG charts and CSS, no JavaScript,
+//! nothing fetched, so it opens offline). Also keeps `reports/latest` pointing at the newest run and
+//! regenerates `reports/index.html`, the list of all runs with a trend of recovery times.
+//!
+//! Every figure is explained in `docs/REPORTS.md`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::checker::figures::LATENCY_BUCKETS_MS;
+use crate::checker::{Check, Figures, Recovery, Verdict};
+use crate::history::{Event, Record};
+
+pub mod index;
+pub mod series;
+pub mod svg;
+
+pub use index::write_index;
+use svg::{Bar, Line, TimeAxis, esc};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerSummary {
+    pub name: String,
+    pub files: usize,
+    pub tree_hash: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResult {
+    pub plan: String,
+    pub seed: u64,
+    pub run_id: String,
+    pub verdict: Verdict,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub image: String,
+    pub flavor: String,
+    pub checks: Vec<Check>,
+    pub recovery: Vec<Recovery>,
+    /// Propagation latency, conflict rate, traffic per operation (see `docs/REPORTS.md`).
+    pub figures: Figures,
+    pub peers: Vec<PeerSummary>,
+}
+
+pub fn write_all(run_dir: &Path, result: &RunResult, history: &[Record]) -> std::io::Result<()> {
+    std::fs::write(
+        run_dir.join("result.json"),
+        serde_json::to_vec_pretty(result).expect("serializable"),
+    )?;
+    std::fs::write(run_dir.join("junit.xml"), junit(result))?;
+    let series = series::read(&run_dir.join(crate::scraper::METRICS_FILE));
+    std::fs::write(run_dir.join("index.html"), html(result, history, &series))?;
+    Ok(())
+}
+
+/// Points `reports/latest` at `run_dir` (a relative symlink, replaced atomically).
+pub fn link_latest(reports: &Path, run_dir: &Path) -> std::io::Result<()> {
+    let name = run_dir.file_name().expect("run folder has a name");
+    let tmp = reports.join(".latest.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(name, &tmp)?;
+    std::fs::rename(&tmp, reports.join("latest"))
+}
+
+pub fn junit(r: &RunResult) -> String {
+    let failures = r.checks.iter().filter(|c| c.verdict == Verdict::Invalid).count();
+    let skipped = r.checks.iter().filter(|c| c.verdict == Verdict::Unknown).count();
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        x,
+        "<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{:.3}\">",
+        esc(&r.plan),
+        r.checks.len(),
+        r.duration_ms as f64 / 1000.0
+    );
+    let _ = writeln!(
+        x,
+        "  <properties><property name=\"seed\" value=\"{}\"/><property name=\"run_id\" value=\"{}\"/></properties>",
+        r.seed,
+        esc(&r.run_id)
+    );
+    for c in &r.checks {
+        let _ = write!(
+            x,
+            "  <testcase classname=\"syftchaos.{}\" name=\"{}\">",
+            esc(&r.plan),
+            esc(&c.name)
+        );
+        match c.verdict {
+            Verdict::Valid => {}
+            Verdict::Invalid => {
+                let _ = write!(
+                    x,
+                    "<failure message=\"{}\">{}</failure>",
+                    esc(&c.summary),
+                    esc(&c.evidence.to_string())
+                );
+            }
+            Verdict::Unknown => {
+                let _ = write!(x, "<skipped message=\"{}\"/>", esc(&c.summary));
+            }
+        }
+        x.push_str("</testcase>\n");
+    }
+    x.push_str("</testsuite>\n");
+    x
+}
+
+const CSS: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222;padding:0 1em}\
+h1{margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #eee}table{border-collapse:collapse;width:100%;margin:1em 0}\
+td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f4f4f4}\
+.valid{color:#06702b;font-weight:bold}.invalid{color:#b00020;font-weight:bold}.unknown{color:#a66b00;font-weight:bold}\
+pre{background:#f7f7f7;padding:8px;overflow:auto;max-height:20em;font-size:12px;margin:0}.meta{color:#666}\
+details summary{cursor:pointer;color:#0645ad}\
+svg.chart{display:block;max-width:100%;height:auto;margin:.6em 0;font:11px system-ui,sans-serif}\
+svg .grid{stroke:#e4e4e4;stroke-width:1}svg .axis{stroke:#888}svg .tick{fill:#555}svg .legend{fill:#333}\
+svg .ctitle{font-weight:bold;fill:#222;font-size:12px}svg .unit{font-weight:normal;fill:#666}svg .empty{fill:#999}\
+svg .bar.ok{fill:#4c9be8}svg .bar.bad{fill:#d9534f}svg .bar.fault{fill:#f0ad4e}svg .bar.clock{fill:#9b59b6}\
+svg .conv{fill:#5cb85c}svg .div{fill:#d9534f}svg .none{fill:#ddd}svg .heal{stroke:#06702b;stroke-dasharray:4 3}\
+.figs td:first-child{width:40%}";
+
+/// Milliseconds as a short human figure.
+fn ms(v: Option<u64>) -> String {
+    match v {
+        None => "n/a".into(),
+        Some(v) if v >= 10_000 => format!("{:.1} s", v as f64 / 1000.0),
+        Some(v) => format!("{v} ms"),
+    }
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("n/a".to_string(), |v| format!("{v:.digits$}"))
+}
+
+/// The run's end on the shared time axis: the last history record.
+fn end_ms(history: &[Record]) -> u64 {
+    history.iter().map(|r| r.t_ms).max().unwrap_or(0).max(1000)
+}
+
+/// Faults as bars, convergence state as coloured segments, writes as ticks, the final heal as a line.
+pub fn timeline(history: &[Record], peers: &[String], axis: TimeAxis) -> String {
+    let mut faults: Vec<(String, String, u64, Option<u64>)> = Vec::new();
+    let mut heal_all = None;
+    let mut clocks = Vec::new();
+    for r in history {
+        match &r.event {
+            Event::FaultStarted { id, kind, .. } => faults.push((id.clone(), kind.clone(), r.t_ms, None)),
+            Event::FaultStopped { id } => {
+                if let Some(f) = faults.iter_mut().rev().find(|f| &f.0 == id && f.3.is_none()) {
+                    f.3 = Some(r.t_ms);
+                }
+            }
+            Event::HealedAll => {
+                heal_all.get_or_insert(r.t_ms);
+                for f in faults.iter_mut().filter(|f| f.3.is_none()) {
+                    f.3 = Some(r.t_ms);
+                }
+            }
+            Event::ClockMeasured {
+                peer,
+                requested_ms,
+                measured_ms,
+            } => clocks.push((r.t_ms, peer.clone(), *requested_ms, *measured_ms)),
+            _ => {}
+        }
+    }
+    let row = 20.0;
+    let top = 28.0;
+    let rows = faults.len() + 2 + usize::from(!clocks.is_empty());
+    let bottom = top + rows as f64 * row;
+    let h = bottom + 24.0;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg class=\"chart\" role=\"img\" aria-label=\"fault timeline\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\">\
+         <title>fault timeline</title><text x=\"{l}\" y=\"16\" class=\"ctitle\">Faults, convergence and writes over run time</text>",
+        w = svg::WIDTH,
+        l = svg::LEFT
+    );
+    s.push_str(&axis.ticks(top, bottom));
+    let label = |s: &mut String, i: usize, text: &str| {
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"end\">{}</text>",
+            svg::LEFT - 6.0,
+            top + i as f64 * row + 14.0,
+            esc(text)
+        );
+    };
+    // Row 0: convergence state.
+    label(&mut s, 0, "converged?");
+    let mut state: (u64, &str) = (0, "none");
+    let mut segs = Vec::new();
+    for r in history {
+        let next = match r.event {
+            Event::Converged { .. } => "conv",
+            Event::Diverged => "div",
+            _ => continue,
+        };
+        segs.push((state.0, r.t_ms, state.1));
+        state = (r.t_ms, next);
+    }
+    segs.push((state.0, axis.end_ms, state.1));
+    for (a, b, class) in segs.into_iter().filter(|(a, b, _)| b > a) {
+        let what = match class {
+            "conv" => "converged",
+            "div" => "diverged",
+            _ => "not yet converged",
+        };
+        let _ = write!(
+            s,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" class=\"{class}\"><title>{what} {:.1}s-{:.1}s</title></rect>",
+            axis.x(a),
+            top + 2.0,
+            (axis.x(b) - axis.x(a)).max(0.5),
+            row - 4.0,
+            a as f64 / 1000.0,
+            b as f64 / 1000.0
+        );
+    }
+    // Row 1: writes, coloured by peer.
+    label(&mut s, 1, "operations");
+    for r in history {
+        if let Event::Write {
+            peer, path, kind, op, ..
+        } = &r.event
+        {
+            let i = peers.iter().position(|p| p == peer).unwrap_or(0);
+            let x = axis.x(r.t_ms);
+            let _ = write!(
+                s,
+                "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"{}\" stroke-width=\"2\"><title>op {op} {kind:?} {} on {}</title></line>",
+                top + row + 3.0,
+                top + 2.0 * row - 3.0,
+                svg::colour(i),
+                esc(path),
+                esc(peer)
+            );
+        }
+    }
+    // Fault rows.
+    for (i, (id, kind, a, b)) in faults.iter().enumerate() {
+        let y = top + (i + 2) as f64 * row;
+        label(&mut s, i + 2, &format!("{id} ({kind})"));
+        let b = b.unwrap_or(axis.end_ms);
+        let _ = write!(
+            s,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" class=\"bar fault\"><title>{} {:.1}s-{:.1}s</title></rect>",
+            axis.x(*a),
+            y + 2.0,
+            (axis.x(b) - axis.x(*a)).max(1.0),
+            row - 4.0,
+            esc(id),
+            *a as f64 / 1000.0,
+            b as f64 / 1000.0
+        );
+    }
+    if !clocks.is_empty() {
+        let i = faults.len() + 2;
+        label(&mut s, i, "clock measured");
+        for (t, peer, req, measured) in &clocks {
+            let x = axis.x(*t);
+            let _ = write!(
+                s,
+                "<circle cx=\"{x:.1}\" cy=\"{:.1}\" r=\"5\" class=\"bar clock\"><title>{} asked {} ms, measured {}</title></circle>",
+                top + i as f64 * row + row / 2.0,
+                esc(peer),
+                req,
+                measured.map_or("n/a".to_string(), |m| format!("{m} ms"))
+            );
+        }
+    }
+    if let Some(t) = heal_all {
+        let x = axis.x(t);
+        let _ = write!(
+            s,
+            "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{bottom:.1}\" class=\"heal\"><title>all faults healed at {:.1}s</title></line>",
+            top - 4.0,
+            t as f64 / 1000.0
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series::PeerSeries>) -> String {
+    let mut h = String::new();
+    let v = r.verdict.as_str();
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>{plan}: {v}</title><style>{CSS}</style></head><body>\
+         <h1>{plan} <span class=\"{v}\">{v}</span></h1>\
+         <p class=\"meta\">run <code>{run}</code> · seed {seed} · started {start} · {dur:.1} s · image <code>{image}</code> · flavor {flavor}</p>",
+        plan = esc(&r.plan),
+        run = esc(&r.run_id),
+        seed = r.seed,
+        start = esc(&r.started_at),
+        dur = r.duration_ms as f64 / 1000.0,
+        image = esc(&r.image),
+        flavor = esc(&r.flavor),
+    );
+    h.push_str("<h2>Checks</h2><table><tr><th>check</th><th>verdict</th><th>summary</th><th>evidence</th></tr>");
+    for c in &r.checks {
+        let ev = serde_json::to_string_pretty(&c.evidence).unwrap_or_default();
+        let open = if c.verdict == Verdict::Valid { "" } else { " open" };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"{v}\">{v}</td><td>{}</td><td><details{open}><summary>evidence</summary><pre>{}</pre></details></td></tr>",
+            esc(&c.name),
+            esc(&c.summary),
+            esc(&ev),
+            v = c.verdict.as_str()
+        );
+    }
+    h.push_str("</table>");
+
+    let peers: Vec<String> = r.peers.iter().map(|p| p.name.clone()).collect();
+    let axis = TimeAxis {
+        end_ms: end_ms(history),
+    };
+    h.push_str("<h2>Timeline</h2><p class=\"meta\">Run time on every chart below is the same axis: seconds since the run started. Green: all peers held the same tree; red: they differed again; grey: not converged yet. The dashed line is the final heal.</p>");
+    h.push_str(&timeline(history, &peers, axis));
+
+    h.push_str("<h2>Recovery after each heal</h2>");
+    let bars: Vec<Bar> = r
+        .recovery
+        .iter()
+        .map(|rec| match rec.converged_after_ms {
+            Some(t) => Bar {
+                label: rec.fault.clone(),
+                value: t as f64,
+                text: format!("{t} ms"),
+                class: "ok",
+            },
+            None => Bar {
+                label: rec.fault.clone(),
+                value: r
+                    .recovery
+                    .iter()
+                    .filter_map(|x| x.converged_after_ms)
+                    .max()
+                    .unwrap_or(1) as f64,
+                text: "never converged".into(),
+                class: "bad",
+            },
+        })
+        .collect();
+    h.push_str(&svg::bar_chart("heal -> all peers converged", &bars));
+    h.push_str("<table><tr><th>fault</th><th>healed at</th><th>converged after</th></tr>");
+    for rec in &r.recovery {
+        let after = rec
+            .converged_after_ms
+            .map_or("never".to_string(), |t| format!("{t} ms"));
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{} ms</td><td>{after}</td></tr>",
+            esc(&rec.fault),
+            rec.healed_at_ms
+        );
+    }
+    h.push_str("</table>");
+
+    let p = &r.figures.propagation;
+    h.push_str("<h2>Propagation latency</h2>");
+    let _ = write!(
+        h,
+        "<p>From a write at one peer to the same content visible at the same path on each other peer ({} pairs; {} never visible: overwritten first or lost a conflict). \
+         <b>p50</b> {} · <b>p95</b> {} · <b>p99</b> {} · <b>max</b> {}</p>",
+        p.samples,
+        p.never_visible,
+        ms(p.p50_ms),
+        ms(p.p95_ms),
+        ms(p.p99_ms),
+        ms(p.max_ms)
+    );
+    let mut cols = Vec::new();
+    let mut lower = 0;
+    for (i, ub) in LATENCY_BUCKETS_MS.iter().enumerate() {
+        cols.push((
+            format!("{lower}-{}", svg::fmt_num(*ub as f64)),
+            p.histogram.get(i).copied().unwrap_or(0),
+        ));
+        lower = *ub;
+    }
+    cols.push((
+        format!(">{}", svg::fmt_num(lower as f64)),
+        p.histogram.get(LATENCY_BUCKETS_MS.len()).copied().unwrap_or(0),
+    ));
+    // Trailing empty buckets say nothing; keep up to the last non-empty one (at least 6).
+    let keep = cols.iter().rposition(|c| c.1 > 0).map_or(6, |i| (i + 1).max(6));
+    cols.truncate(keep);
+    h.push_str(&svg::column_chart(
+        "write -> visible elsewhere, count per latency bucket (ms)",
+        &cols,
+    ));
+
+    let c = &r.figures.conflicts;
+    let t = &r.figures.traffic;
+    h.push_str("<h2>Conflicts and traffic</h2><table class=\"figs\">");
+    let rows = [
+        ("writes (creates and modifies)", c.writes.to_string()),
+        ("conflict copies in the final trees", c.copies.to_string()),
+        ("conflict rate (copies / writes)", format!("{:.3}", c.rate)),
+        (
+            "conflicts reported by the peers (syncpeer_conflicts_total)",
+            opt(c.reported_by_peers, 0),
+        ),
+        ("operations (writes and deletes)", t.ops.to_string()),
+        (
+            "messages sent per operation (all peers, without summaries)",
+            opt(t.messages_per_op, 2),
+        ),
+        (
+            "theoretical minimum (N-1 peers reached once)",
+            format!("{:.2}", t.min_messages_per_op),
+        ),
+        ("message overhead (actual / minimum)", opt(t.message_overhead, 2)),
+        ("bytes sent per operation (without summaries)", opt(t.bytes_per_op, 0)),
+        (
+            "theoretical minimum (content to N-1 peers)",
+            format!("{:.0}", t.min_bytes_per_op),
+        ),
+        ("byte overhead (actual / minimum)", opt(t.byte_overhead, 2)),
+        (
+            "summary exchange: messages, bytes",
+            format!("{:.0}, {:.0}", t.summary_messages, t.summary_bytes),
+        ),
+    ];
+    for (k, v) in rows {
+        let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(&v));
+    }
+    h.push_str("</table>");
+
+    h.push_str("<h2>Peers over time</h2>");
+    if series.is_empty() {
+        h.push_str("<p class=\"meta\">No metrics were scraped (no <code>metrics.jsonl</code>).</p>");
+    }
+    type Pick = fn(&series::PeerSeries) -> &Vec<(u64, f64)>;
+    let charts: [(&str, &str, Pick); 4] = [
+        ("messages sent", "per s, all kinds", |s| &s.messages_per_s),
+        ("bytes sent", "per s, all kinds", |s| &s.bytes_per_s),
+        ("CPU", "% of one core", |s| &s.cpu_pct),
+        ("memory", "MiB", |s| &s.mem_mib),
+    ];
+    if !series.is_empty() {
+        for (title, unit, pick) in charts {
+            let lines: Vec<Line> = series
+                .iter()
+                .map(|(name, s)| Line {
+                    name,
+                    colour: svg::colour(peers.iter().position(|p| p == name).unwrap_or(0)),
+                    points: pick(s),
+                })
+                .collect();
+            h.push_str(&svg::time_chart(title, unit, axis, &lines));
+        }
+    }
+
+    let clocks: Vec<&Record> = history
+        .iter()
+        .filter(|r| matches!(r.event, Event::ClockMeasured { .. }))
+        .collect();
+    if !clocks.is_empty() {
+        h.push_str("<h2>Clock offsets</h2><table><tr><th>t</th><th>peer</th><th>requested offset</th><th>measured offset</th></tr>");
+        for rec in clocks {
+            if let Event::ClockMeasured {
+                peer,
+                requested_ms,
+                measured_ms,
+            } = &rec.event
+            {
+                let _ = write!(
+                    h,
+                    "<tr><td>{:.1} s</td><td>{}</td><td>{requested_ms} ms</td><td>{}</td></tr>",
+                    rec.t_ms as f64 / 1000.0,
+                    esc(peer),
+                    measured_ms.map_or("n/a".to_string(), |m| format!("{m} ms"))
+                );
+            }
+        }
+        h.push_str("</table>");
+    }
+
+    h.push_str("<h2>Peers</h2><table><tr><th>peer</th><th>files</th><th>tree hash</th><th>log</th></tr>");
+    for p in &r.peers {
+        let _ = write!(
+            h,
+            "<tr><td>{n}</td><td>{}</td><td><code>{}</code></td><td><a href=\"logs/{n}.log\">log</a></td></tr>",
+            p.files,
+            esc(&p.tree_hash),
+            n = esc(&p.name)
+        );
+    }
+    h.push_str("</table><h2>Events</h2><details><summary>every fault, heal and convergence record</summary><table><tr><th>t (ms)</th><th>event</th></tr>");
+    for rec in history.iter().filter(|r| !matches!(r.event, Event::Write { .. })) {
+        let text = serde_json::to_string(&rec.event).unwrap_or_default();
+        let _ = write!(h, "<tr><td>{}</td><td><code>{}</code></td></tr>", rec.t_ms, esc(&text));
+    }
+    let writes = history
+        .iter()
+        .filter(|r| matches!(r.event, Event::Write { .. }))
+        .count();
+    let _ = writeln!(
+        h,
+        "</table></details><p class=\"meta\">{writes} workload operations in <a href=\"history.jsonl\">history.jsonl</a>; \
+         tree changes in <a href=\"observations.jsonl\">observations.jsonl</a>; metrics in <a href=\"metrics.jsonl\">metrics.jsonl</a>; \
+         plan as run in <a href=\"plan.yaml\">plan.yaml</a>; figures explained in docs/REPORTS.md.</p></body></html>"
+    );
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(verdict: Verdict) -> RunResult {
+        RunResult {
+            plan: "smoke<&>".into(),
+            seed: 1,
+            run_id: "abc".into(),
+            verdict,
+            started_at: "now".into(),
+            duration_ms: 1500,
+            image: "img".into(),
+            flavor: "default".into(),
+            checks: vec![
+                Check {
+                    name: "converged".into(),
+                    verdict: Verdict::Valid,
+                    summary: "ok".into(),
+                    evidence: serde_json::Value::Null,
+                },
+                Check {
+                    name: "no-crash".into(),
+                    verdict,
+                    summary: "bad <peer>".into(),
+                    evidence: serde_json::json!({"x": 1}),
+                },
+            ],
+            recovery: vec![],
+            figures: Figures::default(),
+            peers: vec![],
+        }
+    }
+
+    #[test]
+    fn junit_has_one_case_per_check_and_marks_failures() {
+        let x = junit(&result(Verdict::Invalid));
+        assert_eq!(x.matches("<testcase ").count(), 2);
+        assert!(x.contains("failures=\"1\""));
+        assert!(x.contains("<failure message=\"bad &lt;peer&gt;\""));
+        assert!(x.contains("name=\"smoke&lt;&amp;&gt;\""), "escaped: {x}");
+    }
+
+    #[test]
+    fn html_escapes_and_shows_the_verdict() {
+        let h = html(&result(Verdict::Valid), &[], &BTreeMap::new());
+        assert!(h.contains("<span class=\"valid\">valid</span>"));
+        assert!(!h.contains("smoke<&>"));
+        assert!(
+            !h.contains("http://") && !h.contains("https://"),
+            "self-contained: no external resources"
+        );
+    }
+}

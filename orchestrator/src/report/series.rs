@@ -1,0 +1,121 @@
+//! Per-peer time series for the report, reduced on the fly while streaming `metrics.jsonl` (a long
+//! run's samples are never all in memory: each sample becomes four numbers per peer).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::checker::loops::key_name;
+use crate::scraper::{self, Sample};
+
+/// Points are (run time in ms, value).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PeerSeries {
+    /// Protocol messages sent per second, all kinds (from `/metrics` differences).
+    pub messages_per_s: Vec<(u64, f64)>,
+    /// Protocol bytes sent per second, all kinds.
+    pub bytes_per_s: Vec<(u64, f64)>,
+    /// CPU use in percent of one core (from the container's CPU time differences).
+    pub cpu_pct: Vec<(u64, f64)>,
+    /// Memory in MiB.
+    pub mem_mib: Vec<(u64, f64)>,
+}
+
+#[derive(Default)]
+struct Last {
+    metrics: Option<(u64, f64, f64)>,
+    cpu: Option<(u64, u64)>,
+}
+
+/// A rate between two cumulative readings; a counter that went down (a restarted peer) restarts
+/// from zero.
+fn rate(prev: (u64, f64), now: (u64, f64)) -> Option<f64> {
+    let dt = now.0.checked_sub(prev.0).filter(|d| *d > 0)? as f64 / 1000.0;
+    let dv = if now.1 >= prev.1 { now.1 - prev.1 } else { now.1 };
+    Some(dv / dt)
+}
+
+/// Reads `metrics.jsonl` into per-peer series (empty when the file is missing).
+pub fn read(path: &Path) -> BTreeMap<String, PeerSeries> {
+    reduce(scraper::read(path))
+}
+
+pub fn reduce(samples: impl Iterator<Item = Sample>) -> BTreeMap<String, PeerSeries> {
+    let mut out: BTreeMap<String, PeerSeries> = BTreeMap::new();
+    let mut last: BTreeMap<String, Last> = BTreeMap::new();
+    for s in samples {
+        match s {
+            Sample::Metrics { t_ms, peer, values } => {
+                let (mut msgs, mut bytes) = (0.0, 0.0);
+                for (k, v) in &values {
+                    match key_name(k) {
+                        "syncpeer_messages_sent_total" => msgs += v,
+                        "syncpeer_bytes_sent_total" => bytes += v,
+                        _ => {}
+                    }
+                }
+                let l = last.entry(peer.clone()).or_default();
+                let series = out.entry(peer).or_default();
+                if let Some((t0, m0, b0)) = l.metrics {
+                    if let Some(r) = rate((t0, m0), (t_ms, msgs)) {
+                        series.messages_per_s.push((t_ms, r));
+                    }
+                    if let Some(r) = rate((t0, b0), (t_ms, bytes)) {
+                        series.bytes_per_s.push((t_ms, r));
+                    }
+                }
+                l.metrics = Some((t_ms, msgs, bytes));
+            }
+            Sample::Docker { t_ms, peer, stats } => {
+                let l = last.entry(peer.clone()).or_default();
+                let series = out.entry(peer).or_default();
+                if let Some((t0, c0)) = l.cpu
+                    && let Some(r) = rate((t0, c0 as f64), (t_ms, stats.cpu_ns as f64))
+                {
+                    // ns of CPU per s of run time / 1e9 = cores; x 100 = percent of one core.
+                    series.cpu_pct.push((t_ms, r / 1e7));
+                }
+                l.cpu = Some((t_ms, stats.cpu_ns));
+                series.mem_mib.push((t_ms, stats.mem_bytes as f64 / (1024.0 * 1024.0)));
+            }
+            Sample::MetricsError { .. } => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::ContainerStats;
+
+    #[test]
+    fn rates_come_from_differences_and_survive_a_restart() {
+        let m = |t_ms, v: f64| Sample::Metrics {
+            t_ms,
+            peer: "p1".into(),
+            values: BTreeMap::from([
+                ("syncpeer_messages_sent_total{kind=\"blob\",peer=\"p2\"}".to_string(), v),
+                (
+                    "syncpeer_bytes_sent_total{kind=\"blob\",peer=\"p2\"}".to_string(),
+                    v * 100.0,
+                ),
+            ]),
+        };
+        let d = |t_ms, cpu_ns| Sample::Docker {
+            t_ms,
+            peer: "p1".into(),
+            stats: ContainerStats {
+                cpu_ns,
+                mem_bytes: 2 * 1024 * 1024,
+                rx_bytes: 0,
+                tx_bytes: 0,
+            },
+        };
+        let s = reduce(vec![m(0, 0.0), d(0, 0), m(1000, 10.0), d(1000, 500_000_000), m(2000, 4.0)].into_iter());
+        let p = &s["p1"];
+        assert_eq!(p.messages_per_s, vec![(1000, 10.0), (2000, 4.0)]);
+        assert_eq!(p.bytes_per_s[0], (1000, 1000.0));
+        assert_eq!(p.cpu_pct, vec![(1000, 50.0)]);
+        assert_eq!(p.mem_mib, vec![(0, 2.0), (1000, 2.0)]);
+    }
+}

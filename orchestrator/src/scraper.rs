@@ -1,0 +1,352 @@
+//! The metrics scraper: every interval (1 s by default) it reads every peer's Prometheus `/metrics`
+//! and its container's CPU, memory and network counters from the Docker stats API, and appends one
+//! JSON line per (peer, source) to `<run>/metrics.jsonl`. Nothing is kept in memory: the checkers and
+//! the report read the file back.
+//!
+//! Parsing uses `prometheus-parse` 0.2.5, which is unmaintained since 2023 and has known gaps (it
+//! splits label values containing `,` or `=`; histogram `_sum`/`_count` come out untyped; `_total`
+//! counters under a `# TYPE x counter` header come out untyped too). We only keep plain samples keyed
+//! by name and labels, which it gets right for what `syncpeer` emits: the tests below parse a real
+//! `/metrics` page captured from a running `syncpeer` (`tests/it/fixtures/syncpeer-metrics.txt`).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::checker::Counters;
+use crate::docker::{ContainerStats, Engine};
+use crate::history::History;
+
+/// Default scrape interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// File name of the sample stream in the run folder.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "kebab-case")]
+pub enum Sample {
+    /// A peer's `/metrics`: series key (`name{label="v",...}`, labels sorted) -> value.
+    Metrics {
+        t_ms: u64,
+        peer: String,
+        values: BTreeMap<String, f64>,
+    },
+    /// The peer's `/metrics` could not be read (down, partitioned from the host, paused).
+    MetricsError { t_ms: u64, peer: String, error: String },
+    /// The peer's container, from the Docker stats API.
+    Docker {
+        t_ms: u64,
+        peer: String,
+        #[serde(flatten)]
+        stats: ContainerStats,
+    },
+}
+
+/// Who to scrape.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub peer: String,
+    pub container: String,
+    pub metrics_url: String,
+}
+
+/// The series key of a sample: its name, then its labels sorted by name.
+pub fn series_key(name: &str, labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return name.to_string();
+    }
+    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    format!("{name}{{{}}}", inner.join(","))
+}
+
+/// Parses a Prometheus text page into series keys and values. Counters, gauges and untyped samples
+/// are kept; histogram buckets and summary quantiles are dropped (their `_sum` and `_count` stay).
+pub fn parse(text: &str) -> std::io::Result<BTreeMap<String, f64>> {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))?;
+    let mut out = BTreeMap::new();
+    for s in scrape.samples {
+        let v = match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => continue,
+        };
+        let labels: BTreeMap<String, String> = s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        out.insert(series_key(&s.metric, &labels), v);
+    }
+    Ok(out)
+}
+
+async fn scrape_one(http: &reqwest::Client, engine: Option<&Engine>, t: &Target, history: &History) -> Vec<Sample> {
+    let metrics = async {
+        let text = http
+            .get(&t.metrics_url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        parse(&text).map_err(|e| e.to_string())
+    };
+    let stats = async {
+        match engine {
+            Some(e) => Some(e.stats(&t.container).await),
+            None => None,
+        }
+    };
+    let (metrics, stats) = tokio::join!(metrics, stats);
+    let t_ms = history.now_ms();
+    let mut out = vec![match metrics {
+        Ok(values) => Sample::Metrics {
+            t_ms,
+            peer: t.peer.clone(),
+            values,
+        },
+        Err(error) => Sample::MetricsError {
+            t_ms,
+            peer: t.peer.clone(),
+            error,
+        },
+    }];
+    match stats {
+        Some(Ok(stats)) => out.push(Sample::Docker {
+            t_ms,
+            peer: t.peer.clone(),
+            stats,
+        }),
+        Some(Err(e)) => tracing::debug!("stats of {}: {e}", t.container),
+        None => {}
+    }
+    out
+}
+
+/// One round: every target at once; returns the samples in target order.
+pub async fn scrape_all(
+    http: &reqwest::Client,
+    engine: Option<&Engine>,
+    targets: &[Target],
+    history: &History,
+) -> Vec<Sample> {
+    let rounds = targets.iter().map(|t| scrape_one(http, engine, t, history));
+    let mut out = Vec::new();
+    // Sequential awaits of already-created futures would serialize them; join them instead.
+    let mut set = Vec::with_capacity(targets.len());
+    for r in rounds {
+        set.push(Box::pin(r));
+    }
+    for s in join_all(set).await {
+        out.extend(s);
+    }
+    out
+}
+
+/// Awaits every future concurrently (a small `join_all`, to avoid a dependency for it).
+async fn join_all<F: std::future::Future + Unpin>(mut futs: Vec<F>) -> Vec<F::Output> {
+    let mut results: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, r) in futs.iter_mut().zip(results.iter_mut()) {
+            if r.is_none() {
+                match std::pin::Pin::new(f).poll(cx) {
+                    std::task::Poll::Ready(v) => *r = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    results.into_iter().map(|r| r.expect("every future finished")).collect()
+}
+
+fn write_samples(out: &mut BufWriter<File>, samples: &[Sample]) -> std::io::Result<()> {
+    for s in samples {
+        serde_json::to_writer(&mut *out, s)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
+/// Scrapes every `interval` until `stop` turns true, then scrapes once more (so the last sample is
+/// fresh) and returns. Errors writing the file are logged, not fatal.
+pub async fn run(
+    targets: Vec<Target>,
+    engine: Option<Engine>,
+    history: Arc<History>,
+    path: PathBuf,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let http = match reqwest::Client::builder()
+        .timeout(Duration::from_millis(900).min(interval))
+        .no_proxy()
+        .build()
+    {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!("metrics scraper: {e}");
+            return;
+        }
+    };
+    let mut out = match File::create(&path) {
+        Ok(f) => BufWriter::new(f),
+        Err(e) => {
+            tracing::error!("cannot write {}: {e}", path.display());
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.changed() => true,
+        };
+        let samples = scrape_all(&http, engine.as_ref(), &targets, &history).await;
+        if let Err(e) = write_samples(&mut out, &samples) {
+            tracing::error!("cannot write metrics samples: {e}");
+        }
+        if stopping || *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// Streams the samples of `metrics.jsonl` (a missing file yields nothing; bad lines are skipped).
+pub fn read(path: &Path) -> impl Iterator<Item = Sample> {
+    let lines = File::open(path).ok().map(|f| BufReader::new(f).lines());
+    lines
+        .into_iter()
+        .flatten()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+}
+
+/// The counters the checkers need: every `/metrics` sample taken at or after `since_ms`, plus the
+/// last sample of each peer whatever its time (for traffic figures).
+pub fn counters_for_checks(path: &Path, since_ms: Option<u64>) -> Vec<Counters> {
+    let mut window = Vec::new();
+    let mut last: BTreeMap<String, Counters> = BTreeMap::new();
+    for s in read(path) {
+        if let Sample::Metrics { t_ms, peer, values } = s {
+            let c = Counters { t_ms, peer, values };
+            if since_ms.is_some_and(|q| t_ms >= q) {
+                window.push(c.clone());
+            }
+            last.insert(c.peer.clone(), c);
+        }
+    }
+    for c in last.into_values() {
+        if !window.contains(&c) {
+            window.push(c);
+        }
+    }
+    window
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/it/fixtures/syncpeer-metrics.txt"
+    ));
+
+    #[test]
+    fn parses_a_real_syncpeer_metrics_page() {
+        let m = parse(FIXTURE).unwrap();
+        // Counters keep their `_total` name and every label (peer and kind both survive).
+        assert_eq!(m["syncpeer_messages_sent_total{kind=\"blob\",peer=\"p2\"}"], 2.0);
+        assert_eq!(m["syncpeer_messages_sent_total{kind=\"summary\",peer=\"p2\"}"], 20.0);
+        assert_eq!(m["syncpeer_bytes_received_total{kind=\"summary\",peer=\"p2\"}"], 4710.0);
+        assert_eq!(m["syncpeer_local_changes_total"], 1.0);
+        assert_eq!(m["syncpeer_versions_applied_total"], 1.0);
+        assert_eq!(m["syncpeer_conflicts_total"], 1.0);
+        assert_eq!(m["syncpeer_rejections_total{reason=\"bad_hash\"}"], 0.0);
+        assert_eq!(m["syncpeer_index_entries"], 2.0);
+        // Histogram: `_sum` and `_count` as plain samples, buckets dropped.
+        assert_eq!(m["syncpeer_apply_latency_seconds_count"], 1.0);
+        assert!((m["syncpeer_apply_latency_seconds_sum"] - 0.343275215).abs() < 1e-12);
+        assert!(!m.keys().any(|k| k.contains("le=")), "{m:?}");
+        // 4 kinds x 4 traffic families, 5 reasons, and the 10 plain series.
+        assert_eq!(m.len(), 16 + 5 + 10, "{:#?}", m.keys().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_keys_work_with_the_checkers_label_lookup() {
+        use crate::checker::loops::{key_label, key_name, must_stay_flat};
+        let m = parse(FIXTURE).unwrap();
+        let flat: Vec<&String> = m.keys().filter(|k| must_stay_flat(k)).collect();
+        // 3 non-summary kinds x 4 traffic families + versions applied + local changes.
+        assert_eq!(flat.len(), 14, "{flat:?}");
+        let k = "syncpeer_bytes_sent_total{kind=\"index\",peer=\"p2\"}";
+        assert_eq!(
+            (key_name(k), key_label(k, "kind"), key_label(k, "peer")),
+            ("syncpeer_bytes_sent_total", Some("index"), Some("p2"))
+        );
+    }
+
+    #[test]
+    fn a_page_from_an_unknown_peer_name_with_odd_characters_is_the_known_gap() {
+        // prometheus-parse splits label values at `,`: peer names in plans are `p<N>`, so this never
+        // happens with our peers; the test documents the limit instead of hiding it.
+        let m = parse("x_total{peer=\"a,b\"} 1\n").unwrap();
+        assert!(!m.contains_key("x_total{peer=\"a,b\"}"));
+    }
+
+    #[test]
+    fn samples_round_trip_and_checks_get_the_window_and_the_last_scrape() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(METRICS_FILE);
+        let mut w = BufWriter::new(File::create(&path).unwrap());
+        let m = |t_ms, peer: &str, v: f64| Sample::Metrics {
+            t_ms,
+            peer: peer.into(),
+            values: BTreeMap::from([("a_total".to_string(), v)]),
+        };
+        let samples = vec![
+            m(1000, "p1", 1.0),
+            m(1000, "p2", 1.0),
+            Sample::Docker {
+                t_ms: 1000,
+                peer: "p1".into(),
+                stats: ContainerStats {
+                    cpu_ns: 5,
+                    mem_bytes: 6,
+                    rx_bytes: 7,
+                    tx_bytes: 8,
+                },
+            },
+            Sample::MetricsError {
+                t_ms: 2000,
+                peer: "p2".into(),
+                error: "timeout".into(),
+            },
+            m(2000, "p1", 2.0),
+            m(3000, "p1", 3.0),
+        ];
+        write_samples(&mut w, &samples).unwrap();
+        drop(w);
+        let back: Vec<Sample> = read(&path).collect();
+        assert_eq!(back, samples);
+        let c = counters_for_checks(&path, Some(2000));
+        let mut got: Vec<(u64, &str)> = c.iter().map(|c| (c.t_ms, c.peer.as_str())).collect();
+        got.sort();
+        assert_eq!(got, vec![(1000, "p2"), (2000, "p1"), (3000, "p1")]);
+    }
+}
