@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::docker::{ContainerSpec, Engine, LABEL_MANAGED, LABEL_PEER, LABEL_PID, LABEL_RUN};
-use crate::peer_profile::{self, DATA_MOUNT, PeerDir, Status};
+use crate::peer_profile::{self, DATA_MOUNT, Identity, PeerDir, Status};
 
 #[derive(Clone, Debug)]
 pub struct Peer {
@@ -69,7 +69,57 @@ pub fn run_labels(run_id: &str) -> HashMap<String, String> {
     ])
 }
 
+/// What a cluster is made of, independent of any plan (tests build one directly).
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    pub names: Vec<String>,
+    /// Each peer's neighbours in the overlay, by index.
+    pub neighbours: Vec<Vec<usize>>,
+    pub image: String,
+    /// Seeds the peers' identity keys.
+    pub key_seed: u64,
+    pub anti_entropy_ms: u64,
+    pub flavor: String,
+}
+
 impl Cluster {
+    /// Picks a free subnet, writes every peer's folder (config, key, clock file) under `run_dir`, and
+    /// creates the network and the containers (not started). On failure nothing is left behind.
+    pub async fn provision(
+        engine: Engine,
+        run_id: &str,
+        run_dir: &Path,
+        spec: &ClusterSpec,
+    ) -> anyhow::Result<Cluster> {
+        let (subnet, base) =
+            pick_subnet(&engine.used_subnets().await?).context("no free /24 subnet for the run's network")?;
+        let addrs: Vec<Ipv4Addr> = (0..spec.names.len()).map(|i| peer_ip(base, i)).collect();
+        let ids: Vec<Identity> = (0..spec.names.len())
+            .map(|i| Identity::derive(spec.key_seed, i))
+            .collect();
+        for i in 0..spec.names.len() {
+            let dir = PeerDir::new(run_dir, &spec.names[i]);
+            peer_profile::write_peer_dir(
+                &dir,
+                i,
+                &spec.names,
+                &addrs,
+                &ids,
+                &spec.neighbours[i],
+                spec.anti_entropy_ms,
+                &spec.flavor,
+            )
+            .with_context(|| format!("preparing {}", dir.root.display()))?;
+        }
+        match Cluster::create(engine.clone(), run_id, &spec.image, &spec.names, base, &subnet, run_dir).await {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                let _ = reap_run(&engine, run_id).await;
+                Err(e)
+            }
+        }
+    }
+
     /// Creates the network, then each peer's container (not started). Peer folders must exist.
     pub async fn create(
         engine: Engine,

@@ -51,6 +51,11 @@ pub enum Event {
         requested_ms: i64,
         measured_ms: Option<i64>,
     },
+    /// Something the nemesis saw when a fault ended (e.g. whether a stale lock was cleared).
+    Observed {
+        fault: String,
+        detail: serde_json::Value,
+    },
     /// Which packet-fault engines the peers' kernel offers (`netfault probe`).
     EnginesProbed {
         engines: serde_json::Value,

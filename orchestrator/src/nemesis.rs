@@ -187,9 +187,14 @@ impl Nemesis {
                 }
             }
             ConcreteFault::Lock { peers, action } => {
+                let mut seen = serde_json::Map::new();
                 for &n in peers {
-                    self.lock_fault(n, action, false)?;
+                    seen.insert(self.peers[n].name.clone(), self.lock_fault(n, action, false)?);
                 }
+                self.history.record(Event::Observed {
+                    fault: id.into(),
+                    detail: seen.into(),
+                });
             }
             ConcreteFault::Disk { .. } => {}
         }

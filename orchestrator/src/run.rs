@@ -9,7 +9,6 @@
 //! writing `converged` / `diverged` transitions into the history; recovery times come from those.
 
 use std::io::IsTerminal;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -24,7 +23,6 @@ use crate::generator::{self, Action};
 use crate::history::{self, Event, History};
 use crate::monitor::{self, MonitorState};
 use crate::nemesis::Nemesis;
-use crate::peer_profile::{self, Identity, PeerDir};
 use crate::plan::Plan;
 use crate::report::{self, PeerSummary, RunResult};
 use crate::scraper;
@@ -80,44 +78,15 @@ pub async fn run(plan: &Plan, run_id: &str, reports: &Path) -> anyhow::Result<Ru
         run_dir.display()
     );
 
-    let (subnet, base) =
-        cluster::pick_subnet(&engine.used_subnets().await?).context("no free /24 subnet for the run's network")?;
-    let addrs: Vec<Ipv4Addr> = (0..plan.peers.len()).map(|i| cluster::peer_ip(base, i)).collect();
-    let ids: Vec<Identity> = (0..plan.peers.len())
-        .map(|i| Identity::derive(plan.seed ^ u64::from_str_radix(run_id, 16).unwrap_or(0), i))
-        .collect();
-    for i in 0..plan.peers.len() {
-        let dir = PeerDir::new(&run_dir, &plan.peers[i]);
-        peer_profile::write_peer_dir(
-            &dir,
-            i,
-            &plan.peers,
-            &addrs,
-            &ids,
-            &plan.topology.neighbours(i),
-            plan.anti_entropy.ms(),
-            &plan.flavor,
-        )
-        .with_context(|| format!("preparing {}", dir.root.display()))?;
-    }
-
-    let cluster = match Cluster::create(
-        engine.clone(),
-        run_id,
-        &plan.image,
-        &plan.peers,
-        base,
-        &subnet,
-        &run_dir,
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = cluster::reap_run(&engine, run_id).await;
-            return Err(e);
-        }
+    let spec = cluster::ClusterSpec {
+        names: plan.peers.clone(),
+        neighbours: (0..plan.peers.len()).map(|i| plan.topology.neighbours(i)).collect(),
+        image: plan.image.clone(),
+        key_seed: plan.seed ^ u64::from_str_radix(run_id, 16).unwrap_or(0),
+        anti_entropy_ms: plan.anti_entropy.ms(),
+        flavor: plan.flavor.clone(),
     };
+    let cluster = Cluster::provision(engine.clone(), run_id, &run_dir, &spec).await?;
     let outcome = drive(plan, &cluster, &history, &run_dir, reports).await;
     if outcome.is_err() {
         let _ = cluster.save_logs(&run_dir).await;

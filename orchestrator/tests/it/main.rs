@@ -6,4 +6,10 @@
 mod bad_plans;
 // The walking skeleton on real containers: smoke plan, SIGKILL + `chaos clean`.
 mod skeleton;
+// A started cluster with its nemesis, for measuring faults.
+mod bed;
+// Clock faults read back from the peers' own clocks.
+mod clock;
+// Faults measured between real containers.
+mod faults;
 mod util;
