@@ -321,13 +321,20 @@ impl Agent {
                     .as_deref()
                     .is_some_and(|b| f.rules.iter().all(|r| sys::run(b, &r.check()).is_ok()));
                 let alive = f.pid.is_some_and(sys::is_engine_alive);
-                let healthy = match f.engine {
-                    Engine::Userspace => alive && rules_present,
-                    _ => true,
-                };
+                let tc_present = f.tc.iter().all(|c| {
+                    let classid = format!("1:{:x}", c.minor);
+                    sys::run_str("tc", &["class", "show", "dev", &c.dev, "classid", &classid])
+                        .is_ok_and(|out| out.contains(&classid))
+                });
+                let healthy = tc_present
+                    && match f.engine {
+                        Engine::Userspace => alive && rules_present,
+                        _ => true,
+                    };
                 let mut d = describe(f, ipt.as_deref().unwrap_or("iptables"));
                 d["engine_alive"] = json!(alive);
                 d["rules_present"] = json!(rules_present);
+                d["tc_present"] = json!(tc_present);
                 d["healthy"] = json!(healthy);
                 d["counters"] = json!(read_counters(&self.dir, &f.spec.id));
                 d

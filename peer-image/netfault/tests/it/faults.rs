@@ -235,6 +235,7 @@ fn bandwidth_cap_is_measured_on_a_tcp_stream() {
     assert_eq!(out["engine"], "none");
     let (_, qdisc) = pair.leftovers();
     assert!(qdisc.contains("htb"), "{qdisc}");
+    assert_eq!(pair.netfault_ok(&["status"])["faults"][0]["healthy"], true);
     let bps = tcp_throughput(&pair, 3.0, 1.0);
     eprintln!(
         "rate 8000 kbit: measured {:.0} kbit/s of TCP payload",
