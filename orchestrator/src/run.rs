@@ -210,6 +210,15 @@ async fn drive(
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
+    // Counters must settle too: a loop is counters that keep moving once the trees agree.
+    let metrics_path = run_dir.join(scraper::METRICS_FILE);
+    let counters_limit = tokio::time::Instant::now() + checker::LOOP_SETTLE_LIMIT;
+    while state_rx.borrow().converged
+        && !scraper::settled(&metrics_path, cluster.peers.len(), checker::LOOP_WINDOW_MS)
+        && tokio::time::Instant::now() < counters_limit
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let _ = stop_tx.send(true);
     let _ = monitor.await;
     let _ = scraper.await;

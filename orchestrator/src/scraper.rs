@@ -258,6 +258,48 @@ pub fn counters_for_checks(path: &Path, since_ms: Option<u64>) -> Vec<Counters> 
     window
 }
 
+/// Whether every peer's counters that must stay flat after quiescence
+/// ([`crate::checker::loops::must_stay_flat`]) have not moved over the last `window_ms` of scrapes.
+/// Reads only the tail of `metrics.jsonl` (enough for a few rounds of `peers` scrapes), so it is cheap
+/// to call every half second at the end of a long run.
+pub fn settled(path: &Path, peers: usize, window_ms: u64) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = File::open(path) else { return false };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let tail = (peers as u64 * 6 * 8192).min(len);
+    if f.seek(SeekFrom::Start(len - tail)).is_err() {
+        return false;
+    }
+    let mut text = String::new();
+    if f.read_to_string(&mut text).is_err() {
+        return false;
+    }
+    let skip_partial = if tail < len { 1 } else { 0 };
+    let mut per_peer: BTreeMap<String, Vec<Counters>> = BTreeMap::new();
+    for line in text.lines().skip(skip_partial) {
+        if let Ok(Sample::Metrics { t_ms, peer, values }) = serde_json::from_str(line) {
+            let flat = values
+                .into_iter()
+                .filter(|(k, _)| crate::checker::loops::must_stay_flat(k))
+                .collect();
+            per_peer.entry(peer.clone()).or_default().push(Counters {
+                t_ms,
+                peer,
+                values: flat,
+            });
+        }
+    }
+    per_peer.len() >= peers
+        && per_peer.values().all(|samples| {
+            let last = &samples[samples.len() - 1];
+            samples
+                .iter()
+                .rev()
+                .find(|s| s.t_ms + window_ms <= last.t_ms)
+                .is_some_and(|first| first.values == last.values)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,9 +386,44 @@ mod tests {
         drop(w);
         let back: Vec<Sample> = read(&path).collect();
         assert_eq!(back, samples);
+        assert!(!settled(&path, 2, 1000), "p2 has no window");
         let c = counters_for_checks(&path, Some(2000));
         let mut got: Vec<(u64, &str)> = c.iter().map(|c| (c.t_ms, c.peer.as_str())).collect();
         got.sort();
         assert_eq!(got, vec![(1000, "p2"), (2000, "p1"), (3000, "p1")]);
+    }
+
+    #[test]
+    fn settled_means_flat_counters_over_the_last_window_for_every_peer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(METRICS_FILE);
+        let key = "syncpeer_messages_sent_total{kind=\"index\",peer=\"p2\"}";
+        let summary = "syncpeer_messages_sent_total{kind=\"summary\",peer=\"p2\"}";
+        let m = |t_ms, peer: &str, v: f64, s: f64| Sample::Metrics {
+            t_ms,
+            peer: peer.into(),
+            values: BTreeMap::from([(key.to_string(), v), (summary.to_string(), s)]),
+        };
+        let write = |samples: &[Sample]| {
+            let mut w = BufWriter::new(File::create(&path).unwrap());
+            write_samples(&mut w, samples).unwrap();
+        };
+        // Summaries tick, index messages are flat for 2 s on both peers.
+        write(&[
+            m(0, "p1", 1.0, 1.0),
+            m(0, "p2", 1.0, 1.0),
+            m(2000, "p1", 1.0, 5.0),
+            m(2000, "p2", 1.0, 5.0),
+        ]);
+        assert!(settled(&path, 2, 2000));
+        assert!(!settled(&path, 3, 2000), "a peer without samples is not settled");
+        assert!(!settled(&path, 2, 3000), "window longer than what was watched");
+        write(&[
+            m(0, "p1", 1.0, 1.0),
+            m(0, "p2", 1.0, 1.0),
+            m(2000, "p1", 1.0, 5.0),
+            m(2000, "p2", 2.0, 5.0),
+        ]);
+        assert!(!settled(&path, 2, 2000), "p2's index messages moved");
     }
 }

@@ -51,7 +51,10 @@ pub fn must_stay_flat(key: &str) -> bool {
 }
 
 /// `quiesced_at`: when the trees last became equal (the last `converged` record); `counters`: scrapes
-/// from then on; `min_window_ms`: how long the counters must have been watched.
+/// from then on; `min_window_ms`: the final window. Per peer, the counters of the last scrape are
+/// compared with those of the latest scrape at least `min_window_ms` earlier (and after quiescence):
+/// the run waits for them to settle before stopping (see [`crate::scraper::settled`]), so trailing
+/// index exchanges right after the trees agree are not mistaken for a loop; a loop never settles.
 pub fn no_loop(
     order: &BTreeMap<String, PathOrder>,
     observations: &[Observation],
@@ -95,13 +98,14 @@ pub fn no_loop(
             }
             for (peer, mut samples) in per_peer {
                 samples.sort_by_key(|c| c.t_ms);
-                let (first, last) = (samples[0], samples[samples.len() - 1]);
-                let window = last.t_ms - first.t_ms;
-                watched = watched.max(window);
-                if window < min_window_ms {
+                let last = samples[samples.len() - 1];
+                // The final window: from the latest scrape at least `min_window_ms` before the last.
+                let Some(first) = samples.iter().rev().find(|c| c.t_ms + min_window_ms <= last.t_ms) else {
+                    let window = last.t_ms - samples[0].t_ms;
                     unknowns.push(json!({"peer": peer, "watched_ms": window, "needed_ms": min_window_ms}));
                     continue;
-                }
+                };
+                watched = watched.max(last.t_ms - first.t_ms);
                 for (key, after) in &last.values {
                     if !must_stay_flat(key) {
                         continue;

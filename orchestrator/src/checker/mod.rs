@@ -64,8 +64,13 @@ pub struct Judgement {
     pub figures: Figures,
 }
 
-/// How long counters must be watched after quiescence for `no-loop` to say `valid`.
-pub const LOOP_WINDOW_MS: u64 = 1000;
+/// The final window over which `no-loop` wants the counters flat (two scrapes apart, and longer
+/// than the peers' default anti-entropy interval).
+pub const LOOP_WINDOW_MS: u64 = 2000;
+
+/// How long a run waits, once the trees agree, for the counters to stay flat over [`LOOP_WINDOW_MS`]
+/// before judging (trailing index exchanges settle within a few seconds; a loop never does).
+pub const LOOP_SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(12);
 
 /// When the trees last became equal: the last `converged` record not followed by `diverged`.
 pub fn quiesced_at(history: &[Record]) -> Option<u64> {

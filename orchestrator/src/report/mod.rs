@@ -319,8 +319,14 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
     h.push_str("</table>");
 
     let peers: Vec<String> = r.peers.iter().map(|p| p.name.clone()).collect();
+    let last_sample = series
+        .values()
+        .flat_map(|s| [&s.messages_per_s, &s.bytes_per_s, &s.cpu_pct, &s.mem_mib])
+        .filter_map(|v| v.last().map(|p| p.0))
+        .max()
+        .unwrap_or(0);
     let axis = TimeAxis {
-        end_ms: end_ms(history),
+        end_ms: end_ms(history).max(last_sample),
     };
     h.push_str("<h2>Timeline</h2><p class=\"meta\">Run time on every chart below is the same axis: seconds since the run started. Green: all peers held the same tree; red: they differed again; grey: not converged yet. The dashed line is the final heal.</p>");
     h.push_str(&timeline(history, &peers, axis));

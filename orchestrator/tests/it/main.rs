@@ -12,4 +12,6 @@ mod bed;
 mod clock;
 // Faults measured between real containers.
 mod faults;
+// Reports opened in headless Chromium: charts rendered, no console errors, a screenshot.
+mod report_render;
 mod util;
