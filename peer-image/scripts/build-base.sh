@@ -94,10 +94,29 @@ fi
 old_id="$(docker image inspect --format '{{.Id}}' "$BASE_TAG" 2>/dev/null || true)"
 start=$SECONDS
 tmp="$(mktemp -d /tmp/syftchaos-base.XXXXXX)"
+deboot_pid=
+progress_pid=
+# Stop debootstrap (its own session, see below) and everything it started, e.g. dpkg in the chroot.
+stop_debootstrap() {
+  local pid=$deboot_pid
+  [[ -n "$pid" ]] || return 0
+  deboot_pid=
+  if kill -0 "$pid" 2>/dev/null; then
+    log "stopping debootstrap (pid $pid)"
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for _ in 1 2 3 4 5; do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
 cleanup() {
   local rc=$?
-  # debootstrap mounts proc/sys inside the target; a failed run can leave them mounted. Unmount
-  # everything below $tmp (deepest first) before deleting, and never cross into another filesystem.
+  trap - INT TERM
+  stop_debootstrap
+  if [[ -n "$progress_pid" ]]; then kill "$progress_pid" 2>/dev/null || true; fi
+  # debootstrap mounts proc/sys inside the target; a failed or interrupted run can leave them mounted.
+  # Unmount everything below $tmp (deepest first) before deleting, and never cross into another
+  # filesystem.
   if [[ -d "$tmp" ]]; then
     local m
     while read -r m; do
@@ -110,8 +129,9 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# debootstrap ignores SIGINT, so Ctrl-C must not just wait for it: the traps stop it at once.
+trap 'log "interrupted"; exit 130' INT
+trap 'log "terminated"; exit 143' TERM
 
 labels=(
   "io.syftchaos.image=true"
@@ -161,12 +181,20 @@ else
   include="$(IFS=,; echo "${PACKAGES[*]}")"
   log "debootstrap --variant=minbase $SUITE from $MIRROR (about a minute; log: $tmp/debootstrap.log)"
   t0=$SECONDS
-  # Progress: debootstrap prints one line per phase; show them as they come.
-  if ! debootstrap --variant=minbase --include="$include" "$SUITE" "$rootfs" "$MIRROR" 2>&1 \
-       | tee "$tmp/debootstrap.log" | grep --line-buffered -E '^I: (Retrieving Release|Resolving dependencies of base|Checking component|Installing core|Unpacking the base|Configuring the base|Base system installed)' \
-       | sed -u 's/^I: /  debootstrap: /' >&2; then
-    :
-  fi
+  # debootstrap runs in the background in its own session (so that it and its children can be
+  # stopped as a group) while `wait` stays interruptible; progress: one line per phase.
+  setsid debootstrap --variant=minbase --include="$include" "$SUITE" "$rootfs" "$MIRROR" >"$tmp/debootstrap.log" 2>&1 &
+  deboot_pid=$!
+  tail -n +1 -f --pid="$deboot_pid" "$tmp/debootstrap.log" \
+    | grep --line-buffered -E '^I: (Retrieving Release|Resolving dependencies of base|Checking component|Installing core|Unpacking the base|Configuring the base|Base system installed)' \
+    | sed -u 's/^I: /  debootstrap: /' >&2 &
+  progress_pid=$!
+  deboot_rc=0
+  wait "$deboot_pid" || deboot_rc=$?
+  deboot_pid=
+  wait "$progress_pid" 2>/dev/null || true
+  progress_pid=
+  [[ $deboot_rc -eq 0 ]] || log "debootstrap exited with status $deboot_rc"
   grep -q '^I: Base system installed successfully' "$tmp/debootstrap.log" \
     || { tail -n 30 "$tmp/debootstrap.log" >&2; die "debootstrap failed (last lines above)"; }
   log "debootstrap done in $((SECONDS - t0))s"
