@@ -504,6 +504,84 @@ fn forcing_netem_on_a_kernel_without_it_fails_cleanly() {
     assert_clean(&pair);
 }
 
+/// The netem engine cannot run on this kernel; this checks everything around it with a `tc`
+/// that pretends to have netem (it logs every call and fakes only the netem ones, passing the
+/// rest to the real tc): the engine choice, the commands, the state, status and the undo.
+#[test]
+fn netem_engine_path_with_a_tc_that_fakes_only_netem() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    let real_tc = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v tc"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let bin = pair.state_dir.with_extension("fakebin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = bin.join("tc.log");
+    let script = format!(
+        "#!/bin/sh\necho \"$*\" >> {log}\ncase \"$*\" in *netem*) exit 0;; esac\nexec {real_tc} \"$@\"\n",
+        log = log.display()
+    );
+    let fake = bin.join("tc");
+    std::fs::write(&fake, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let env = [("PATH", path.as_str())];
+    let run = |args: &[&str]| {
+        let o = pair.netfault_env(&env, args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    assert_eq!(run(&["probe"])["netem"], true);
+    let out = run(&[
+        "apply",
+        "--spec",
+        &format!(
+            r#"{{"id":"k","delay_ms":100,"jitter_ms":10,"distribution":"normal","loss_pct":1,"target":"{}"}}"#,
+            pair.ip_b
+        ),
+    ]);
+    assert_eq!(out["engine"], "netem", "{out}");
+    assert_eq!(out["iptables"].as_array().unwrap().len(), 0);
+    // A spec netem cannot honour still goes to userspace under "auto".
+    let us = run(&[
+        "apply",
+        "--spec",
+        r#"{"id":"u","loss_pct":1,"loss_correlation_pct":50}"#,
+    ]);
+    assert_eq!(us["engine"], "userspace");
+    let st = run(&["status"]);
+    assert_eq!(st["faults"][0]["healthy"], true, "{st}");
+    run(&["clear"]);
+    assert_clean(&pair);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let dev = &pair.dev_a;
+    for want in [
+        format!("qdisc add dev {dev} root handle 1: htb default 0 direct_qlen 1000"),
+        format!("class add dev {dev} parent 1: classid 1:10 htb rate 10000000kbit ceil 10000000kbit"),
+        format!("qdisc add dev {dev} parent 1:10 handle 10: netem delay 100ms 10ms distribution normal loss random 1%"),
+        format!(
+            "filter add dev {dev} parent 1: protocol ip prio 16 u32 match ip dst {}/32 flowid 1:10",
+            pair.ip_b
+        ),
+        format!("filter del dev {dev} parent 1: prio 16"),
+        format!("class del dev {dev} classid 1:10"),
+        format!("qdisc del dev {dev} root"),
+    ] {
+        assert!(calls.contains(&want), "missing `tc {want}` in:\n{calls}");
+    }
+    let _ = std::fs::remove_dir_all(bin);
+}
+
 #[test]
 fn a_bad_spec_exits_2_and_names_the_field() {
     // Fails in validation, before touching anything: no root needed.

@@ -107,6 +107,18 @@ impl NetPair {
             .expect("cannot run netfault")
     }
 
+    /// Run netfault in namespace A with extra environment variables.
+    pub fn netfault_env(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns_a, env!("CARGO_BIN_EXE_netfault")])
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("cannot run netfault")
+    }
+
     /// Run netfault and parse its JSON, asserting success.
     pub fn netfault_ok(&self, args: &[&str]) -> serde_json::Value {
         let o = self.netfault(args);
