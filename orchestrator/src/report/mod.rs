@@ -321,7 +321,15 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
     let peers: Vec<String> = r.peers.iter().map(|p| p.name.clone()).collect();
     let last_sample = series
         .values()
-        .flat_map(|s| [&s.messages_per_s, &s.bytes_per_s, &s.cpu_pct, &s.mem_mib])
+        .flat_map(|s| {
+            [
+                &s.messages_per_s,
+                &s.bytes_per_s,
+                &s.cpu_pct,
+                &s.mem_mib,
+                &s.net_bytes_per_s,
+            ]
+        })
         .filter_map(|v| v.last().map(|p| p.0))
         .max()
         .unwrap_or(0);
@@ -446,9 +454,12 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
         h.push_str("<p class=\"meta\">No metrics were scraped (no <code>metrics.jsonl</code>).</p>");
     }
     type Pick = fn(&series::PeerSeries) -> &Vec<(u64, f64)>;
-    let charts: [(&str, &str, Pick); 4] = [
+    let charts: [(&str, &str, Pick); 5] = [
         ("messages sent", "per s, all kinds", |s| &s.messages_per_s),
         ("bytes sent", "per s, all kinds", |s| &s.bytes_per_s),
+        ("container network", "bytes per s, in + out, Docker stats", |s| {
+            &s.net_bytes_per_s
+        }),
         ("CPU", "% of one core", |s| &s.cpu_pct),
         ("memory", "MiB", |s| &s.mem_mib),
     ];

@@ -18,12 +18,16 @@ pub struct PeerSeries {
     pub cpu_pct: Vec<(u64, f64)>,
     /// Memory in MiB.
     pub mem_mib: Vec<(u64, f64)>,
+    /// Bytes per second through the container's network interfaces, received plus sent (Docker's
+    /// counters: everything on the wire, the protocol's bytes and TCP/IP overhead).
+    pub net_bytes_per_s: Vec<(u64, f64)>,
 }
 
 #[derive(Default)]
 struct Last {
     metrics: Option<(u64, f64, f64)>,
     cpu: Option<(u64, u64)>,
+    net: Option<(u64, u64)>,
 }
 
 /// A rate between two cumulative readings; a counter that went down (a restarted peer) restarts
@@ -75,6 +79,13 @@ pub fn reduce(samples: impl Iterator<Item = Sample>) -> BTreeMap<String, PeerSer
                     series.cpu_pct.push((t_ms, r / 1e7));
                 }
                 l.cpu = Some((t_ms, stats.cpu_ns));
+                let net = stats.rx_bytes + stats.tx_bytes;
+                if let Some((t0, n0)) = l.net
+                    && let Some(r) = rate((t0, n0 as f64), (t_ms, net as f64))
+                {
+                    series.net_bytes_per_s.push((t_ms, r));
+                }
+                l.net = Some((t_ms, net));
                 series.mem_mib.push((t_ms, stats.mem_bytes as f64 / (1024.0 * 1024.0)));
             }
             Sample::MetricsError { .. } => {}
@@ -107,7 +118,7 @@ mod tests {
             stats: ContainerStats {
                 cpu_ns,
                 mem_bytes: 2 * 1024 * 1024,
-                rx_bytes: 0,
+                rx_bytes: cpu_ns / 1000,
                 tx_bytes: 0,
             },
         };
@@ -117,5 +128,6 @@ mod tests {
         assert_eq!(p.bytes_per_s[0], (1000, 1000.0));
         assert_eq!(p.cpu_pct, vec![(1000, 50.0)]);
         assert_eq!(p.mem_mib, vec![(0, 2.0), (1000, 2.0)]);
+        assert_eq!(p.net_bytes_per_s, vec![(1000, 500_000.0)]);
     }
 }

@@ -346,8 +346,8 @@ fn a_synthetic_report_renders_in_headless_chromium() {
 
     let shot = run.join("screenshot.png");
     let r = render(&chromium, &run.join("index.html"), &shot);
-    // Timeline, recovery, latency histogram, then messages, bytes, CPU, memory.
-    assert_charts_rendered(&r, 7, "run report");
+    // Timeline, recovery, latency histogram, then messages, bytes, network, CPU, memory.
+    assert_charts_rendered(&r, 8, "run report");
     assert!(
         r.dom.contains("class=\"bar fault\""),
         "the partition is drawn on the timeline"
@@ -411,7 +411,7 @@ fn a_real_run_report_renders_in_headless_chromium() {
 
     let shot = dir.join("screenshot.png");
     let r = render(&chromium, &dir.join("index.html"), &shot);
-    assert_charts_rendered(&r, 7, "real run report");
+    assert_charts_rendered(&r, 8, "real run report");
     png_ok(&shot);
     eprintln!("screenshot: {}", shot.display());
 }
