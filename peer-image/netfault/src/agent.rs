@@ -219,8 +219,9 @@ impl Agent {
                 && c.ready
                 && c.pid == pid
             {
-                // The child is detached from here on; whoever inherits it reaps it.
-                std::mem::forget(child);
+                // Dropping a Child neither kills nor waits: the daemon lives on, and whoever
+                // inherits it (the container's PID 1) reaps it.
+                drop(child);
                 return Ok(pid);
             }
             if let Some(status) = child.try_wait()? {

@@ -18,6 +18,8 @@ pub struct Probe {
     pub netem: bool,
     pub htb: bool,
     pub tbf: bool,
+    /// Needed for ingress bandwidth caps.
+    pub ifb: bool,
     pub nfqueue: bool,
     pub iptables: Option<String>,
     pub iptables_version: Option<String>,
@@ -105,19 +107,21 @@ pub fn probe(iptables: Option<&str>) -> Probe {
         .as_deref()
         .and_then(|b| sys::run_str(b, &["--version"]).ok())
         .map(|s| s.trim().to_string());
-    let (netem, htb, tbf) = with_scratch_dev(&mut notes, |d, n| {
+    let (netem, htb, tbf, ifb) = with_scratch_dev(&mut notes, |d, n| {
         (
             qdisc_works(d, "netem", &["delay", "1ms"], n),
             qdisc_works(d, "htb", &[], n),
             qdisc_works(d, "tbf", &["rate", "1mbit", "burst", "32kb", "latency", "50ms"], n),
+            d == PROBE_DEV,
         )
     })
-    .unwrap_or((false, false, false));
+    .unwrap_or((false, false, false, false));
     let nfqueue = nfqueue_works(chosen.as_deref(), &mut notes);
     Probe {
         netem,
         htb,
         tbf,
+        ifb,
         nfqueue,
         iptables: chosen,
         iptables_version: version,

@@ -402,6 +402,7 @@ fn probe_reports_nfqueue_and_htb() {
     eprintln!("probe: {p}");
     assert_eq!(p["nfqueue"], true, "{p}");
     assert_eq!(p["htb"], true, "{p}");
+    assert_eq!(p["ifb"], true, "{p}");
     assert!(p["netem"].is_boolean());
     // The probe leaves nothing behind.
     let (mangle, qdisc) = pair.leftovers();
