@@ -186,12 +186,12 @@ pub fn wait_readable(fd: i32, timeout: Duration) -> bool {
     n > 0
 }
 
-/// Interfaces of this namespace except loopback.
+/// Interfaces of this namespace except loopback and netfault's own ifb/probe devices.
 pub fn non_loopback_interfaces() -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir("/sys/class/net")
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n != "lo")
+                .filter(|n| n != "lo" && !n.starts_with("nfi") && !n.starts_with("nfprobe"))
                 .collect()
         })
         .unwrap_or_default();

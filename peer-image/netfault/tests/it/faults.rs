@@ -267,6 +267,16 @@ fn ingress_bandwidth_cap_goes_through_an_ifb() {
     // Egress is not shaped.
     let out = tcp_throughput(&pair, 1.5, 0.5);
     assert!(out > 5_000_000.0, "egress shaped too: {out} B/s");
+    // A second ingress cap on "all" shares the ifb and never shapes the ifb itself.
+    let all = pair.apply(r#"{"id":"bwall","rate_kbit":100000,"direction":"ingress"}"#);
+    let devs: Vec<&str> = all["tc"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["dev"].as_str().unwrap())
+        .collect();
+    assert_eq!(devs.len(), 1, "{all}");
+    assert!(devs[0].starts_with("nfi"), "{all}");
     pair.netfault_ok(&["clear"]);
     assert_clean(&pair);
     let qdisc = pair.exec_a(&["tc", "qdisc", "show", "dev", &pair.dev_a]);
