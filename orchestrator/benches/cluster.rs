@@ -40,6 +40,7 @@ async fn main() {
             key_seed: 1,
             anti_entropy_ms: 1000,
             flavor: "default".into(),
+            disk_limit: None,
         };
         let t = Instant::now();
         let cluster = Cluster::provision(engine.clone(), &run_id, dir.path(), &spec)

@@ -80,6 +80,8 @@ pub struct ClusterSpec {
     pub key_seed: u64,
     pub anti_entropy_ms: u64,
     pub flavor: String,
+    /// Each peer's data folder becomes a tmpfs of this size (for disk-full faults); needs root.
+    pub disk_limit: Option<u64>,
 }
 
 impl Cluster {
@@ -99,6 +101,12 @@ impl Cluster {
             .collect();
         for i in 0..spec.names.len() {
             let dir = PeerDir::new(run_dir, &spec.names[i]);
+            if let Some(limit) = spec.disk_limit
+                && let Err(e) = mount_limited(&dir.root, limit, run_id)
+            {
+                unmount_run(Some(run_id));
+                return Err(e);
+            }
             peer_profile::write_peer_dir(
                 &dir,
                 i,
@@ -234,7 +242,7 @@ impl Cluster {
         out
     }
 
-    /// Removes every container and network of this run.
+    /// Removes every container and network of this run, then its size-limited mounts.
     pub async fn teardown(&self) -> anyhow::Result<()> {
         reap_run(&self.engine, &self.run_id).await
     }
@@ -254,8 +262,76 @@ pub async fn status(http: &reqwest::Client, ip: Ipv4Addr) -> anyhow::Result<Stat
         .await?)
 }
 
-/// Removes the containers and the network of one run.
+/// The tmpfs "device" name marking a run's size-limited peer folders, so `chaos clean` finds them.
+fn mount_source(run_id: &str) -> String {
+    format!("syftchaos-{run_id}")
+}
+
+/// Mounts a tmpfs of `bytes` at `dir` (a peer's data folder), so a disk-full fault fills it and not the
+/// host's disk.
+fn mount_limited(dir: &Path, bytes: u64, run_id: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let out = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={bytes},mode=0755"),
+            &mount_source(run_id),
+        ])
+        .arg(dir)
+        .output()
+        .context("running mount")?;
+    if !out.status.success() {
+        bail!(
+            "cannot mount a {bytes}-byte tmpfs at {} for `disk_limit` (this needs root): {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// True when `dir` is one of our size-limited mounts.
+pub fn is_limited_mount(dir: &Path) -> bool {
+    let Ok(dir) = dir.canonicalize() else { return false };
+    our_mounts(None).iter().any(|m| Path::new(m) == dir)
+}
+
+/// Mount points of our tmpfs folders (all runs, or one).
+fn our_mounts(run_id: Option<&str>) -> Vec<String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (source, point) = (f.next()?, f.next()?);
+            let ours = match run_id {
+                Some(r) => source == mount_source(r),
+                None => source.starts_with("syftchaos-"),
+            };
+            ours.then(|| point.replace("\\040", " "))
+        })
+        .collect()
+}
+
+/// Unmounts the size-limited folders of one run (or of every run); returns how many.
+pub fn unmount_run(run_id: Option<&str>) -> usize {
+    let points = our_mounts(run_id);
+    for p in &points {
+        let _ = std::process::Command::new("umount").arg("-l").arg(p).status();
+    }
+    points.len()
+}
+
+/// Removes the containers and the network of one run, then its size-limited mounts.
 pub async fn reap_run(engine: &Engine, run_id: &str) -> anyhow::Result<()> {
+    let result = reap_containers(engine, run_id).await;
+    unmount_run(Some(run_id));
+    result
+}
+
+async fn reap_containers(engine: &Engine, run_id: &str) -> anyhow::Result<()> {
     let containers = engine.managed_containers().await?;
     let mine = containers
         .iter()
@@ -310,6 +386,13 @@ pub async fn reap(engine: &Engine, only_stale: bool) -> anyhow::Result<Reaped> {
             engine.remove_network(&name).await?;
             reaped.networks += 1;
         }
+    }
+    if only_stale {
+        for run in &reaped.runs {
+            unmount_run(Some(run));
+        }
+    } else {
+        unmount_run(None);
     }
     Ok(reaped)
 }

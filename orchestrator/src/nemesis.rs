@@ -199,6 +199,15 @@ impl Nemesis {
                     detail: seen.into(),
                 });
             }
+            ConcreteFault::Disk {
+                peers,
+                action: DiskAction::Fill,
+                ..
+            } => {
+                for &n in peers {
+                    let _ = std::fs::remove_file(self.filler(n));
+                }
+            }
             ConcreteFault::Disk { .. } => {}
         }
         Ok(())
@@ -220,7 +229,10 @@ impl Nemesis {
         let all = self.all();
         self.for_each(&all, |n| self.reset(n, links)).await?;
         for (id, fault) in &faults {
-            if matches!(fault, ConcreteFault::Clock { .. } | ConcreteFault::Lock { .. }) {
+            if matches!(
+                fault,
+                ConcreteFault::Clock { .. } | ConcreteFault::Lock { .. } | ConcreteFault::Disk { .. }
+            ) {
                 self.undo(id, fault).await?;
             }
         }
@@ -464,6 +476,7 @@ impl Nemesis {
         let (path, how) = match action {
             DiskAction::Corrupt(p) => (p.clone(), "corrupt"),
             DiskAction::Truncate(p) => (p.clone(), "truncate"),
+            DiskAction::Fill => return self.fill_disk(node),
         };
         let path = match path {
             Some(p) => p,
@@ -498,6 +511,36 @@ impl Nemesis {
         f.set_modified(mtime)?;
         f.sync_all()?;
         Ok(serde_json::json!({"path": path, "how": how, "size_before": size}))
+    }
+
+    fn filler(&self, node: usize) -> std::path::PathBuf {
+        self.peers[node].dir.root.join(".syftchaos-fill")
+    }
+
+    /// Writes zeros into the peer's data folder until the file system is full. The folder must be a
+    /// size-limited mount (plan key `disk_limit`), or this would fill the host's disk: refuse otherwise.
+    fn fill_disk(&self, node: usize) -> anyhow::Result<serde_json::Value> {
+        use std::io::Write;
+        let root = &self.peers[node].dir.root;
+        if !cluster::is_limited_mount(root) {
+            bail!(
+                "refusing to fill {}: it is not a size-limited mount (set `disk_limit`)",
+                root.display()
+            );
+        }
+        let mut f = std::fs::File::create(self.filler(node))?;
+        let chunk = vec![0u8; 1 << 20];
+        let mut written = 0u64;
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC: full, as intended
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let _ = f.sync_all();
+        Ok(serde_json::json!({"filled_bytes": written}))
     }
 
     async fn root_sh(&self, node: usize, script: &str, args: &[&str]) -> anyhow::Result<()> {

@@ -85,6 +85,7 @@ pub async fn run(plan: &Plan, run_id: &str, reports: &Path) -> anyhow::Result<Ru
         key_seed: plan.seed ^ u64::from_str_radix(run_id, 16).unwrap_or(0),
         anti_entropy_ms: plan.anti_entropy.ms(),
         flavor: plan.flavor.clone(),
+        disk_limit: plan.disk_limit,
     };
     let cluster = Cluster::provision(engine.clone(), run_id, &run_dir, &spec).await?;
     let outcome = drive(plan, &cluster, &history, &run_dir, reports).await;

@@ -72,6 +72,8 @@ pub struct Plan {
     pub image: String,
     pub flavor: String,
     pub anti_entropy: Dur,
+    /// Each peer's data folder is a size-limited tmpfs of this many bytes (needed by `disk: {fill}`).
+    pub disk_limit: Option<u64>,
     pub workload: Vec<WorkloadStep>,
     pub steps: Vec<FaultStep>,
     pub expect: Expect,
@@ -285,6 +287,8 @@ pub enum DiskAction {
     Corrupt(Option<String>),
     /// Cut this file (or a seeded pick) to half its size, keeping its mtime.
     Truncate(Option<String>),
+    /// Fill the peer's (size-limited) data folder until writes fail with ENOSPC; freed when the fault ends.
+    Fill,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -334,6 +338,8 @@ struct RawPlan {
     flavor: Option<Spanned<String>>,
     #[serde(default)]
     anti_entropy: Option<Dur>,
+    #[serde(default)]
+    disk_limit: Option<Size>,
     #[serde(default)]
     workload: Vec<Spanned<RawWrite>>,
     #[serde(default)]
@@ -581,6 +587,8 @@ struct RawDisk {
     corrupt: Option<RawPathOrPick>,
     #[serde(default)]
     truncate: Option<RawPathOrPick>,
+    #[serde(default)]
+    fill: Option<bool>,
 }
 
 enum RawPathOrPick {
@@ -728,6 +736,25 @@ impl Resolver<'_> {
             .map(|(i, s)| self.step(i, s, &peers))
             .collect::<Result<Vec<_>, _>>()?;
         let expect = raw.expect.unwrap_or_default();
+        let fills = steps.iter().any(|s| {
+            matches!(
+                &s.fault,
+                Fault::Disk(DiskSpec {
+                    action: DiskAction::Fill,
+                    ..
+                })
+            )
+        });
+        // A disk can only be filled if it is small: default to 64 MiB when a plan fills without a limit.
+        let disk_limit = raw.disk_limit.map(|s| s.0).or(fills.then_some(64 << 20));
+        if let Some(limit) = disk_limit
+            && limit < (4 << 20)
+        {
+            return self.err(
+                &raw.name.referenced,
+                format!("`disk_limit` is {limit} bytes; allowed: at least 4MiB"),
+            );
+        }
         Ok(Plan {
             name,
             description: raw.description,
@@ -738,6 +765,7 @@ impl Resolver<'_> {
             image: raw.image.unwrap_or_else(|| "syftchaos/peer:latest".into()),
             flavor,
             anti_entropy: raw.anti_entropy.unwrap_or(Dur::from_ms(1000)),
+            disk_limit,
             workload,
             steps,
             expect: Expect {
@@ -958,10 +986,16 @@ impl Resolver<'_> {
                 RawPathOrPick::Path(s) => Some(s.clone()),
                 RawPathOrPick::Pick => None,
             };
-            let action = match (&d.value.corrupt, &d.value.truncate) {
-                (Some(c), None) => DiskAction::Corrupt(pick(c)),
-                (None, Some(t)) => DiskAction::Truncate(pick(t)),
-                _ => return self.err(&d.referenced, "a disk fault takes one of: `corrupt`, `truncate`"),
+            let action = match (&d.value.corrupt, &d.value.truncate, d.value.fill) {
+                (Some(c), None, None) => DiskAction::Corrupt(pick(c)),
+                (None, Some(t), None) => DiskAction::Truncate(pick(t)),
+                (None, None, Some(true)) => DiskAction::Fill,
+                _ => {
+                    return self.err(
+                        &d.referenced,
+                        "a disk fault takes one of: `corrupt: <path>|true`, `truncate: <path>|true`, `fill: true`",
+                    );
+                }
             };
             Fault::Disk(DiskSpec { peers: sel, action })
         } else {

@@ -29,6 +29,7 @@ impl Bed {
             key_seed: 1,
             anti_entropy_ms: 1000,
             flavor: "default".into(),
+            disk_limit: None,
         };
         let cluster = Cluster::provision(engine.clone(), &run_id, dir.path(), &spec)
             .await
