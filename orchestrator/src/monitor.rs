@@ -28,6 +28,10 @@ use crate::tree::{Tree, TreeReader};
 /// How often the convergence monitor reads every tree.
 pub const INTERVAL: Duration = Duration::from_millis(200);
 
+/// Every this many rounds the monitor forgets its cached hashes and rehashes every file: the cache is
+/// keyed by (size, mtime), and damage that keeps both (a disk fault flipping a bit) would stay unseen.
+pub const REHASH_EVERY: u64 = 25;
+
 /// File name of the observation stream in the run folder.
 pub const OBSERVATIONS: &str = "observations.jsonl";
 
@@ -116,7 +120,12 @@ pub async fn run(
     let mut readers: Vec<TreeReader> = dirs.iter().map(|_| TreeReader::default()).collect();
     let mut previous: Vec<Tree> = vec![Tree::default(); dirs.len()];
     let mut last: Option<(bool, String)> = None;
+    let mut round = 0u64;
     loop {
+        round += 1;
+        if round % REHASH_EVERY == 0 {
+            readers = dirs.iter().map(|_| TreeReader::default()).collect();
+        }
         let (readers_back, trees) = {
             let dirs = dirs.clone();
             let mut rs = std::mem::take(&mut readers);

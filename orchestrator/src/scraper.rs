@@ -86,26 +86,33 @@ pub fn parse(text: &str) -> std::io::Result<BTreeMap<String, f64>> {
 }
 
 async fn scrape_one(http: &reqwest::Client, engine: Option<&Engine>, t: &Target, history: &History) -> Vec<Sample> {
+    // Each source is stamped when its answer arrived: a slow stats call must not shift the metrics.
     let metrics = async {
-        let text = http
-            .get(&t.metrics_url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| e.to_string())?
-            .text()
-            .await
-            .map_err(|e| e.to_string())?;
-        parse(&text).map_err(|e| e.to_string())
+        let got = async {
+            let text = http
+                .get(&t.metrics_url)
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            parse(&text).map_err(|e| e.to_string())
+        }
+        .await;
+        (history.now_ms(), got)
     };
     let stats = async {
         match engine {
-            Some(e) => Some(e.stats(&t.container).await),
+            Some(e) => {
+                let got = e.stats(&t.container).await;
+                Some((history.now_ms(), got))
+            }
             None => None,
         }
     };
-    let (metrics, stats) = tokio::join!(metrics, stats);
-    let t_ms = history.now_ms();
+    let ((t_ms, metrics), stats) = tokio::join!(metrics, stats);
     let mut out = vec![match metrics {
         Ok(values) => Sample::Metrics {
             t_ms,
@@ -119,12 +126,12 @@ async fn scrape_one(http: &reqwest::Client, engine: Option<&Engine>, t: &Target,
         },
     }];
     match stats {
-        Some(Ok(stats)) => out.push(Sample::Docker {
+        Some((t_ms, Ok(stats))) => out.push(Sample::Docker {
             t_ms,
             peer: t.peer.clone(),
             stats,
         }),
-        Some(Err(e)) => tracing::debug!("stats of {}: {e}", t.container),
+        Some((_, Err(e))) => tracing::debug!("stats of {}: {e}", t.container),
         None => {}
     }
     out

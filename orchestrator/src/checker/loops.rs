@@ -50,6 +50,26 @@ pub fn must_stay_flat(key: &str) -> bool {
         || name == "syncpeer_local_changes_total"
 }
 
+/// Changes the nemesis made to peers' files itself (disk faults: a corrupted or truncated file, then
+/// the peer's repair), per path: each damage allows two more visible changes than operations on every
+/// peer (the damaged content may spread before it is repaired; `no-corruption` judges the content).
+pub fn disk_damage(history: &[crate::history::Record]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in history {
+        if let crate::history::Event::FaultStarted { kind, detail, .. } = &r.event
+            && kind == "disk"
+            && let Some(per_peer) = detail.as_object()
+        {
+            for d in per_peer.values() {
+                if let Some(path) = d.get("path").and_then(|p| p.as_str()) {
+                    *m.entry(path.to_string()).or_default() += 2;
+                }
+            }
+        }
+    }
+    m
+}
+
 /// `quiesced_at`: when the trees last became equal (the last `converged` record); `counters`: scrapes
 /// from then on; `min_window_ms`: the final window. Per peer, the counters of the last scrape are
 /// compared with those of the latest scrape at least `min_window_ms` earlier (and after quiescence):
@@ -58,6 +78,7 @@ pub fn must_stay_flat(key: &str) -> bool {
 pub fn no_loop(
     order: &BTreeMap<String, PathOrder>,
     observations: &[Observation],
+    damage: &BTreeMap<String, usize>,
     counters: &[Counters],
     quiesced_at: Option<u64>,
     min_window_ms: u64,
@@ -75,7 +96,7 @@ pub fn no_loop(
             Some(o) => o.ops.len(),
             None if parse_conflict_name(path).is_some() => 1,
             None => 0,
-        };
+        } + damage.get(*path).copied().unwrap_or(0);
         if *n > allowed && allowed > 0 {
             problems.push(json!({
                 "peer": peer, "path": path,

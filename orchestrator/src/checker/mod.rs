@@ -99,6 +99,7 @@ pub fn judge(e: &Evidence) -> Judgement {
         loops::no_loop(
             &order,
             e.observations,
+            &loops::disk_damage(e.history),
             e.counters,
             quiesced_at(e.history),
             LOOP_WINDOW_MS,

@@ -396,11 +396,11 @@ fn a_loop_is_caught_by_moving_counters_after_quiescence() {
     // Summaries may tick; blobs may not.
     let flat = [counters(5000, "p1", 3.0, 10.0), counters(7000, "p1", 3.0, 14.0)];
     assert_eq!(
-        loops::no_loop(&order, &obs, &flat, Some(4000), 1000).verdict,
+        loops::no_loop(&order, &obs, &BTreeMap::new(), &flat, Some(4000), 1000).verdict,
         Verdict::Valid
     );
     let looping = [counters(5000, "p1", 3.0, 10.0), counters(7000, "p1", 9.0, 14.0)];
-    let c = loops::no_loop(&order, &obs, &looping, Some(4000), 1000);
+    let c = loops::no_loop(&order, &obs, &BTreeMap::new(), &looping, Some(4000), 1000);
     assert_eq!(c.verdict, Verdict::Invalid);
     assert_eq!(
         c.evidence["problems"][0]["series"],
@@ -408,10 +408,13 @@ fn a_loop_is_caught_by_moving_counters_after_quiescence() {
     );
     // Samples from before quiescence do not count; too short a window is unknown.
     assert_eq!(
-        loops::no_loop(&order, &obs, &looping, Some(6000), 1000).verdict,
+        loops::no_loop(&order, &obs, &BTreeMap::new(), &looping, Some(6000), 1000).verdict,
         Verdict::Unknown
     );
-    assert_eq!(loops::no_loop(&order, &obs, &[], None, 1000).verdict, Verdict::Unknown);
+    assert_eq!(
+        loops::no_loop(&order, &obs, &BTreeMap::new(), &[], None, 1000).verdict,
+        Verdict::Unknown
+    );
 }
 
 #[test]
@@ -422,10 +425,25 @@ fn a_loop_is_caught_by_more_versions_than_writes() {
     obs.push(seen(1500, "p1", "a.txt", Some("v1")));
     obs.push(seen(1700, "p1", "a.txt", Some("v2")));
     let flat = [counters(5000, "p1", 3.0, 10.0), counters(7000, "p1", 3.0, 14.0)];
-    let c = loops::no_loop(&order, &obs, &flat, Some(4000), 1000);
+    let c = loops::no_loop(&order, &obs, &BTreeMap::new(), &flat, Some(4000), 1000);
     assert_eq!(c.verdict, Verdict::Invalid, "{}", c.evidence);
     assert_eq!(c.evidence["problems"][0]["peer"], "p1");
     assert_eq!(c.evidence["problems"][0]["path"], "a.txt");
+    // A disk fault on that file explains two more changes (damage, then repair).
+    let disk = [rec(
+        1400,
+        Event::FaultStarted {
+            id: "rot#1".into(),
+            step: "rot".into(),
+            kind: "disk".into(),
+            detail: serde_json::json!({"p1": {"path": "a.txt", "how": "corrupt"}}),
+        },
+    )];
+    let damage = loops::disk_damage(&disk);
+    assert_eq!(
+        loops::no_loop(&order, &obs, &damage, &flat, Some(4000), 1000).verdict,
+        Verdict::Valid
+    );
 }
 
 #[test]
