@@ -123,7 +123,7 @@ pub async fn run(
     let mut round = 0u64;
     loop {
         round += 1;
-        if round % REHASH_EVERY == 0 {
+        if round.is_multiple_of(REHASH_EVERY) {
             readers = dirs.iter().map(|_| TreeReader::default()).collect();
         }
         let (readers_back, trees) = {
