@@ -121,7 +121,7 @@ svg .grid{stroke:#e4e4e4;stroke-width:1}svg .axis{stroke:#888}svg .tick{fill:#55
 svg .ctitle{font-weight:bold;fill:#222;font-size:12px}svg .unit{font-weight:normal;fill:#666}svg .empty{fill:#999}\
 svg .bar.ok{fill:#4c9be8}svg .bar.bad{fill:#d9534f}svg .bar.fault{fill:#f0ad4e}svg .bar.clock{fill:#9b59b6}\
 svg .conv{fill:#5cb85c}svg .div{fill:#d9534f}svg .none{fill:#ddd}svg .heal{stroke:#06702b;stroke-dasharray:4 3}\
-.figs td:first-child{width:40%}";
+.figs td:first-child{width:40%}ul.problems{margin:.4em 0 0;padding-left:1.2em;font-size:12px}ul.problems li{margin:.15em 0}";
 
 /// Milliseconds as a short human figure.
 fn ms(v: Option<u64>) -> String {
@@ -287,6 +287,64 @@ pub fn timeline(history: &[Record], peers: &[String], axis: TimeAxis) -> String 
     s
 }
 
+/// A JSON evidence value as one short line: operations as "op N by pX at T s (content)".
+fn compact(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Object(o) if o.contains_key("op") && o.contains_key("peer") => format!(
+            "op {} by {} at {:.1} s ({})",
+            o["op"],
+            o["peer"].as_str().unwrap_or("?"),
+            o.get("t_ms").and_then(Value::as_u64).unwrap_or(0) as f64 / 1000.0,
+            o.get("content").and_then(Value::as_str).unwrap_or("?")
+        ),
+        Value::Object(o) if o.contains_key("content") && o.contains_key("written_by") => {
+            let by = match &o["written_by"] {
+                Value::Null => "no write".to_string(),
+                w => compact(w),
+            };
+            format!("{} (from {by})", o["content"].as_str().unwrap_or("?"))
+        }
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| format!("{}: {}", k.replace('_', " "), compact(v)))
+            .collect::<Vec<_>>()
+            .join("; "),
+        Value::Array(a) => a.iter().map(compact).collect::<Vec<_>>().join(" | "),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The first problems (or undecided items) of a check's evidence as readable lines.
+fn problem_lines(ev: &serde_json::Value, max: usize) -> Vec<String> {
+    let items = ev["problems"]
+        .as_array()
+        .filter(|a| !a.is_empty())
+        .or_else(|| ev["undecided"].as_array())
+        .or_else(|| ev["differences"].as_array());
+    let Some(items) = items else { return Vec::new() };
+    items
+        .iter()
+        .take(max)
+        .map(|p| match p.as_object() {
+            Some(o) => {
+                let head: Vec<&str> = ["peer", "path"]
+                    .iter()
+                    .filter_map(|k| o.get(*k).and_then(|v| v.as_str()))
+                    .collect();
+                let rest: Vec<String> = o
+                    .iter()
+                    .filter(|(k, _)| *k != "peer" && *k != "path")
+                    .map(|(k, v)| format!("{}: {}", k.replace('_', " "), compact(v)))
+                    .collect();
+                format!("{} — {}", head.join(" · "), rest.join("; "))
+            }
+            None => compact(p),
+        })
+        .collect()
+}
+
 pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series::PeerSeries>) -> String {
     let mut h = String::new();
     let v = r.verdict.as_str();
@@ -306,10 +364,24 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
     h.push_str("<h2>Checks</h2><table><tr><th>check</th><th>verdict</th><th>summary</th><th>evidence</th></tr>");
     for c in &r.checks {
         let ev = serde_json::to_string_pretty(&c.evidence).unwrap_or_default();
-        let open = if c.verdict == Verdict::Valid { "" } else { " open" };
+        let mut detail = String::new();
+        let mut open = "";
+        if c.verdict != Verdict::Valid {
+            let lines = problem_lines(&c.evidence, 10);
+            // The raw evidence opens by itself only when no readable lines summarize it.
+            if lines.is_empty() {
+                open = " open";
+            } else {
+                detail.push_str("<ul class=\"problems\">");
+                for l in lines {
+                    let _ = write!(detail, "<li>{}</li>", esc(&l));
+                }
+                detail.push_str("</ul>");
+            }
+        }
         let _ = write!(
             h,
-            "<tr><td>{}</td><td class=\"{v}\">{v}</td><td>{}</td><td><details{open}><summary>evidence</summary><pre>{}</pre></details></td></tr>",
+            "<tr><td>{}</td><td class=\"{v}\">{v}</td><td>{}{detail}</td><td><details{open}><summary>evidence</summary><pre>{}</pre></details></td></tr>",
             esc(&c.name),
             esc(&c.summary),
             esc(&ev),
@@ -571,6 +643,22 @@ mod tests {
         assert!(x.contains("failures=\"1\""));
         assert!(x.contains("<failure message=\"bad &lt;peer&gt;\""));
         assert!(x.contains("name=\"smoke&lt;&amp;&gt;\""), "escaped: {x}");
+    }
+
+    #[test]
+    fn problems_are_listed_readably() {
+        let ev = serde_json::json!({"problems": [{
+            "peer": "p1", "path": "a.txt",
+            "lost_write": {"op": 38, "peer": "p5", "t_ms": 7819, "content": "9b98"},
+            "found_at_path": {"content": "07c3", "written_by": {"op": 37, "peer": "p4", "t_ms": 7814, "content": "07c3"}},
+        }]});
+        let l = problem_lines(&ev, 10);
+        assert_eq!(
+            l,
+            vec![
+                "p1 · a.txt — found at path: 07c3 (from op 37 by p4 at 7.8 s (07c3)); lost write: op 38 by p5 at 7.8 s (9b98)"
+            ]
+        );
     }
 
     #[test]

@@ -277,11 +277,14 @@ fn synthetic_run(dir: &Path) {
             })
             .collect(),
     };
+    // One planted anomaly, so the report shows evidence: p3 still holds the first write of f0.
+    let mut stale = tree.clone();
+    stale.files.get_mut("docs/f0.txt").unwrap().hash = hash_bytes(content(1).as_bytes());
     let finals: Vec<PeerFinal> = peers
         .iter()
         .map(|p| PeerFinal {
             name: p.to_string(),
-            tree: tree.clone(),
+            tree: if *p == "p3" { stale.clone() } else { tree.clone() },
             alive: true,
             log: String::new(),
         })
@@ -353,6 +356,10 @@ fn a_synthetic_report_renders_in_headless_chromium() {
         "the partition is drawn on the timeline"
     );
     assert!(r.dom.contains("Clock offsets"), "the measured skew is shown");
+    assert!(
+        r.dom.contains("p3 · docs/f0.txt — found at path:"),
+        "the planted lost update is listed readably"
+    );
     png_ok(&shot);
     eprintln!("screenshot: {}", shot.display());
 
