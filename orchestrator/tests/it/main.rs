@@ -14,4 +14,6 @@ mod clock;
 mod faults;
 // Reports opened in headless Chromium: charts rendered, no console errors, a screenshot.
 mod report_render;
+// Shipped plans with process, lock and disk faults, run for real.
+mod plans;
 mod util;
