@@ -3,7 +3,8 @@
 //!
 //! For two acknowledged operations on the same path, `a` happened before `b` (on peer X) when:
 //! * `a` was on X too, earlier (a peer's own operations are ordered);
-//! * `a` wrote content `h` and X's tree showed `h` at that path before `b` happened;
+//! * `a` wrote content `h` and X's tree showed `h` at that path before `b` happened (by more than
+//!   [`WRITE_SLACK_MS`]);
 //! * `a` was a delete and X's tree, after `a`, showed the path gone right after holding a version
 //!   that happened before `a`;
 //! * or transitively through other operations on the path.
@@ -28,6 +29,11 @@ pub const AMBIGUITY_MS: u64 = 1000;
 /// an index and a blob fetch, and a file write take longer. Operations started this close together
 /// on different peers (`peer: all` in a plan) are concurrent unless an observation says otherwise.
 pub const MIN_PROPAGATION_MS: u64 = 50;
+
+/// An operation's `t_ms` is recorded when the workload finished it (after an fsync and a rename), so
+/// the file may have changed up to this long before: an observation this close before `t_ms` cannot
+/// tell whether the peer had the other version before or after its own write.
+pub const WRITE_SLACK_MS: u64 = 50;
 
 /// One acknowledged operation (a write, or a delete that removed a file).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,7 +175,7 @@ fn order_path(ops: Vec<Op>, tl: &Timelines) -> PathOrder {
                 Some(true)
             } else {
                 match first_effect(a, &peer, &ord, tl) {
-                    Some(s) if s < t_b => Some(true),
+                    Some(s) if s + WRITE_SLACK_MS < t_b => Some(true),
                     Some(s) if ord.ops[a].t_ms + MIN_PROPAGATION_MS <= t_b && s <= t_b + AMBIGUITY_MS => None,
                     _ => Some(false),
                 }
