@@ -1,1 +1,248 @@
-fn main() {}
+//! `cargo bench -p syncpeer --bench propagation`: real `syncpeer` processes on loopback.
+//!
+//! Measures, for 2 and then 10 peers (full mesh): one-hop propagation latency of a small file
+//! (p50/p99), 10k small files (time, bytes on the wire / payload bytes, peak RSS per peer), and
+//! for 2 peers one large file against `cp` of the same file on the same disk.
+//! Knobs: `BENCH_SAMPLES` (200), `BENCH_FILES` (10000), `BENCH_FILE_BYTES` (1024),
+//! `BENCH_BIG_MB` (1024), `BENCH_PEERS` ("2,10").
+
+#[allow(dead_code)]
+#[path = "../tests/it/util.rs"]
+mod util;
+
+use std::time::{Duration, Instant};
+
+use util::{Cluster, Peer};
+
+fn env_or(name: &str, d: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+}
+
+fn mesh(n: usize) -> Vec<(usize, usize)> {
+    let mut e = Vec::new();
+    for a in 0..n {
+        for b in a + 1..n {
+            e.push((a, b));
+        }
+    }
+    e
+}
+
+/// Polls `cond` every `every` (file checks are cheap; status polls load the daemons).
+fn wait(what: &str, limit: Duration, every: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "bench timed out waiting for {what}");
+        std::thread::sleep(every);
+    }
+    start.elapsed()
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn wire_bytes(c: &Cluster) -> f64 {
+    c.peers
+        .iter()
+        .map(|p| p.metrics().sum("syncpeer_bytes_sent_total", &[]))
+        .sum()
+}
+
+fn peak_rss_kib(p: &Peer) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{}/status", p.pid())).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn latency(c: &Cluster, samples: u64) {
+    let n = c.peers.len();
+    let mut one_hop = Vec::new();
+    let mut all = Vec::new();
+    for i in 0..samples {
+        let rel = format!("lat/{i}.txt");
+        let body = format!("sample {i}");
+        let t0 = Instant::now();
+        c.peers[0].write(&rel, body.as_bytes());
+        let mut first = None;
+        let mut done = vec![false; n];
+        done[0] = true;
+        wait(
+            "latency sample",
+            Duration::from_secs(30),
+            Duration::from_micros(200),
+            || {
+                for (j, p) in c.peers.iter().enumerate() {
+                    if !done[j] && p.read(&rel).as_deref() == Some(body.as_bytes()) {
+                        done[j] = true;
+                        if j == 1 {
+                            first = Some(t0.elapsed());
+                        }
+                    }
+                }
+                done.iter().all(|d| *d)
+            },
+        );
+        one_hop.push(first.unwrap().as_secs_f64() * 1000.0);
+        all.push(t0.elapsed().as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    one_hop.sort_by(f64::total_cmp);
+    all.sort_by(f64::total_cmp);
+    println!(
+        "| {n} peers | small-file latency p0->p1 (ms) | p50 {:.1} | p99 {:.1} | max {:.1} |",
+        pct(&one_hop, 0.5),
+        pct(&one_hop, 0.99),
+        one_hop[one_hop.len() - 1]
+    );
+    println!(
+        "| {n} peers | small-file latency p0->all (ms) | p50 {:.1} | p99 {:.1} | max {:.1} |",
+        pct(&all, 0.5),
+        pct(&all, 0.99),
+        all[all.len() - 1]
+    );
+}
+
+fn many_files(c: &Cluster, files: u64, size: u64) {
+    let n = c.peers.len();
+    c.wait_converged();
+    let w0 = wire_bytes(c);
+    let target = c.peers[0].status().unwrap()["entries"].as_i64().unwrap() + files as i64;
+    let t0 = Instant::now();
+    for i in 0..files {
+        let mut body = format!("file {i} ").into_bytes();
+        body.resize(size as usize, b'x');
+        c.peers[0].write(&format!("many/{:02}/{i:05}.txt", i % 100), &body);
+    }
+    let written = t0.elapsed();
+    wait(
+        "10k files everywhere",
+        Duration::from_secs(900),
+        Duration::from_millis(20),
+        || {
+            c.peers
+                .iter()
+                .all(|p| p.status().is_some_and(|s| s["entries"].as_i64() == Some(target)))
+                && c.converged()
+        },
+    );
+    let took = t0.elapsed();
+    // Let the last hints and summaries of this phase finish.
+    std::thread::sleep(Duration::from_millis(1500));
+    let wire = wire_bytes(c) - w0;
+    let payload = (files * size) as f64 * (n - 1) as f64;
+    let rss: Vec<u64> = c.peers.iter().map(peak_rss_kib).collect();
+    println!(
+        "| {n} peers | {files} files of {size} B | written in {:.2} s | on all peers after {:.2} s | wire/payload {:.2} | peak RSS per peer max {:.1} MiB, mean {:.1} MiB |",
+        written.as_secs_f64(),
+        took.as_secs_f64(),
+        wire / payload,
+        *rss.iter().max().unwrap() as f64 / 1024.0,
+        rss.iter().sum::<u64>() as f64 / rss.len() as f64 / 1024.0
+    );
+}
+
+fn big_file(mb: u64) {
+    let mut c = Cluster::new(2, &[(0, 1)]);
+    c.interval_ms = 1000;
+    c.start_all();
+    let scratch = c.peers[0].root.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let src = scratch.join("big.bin");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&src).unwrap());
+        let mut block = vec![0u8; 1 << 20];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..mb {
+            for chunk in block.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                chunk.copy_from_slice(&x.to_le_bytes());
+            }
+            f.write_all(&block).unwrap();
+        }
+    }
+    // `cp` on the same disk, with and without flushing to disk (syncpeer flushes before commit).
+    let t = Instant::now();
+    assert!(
+        std::process::Command::new("cp")
+            .arg(&src)
+            .arg(scratch.join("cp.bin"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cp = t.elapsed();
+    let t = Instant::now();
+    assert!(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "cp {} {} && sync",
+                src.display(),
+                scratch.join("cp2.bin").display()
+            ))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cp_sync = t.elapsed();
+    let _ = std::fs::remove_file(scratch.join("cp.bin"));
+    let _ = std::fs::remove_file(scratch.join("cp2.bin"));
+    let w0 = wire_bytes(&c);
+    let size = mb << 20;
+    let t = Instant::now();
+    // A rename into the folder: the file is complete when the daemon first sees it.
+    std::fs::rename(&src, c.peers[0].sync_dir().join("big.bin")).unwrap();
+    let dst = c.peers[1].sync_dir().join("big.bin");
+    wait("big file", Duration::from_secs(1800), Duration::from_millis(5), || {
+        std::fs::metadata(&dst).is_ok_and(|m| m.len() == size) && c.converged()
+    });
+    let took = t.elapsed();
+    std::thread::sleep(Duration::from_millis(1500));
+    let wire = wire_bytes(&c) - w0;
+    println!(
+        "| 2 peers | one {mb} MiB file | syncpeer {:.2} s | cp {:.2} s | cp+sync {:.2} s | ratio vs cp {:.2} | vs cp+sync {:.2} | wire/payload {:.3} | peak RSS max {:.1} MiB |",
+        took.as_secs_f64(),
+        cp.as_secs_f64(),
+        cp_sync.as_secs_f64(),
+        took.as_secs_f64() / cp.as_secs_f64(),
+        took.as_secs_f64() / cp_sync.as_secs_f64(),
+        wire / size as f64,
+        c.peers.iter().map(peak_rss_kib).max().unwrap() as f64 / 1024.0
+    );
+}
+
+fn main() {
+    let samples = env_or("BENCH_SAMPLES", 200);
+    let files = env_or("BENCH_FILES", 10_000);
+    let size = env_or("BENCH_FILE_BYTES", 1024);
+    let mb = env_or("BENCH_BIG_MB", 1024);
+    let peers: Vec<usize> = std::env::var("BENCH_PEERS")
+        .unwrap_or_else(|_| "2,10".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    println!(
+        "syncpeer bench: {} cores, binary {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        util::BIN
+    );
+    for &n in &peers {
+        let mut c = Cluster::new(n, &mesh(n));
+        c.interval_ms = 1000;
+        c.start_all();
+        latency(&c, samples);
+        if files > 0 {
+            many_files(&c, files, size);
+        }
+    }
+    if mb > 0 {
+        big_file(mb);
+    }
+}

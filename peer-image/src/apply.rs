@@ -200,6 +200,24 @@ enum Op {
     },
 }
 
+/// Batches larger than this are flushed with one `syncfs` instead of an fsync per file. `syncfs`
+/// flushes every dirty page of the filesystem, including other programs' (slow on a shared disk),
+/// so small batches, the latency-critical case, flush only their own files.
+const FSYNC_EACH_MAX: usize = 32;
+
+/// Makes files (or directories) durable: one by one when few, else the whole filesystem.
+fn flush(paths: &[PathBuf], fs_of: &Path) {
+    if paths.len() > FSYNC_EACH_MAX {
+        syncfs(fs_of);
+        return;
+    }
+    for p in paths {
+        if let Ok(f) = std::fs::File::open(p) {
+            let _ = f.sync_all();
+        }
+    }
+}
+
 fn syncfs(dir: &Path) {
     if let Ok(f) = std::fs::File::open(dir) {
         use std::os::fd::AsRawFd;
@@ -235,9 +253,8 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
     if staged.is_empty() {
         return done;
     }
-    if staged.iter().any(|s| s.temp.is_some()) {
-        syncfs(&node.tmp_dir);
-    }
+    let temps: Vec<PathBuf> = staged.iter().filter_map(|s| s.temp.clone()).collect();
+    flush(&temps, &node.tmp_dir);
     let mut guards = Vec::new();
     let mut idx = node.index();
     let mut ops = Vec::new();
@@ -360,7 +377,13 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
     // A failed write must not be committed, or the index would claim content that is not there.
     commits.retain(|c| !failed.contains(&c.path));
     done.retain(|p| !failed.contains(p));
-    syncfs(&node.settings.sync_dir);
+    // The renames must be durable before the commit record is.
+    let dirs: std::collections::BTreeSet<PathBuf> = commits
+        .iter()
+        .filter_map(|c| node.full_path(&c.path).parent().map(Path::to_path_buf))
+        .filter(|d| d.exists())
+        .collect();
+    flush(&dirs.into_iter().collect::<Vec<_>>(), &node.settings.sync_dir);
     let paths: Vec<String> = commits.iter().map(|c| c.path.clone()).collect();
     if let Err(e) = idx.commit(commits) {
         tracing::error!("cannot commit applied versions: {e}");

@@ -27,6 +27,26 @@ pub fn offer(node: &Node, src: usize, entries: Vec<Entry>, received: Instant) ->
     let mut queued = 0;
     let src_short = node.peers[src].short.clone();
     for e in entries {
+        // Cheap checks first: an entry equal to or dominated by what we hold, or already queued,
+        // changes nothing, so its signature need not be checked (in a mesh every entry arrives
+        // from every neighbour, and ed25519 verification dominated the CPU).
+        {
+            let idx = node.index();
+            if matches!(resolve(idx.get(&e.path), &e), Resolution::Ignore | Resolution::Same) {
+                continue;
+            }
+        }
+        {
+            let mut pending = lock(&node.pending);
+            if let Some(item) = pending.get_mut(&e.path)
+                && item.entry == e
+            {
+                if !item.sources.contains(&src) {
+                    item.sources.push(src);
+                }
+                continue;
+            }
+        }
         match e.verify(|a| node.key_of(a)) {
             Ok(()) => {}
             Err(Invalid::Untrusted) => {
@@ -40,13 +60,8 @@ pub fn offer(node: &Node, src: usize, entries: Vec<Entry>, received: Instant) ->
                 continue;
             }
         }
-        {
-            let mut idx = node.index();
-            idx.observe_counter(e.vv.get(&node.short));
-            if matches!(resolve(idx.get(&e.path), &e), Resolution::Ignore | Resolution::Same) {
-                continue;
-            }
-        }
+        // Never reuse a counter that others saw from us (e.g. our index was lost and restored).
+        node.index().observe_counter(e.vv.get(&node.short));
         let mut pending = lock(&node.pending);
         match pending.get_mut(&e.path) {
             Some(item) if item.entry == e => {
@@ -275,6 +290,13 @@ async fn pass(node: &Arc<Node>) -> bool {
     let mut large = Vec::new();
     {
         let mut pending = lock(&node.pending);
+        // Versions overtaken meanwhile (a newer one was applied) need no content any more, and
+        // waiting for content nobody serves any longer would keep them pending forever.
+        {
+            let idx = node.index();
+            pending
+                .retain(|p, item| !matches!(resolve(idx.get(p), &item.entry), Resolution::Ignore | Resolution::Same));
+        }
         let mut budget = 0u64;
         let mut count = 0usize;
         for item in pending.values_mut() {

@@ -350,7 +350,7 @@ impl Index {
 
     /// Next authoring counter (persisted with the next commit; never reused).
     pub fn next_counter(&mut self) -> u64 {
-        self.self_seq += 1;
+        self.self_seq = self.self_seq.saturating_add(1);
         self.self_seq
     }
 

@@ -8,6 +8,12 @@ use syncpeer::config::{Cli, Command, Settings};
 use syncpeer::identity::Identity;
 
 fn main() -> ExitCode {
+    // glibc gives every thread that allocates its own arena (up to 8 per core); with the runtime's
+    // worker and blocking threads that multiplies resident memory. Two arenas are plenty here.
+    // SAFETY: called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

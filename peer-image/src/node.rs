@@ -100,7 +100,7 @@ pub struct Node {
     pub tmp_dir: PathBuf,
     pub client: reqwest::Client,
     /// Paths the scanner should look at (relative); fed by notify and by the blob server.
-    pub scan_tx: tokio::sync::mpsc::UnboundedSender<PathBuf>,
+    pub scan_tx: tokio::sync::mpsc::UnboundedSender<(PathBuf, crate::scanner::Urgency)>,
 }
 
 /// Locks a std mutex, ignoring poisoning (a panicked task must not wedge the daemon).

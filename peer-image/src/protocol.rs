@@ -18,9 +18,9 @@ pub const FROM_HEADER: &str = "x-syncpeer-from";
 /// Files at most this large travel in batches; larger ones stream through `GET /v1/blob`.
 pub const BATCH_FILE_MAX: u64 = 1 << 20;
 /// Upper bound of one batched response body.
-pub const BATCH_BYTES_MAX: u64 = 4 << 20;
+pub const BATCH_BYTES_MAX: u64 = 2 << 20;
 /// Entries per index page.
-pub const INDEX_PAGE: usize = 2000;
+pub const INDEX_PAGE: usize = 1000;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SummaryReq {

@@ -2,12 +2,12 @@
 //! periodic full rescan backs them up (events can be dropped: queue overflow, watch limits, paths
 //! created before their folder was watched). Names starting with `.syncpeer` are never synced.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use notify::{RecursiveMode, Watcher};
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 
@@ -23,13 +23,49 @@ pub fn relative(root: &Path, full: &Path) -> Option<String> {
     valid_path(&s).then_some(s)
 }
 
+/// How soon an event's path should be looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    /// The content is complete (closed after writing, renamed in, removed): look now.
+    Now,
+    /// Being written (created, modified): look once it was quiet for [`SETTLE`], unless a
+    /// close-after-write comes first. Hashing every write of a file being copied in would author a
+    /// version per partial state.
+    Settle,
+}
+
+/// Quiet period before a file still open for writing is examined anyway (mmap writers, logs).
+pub const SETTLE: Duration = Duration::from_millis(1000);
+
+fn urgency(kind: &EventKind) -> Option<Urgency> {
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(Urgency::Now),
+        EventKind::Access(_) => None,
+        EventKind::Create(CreateKind::Folder) => Some(Urgency::Now),
+        EventKind::Create(_) => Some(Urgency::Settle),
+        EventKind::Modify(ModifyKind::Name(_)) => Some(Urgency::Now),
+        EventKind::Modify(ModifyKind::Metadata(_)) => None,
+        EventKind::Modify(_) => Some(Urgency::Settle),
+        EventKind::Remove(_) => Some(Urgency::Now),
+        EventKind::Any | EventKind::Other => Some(Urgency::Now),
+    }
+}
+
 /// Starts the notify watcher; events go to `node.scan_tx` as absolute paths.
 pub fn watch(node: &Arc<Node>) -> notify::Result<notify::RecommendedWatcher> {
     let tx = node.scan_tx.clone();
+    let root = node.settings.sync_dir.clone();
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
         Ok(ev) => {
+            if ev.need_rescan() {
+                // The kernel queue overflowed: events were lost, walk everything.
+                let _ = tx.send((root.clone(), Urgency::Now));
+                return;
+            }
+            let Some(u) = urgency(&ev.kind) else { return };
             for p in ev.paths {
-                let _ = tx.send(p);
+                let _ = tx.send((p, u));
             }
         }
         Err(e) => tracing::warn!("filesystem watch error: {e}"),
@@ -151,30 +187,61 @@ pub fn full_scan(node: &Node) -> Vec<PathBuf> {
     examine(node, items, false)
 }
 
-/// The scanning task: batches events for a few milliseconds, and rescans periodically.
-pub async fn run(node: Arc<Node>, mut rx: UnboundedReceiver<PathBuf>, mut stop: watch::Receiver<bool>) {
+/// The scanning task: batches events for a few milliseconds, lets files being written settle,
+/// and rescans periodically.
+pub async fn run(node: Arc<Node>, mut rx: UnboundedReceiver<(PathBuf, Urgency)>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(node.settings.rescan);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    let mut settling: HashMap<PathBuf, Instant> = HashMap::new();
     loop {
         let mut batch = BTreeSet::new();
+        let wake = settling
+            .values()
+            .min()
+            .map(|t| *t + SETTLE)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let take =
+            |(p, u): (PathBuf, Urgency), batch: &mut BTreeSet<PathBuf>, settling: &mut HashMap<PathBuf, Instant>| {
+                if u == Urgency::Now {
+                    settling.remove(&p);
+                    batch.insert(p);
+                } else {
+                    settling.insert(p, Instant::now());
+                }
+            };
         tokio::select! {
             _ = stop.changed() => return,
             _ = tick.tick() => {
                 let n = node.clone();
                 let again = tokio::task::spawn_blocking(move || full_scan(&n)).await.unwrap_or_default();
-                for p in again { let _ = node.scan_tx.send(p); }
+                for p in again { let _ = node.scan_tx.send((p, Urgency::Now)); }
                 continue;
             }
-            p = rx.recv() => match p { Some(p) => { batch.insert(p); } None => return },
+            _ = tokio::time::sleep_until(wake.into()) => {}
+            ev = rx.recv() => match ev { Some(ev) => take(ev, &mut batch, &mut settling), None => return },
         }
         // Coalesce a burst: an editor's write-rename-chmod is one change.
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(5);
-        while let Ok(Some(p)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-            batch.insert(p);
-            if batch.len() >= 4096 {
-                break;
+        if !batch.is_empty() {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(2);
+            while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+                take(ev, &mut batch, &mut settling);
+                if batch.len() >= 4096 {
+                    break;
+                }
             }
+        }
+        let now = Instant::now();
+        settling.retain(|p, t| {
+            if now.duration_since(*t) >= SETTLE {
+                batch.insert(p.clone());
+                false
+            } else {
+                true
+            }
+        });
+        if batch.is_empty() {
+            continue;
         }
         let n = node.clone();
         let again = tokio::task::spawn_blocking(move || process(&n, batch, true))
@@ -183,7 +250,7 @@ pub async fn run(node: Arc<Node>, mut rx: UnboundedReceiver<PathBuf>, mut stop: 
         if !again.is_empty() {
             tokio::time::sleep(Duration::from_millis(20)).await;
             for p in again {
-                let _ = node.scan_tx.send(p);
+                let _ = node.scan_tx.send((p, Urgency::Now));
             }
         }
     }

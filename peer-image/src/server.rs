@@ -132,7 +132,7 @@ fn servable(node: &Node, hash: &str) -> Option<std::path::PathBuf> {
     let full = node.full_path(&rel);
     let meta = std::fs::symlink_metadata(&full).ok()?;
     if idx.stamp(&rel) != Some(crate::index::Stamp::of(&meta)) {
-        let _ = node.scan_tx.send(full);
+        let _ = node.scan_tx.send((full, crate::scanner::Urgency::Now));
         return None;
     }
     Some(full)

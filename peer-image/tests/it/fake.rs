@@ -21,6 +21,21 @@ pub struct FakeState {
     pub entries: Vec<Entry>,
     pub blobs: HashMap<String, Vec<u8>>,
     pub blob_requests: usize,
+    /// Large blobs are cut off after this many bytes (a broken connection).
+    pub cut_after: Option<usize>,
+}
+
+/// An `AsyncRead` that fails: the end of a cut connection.
+struct Broken;
+
+impl tokio::io::AsyncRead for Broken {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut")))
+    }
 }
 
 pub struct FakePeer {
@@ -58,9 +73,14 @@ async fn index(State(s): S, Query(q): Query<IndexQuery>) -> Json<IndexResp> {
 async fn blob(State(s): S, Path(hash): Path<String>) -> Response {
     let mut st = s.lock().unwrap();
     st.blob_requests += 1;
-    match st.blobs.get(&hash) {
-        Some(b) => b.clone().into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
+    match (st.blobs.get(&hash), st.cut_after) {
+        (Some(b), Some(cut)) => {
+            let head = std::io::Cursor::new(b[..cut.min(b.len())].to_vec());
+            let reader = tokio::io::AsyncReadExt::chain(head, Broken);
+            axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(reader)).into_response()
+        }
+        (Some(b), None) => b.clone().into_response(),
+        (None, _) => StatusCode::NOT_FOUND.into_response(),
     }
 }
 

@@ -20,3 +20,5 @@ mod crash;
 mod locks;
 // Config errors, keygen, status fields.
 mod daemon;
+// Resuming a broken transfer.
+mod resume;

@@ -236,7 +236,12 @@ pub struct Cluster {
 impl Cluster {
     /// `n` peers (not started) connected by undirected `edges`.
     pub fn new(n: usize, edges: &[(usize, usize)]) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
+        let mut dir = tempfile::tempdir().unwrap();
+        // SYNCPEER_KEEP=1 keeps every peer's folders and logs for a post-mortem.
+        if std::env::var_os("SYNCPEER_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("cluster folder kept: {}", dir.path().display());
+        }
         let peers = (0..n)
             .map(|i| {
                 let ip = fresh_ip();
