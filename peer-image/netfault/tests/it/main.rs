@@ -6,5 +6,3 @@
 mod util;
 // Each fault measured, then healed and checked gone.
 mod faults;
-// The userspace engine's added latency and CPU (ignored by default; see docs/BENCHMARKS.md).
-mod bench;

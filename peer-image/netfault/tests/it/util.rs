@@ -374,6 +374,7 @@ pub fn probe(pair: &NetPair, n: u32, interval: Duration, flows: usize, linger: D
 
 /// Strict ping-pong: send one probe, block until its echo (or 1 s); returns RTTs in ms.
 /// Blocking receive gives the exact round trip, unlike the polling `probe`.
+#[allow(dead_code)] // used by benches/engine.rs, which includes this file
 pub fn pingpong(pair: &NetPair, n: u32) -> Vec<f64> {
     let (ip_a, ip_b) = (pair.ip_a, pair.ip_b);
     in_ns(&pair.ns_a, move || {
@@ -478,6 +479,7 @@ pub fn tcp_transfer(pair: &NetPair, data: Vec<u8>) -> Vec<u8> {
 }
 
 /// CPU time (user + system, seconds) a process has used so far.
+#[allow(dead_code)] // used by benches/engine.rs
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = &stat[stat.rfind(')').unwrap() + 2..];

@@ -1,10 +1,14 @@
-//! The userspace engine's added latency and CPU. Ignored by default; run with
-//! `cargo test -p netfault --release --test it -- --ignored --nocapture bench`
-//! and copy the table into docs/BENCHMARKS.md.
+//! The userspace engine's added latency and CPU, between two network namespaces (needs root):
+//! `cargo bench -p netfault --bench engine` (also run by `make bench`); copy the table into
+//! docs/BENCHMARKS.md.
+
+#[path = "../tests/it/util.rs"]
+#[allow(dead_code)]
+mod util;
 
 use std::time::{Duration, Instant};
 
-use crate::util::*;
+use util::*;
 
 fn pct(xs: &[f64], p: f64) -> f64 {
     let mut v = xs.to_vec();
@@ -12,9 +16,7 @@ fn pct(xs: &[f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-#[test]
-#[ignore = "benchmark: run explicitly, see docs/BENCHMARKS.md"]
-fn bench_userspace_engine() {
+fn main() {
     if !can_run() {
         return;
     }
