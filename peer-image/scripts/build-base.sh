@@ -228,7 +228,7 @@ fi
 # Smoke test: the tools the faults rely on are there, the libfaketime library exists, and the chosen
 # iptables backend really drops packets inside a NET_ADMIN container on this kernel.
 log "smoke test: tools present, iptables ($IPTABLES_BACKEND) DROP works with NET_ADMIN"
-libfaketime="$(docker run --rm --network none --cap-add NET_ADMIN --label io.syftchaos.managed=true "$BASE_TAG" \
+libfaketime="$(docker run --rm --network none --cap-add NET_ADMIN --label io.syftchaos.managed=true --label "io.syftchaos.pid=$$" "$BASE_TAG" \
   sh -c 'set -e; for t in ip tc iptables setpriv tini ps pkill ping nc; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
          ping -c1 -W1 127.0.0.2 >/dev/null || { echo "ping on loopback fails before any rule" >&2; exit 1; }
          iptables -A OUTPUT -d 127.0.0.2 -j DROP || { echo "iptables cannot add a rule" >&2; exit 1; }

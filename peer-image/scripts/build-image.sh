@@ -101,7 +101,7 @@ docker image inspect "$tag" >/dev/null 2>&1 || die "docker build reported succes
 build_s=$((SECONDS - t0))
 
 # Smoke test: the entrypoint drops to uid 1000 and the binary runs with the image's glibc.
-out="$(docker run --rm --network none --label io.syftchaos.managed=true "$tag" sh -c 'id -u; syncpeer --help >/dev/null && echo runs' 2>&1)" \
+out="$(docker run --rm --network none --label io.syftchaos.managed=true --label "io.syftchaos.pid=$$" "$tag" sh -c 'id -u; syncpeer --help >/dev/null && echo runs' 2>&1)" \
   || die "smoke test of $tag failed: $out"
 if ! { grep -qx 1000 <<<"$out" && grep -qx runs <<<"$out"; }; then die "smoke test of $tag: unexpected output: $out"; fi
 

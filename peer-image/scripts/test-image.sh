@@ -11,7 +11,10 @@
 #   * `docker exec -u root ... iptables -A OUTPUT -d <other> -j DROP` cuts TCP to the other peer,
 #     the same as uid 1000 is refused, and flushing heals;
 #   * `docker stop` delivers SIGTERM: the daemon exits 0 within 5 s.
-# Everything it creates is labelled io.syftchaos.managed=true and removed on exit, also on failure.
+# Everything it creates is labelled io.syftchaos.managed=true and removed on exit, also on failure. It
+# also carries io.syftchaos.pid=<this script's pid>, which the orchestrator's reaper of stale runs reads
+# to spare live owners: a `chaos run` starting meanwhile leaves this test alone, `chaos clean` does not
+# (so do not run it at the same time as `chaos clean` or a test that calls it).
 set -euo pipefail
 
 IMAGE="${1:-syftchaos/peer:latest}"
@@ -26,6 +29,14 @@ bad() { printf '  FAIL  %s\n' "$*" >&2; failures=$((failures + 1)); }
 die() { printf '[test-image] ERROR: %s\n' "$*" >&2; exit 2; }
 
 cleanup() {
+  local rc=$?
+  if [[ $rc -ne 0 ]]; then
+    local c
+    for c in "sc-test-image-$id-a" "sc-test-image-$id-b"; do
+      docker inspect --format "$c: {{.State.Status}}, exit {{.State.ExitCode}}, OOM {{.State.OOMKilled}}" "$c" >&2 2>/dev/null || continue
+      docker logs --tail 15 "$c" 2>&1 | sed 's/^/    /' >&2
+    done
+  fi
   docker rm -f "sc-test-image-$id-a" "sc-test-image-$id-b" >/dev/null 2>&1 || true
   docker network rm "$net" >/dev/null 2>&1 || true
   # The peers chowned their folders to uid 1000; root removes them anyway, others need a container.
@@ -48,7 +59,7 @@ for i in $(seq 200 250); do
   if ! grep -q "10\.218\.$i\." <<<"$used"; then subnet="10.218.$i"; break; fi
 done
 [[ -n "$subnet" ]] || die "no free subnet in 10.218.200-250.0/24"
-docker network create --label io.syftchaos.managed=true --subnet "$subnet.0/24" "$net" >/dev/null
+docker network create --label io.syftchaos.managed=true --label "io.syftchaos.pid=$$" --subnet "$subnet.0/24" "$net" >/dev/null
 
 pubkey() {
   { printf '302e020100300506032b657004220420'; tr -d '\n' <"$1"; } | xxd -r -p \
@@ -79,7 +90,7 @@ echo "+3600" >"$tmp/a/faketime"
 
 log "starting 2 peers of $IMAGE on $subnet.0/24"
 for p in a b; do
-  docker run -d --name "sc-test-image-$id-$p" --label io.syftchaos.managed=true --cap-add NET_ADMIN \
+  docker run -d --name "sc-test-image-$id-$p" --label io.syftchaos.managed=true --label "io.syftchaos.pid=$$" --cap-add NET_ADMIN \
     --network "$net" --ip "${ip[$p]}" -v "$tmp/$p:/data" "$IMAGE" >/dev/null
 done
 
@@ -117,18 +128,42 @@ else bad "faketime -7200: a is ${off} ms (pid $pid_before -> $pid_after)"; fi
 if within "$offb" 0 1000; then ok "b still unskewed: ${offb} ms"; else bad "b is off by ${offb} ms"; fi
 
 ex() { docker exec "$@"; }
+alive() {
+  local p
+  for p in a b; do
+    local state
+    if ! state="$(docker inspect --format '{{.State.Running}}' "sc-test-image-$id-$p" 2>/dev/null)"; then
+      bad "peer $p's container was removed by someone else (a concurrent \`chaos clean\`?)"; exit 1
+    fi
+    if [[ "$state" != true ]]; then
+      bad "peer $p is not running any more (see its log below)"; exit 1
+    fi
+  done
+}
+alive
 if ex "sc-test-image-$id-a" nc -z -w 2 "${ip[b]}" 7000; then ok "a reaches b:7000"; else bad "a cannot reach b:7000 before any fault"; fi
 ex -u root "sc-test-image-$id-a" iptables -A OUTPUT -d "${ip[b]}" -j DROP
 if ex "sc-test-image-$id-a" nc -z -w 2 "${ip[b]}" 7000; then bad "a still reaches b after the DROP rule"; else ok "iptables DROP (as root via docker exec) cuts a -> b"; fi
 if ex -u syncpeer "sc-test-image-$id-a" iptables -F OUTPUT 2>/dev/null; then bad "uid 1000 could flush iptables"; else ok "uid 1000 cannot touch iptables"; fi
+alive
 ex -u root "sc-test-image-$id-a" iptables -D OUTPUT -d "${ip[b]}" -j DROP
 if ex "sc-test-image-$id-a" nc -z -w 2 "${ip[b]}" 7000; then ok "heal: a reaches b again"; else bad "a cannot reach b after the heal"; fi
 
+alive
 t0=$(date +%s%3N)
 docker stop -t 5 "sc-test-image-$id-a" >/dev/null
 stop_ms=$(( $(date +%s%3N) - t0 ))
 code="$(docker inspect --format '{{.State.ExitCode}}' "sc-test-image-$id-a")"
-if [[ "$code" == 0 ]] && (( stop_ms < 5000 )); then ok "docker stop: exit 0 after ${stop_ms} ms (SIGTERM reached the daemon)"
+# How long the daemon itself took, from its log lines' Docker timestamps (the rest is Docker's).
+daemon_ms="$(docker logs -t "sc-test-image-$id-a" 2>&1 | python3 -c '
+import sys, datetime
+t = {}
+for line in sys.stdin:
+    for key in ("shutting down", "stopped"):
+        if key in line:
+            t[key] = datetime.datetime.fromisoformat(line.split()[0][:26]).timestamp()
+print(round((t["stopped"] - t["shutting down"]) * 1000) if len(t) == 2 else "?")')"
+if [[ "$code" == 0 ]] && (( stop_ms < 5000 )); then ok "docker stop: exit 0 after ${stop_ms} ms, ${daemon_ms} ms of it in the daemon's shutdown (SIGTERM reached it)"
 else bad "docker stop: exit $code after ${stop_ms} ms"; fi
 
 if (( failures > 0 )); then log "$failures check(s) failed"; exit 1; fi
