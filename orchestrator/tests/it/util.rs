@@ -84,13 +84,13 @@ pub fn labelled(run: Option<&str>) -> (usize, usize) {
     )
 }
 
-/// The single run folder created under `reports`.
+/// The single run folder created under `reports` (not the `latest` link to it).
 pub fn run_dir(reports: &Path) -> Option<PathBuf> {
     std::fs::read_dir(reports)
         .ok()?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .find(|p| p.is_dir())
+        .find(|p| p.is_dir() && !p.is_symlink())
 }
 
 /// The run id is the last `-` part of the run folder's name.
