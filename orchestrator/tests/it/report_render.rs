@@ -117,6 +117,12 @@ fn assert_charts_rendered(r: &Rendered, min_svgs: usize, what: &str) {
         assert!(r.dom.contains(element), "{what}: no {element} in the rendered charts");
     }
     assert!(!r.dom.contains("<script"), "{what}: a report has no JavaScript");
+    for external in ["src=\"http", "href=\"http", "url(http", "@import"] {
+        assert!(
+            !r.dom.contains(external),
+            "{what}: refers to something outside the file: {external}"
+        );
+    }
 }
 
 fn png_ok(path: &Path) {
@@ -421,4 +427,21 @@ fn a_real_run_report_renders_in_headless_chromium() {
     assert_charts_rendered(&r, 8, "real run report");
     png_ok(&shot);
     eprintln!("screenshot: {}", shot.display());
+}
+
+#[test]
+fn the_console_check_sees_a_page_error() {
+    // The check above must be able to fail: a page that logs an error is caught.
+    let Some(chromium) = chromium("the_console_check_sees_a_page_error") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("bad.html");
+    std::fs::write(
+        &page,
+        "<html><body><script>console.error('boom')</script><svg></svg></body></html>",
+    )
+    .unwrap();
+    let r = render(&chromium, &page, &dir.path().join("bad.png"));
+    assert!(r.console.iter().any(|l| l.contains("boom")), "{:?}", r.console);
 }
