@@ -228,6 +228,11 @@ impl Engine {
         let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
         match self.docker.remove_container(name, Some(opts)).await {
             Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            // Someone else (a concurrent `chaos clean`) is removing it already: the outcome is the same.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) if message.contains("already in progress") => Ok(()),
             Err(e) => Err(op(format!("remove container {name}"))(e)),
         }
     }

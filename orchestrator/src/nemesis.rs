@@ -416,7 +416,11 @@ impl Nemesis {
                 (offset, rate)
             };
             let p = &self.peers[n];
-            std::fs::write(p.dir.faketime(), faketime_spec(offset_ms, rate))
+            // Written aside and renamed over: libfaketime re-reads the file on every clock call, and a
+            // half-written file would read as offset 0 for that call.
+            let tmp = p.dir.faketime().with_extension("tmp");
+            std::fs::write(&tmp, faketime_spec(offset_ms, rate))
+                .and_then(|()| std::fs::rename(&tmp, p.dir.faketime()))
                 .with_context(|| format!("writing the clock file of {}", p.name))?;
             let down = self.journal.lock().await.down.contains_key(&n);
             let measured = if down { None } else { self.measure_offset(p.ip).await };
@@ -603,13 +607,11 @@ fn cut_nodes(cut: &Cut) -> Vec<usize> {
         .collect()
 }
 
-/// libfaketime's relative format: signed seconds, and an optional `x<rate>` speed factor.
+/// libfaketime's relative format: signed seconds and a speed factor. The factor is always written:
+/// once a rate was set, a file without one keeps the old rate (seen with libfaketime 0.9.10).
 pub fn faketime_spec(offset_ms: i64, rate: Option<f64>) -> String {
     let secs = offset_ms as f64 / 1000.0;
-    match rate {
-        Some(r) => format!("{secs:+} x{r}\n"),
-        None => format!("{secs:+}\n"),
-    }
+    format!("{secs:+} x{}\n", rate.unwrap_or(1.0))
 }
 
 #[cfg(test)]
@@ -618,9 +620,9 @@ mod tests {
 
     #[test]
     fn faketime_files_are_signed_seconds() {
-        assert_eq!(faketime_spec(3_600_000, None), "+3600\n");
-        assert_eq!(faketime_spec(-7_200_000, None), "-7200\n");
-        assert_eq!(faketime_spec(0, None), "+0\n");
+        assert_eq!(faketime_spec(3_600_000, None), "+3600 x1\n");
+        assert_eq!(faketime_spec(-7_200_000, None), "-7200 x1\n");
+        assert_eq!(faketime_spec(0, None), "+0 x1\n");
         assert_eq!(faketime_spec(1500, Some(2.0)), "+1.5 x2\n");
     }
 
