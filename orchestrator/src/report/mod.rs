@@ -345,6 +345,40 @@ fn problem_lines(ev: &serde_json::Value, max: usize) -> Vec<String> {
         .collect()
 }
 
+/// Each peer's measured clock offset (s) over run time, as steps from one measurement to the next.
+fn clock_chart(history: &[Record], peers: &[String], axis: TimeAxis) -> String {
+    let mut per_peer: BTreeMap<&str, Vec<(u64, f64)>> = BTreeMap::new();
+    for r in history {
+        if let Event::ClockMeasured {
+            peer,
+            requested_ms,
+            measured_ms,
+        } = &r.event
+        {
+            let v = measured_ms.unwrap_or(*requested_ms) as f64 / 1000.0;
+            let pts = per_peer.entry(peer.as_str()).or_default();
+            if let Some(&(_, prev)) = pts.last() {
+                pts.push((r.t_ms, prev));
+            }
+            pts.push((r.t_ms, v));
+        }
+    }
+    for pts in per_peer.values_mut() {
+        if let Some(&(_, last)) = pts.last() {
+            pts.push((axis.end_ms, last));
+        }
+    }
+    let lines: Vec<Line> = per_peer
+        .iter()
+        .map(|(name, pts)| Line {
+            name,
+            colour: svg::colour(peers.iter().position(|p| p == name).unwrap_or(0)),
+            points: pts,
+        })
+        .collect();
+    svg::time_chart("clock offset", "s, measured from the peer's /v1/status", axis, &lines)
+}
+
 pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series::PeerSeries>) -> String {
     let mut h = String::new();
     let v = r.verdict.as_str();
@@ -554,7 +588,9 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
         .filter(|r| matches!(r.event, Event::ClockMeasured { .. }))
         .collect();
     if !clocks.is_empty() {
-        h.push_str("<h2>Clock offsets</h2><table><tr><th>t</th><th>peer</th><th>requested offset</th><th>measured offset</th></tr>");
+        h.push_str("<h2>Clock offsets</h2>");
+        h.push_str(&clock_chart(history, &peers, axis));
+        h.push_str("<table><tr><th>t</th><th>peer</th><th>requested offset</th><th>measured offset</th></tr>");
         for rec in clocks {
             if let Event::ClockMeasured {
                 peer,

@@ -134,9 +134,16 @@ pub fn time_chart(title: &str, unit: &str, axis: TimeAxis, lines: &[Line]) -> St
         .iter()
         .flat_map(|l| l.points.iter().map(|p| p.1))
         .fold(0.0f64, f64::max);
-    let step = nice_step(if max > 0.0 { max / 4.0 } else { 0.25 });
-    let ymax = (max / step).ceil().max(1.0) * step;
-    let y = |v: f64| bottom - (v / ymax) * (bottom - top);
+    // Negative values (a clock behind) extend the axis below 0.
+    let min = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .fold(0.0f64, f64::min);
+    let span = max - min;
+    let step = nice_step(if span > 0.0 { span / 4.0 } else { 0.25 });
+    let ymax = (max / step).ceil().max(if min < 0.0 { 0.0 } else { 1.0 }) * step;
+    let ymin = (min / step).floor() * step;
+    let y = |v: f64| bottom - ((v - ymin) / (ymax - ymin).max(1e-9)) * (bottom - top);
     let mut s = String::new();
     let _ = write!(
         s,
@@ -146,7 +153,7 @@ pub fn time_chart(title: &str, unit: &str, axis: TimeAxis, lines: &[Line]) -> St
         u = esc(unit)
     );
     s.push_str(&axis.ticks(top, bottom));
-    let mut v = 0.0;
+    let mut v = ymin;
     while v <= ymax + 1e-9 {
         let yy = y(v);
         let _ = write!(
@@ -314,6 +321,33 @@ mod tests {
         assert_eq!(t[0], (0, 1.0));
         assert_eq!(*t.last().unwrap(), (999, 1.0));
         assert!(t.contains(&(500, 99.0)));
+    }
+
+    #[test]
+    fn negative_values_extend_the_axis_below_zero() {
+        let pts = [(0, -3600.0), (1000, 0.0), (2000, 3600.0)];
+        let c = time_chart(
+            "clock",
+            "s",
+            TimeAxis { end_ms: 2000 },
+            &[Line {
+                name: "p1",
+                colour: "#000",
+                points: &pts,
+            }],
+        );
+        assert!(c.contains(">-4000<") && c.contains(">4000<"), "{c}");
+        let ys: Vec<f64> = c
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .split(' ')
+            .map(|p| p.split(',').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert!(ys.iter().all(|y| (28.0..=180.0).contains(y)), "inside the plot: {ys:?}");
     }
 
     #[test]
