@@ -50,9 +50,13 @@ fn wire_bytes(c: &Cluster) -> f64 {
 }
 
 fn peak_rss_kib(p: &Peer) -> u64 {
+    proc_kib(p, "VmHWM:")
+}
+
+fn proc_kib(p: &Peer, field: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{}/status", p.pid())).unwrap_or_default();
     s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -135,13 +139,15 @@ fn many_files(c: &Cluster, files: u64, size: u64) {
     let wire = wire_bytes(c) - w0;
     let payload = (files * size) as f64 * (n - 1) as f64;
     let rss: Vec<u64> = c.peers.iter().map(peak_rss_kib).collect();
+    let now: Vec<u64> = c.peers.iter().map(|p| proc_kib(p, "VmRSS:")).collect();
     println!(
-        "| {n} peers | {files} files of {size} B | written in {:.2} s | on all peers after {:.2} s | wire/payload {:.2} | peak RSS per peer max {:.1} MiB, mean {:.1} MiB |",
+        "| {n} peers | {files} files of {size} B | written in {:.2} s | on all peers after {:.2} s | wire/payload {:.2} | peak RSS per peer max {:.1} MiB, mean {:.1} MiB | RSS after, max {:.1} MiB |",
         written.as_secs_f64(),
         took.as_secs_f64(),
         wire / payload,
         *rss.iter().max().unwrap() as f64 / 1024.0,
-        rss.iter().sum::<u64>() as f64 / rss.len() as f64 / 1024.0
+        rss.iter().sum::<u64>() as f64 / rss.len() as f64 / 1024.0,
+        *now.iter().max().unwrap() as f64 / 1024.0,
     );
 }
 
@@ -237,6 +243,11 @@ fn main() {
         let mut c = Cluster::new(n, &mesh(n));
         c.interval_ms = 1000;
         c.start_all();
+        let idle: Vec<u64> = c.peers.iter().map(|p| proc_kib(p, "VmRSS:")).collect();
+        println!(
+            "| {n} peers | idle RSS per peer | max {:.1} MiB |",
+            *idle.iter().max().unwrap() as f64 / 1024.0
+        );
         latency(&c, samples);
         if files > 0 {
             many_files(&c, files, size);

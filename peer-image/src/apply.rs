@@ -398,6 +398,9 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
     drop(guards);
     node.metrics.versions_applied.inc_by(applied);
     node.metrics.conflicts.inc_by(conflicts);
+    if applied >= 64 {
+        crate::node::release_memory();
+    }
     for t in latencies {
         node.metrics.apply_latency.observe(t.elapsed().as_secs_f64());
     }

@@ -160,6 +160,7 @@ async fn lock_sweeper(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         if n > 0 {
             node.metrics.stale_locks_removed.inc_by(n as u64);
         }
+        crate::node::release_memory();
     }
 }
 

@@ -12,7 +12,7 @@
 //! dies between the rename and the commit, the next start finds the file matching the intent and
 //! commits it instead of mistaking it for a local edit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -74,7 +74,8 @@ pub struct Index {
     log_records: usize,
     entries: BTreeMap<String, (u64, Entry)>,
     by_seq: BTreeMap<u64, String>,
-    by_hash: HashMap<String, BTreeSet<String>>,
+    /// Content hash -> paths holding it (usually one: a `Vec`, not a set, to save memory).
+    by_hash: HashMap<String, Vec<String>>,
     stamps: HashMap<String, Stamp>,
     seq: u64,
     epoch: u64,
@@ -197,9 +198,9 @@ impl Index {
             self.by_seq.remove(&old_seq);
             if old.deleted {
                 self.tombstones -= 1;
-            } else if let Some(set) = self.by_hash.get_mut(&old.hash) {
-                set.remove(&old.path);
-                if set.is_empty() {
+            } else if let Some(paths) = self.by_hash.get_mut(&old.hash) {
+                paths.retain(|p| p != &old.path);
+                if paths.is_empty() {
                     self.by_hash.remove(&old.hash);
                 }
             }
@@ -207,7 +208,7 @@ impl Index {
         if e.deleted {
             self.tombstones += 1;
         } else {
-            self.by_hash.entry(e.hash.clone()).or_default().insert(e.path.clone());
+            self.by_hash.entry(e.hash.clone()).or_default().push(e.path.clone());
         }
         self.seq = self.seq.max(seq);
         self.by_seq.insert(seq, e.path.clone());
@@ -345,7 +346,7 @@ impl Index {
 
     /// A path whose current entry has this content.
     pub fn path_for_hash(&self, hash: &str) -> Option<String> {
-        self.by_hash.get(hash).and_then(|s| s.iter().next().cloned())
+        self.by_hash.get(hash).and_then(|s| s.first().cloned())
     }
 
     /// Next authoring counter (persisted with the next commit; never reused).

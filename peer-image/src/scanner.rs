@@ -164,8 +164,13 @@ fn examine(node: &Node, items: Vec<(String, Option<Stamp>)>, count_echo: bool) -
     if !new.is_empty() {
         tracing::debug!(n = new.len(), "local changes");
     }
+    let big = new.len() >= 64;
     if let Err(e) = commit_local(node, &mut idx, new) {
         tracing::error!("cannot commit local changes: {e:#}");
+    }
+    drop(idx);
+    if big {
+        crate::node::release_memory();
     }
     again
 }

@@ -21,9 +21,25 @@ pub enum Causality {
 }
 
 /// Author id (16 hex chars, see [`crate::identity::PeerId::short`]) -> counter. Missing means 0.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct VersionVector(pub BTreeMap<String, u64>);
+///
+/// A sorted vector rather than a map: a path usually has one to three authors, and a `BTreeMap`
+/// allocates a node for eleven per entry (this is most of the index's memory). Serialized as a
+/// JSON object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct VersionVector(Vec<(String, u64)>);
+
+impl Serialize for VersionVector {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionVector {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = BTreeMap::<String, u64>::deserialize(d)?;
+        Ok(VersionVector(m.into_iter().collect()))
+    }
+}
 
 impl VersionVector {
     pub fn new() -> Self {
@@ -32,20 +48,27 @@ impl VersionVector {
 
     /// Counter of `author` (0 if absent).
     pub fn get(&self, author: &str) -> u64 {
-        self.0.get(author).copied().unwrap_or(0)
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(author))
+            .map_or(0, |i| self.0[i].1)
     }
 
     /// Sets `author`'s counter (used when authoring: the caller passes a node-wide, ever-growing
     /// sequence so that a counter is never reused, even across paths).
     pub fn set(&mut self, author: &str, counter: u64) {
-        self.0.insert(author.to_string(), counter);
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(author)) {
+            Ok(i) => self.0[i].1 = counter,
+            Err(i) => self.0.insert(i, (author.to_string(), counter)),
+        }
     }
 
     /// Element-wise maximum.
     pub fn merge(&mut self, other: &VersionVector) {
-        for (k, &v) in &other.0 {
-            let e = self.0.entry(k.clone()).or_insert(0);
-            *e = (*e).max(v);
+        for (k, v) in &other.0 {
+            let cur = self.get(k);
+            if *v > cur {
+                self.set(k, *v);
+            }
         }
     }
 
@@ -53,7 +76,7 @@ impl VersionVector {
     pub fn compare(&self, other: &VersionVector) -> Causality {
         let mut less = false;
         let mut greater = false;
-        for k in self.0.keys().chain(other.0.keys()) {
+        for (k, _) in self.0.iter().chain(other.0.iter()) {
             let (a, b) = (self.get(k), other.get(k));
             less |= a < b;
             greater |= a > b;
@@ -108,6 +131,14 @@ mod tests {
             vv(&[("a", 2), ("b", 1)]).compare(&vv(&[("a", 1), ("b", 2)])),
             Causality::Concurrent
         );
+    }
+
+    #[test]
+    fn serializes_as_a_sorted_map() {
+        let v = vv(&[("b", 2), ("a", 1)]);
+        let j = serde_json::to_string(&v).unwrap();
+        assert_eq!(j, r#"{"a":1,"b":2}"#);
+        assert_eq!(serde_json::from_str::<VersionVector>(&j).unwrap(), v);
     }
 
     #[test]
