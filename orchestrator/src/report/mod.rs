@@ -201,6 +201,10 @@ pub fn timeline(history: &[Record], peers: &[String], axis: TimeAxis) -> String 
             Event::Diverged => "div",
             _ => continue,
         };
+        if next == state.1 {
+            // Converged again on a new tree: one unbroken segment (adjacent rects leave seams).
+            continue;
+        }
         segs.push((state.0, r.t_ms, state.1));
         state = (r.t_ms, next);
     }
