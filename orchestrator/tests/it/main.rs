@@ -12,6 +12,8 @@ mod bed;
 mod clock;
 // Faults measured between real containers.
 mod faults;
+// Issue 6: the legacy plans, valid with the default flavor, caught with the legacy one.
+mod legacy;
 // Reports opened in headless Chromium: charts rendered, no console errors, a screenshot.
 mod report_render;
 // Shipped plans with process, lock and disk faults, run for real.
