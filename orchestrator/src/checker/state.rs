@@ -41,11 +41,27 @@ fn found_at(tree: &Tree, path: &str, order: Option<&PathOrder>) -> Value {
     }
 }
 
-/// Whether `tree` holds `hash` as a conflict copy of `origin`.
-fn has_copy(tree: &Tree, origin: &str, hash: &str) -> bool {
-    tree.files.iter().any(|(p, e)| {
-        e.hash == hash && parse_conflict_name(p).is_some_and(|c| c.origin == origin && hash.starts_with(&c.hash8))
-    })
+/// A peer's conflict copies as (origin path, content hash), built once per peer so that asking "is
+/// this write kept as a copy?" costs a lookup, not a walk over the tree.
+struct Copies<'a>(BTreeSet<(String, &'a str)>);
+
+impl<'a> Copies<'a> {
+    fn of(tree: &'a Tree) -> Copies<'a> {
+        Copies(
+            tree.files
+                .iter()
+                .filter_map(|(p, e)| {
+                    let c = parse_conflict_name(p)?;
+                    e.hash.starts_with(&c.hash8).then(|| (c.origin, e.hash.as_str()))
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether `hash` is kept as a conflict copy of `origin`.
+    fn has(&self, origin: &str, hash: &str) -> bool {
+        self.0.contains(&(origin.to_string(), hash))
+    }
 }
 
 fn check(name: &str, problems: Vec<Value>, unknowns: Vec<Value>, ok: String, what: &str) -> Check {
@@ -78,10 +94,11 @@ fn undecided(order: &BTreeMap<String, PathOrder>) -> BTreeMap<&str, Value> {
     order
         .iter()
         .filter_map(|(path, o)| {
+            let max = o.maximal();
             let pairs: Vec<Value> = o
                 .ambiguous
                 .iter()
-                .filter(|(a, _)| o.maximal().contains(a))
+                .filter(|(a, _)| max.contains(a))
                 .map(|(a, b)| json!({"earlier": describe(&o.ops[*a]), "later": describe(&o.ops[*b])}))
                 .collect();
             (!pairs.is_empty()).then(|| (path.as_str(), json!({"path": path, "maybe_ordered": pairs})))
@@ -96,6 +113,7 @@ pub fn right_final_state(order: &BTreeMap<String, PathOrder>, peers: &[PeerFinal
     let undecided = undecided(order);
     let mut problems = Vec::new();
     for p in peers {
+        let copies = Copies::of(&p.tree);
         for (path, o) in order {
             if undecided.contains_key(path.as_str()) {
                 continue;
@@ -126,7 +144,7 @@ pub fn right_final_state(order: &BTreeMap<String, PathOrder>, peers: &[PeerFinal
             }
             for w in &writes {
                 let h = w.hash.as_deref().expect("writes have content");
-                if found != Some(h) && !has_copy(&p.tree, path, h) {
+                if found != Some(h) && !copies.has(path, h) {
                     problems.push(json!({
                         "peer": p.name,
                         "path": path,
@@ -172,13 +190,14 @@ pub fn no_lost_update(order: &BTreeMap<String, PathOrder>, peers: &[PeerFinal]) 
     let mut problems = Vec::new();
     let mut unknowns = Vec::new();
     let mut survivors = 0usize;
+    let copies: Vec<Copies> = peers.iter().map(|p| Copies::of(&p.tree)).collect();
     for (path, o) in order {
         for i in o.maximal() {
             let w = &o.ops[i];
             let Some(h) = w.hash.as_deref() else { continue };
             survivors += 1;
-            for p in peers {
-                let kept = p.tree.files.get(path).is_some_and(|e| e.hash == h) || has_copy(&p.tree, path, h);
+            for (p, copies) in peers.iter().zip(&copies) {
+                let kept = p.tree.files.get(path).is_some_and(|e| e.hash == h) || copies.has(path, h);
                 if kept {
                     continue;
                 }
