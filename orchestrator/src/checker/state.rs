@@ -52,7 +52,7 @@ impl<'a> Copies<'a> {
                 .iter()
                 .filter_map(|(p, e)| {
                     let c = parse_conflict_name(p)?;
-                    e.hash.starts_with(&c.hash8).then(|| (c.origin, e.hash.as_str()))
+                    e.hash.starts_with(&c.hash8).then_some((c.origin, e.hash.as_str()))
                 })
                 .collect(),
         )
