@@ -275,4 +275,60 @@ mod tests {
         assert_eq!(first_seen(&back)[&("p1", "a", "h")], 5);
         assert!(read_observations(&dir.path().join("none")).unwrap().is_empty());
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_monitor_records_convergence_and_every_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let history = Arc::new(History::create(&dir.path().join("history.jsonl")).unwrap());
+        let obs_path = dir.path().join(OBSERVATIONS);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (state_tx, state_rx) = watch::channel(MonitorState::default());
+        let task = tokio::spawn(run(
+            vec![("p1".into(), a.clone()), ("p2".into(), b.clone())],
+            history.clone(),
+            obs_path.clone(),
+            stop_rx,
+            state_tx,
+        ));
+        let wait = |ms| tokio::time::sleep(Duration::from_millis(ms));
+        wait(300).await;
+        std::fs::write(a.join("f"), b"one").unwrap();
+        wait(500).await;
+        assert!(!state_rx.borrow().converged, "p2 lacks f");
+        std::fs::write(b.join("f"), b"one").unwrap();
+        wait(500).await;
+        assert!(state_rx.borrow().converged);
+        std::fs::remove_file(a.join("f")).unwrap();
+        wait(500).await;
+        let _ = stop_tx.send(true);
+        task.await.unwrap();
+
+        let obs = read_observations(&obs_path).unwrap();
+        let h = crate::tree::hash_bytes(b"one");
+        let summary: Vec<(&str, &str, Option<&str>)> = obs
+            .iter()
+            .map(|o| (o.peer.as_str(), o.path.as_str(), o.hash.as_deref()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("p1", "f", Some(h.as_str())),
+                ("p2", "f", Some(h.as_str())),
+                ("p1", "f", None)
+            ]
+        );
+        assert!(obs.windows(2).all(|w| w[0].t_ms <= w[1].t_ms));
+        let kinds: Vec<String> = crate::history::read(&dir.path().join("history.jsonl"))
+            .unwrap()
+            .map(|r| match r.unwrap().event {
+                Event::Converged { .. } => "converged".to_string(),
+                Event::Diverged => "diverged".to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, ["converged", "diverged", "converged", "diverged"]);
+    }
 }

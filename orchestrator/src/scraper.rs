@@ -433,4 +433,83 @@ mod tests {
         ]);
         assert!(!settled(&path, 2, 2000), "p2's index messages moved");
     }
+
+    /// Serves the fixture as `/metrics` on a local port, like a peer would.
+    async fn fake_peer() -> (String, tokio::task::JoinHandle<()>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/openmetrics-text\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        FIXTURE.len()
+                    );
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    let _ = sock.write_all(FIXTURE.as_bytes()).await;
+                });
+            }
+        });
+        (url, task)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_scraper_streams_every_peer_and_records_unreachable_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, server) = fake_peer().await;
+        let history = Arc::new(History::create(&dir.path().join("history.jsonl")).unwrap());
+        let path = dir.path().join(METRICS_FILE);
+        let targets = vec![
+            Target {
+                peer: "p1".into(),
+                container: "none".into(),
+                metrics_url: url,
+            },
+            Target {
+                peer: "p2".into(),
+                container: "none".into(),
+                // Nothing listens on port 9 here: the scrape fails and is recorded as such.
+                metrics_url: "http://127.0.0.1:9/metrics".into(),
+            },
+        ];
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(
+            targets,
+            None,
+            history,
+            path.clone(),
+            Duration::from_millis(200),
+            stop_rx,
+        ));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let _ = stop_tx.send(true);
+        task.await.unwrap();
+        server.abort();
+        let samples: Vec<Sample> = read(&path).collect();
+        let ok: Vec<&BTreeMap<String, f64>> = samples
+            .iter()
+            .filter_map(|s| match s {
+                Sample::Metrics { peer, values, .. } if peer == "p1" => Some(values),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            ok.len() >= 3,
+            "a scrape every 200 ms, and a last one at the stop: {}",
+            ok.len()
+        );
+        assert_eq!(ok[0]["syncpeer_conflicts_total"], 1.0);
+        assert!(
+            samples
+                .iter()
+                .any(|s| matches!(s, Sample::MetricsError { peer, .. } if peer == "p2")),
+            "{samples:?}"
+        );
+    }
 }
