@@ -53,6 +53,16 @@ fn peak_rss_kib(p: &Peer) -> u64 {
     proc_kib(p, "VmHWM:")
 }
 
+/// User + system CPU seconds of a peer so far.
+fn cpu_s(p: &Peer) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{}/stat", p.pid())).unwrap_or_default();
+    let after = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
 fn proc_kib(p: &Peer, field: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{}/status", p.pid())).unwrap_or_default();
     s.lines()
@@ -114,6 +124,7 @@ fn many_files(c: &Cluster, files: u64, size: u64) {
     let n = c.peers.len();
     c.wait_converged();
     let w0 = wire_bytes(c);
+    let cpu0: f64 = c.peers.iter().map(cpu_s).sum();
     let target = c.peers[0].status().unwrap()["entries"].as_i64().unwrap() + files as i64;
     let t0 = Instant::now();
     for i in 0..files {
@@ -140,14 +151,16 @@ fn many_files(c: &Cluster, files: u64, size: u64) {
     let payload = (files * size) as f64 * (n - 1) as f64;
     let rss: Vec<u64> = c.peers.iter().map(peak_rss_kib).collect();
     let now: Vec<u64> = c.peers.iter().map(|p| proc_kib(p, "VmRSS:")).collect();
+    let cpu = c.peers.iter().map(cpu_s).sum::<f64>() - cpu0;
     println!(
-        "| {n} peers | {files} files of {size} B | written in {:.2} s | on all peers after {:.2} s | wire/payload {:.2} | peak RSS per peer max {:.1} MiB, mean {:.1} MiB | RSS after, max {:.1} MiB |",
+        "| {n} peers | {files} files of {size} B | written in {:.2} s | on all peers after {:.2} s | wire/payload {:.2} | peak RSS per peer max {:.1} MiB, mean {:.1} MiB | RSS after, max {:.1} MiB | CPU of all peers {:.1} s |",
         written.as_secs_f64(),
         took.as_secs_f64(),
         wire / payload,
         *rss.iter().max().unwrap() as f64 / 1024.0,
         rss.iter().sum::<u64>() as f64 / rss.len() as f64 / 1024.0,
         *now.iter().max().unwrap() as f64 / 1024.0,
+        cpu,
     );
 }
 

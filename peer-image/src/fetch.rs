@@ -19,8 +19,35 @@ use crate::apply::{Staged, apply_batch};
 use crate::entry::{Entry, Invalid, Resolution, resolve};
 use crate::metrics::{Kind, Reason};
 use crate::node::{Node, PendingItem, lock};
-use crate::protocol::{BATCH_BYTES_MAX, BATCH_FILE_MAX, BlobsReq, unframe_blobs};
+use crate::protocol::{BATCH_BYTES_MAX, BATCH_FILE_MAX, BlobsReq, entry_id, unframe_blobs};
 use crate::wire::{self, SMALL_TIMEOUT, WireError};
+
+/// From a page of `(path, entry id)` summaries, the paths whose entry we neither hold nor have
+/// queued (for queued ones, `src` becomes another source).
+pub fn wanted(node: &Node, src: usize, items: Vec<(String, String)>) -> Vec<String> {
+    // Lock order everywhere: pending before index, or one at a time.
+    let unknown: Vec<(String, String)> = {
+        let idx = node.index();
+        items
+            .into_iter()
+            .filter(|(path, id)| idx.id(path).as_ref() != Some(id))
+            .collect()
+    };
+    let mut pending = lock(&node.pending);
+    let mut out = Vec::new();
+    for (path, id) in unknown {
+        if let Some(item) = pending.get_mut(&path)
+            && entry_id(&item.entry) == id
+        {
+            if !item.sources.contains(&src) {
+                item.sources.push(src);
+            }
+            continue;
+        }
+        out.push(path);
+    }
+    out
+}
 
 /// Verifies and queues entries from neighbour `src`; returns how many were queued.
 pub fn offer(node: &Node, src: usize, entries: Vec<Entry>, received: Instant) -> usize {

@@ -4,7 +4,9 @@
 //! | request | kind | purpose |
 //! |---|---|---|
 //! | `POST /v1/summary` [`SummaryReq`] -> [`SummaryResp`] | summary | periodic digest exchange |
-//! | `GET /v1/index?since&epoch&limit` -> [`IndexResp`] | index | entries changed since a sequence |
+//! | `GET /v1/summaries?since&epoch&limit` -> [`SummariesResp`] | index | `(path, entry id)` changed since a sequence |
+//! | `POST /v1/entries` [`EntriesReq`] -> [`EntriesResp`] | index | the full entries of some paths |
+//! | `GET /v1/index?since&epoch&limit` -> [`IndexResp`] | index | full entries changed since a sequence |
 //! | `POST /v1/hint` [`HintReq`] | hint | "my index changed, pull from me" |
 //! | `GET /v1/blob/{hash}` (+ `Range`) | blob | one file's content, resumable |
 //! | `POST /v1/blobs` [`BlobsReq`] | blob | many small files in one response |
@@ -50,6 +52,32 @@ pub struct IndexResp {
     /// The server's latest sequence: more pages follow while `next < latest`.
     pub latest: u64,
     pub entries: Vec<Entry>,
+}
+
+/// A page of index summaries: each changed path with the id of its current entry, so the puller
+/// asks only for entries it does not hold (in a mesh every entry reaches a node from every
+/// neighbour; a summary is ~50 bytes, a full entry ~420).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SummariesResp {
+    pub epoch: u64,
+    pub next: u64,
+    pub latest: u64,
+    pub items: Vec<(String, String)>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EntriesReq {
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EntriesResp {
+    pub entries: Vec<Entry>,
+}
+
+/// Short id of an exact entry (16 hex of BLAKE3 over everything in it, signature included).
+pub fn entry_id(e: &Entry) -> String {
+    blake3::hash(&e.digest_bytes()).to_hex()[..16].to_string()
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -14,8 +14,8 @@ use tokio::io::AsyncSeekExt;
 use crate::metrics::{Kind, Reason, header_bytes};
 use crate::node::Node;
 use crate::protocol::{
-    BATCH_BYTES_MAX, BATCH_FILE_MAX, BlobsReq, FROM_HEADER, HintReq, INDEX_PAGE, IndexQuery, IndexResp, SummaryReq,
-    SummaryResp, frame_blob,
+    BATCH_BYTES_MAX, BATCH_FILE_MAX, BlobsReq, EntriesReq, EntriesResp, FROM_HEADER, HintReq, INDEX_PAGE, IndexQuery,
+    IndexResp, SummariesResp, SummaryReq, SummaryResp, frame_blob,
 };
 
 type S = State<Arc<Node>>;
@@ -24,6 +24,8 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/v1/summary", post(summary))
         .route("/v1/index", get(index))
+        .route("/v1/summaries", get(summaries))
+        .route("/v1/entries", post(entries))
         .route("/v1/hint", post(hint))
         .route("/v1/blob/{hash}", get(blob))
         .route("/v1/blobs", post(blobs))
@@ -102,6 +104,47 @@ async fn index(State(node): S, headers: HeaderMap, Query(q): Query<IndexQuery>) 
             next: idx.seq_after(since, entries.len()),
             latest: idx.seq(),
             entries,
+        }
+    };
+    json_resp(&node, &label, Kind::index, &resp)
+}
+
+async fn summaries(State(node): S, headers: HeaderMap, Query(q): Query<IndexQuery>) -> Response {
+    let (_, label) = match admit(&node, &headers, Kind::index, 0) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    // Summaries are small: pages ten times larger than full-entry pages.
+    let limit = q.limit.unwrap_or(INDEX_PAGE * 10).clamp(1, INDEX_PAGE * 10);
+    let resp = {
+        let idx = node.index();
+        let since = if q.epoch == idx.epoch() { q.since } else { 0 };
+        let items = idx.since_ids(since, limit);
+        SummariesResp {
+            epoch: idx.epoch(),
+            next: idx.seq_after(since, items.len()),
+            latest: idx.seq(),
+            items,
+        }
+    };
+    json_resp(&node, &label, Kind::index, &resp)
+}
+
+async fn entries(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
+    let (_, label) = match admit(&node, &headers, Kind::index, body.len()) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    let Ok(req) = serde_json::from_slice::<EntriesReq>(&body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    if req.paths.len() > INDEX_PAGE * 10 {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    }
+    let resp = {
+        let idx = node.index();
+        EntriesResp {
+            entries: req.paths.iter().filter_map(|p| idx.get(p).cloned()).collect(),
         }
     };
     json_resp(&node, &label, Kind::index, &resp)

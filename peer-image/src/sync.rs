@@ -19,14 +19,15 @@ use crate::fetch;
 use crate::hlc::wall_ms;
 use crate::metrics::Kind;
 use crate::node::{Node, lock};
-use crate::protocol::{HintReq, INDEX_PAGE, IndexResp, SummaryReq, SummaryResp};
+use crate::protocol::{EntriesReq, EntriesResp, HintReq, INDEX_PAGE, SummariesResp, SummaryReq, SummaryResp};
 use crate::wire::{self, SMALL_TIMEOUT, WireError};
 
 /// Rounds with differing digests and no new entries after which the whole index is pulled again
 /// (recovers entries that were dropped, e.g. pending downloads lost in a crash).
 const FULL_PULL_AFTER: u32 = 3;
 
-/// Pulls `i`'s index from our cursor (or from the start) to its latest, offering every entry.
+/// Pulls `i`'s index from our cursor (or from the start) to its latest: summaries first, then
+/// the full entries we do not hold yet, which are offered to the fetcher.
 async fn pull_index(node: &Arc<Node>, i: usize, from_scratch: bool) -> Result<usize, WireError> {
     let peer = &node.peers[i];
     let mut offered = 0;
@@ -35,18 +36,23 @@ async fn pull_index(node: &Arc<Node>, i: usize, from_scratch: bool) -> Result<us
         if from_scratch { (c.0, 0) } else { c }
     };
     loop {
-        let req = node
-            .client
-            .get(wire::url(
-                peer,
-                &format!("/v1/index?since={}&epoch={}&limit={INDEX_PAGE}", cursor.1, cursor.0),
-            ))
-            .timeout(SMALL_TIMEOUT);
+        let path = format!("/v1/summaries?since={}&epoch={}", cursor.1, cursor.0);
+        let req = node.client.get(wire::url(peer, &path)).timeout(SMALL_TIMEOUT);
         let resp = wire::send(node, peer, Kind::index, req).await?;
         let received = Instant::now();
-        let page: IndexResp = wire::json(node, peer, Kind::index, resp).await?;
-        let n = page.entries.len();
-        offered += fetch::offer(node, i, page.entries, received);
+        let page: SummariesResp = wire::json(node, peer, Kind::index, resp).await?;
+        let n = page.items.len();
+        let wanted = fetch::wanted(node, i, page.items);
+        for chunk in wanted.chunks(INDEX_PAGE) {
+            let req = node
+                .client
+                .post(wire::url(peer, "/v1/entries"))
+                .json(&EntriesReq { paths: chunk.to_vec() })
+                .timeout(SMALL_TIMEOUT);
+            let resp = wire::send(node, peer, Kind::index, req).await?;
+            let got: EntriesResp = wire::json(node, peer, Kind::index, resp).await?;
+            offered += fetch::offer(node, i, got.entries, received);
+        }
         cursor = (page.epoch, page.next);
         *lock(&peer.cursor) = cursor;
         if n == 0 || page.next >= page.latest {

@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use syncpeer::entry::Entry;
 use syncpeer::identity::Identity;
-use syncpeer::protocol::{BlobsReq, IndexQuery, IndexResp, SummaryResp, frame_blob};
+use syncpeer::protocol::{
+    BlobsReq, EntriesReq, EntriesResp, IndexQuery, IndexResp, SummariesResp, SummaryResp, entry_id, frame_blob,
+};
 
 use crate::util::{free_port, fresh_ip};
 
@@ -70,6 +72,40 @@ async fn index(State(s): S, Query(q): Query<IndexQuery>) -> Json<IndexResp> {
     })
 }
 
+/// Summaries of the list as delivered so far: each position is its own sequence number, so a
+/// replayed entry for a path shows up again like a late message would.
+async fn summaries(State(s): S, Query(q): Query<IndexQuery>) -> Json<SummariesResp> {
+    let st = s.lock().unwrap();
+    let since = if q.epoch == 1 { q.since } else { 0 };
+    let items = st
+        .entries
+        .iter()
+        .skip(since as usize)
+        .map(|e| (e.path.clone(), entry_id(e)))
+        .collect();
+    let n = st.entries.len() as u64;
+    Json(SummariesResp {
+        epoch: 1,
+        next: n,
+        latest: n,
+        items,
+    })
+}
+
+/// Every entry ever delivered for the given paths, in delivery order (a replayer sends old
+/// versions as well as new ones).
+async fn entries(State(s): S, body: Bytes) -> Json<EntriesResp> {
+    let req: EntriesReq = serde_json::from_slice(&body).unwrap();
+    let st = s.lock().unwrap();
+    let entries = st
+        .entries
+        .iter()
+        .filter(|e| req.paths.contains(&e.path))
+        .cloned()
+        .collect();
+    Json(EntriesResp { entries })
+}
+
 async fn blob(State(s): S, Path(hash): Path<String>) -> Response {
     let mut st = s.lock().unwrap();
     st.blob_requests += 1;
@@ -109,6 +145,8 @@ impl FakePeer {
         let app = Router::new()
             .route("/v1/summary", post(summary))
             .route("/v1/index", get(index))
+            .route("/v1/summaries", get(summaries))
+            .route("/v1/entries", post(entries))
             .route("/v1/hint", post(|| async { StatusCode::NO_CONTENT }))
             .route("/v1/blob/{hash}", get(blob))
             .route("/v1/blobs", post(blobs))
