@@ -142,6 +142,7 @@ fn write(t_ms: u64, op: u64, peer: &str, path: &str, content: &str) -> Record {
             path: path.into(),
             size: content.len() as u64,
             hash: Some(hash_bytes(content.as_bytes())),
+            base: None,
             outcome: Outcome::Ok,
         },
     )
@@ -157,6 +158,7 @@ fn delete(t_ms: u64, op: u64, peer: &str, path: &str) -> Record {
             path: path.into(),
             size: 0,
             hash: None,
+            base: None,
             outcome: Outcome::Ok,
         },
     )
@@ -479,4 +481,37 @@ fn figures_propagation_quantiles_conflicts_and_traffic() {
     assert_eq!(t.messages_per_op, Some(4.0));
     assert_eq!(t.min_messages_per_op, 2.0);
     assert_eq!(t.message_overhead, Some(2.0));
+}
+
+#[test]
+fn regression_partition_halves_seed_11_the_same_instant_write_of_p5_was_lost() {
+    // Seen on a real run (partition-halves, seed 11): five peers modify the same file within 15 ms
+    // (`peer: all`); 77 ms later p5 shows p4's content and p5's own write is gone for good, at its path
+    // and as a conflict copy. Same-instant writes are concurrent, so this is a lost update, not unknown.
+    let path = "shared/plan.txt";
+    let mut h = vec![write(2810, 1, "p1", path, "v1")];
+    let mut obs: Vec<Observation> = ["p1", "p2", "p3", "p4", "p5"]
+        .iter()
+        .map(|p| seen(3216, p, path, Some("v1")))
+        .collect();
+    for (i, p) in ["p1", "p2", "p3", "p4", "p5"].iter().enumerate() {
+        h.push(write(
+            7804 + 4 * i as u64,
+            34 + i as u64,
+            p,
+            path,
+            &format!("w{}", 34 + i),
+        ));
+    }
+    obs.push(seen(7896, "p5", path, Some("w37")));
+    let copies: Vec<(String, &str)> = ["w34", "w35", "w36"].iter().map(|c| (copy_of(path, c), *c)).collect();
+    let mut files: Vec<(&str, &str)> = copies.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    files.push((path, "w37"));
+    let peers: Vec<PeerFinal> = ["p1", "p2", "p3", "p4", "p5"].iter().map(|p| peer(p, &files)).collect();
+    let j = judge_state(&h, &obs, &peers);
+    assert_eq!(j.lost.verdict, Verdict::Invalid, "{}", j.lost.evidence);
+    assert_eq!(j.lost.evidence["problem_count"], 5, "lost on every peer");
+    assert_eq!(j.lost.evidence["problems"][0]["lost_write"]["op"], 38);
+    assert_eq!(j.lost.evidence["problems"][0]["lost_write"]["peer"], "p5");
+    assert_eq!(j.corrupt.verdict, Verdict::Valid);
 }
