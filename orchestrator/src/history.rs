@@ -27,6 +27,8 @@ pub enum Event {
         ip: String,
     },
     /// A client operation on a peer's sync folder. `hash` is the BLAKE3 of what was written.
+    /// `base` is the hash of what the client replaced (`None`: nothing was there): the version the
+    /// client had seen, which is what makes a write causally after another.
     Write {
         op: u64,
         peer: String,
@@ -34,6 +36,8 @@ pub enum Event {
         path: String,
         size: u64,
         hash: Option<String>,
+        #[serde(default)]
+        base: Option<String>,
         outcome: Outcome,
     },
     FaultStarted {
@@ -162,6 +166,7 @@ mod tests {
             path: "a".into(),
             size: 3,
             hash: Some("ab".into()),
+            base: None,
             outcome: Outcome::Ok,
         });
         let back: Vec<Record> = read(&path).unwrap().collect::<Result<_, _>>().unwrap();

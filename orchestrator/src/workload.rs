@@ -32,25 +32,30 @@ pub fn content(seed: u64, op: &FileOp) -> Vec<u8> {
 /// a failing client is something to report, not a harness failure.
 pub fn apply(seed: u64, op: &FileOp, peer_name: &str, dir: &PeerDir, history: &History) -> Outcome {
     let target = dir.sync().join(&op.path);
-    let (outcome, hash) = match op.kind {
+    // The base (what this client replaces) is read at the last moment before the change, so it is
+    // the version the peer held when the user acted: that is what orders this write after others.
+    let (outcome, hash, base) = match op.kind {
         FileOpKind::Create | FileOpKind::Modify => {
             let bytes = content(seed, op);
             match write_atomically(&dir.sync(), &target, &bytes, op.id) {
-                Ok(()) => (Outcome::Ok, Some(crate::tree::hash_bytes(&bytes))),
+                Ok(base) => (Outcome::Ok, Some(crate::tree::hash_bytes(&bytes)), base),
                 Err(e) => {
                     tracing::warn!("write {} on {peer_name} failed: {e}", op.path);
-                    (Outcome::Fail, None)
+                    (Outcome::Fail, None, None)
                 }
             }
         }
-        FileOpKind::Delete => match std::fs::remove_file(&target) {
-            Ok(()) => (Outcome::Ok, None),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Outcome::Noop, None),
-            Err(e) => {
-                tracing::warn!("delete {} on {peer_name} failed: {e}", op.path);
-                (Outcome::Fail, None)
+        FileOpKind::Delete => {
+            let base = hash_of(&target);
+            match std::fs::remove_file(&target) {
+                Ok(()) => (Outcome::Ok, None, base),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Outcome::Noop, None, None),
+                Err(e) => {
+                    tracing::warn!("delete {} on {peer_name} failed: {e}", op.path);
+                    (Outcome::Fail, None, base)
+                }
             }
-        },
+        }
     };
     history.record(Event::Write {
         op: op.id,
@@ -59,12 +64,18 @@ pub fn apply(seed: u64, op: &FileOp, peer_name: &str, dir: &PeerDir, history: &H
         path: op.path.clone(),
         size: if op.kind == FileOpKind::Delete { 0 } else { op.size },
         hash,
+        base,
         outcome,
     });
     outcome
 }
 
-fn write_atomically(sync: &Path, target: &Path, bytes: &[u8], id: u64) -> std::io::Result<()> {
+fn hash_of(path: &Path) -> Option<String> {
+    std::fs::read(path).ok().map(|b| crate::tree::hash_bytes(&b))
+}
+
+/// Writes `bytes` at `target` through a temporary name; returns the hash of what it replaced.
+fn write_atomically(sync: &Path, target: &Path, bytes: &[u8], id: u64) -> std::io::Result<Option<String>> {
     let parent = target.parent().expect("paths are relative to the sync folder");
     if !parent.exists() {
         std::fs::create_dir_all(parent)?;
@@ -81,7 +92,9 @@ fn write_atomically(sync: &Path, target: &Path, bytes: &[u8], id: u64) -> std::i
     f.sync_all()?;
     drop(f);
     chown_tree(&tmp)?;
-    std::fs::rename(&tmp, target)
+    let base = hash_of(target);
+    std::fs::rename(&tmp, target)?;
+    Ok(base)
 }
 
 #[cfg(test)]

@@ -174,6 +174,7 @@ fn synthetic_run(dir: &Path) {
                 path: path.clone(),
                 size: 100,
                 hash: Some(hash_bytes(content(op).as_bytes())),
+                base: None,
                 outcome: Outcome::Ok,
             },
         ));
