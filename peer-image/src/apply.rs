@@ -255,7 +255,14 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
     }
     let temps: Vec<PathBuf> = staged.iter().filter_map(|s| s.temp.clone()).collect();
     flush(&temps, &node.tmp_dir);
-    let mut guards = Vec::new();
+    let paths: Vec<&str> = staged.iter().map(|s| s.entry.path.as_str()).collect();
+    let batch_lock = match node.locks.hold_batch(&paths) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!("cannot take the apply lock: {e}");
+            return done;
+        }
+    };
     let mut idx = node.index();
     let mut ops = Vec::new();
     let mut commits: Vec<Entry> = Vec::new();
@@ -265,21 +272,12 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
     let mut stale = 0usize;
     for s in staged {
         let path = s.entry.path.clone();
-        let guard = match node.locks.acquire(&path) {
-            Ok((Some(g), removed)) => {
-                stale += removed;
-                g
-            }
-            Ok((None, removed)) => {
-                stale += removed;
-                tracing::debug!(%path, "locked by a live holder; retrying later");
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(%path, "cannot take lock: {e}");
-                continue;
-            }
-        };
+        let (blocked, removed) = node.locks.blocked(&path);
+        stale += removed;
+        if blocked {
+            tracing::debug!(%path, "locked by a live holder; retrying later");
+            continue;
+        }
         if let Err(e) = ensure_indexed(node, &mut idx, &path) {
             tracing::warn!(%path, "cannot examine local file: {e:#}");
             continue;
@@ -342,7 +340,6 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
                 }
             }
         }
-        guards.push(guard);
         done.push(path);
     }
     if stale > 0 {
@@ -395,7 +392,7 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
     }
     node.index_changed(&idx);
     drop(idx);
-    drop(guards);
+    drop(batch_lock);
     node.metrics.versions_applied.inc_by(applied);
     node.metrics.conflicts.inc_by(conflicts);
     if applied >= 64 {
