@@ -200,6 +200,23 @@ impl Cluster {
             for (i, p) in self.peers.iter().enumerate() {
                 if !ready[i] {
                     ready[i] = matches!(status(http, p.ip).await, Ok(s) if s.name == p.name);
+                    // A peer that exited will never answer: say why now, not after the timeout.
+                    if !ready[i] && !self.engine.is_running(&p.container).await.unwrap_or(true) {
+                        let log = self.engine.logs(&p.container).await.unwrap_or_default();
+                        let tail: Vec<&str> = log
+                            .lines()
+                            .rev()
+                            .take(5)
+                            .collect::<Vec<_>>()
+                            .into_iter()
+                            .rev()
+                            .collect();
+                        bail!(
+                            "peer {} exited before it was ready; its last log lines:\n{}",
+                            p.name,
+                            tail.join("\n")
+                        );
+                    }
                 }
             }
             let n = ready.iter().filter(|r| **r).count();
