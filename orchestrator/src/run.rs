@@ -229,11 +229,21 @@ async fn drive(
     for (p, (_, log)) in cluster.peers.iter().zip(logs) {
         let tree = TreeReader::default().read(&p.dir.sync()).unwrap_or_default();
         let alive = cluster.engine.is_running(&p.container).await.unwrap_or(false);
+        // The peer's key names its conflict copies (`/v1/status` `id`); unknown if it does not answer.
+        let id = match http.get(crate::peer_profile::status_url(p.ip)).send().await {
+            Ok(r) if alive => r
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_string)),
+            _ => None,
+        };
         finals.push(PeerFinal {
             name: p.name.clone(),
             tree,
             alive,
             log,
+            id,
         });
     }
     let records: Vec<history::Record> = history::read(&run_dir.join("history.jsonl"))?.collect::<Result<_, _>>()?;
@@ -269,6 +279,7 @@ async fn drive(
                 name: f.name.clone(),
                 files: f.tree.files.len(),
                 tree_hash: f.tree.digest(),
+                id: f.id.clone(),
             })
             .collect(),
     };

@@ -145,6 +145,9 @@ pub struct PeerFinal {
     pub tree: Tree,
     pub alive: bool,
     pub log: String,
+    /// The peer's public key (hex) from `/v1/status`, when it answered: conflict copies of its writes
+    /// must carry its first 8 characters.
+    pub id: Option<String>,
 }
 
 /// Invariant 1: every peer holds the same tree (path, size, content hash).

@@ -41,27 +41,37 @@ fn found_at(tree: &Tree, path: &str, order: Option<&PathOrder>) -> Value {
     }
 }
 
-/// A peer's conflict copies as (origin path, content hash), built once per peer so that asking "is
-/// this write kept as a copy?" costs a lookup, not a walk over the tree.
-struct Copies<'a>(BTreeSet<(String, &'a str)>);
+/// A peer's conflict copies as (origin path, content hash) -> author prefixes, built once per peer so
+/// that asking "is this write kept as a copy?" costs a lookup, not a walk over the tree.
+struct Copies<'a>(BTreeMap<(String, &'a str), Vec<String>>);
 
 impl<'a> Copies<'a> {
     fn of(tree: &'a Tree) -> Copies<'a> {
-        Copies(
-            tree.files
-                .iter()
-                .filter_map(|(p, e)| {
-                    let c = parse_conflict_name(p)?;
-                    e.hash.starts_with(&c.hash8).then_some((c.origin, e.hash.as_str()))
-                })
-                .collect(),
-        )
+        let mut m: BTreeMap<(String, &'a str), Vec<String>> = BTreeMap::new();
+        for (p, e) in &tree.files {
+            if let Some(c) = parse_conflict_name(p)
+                && e.hash.starts_with(&c.hash8)
+            {
+                m.entry((c.origin, e.hash.as_str())).or_default().push(c.author8);
+            }
+        }
+        Copies(m)
     }
 
-    /// Whether `hash` is kept as a conflict copy of `origin`.
-    fn has(&self, origin: &str, hash: &str) -> bool {
-        self.0.contains(&(origin.to_string(), hash))
+    /// Whether `hash` is kept as a conflict copy of `origin`, named after `author` when known.
+    fn has(&self, origin: &str, hash: &str, author: Option<&str>) -> bool {
+        self.0
+            .get(&(origin.to_string(), hash))
+            .is_some_and(|authors| author.is_none_or(|a| authors.iter().any(|x| a.starts_with(x.as_str()))))
     }
+}
+
+/// Each peer's public key by name, for the author part of conflict-copy names.
+fn ids(peers: &[PeerFinal]) -> BTreeMap<&str, &str> {
+    peers
+        .iter()
+        .filter_map(|p| p.id.as_deref().map(|id| (p.name.as_str(), id)))
+        .collect()
 }
 
 fn check(name: &str, problems: Vec<Value>, unknowns: Vec<Value>, ok: String, what: &str) -> Check {
@@ -111,6 +121,7 @@ fn undecided(order: &BTreeMap<String, PathOrder>) -> BTreeMap<&str, Value> {
 /// conflict copy of some write to its origin path.
 pub fn right_final_state(order: &BTreeMap<String, PathOrder>, peers: &[PeerFinal]) -> Check {
     let undecided = undecided(order);
+    let ids = ids(peers);
     let mut problems = Vec::new();
     for p in peers {
         let copies = Copies::of(&p.tree);
@@ -144,12 +155,14 @@ pub fn right_final_state(order: &BTreeMap<String, PathOrder>, peers: &[PeerFinal
             }
             for w in &writes {
                 let h = w.hash.as_deref().expect("writes have content");
-                if found != Some(h) && !copies.has(path, h) {
+                let author = ids.get(w.peer.as_str()).copied();
+                if found != Some(h) && !copies.has(path, h, author) {
+                    let name = author.map(|a| super::causal::conflict_name(path, a, h));
                     problems.push(json!({
                         "peer": p.name,
                         "path": path,
-                        "expected": {"conflict_copy_of": describe(w)},
-                        "found": "no conflict copy with that content",
+                        "expected": {"conflict_copy_of": describe(w), "named": name},
+                        "found": "no conflict copy with that content and author",
                     }));
                 }
             }
@@ -158,11 +171,15 @@ pub fn right_final_state(order: &BTreeMap<String, PathOrder>, peers: &[PeerFinal
             if order.contains_key(path) {
                 continue;
             }
+            // A conflict copy of some write to its origin, named after that write's author when known.
             let legit = parse_conflict_name(path).is_some_and(|c| {
                 e.hash.starts_with(&c.hash8)
-                    && order
-                        .get(&c.origin)
-                        .is_some_and(|o| o.ops.iter().any(|op| op.hash.as_deref() == Some(e.hash.as_str())))
+                    && order.get(&c.origin).is_some_and(|o| {
+                        o.ops.iter().any(|op| {
+                            op.hash.as_deref() == Some(e.hash.as_str())
+                                && ids.get(op.peer.as_str()).is_none_or(|id| id.starts_with(&c.author8))
+                        })
+                    })
             });
             if !legit {
                 problems.push(json!({
@@ -191,13 +208,15 @@ pub fn no_lost_update(order: &BTreeMap<String, PathOrder>, peers: &[PeerFinal]) 
     let mut unknowns = Vec::new();
     let mut survivors = 0usize;
     let copies: Vec<Copies> = peers.iter().map(|p| Copies::of(&p.tree)).collect();
+    // A write survives as a copy whatever the copy's author part says (a misnamed copy is a wrong
+    // final state, not a lost update).
     for (path, o) in order {
         for i in o.maximal() {
             let w = &o.ops[i];
             let Some(h) = w.hash.as_deref() else { continue };
             survivors += 1;
             for (p, copies) in peers.iter().zip(&copies) {
-                let kept = p.tree.files.get(path).is_some_and(|e| e.hash == h) || copies.has(path, h);
+                let kept = p.tree.files.get(path).is_some_and(|e| e.hash == h) || copies.has(path, h, None);
                 if kept {
                     continue;
                 }

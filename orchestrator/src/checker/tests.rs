@@ -27,6 +27,7 @@ fn peer(name: &str, files: &[(&str, &str)]) -> PeerFinal {
         tree: tree(files),
         alive: true,
         log: String::new(),
+        id: None,
     }
 }
 
@@ -514,4 +515,29 @@ fn regression_partition_halves_seed_11_the_same_instant_write_of_p5_was_lost() {
     assert_eq!(j.lost.evidence["problems"][0]["lost_write"]["op"], 38);
     assert_eq!(j.lost.evidence["problems"][0]["lost_write"]["peer"], "p5");
     assert_eq!(j.corrupt.verdict, Verdict::Valid);
+}
+
+#[test]
+fn conflict_copies_must_carry_their_authors_key_when_it_is_known() {
+    let h = vec![write(0, 1, "p1", "a.txt", "x"), write(10, 2, "p2", "a.txt", "y")];
+    let obs = vec![];
+    let key1 = "1111aaaa".repeat(8);
+    let right = conflict_name("a.txt", &key1, &hash_bytes(b"x"));
+    let wrong = conflict_name("a.txt", &"2222bbbb".repeat(8), &hash_bytes(b"x"));
+    let with_ids = |copy: &str| -> Vec<PeerFinal> {
+        ["p1", "p2"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let mut p = peer(n, &[("a.txt", "y"), (copy, "x")]);
+                p.id = Some(if i == 0 { key1.clone() } else { "2222bbbb".repeat(8) });
+                p
+            })
+            .collect()
+    };
+    assert_eq!(judge_state(&h, &obs, &with_ids(&right)).state.verdict, Verdict::Valid);
+    let j = judge_state(&h, &obs, &with_ids(&wrong));
+    assert_eq!(j.state.verdict, Verdict::Invalid, "named after p2, but p1 wrote x");
+    assert_eq!(j.state.evidence["problems"][0]["expected"]["named"], right.as_str());
+    assert_eq!(j.lost.verdict, Verdict::Valid, "the content survives");
 }

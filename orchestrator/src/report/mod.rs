@@ -27,6 +27,9 @@ pub struct PeerSummary {
     pub name: String,
     pub files: usize,
     pub tree_hash: String,
+    /// The peer's public key from `/v1/status` at the end (conflict copies carry its first 8 chars).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -614,11 +617,15 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
         h.push_str("</table>");
     }
 
-    h.push_str("<h2>Peers</h2><table><tr><th>peer</th><th>files</th><th>tree hash</th><th>log</th></tr>");
+    h.push_str("<h2>Peers</h2><table><tr><th>peer</th><th>key</th><th>files</th><th>tree hash</th><th>log</th></tr>");
     for p in &r.peers {
+        let key =
+            p.id.as_deref()
+                .map_or("?".to_string(), |k| format!("{}…", &k[..k.len().min(16)]));
         let _ = write!(
             h,
-            "<tr><td>{n}</td><td>{}</td><td><code>{}</code></td><td><a href=\"logs/{n}.log\">log</a></td></tr>",
+            "<tr><td>{n}</td><td><code>{}</code></td><td>{}</td><td><code>{}</code></td><td><a href=\"logs/{n}.log\">log</a></td></tr>",
+            esc(&key),
             p.files,
             esc(&p.tree_hash),
             n = esc(&p.name)

@@ -294,6 +294,7 @@ fn synthetic_run(dir: &Path) {
             tree: if *p == "p3" { stale.clone() } else { tree.clone() },
             alive: true,
             log: String::new(),
+            id: None,
         })
         .collect();
     let plan = syftchaos::plan::parse(
@@ -329,6 +330,7 @@ fn synthetic_run(dir: &Path) {
                 name: f.name.clone(),
                 files: f.tree.files.len(),
                 tree_hash: f.tree.digest(),
+                id: None,
             })
             .collect(),
     };
@@ -422,6 +424,13 @@ fn a_real_run_report_renders_in_headless_chromium() {
         result["figures"]
     );
     assert!(reports.join("index.html").exists(), "reports/index.html regenerated");
+    for p in result["peers"].as_array().unwrap() {
+        let id = p["id"].as_str().unwrap_or_default();
+        assert!(
+            id.len() == 64 && id.bytes().all(|c| c.is_ascii_hexdigit()),
+            "peer key from /v1/status: {p}"
+        );
+    }
 
     let shot = dir.join("screenshot.png");
     let r = render(&chromium, &dir.join("index.html"), &shot);
