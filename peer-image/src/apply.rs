@@ -97,6 +97,12 @@ pub fn reconcile(node: &Node, idx: &mut Index, rel: &str, seen: &Observed, count
                 }
                 return Reconciled::Unchanged;
             }
+            // Changed content with the verified mtime: disk damage, repaired, never a version.
+            if let Some(e) = live
+                && crate::scrub::check(node, rel, stamp, e, hash)
+            {
+                return Reconciled::Unchanged;
+            }
             let mut vv = cur.map(|e| e.vv).unwrap_or_default();
             vv.set(&node.short, idx.next_counter());
             let hlc = idx.tick();

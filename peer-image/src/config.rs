@@ -2,7 +2,8 @@
 //! and `SYNCPEER_*` environment variables as parsed by clap, layered over the YAML file
 //! (`docs/PEER-CONTRACT.md`), then validated once into `Settings`.
 //!
-//! Defaults: `anti_entropy_interval_ms` 1000, `rescan_interval_ms` 10000, `lock_ttl_ms` 60000,
+//! Defaults: `anti_entropy_interval_ms` 1000, `rescan_interval_ms` 10000, `scrub_interval_ms` 60000,
+//! `lock_ttl_ms` 60000,
 //! `quarantine_ms` 30000, `strike_limit` 3 within `strike_window_ms` 60000, `rate_limit_per_sec`
 //! 500 with `rate_limit_burst` 1000, `flavor` `default`.
 
@@ -90,6 +91,9 @@ pub struct RunArgs {
     /// Period of the full rescan that backs up filesystem events [default: 10000].
     #[arg(long, env = "SYNCPEER_RESCAN_INTERVAL_MS")]
     pub rescan_interval_ms: Option<u64>,
+    /// Period of the scrub that re-hashes every file to find disk damage [default: 60000].
+    #[arg(long, env = "SYNCPEER_SCRUB_INTERVAL_MS")]
+    pub scrub_interval_ms: Option<u64>,
     /// A lock older than this is stale even if its process lives [default: 60000].
     #[arg(long, env = "SYNCPEER_LOCK_TTL_MS")]
     pub lock_ttl_ms: Option<u64>,
@@ -125,6 +129,7 @@ struct FileConfig {
     peers: Option<Vec<PeerConf>>,
     trusted: Option<Vec<TrustedConf>>,
     rescan_interval_ms: Option<u64>,
+    scrub_interval_ms: Option<u64>,
     lock_ttl_ms: Option<u64>,
     quarantine_ms: Option<u64>,
     strike_limit: Option<u32>,
@@ -191,6 +196,7 @@ pub struct Settings {
     pub peers: Vec<Neighbour>,
     pub trusted: Vec<Trusted>,
     pub rescan: Duration,
+    pub scrub_interval: Duration,
     pub lock_ttl: Duration,
     pub quarantine: Duration,
     pub strike_limit: u32,
@@ -312,6 +318,7 @@ impl Settings {
             peers,
             trusted,
             rescan: ms(args.rescan_interval_ms, file.rescan_interval_ms, 10_000),
+            scrub_interval: ms(args.scrub_interval_ms, file.scrub_interval_ms, 60_000),
             lock_ttl: ms(args.lock_ttl_ms, file.lock_ttl_ms, 60_000),
             quarantine: ms(args.quarantine_ms, file.quarantine_ms, 30_000),
             strike_limit: args.strike_limit.or(file.strike_limit).unwrap_or(3).max(1),
@@ -319,7 +326,7 @@ impl Settings {
             rate_limit_per_sec: args.rate_limit_per_sec.or(file.rate_limit_per_sec).unwrap_or(500.0),
             rate_limit_burst: args.rate_limit_burst.or(file.rate_limit_burst).unwrap_or(1000.0),
         };
-        if settings.anti_entropy.is_zero() || settings.rescan.is_zero() {
+        if settings.anti_entropy.is_zero() || settings.rescan.is_zero() || settings.scrub_interval.is_zero() {
             return Err(ConfigError::Invalid("intervals must be greater than 0".into()));
         }
         if settings.rate_limit_per_sec <= 0.0 || settings.rate_limit_burst < 1.0 {

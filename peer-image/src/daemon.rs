@@ -59,10 +59,12 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         })
         .collect();
     let (scan_tx, scan_rx) = tokio::sync::mpsc::unbounded_channel();
+    // One idle connection per neighbour: each keeps read buffers of up to ~400 KB, which with
+    // several neighbours was a large part of resident memory.
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
         .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(4)
+        .pool_max_idle_per_host(1)
         .no_proxy()
         .build()?;
     let names: Vec<String> = settings.peers.iter().map(|p| p.name.clone()).collect();
@@ -82,6 +84,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         tmp_dir,
         client,
         scan_tx,
+        scrub: crate::scrub::Scrub::load(&settings.state_dir),
         settings,
     });
     let s = &node.settings;
@@ -119,6 +122,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(sync::hint_loop(node.clone(), i, stop_rx.clone())));
     }
     tasks.push(tokio::spawn(lock_sweeper(node.clone(), stop_rx.clone())));
+    tasks.push(tokio::spawn(crate::scrub::run(node.clone(), stop_rx.clone())));
     let mut srv_stop = stop_rx.clone();
     let sync_srv = axum::serve(sync_listener, server::router(node.clone())).with_graceful_shutdown(async move {
         let _ = srv_stop.changed().await;

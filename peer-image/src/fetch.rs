@@ -170,7 +170,7 @@ fn stage_local(node: &Node, e: &Entry) -> Option<PathBuf> {
     }
 }
 
-enum Got {
+pub(crate) enum Got {
     Staged(PathBuf),
     /// The neighbour does not have it (or failed): try another.
     Missing,
@@ -179,7 +179,7 @@ enum Got {
 }
 
 /// Fetches a batch of small blobs from one neighbour.
-async fn fetch_batch(node: &Arc<Node>, src: usize, entries: &[Entry]) -> Result<Vec<Got>, WireError> {
+pub(crate) async fn fetch_batch(node: &Arc<Node>, src: usize, entries: &[Entry]) -> Result<Vec<Got>, WireError> {
     let peer = &node.peers[src];
     let hashes: Vec<String> = entries.iter().map(|e| e.hash.clone()).collect();
     let req = node
@@ -217,7 +217,7 @@ async fn fetch_batch(node: &Arc<Node>, src: usize, entries: &[Entry]) -> Result<
 
 /// Streams one large blob into `<tmp>/.syncpeer-<hash>.part`, resuming a previous partial
 /// download with `Range`.
-async fn fetch_large(node: &Arc<Node>, src: usize, e: &Entry) -> Got {
+pub(crate) async fn fetch_large(node: &Arc<Node>, src: usize, e: &Entry) -> Got {
     let peer = &node.peers[src];
     let part = node.tmp_dir.join(format!(".syncpeer-{}.part", e.hash));
     let mut hasher = blake3::Hasher::new();

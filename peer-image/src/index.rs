@@ -75,8 +75,7 @@ pub struct Index {
     entries: BTreeMap<String, Slot>,
     by_seq: BTreeMap<u64, String>,
     /// Content hash -> paths holding it (usually one: a `Vec`, not a set, to save memory).
-    by_hash: HashMap<String, Vec<String>>,
-    stamps: HashMap<String, Stamp>,
+    by_hash: HashMap<[u8; 32], Vec<String>>,
     seq: u64,
     epoch: u64,
     self_seq: u64,
@@ -93,6 +92,15 @@ struct Slot {
     seq: u64,
     entry: Entry,
     hash: [u8; 32],
+    /// What the file looked like when last hashed (not persisted: rebuilt by the first scan).
+    stamp: Option<Stamp>,
+}
+
+/// The binary form of a 64-hex content hash (a map key half the size of the text).
+fn hash_key(hex_hash: &str) -> Option<[u8; 32]> {
+    let mut k = [0u8; 32];
+    hex::decode_to_slice(hex_hash, &mut k).ok()?;
+    Some(k)
 }
 
 /// Adds (or subtracts) a 256-bit hash to the digest sum, four independent 64-bit lanes.
@@ -142,7 +150,6 @@ impl Index {
             entries: BTreeMap::new(),
             by_seq: BTreeMap::new(),
             by_hash: HashMap::new(),
-            stamps: HashMap::new(),
             seq: 0,
             epoch: 0,
             self_seq: 0,
@@ -220,29 +227,40 @@ impl Index {
             seq: old_seq,
             entry: old,
             hash: old_h,
+            ..
         }) = self.entries.remove(&e.path)
         {
             self.by_seq.remove(&old_seq);
             lanes(&mut self.sum, &old_h, false);
             if old.deleted {
                 self.tombstones -= 1;
-            } else if let Some(paths) = self.by_hash.get_mut(&old.hash) {
+            } else if let Some(paths) = hash_key(&old.hash).and_then(|k| self.by_hash.get_mut(&k)) {
                 paths.retain(|p| p != &old.path);
                 if paths.is_empty() {
-                    self.by_hash.remove(&old.hash);
+                    self.by_hash.remove(&hash_key(&old.hash).expect("present"));
                 }
             }
         }
         if e.deleted {
             self.tombstones += 1;
         } else {
-            self.by_hash.entry(e.hash.clone()).or_default().push(e.path.clone());
+            if let Some(k) = hash_key(&e.hash) {
+                self.by_hash.entry(k).or_default().push(e.path.clone());
+            }
         }
         self.seq = self.seq.max(seq);
         self.by_seq.insert(seq, e.path.clone());
         let hash = *blake3::hash(&e.digest_bytes()).as_bytes();
         lanes(&mut self.sum, &hash, true);
-        self.entries.insert(e.path.clone(), Slot { seq, entry: e, hash });
+        self.entries.insert(
+            e.path.clone(),
+            Slot {
+                seq,
+                entry: e,
+                hash,
+                stamp: None,
+            },
+        );
     }
 
     fn append(&mut self, recs: &[Record]) -> Result<(), IndexError> {
@@ -383,7 +401,9 @@ impl Index {
 
     /// A path whose current entry has this content.
     pub fn path_for_hash(&self, hash: &str) -> Option<String> {
-        self.by_hash.get(hash).and_then(|s| s.first().cloned())
+        hash_key(hash)
+            .and_then(|k| self.by_hash.get(&k))
+            .and_then(|s| s.first().cloned())
     }
 
     /// Next authoring counter (persisted with the next commit; never reused).
@@ -402,14 +422,13 @@ impl Index {
     }
 
     pub fn stamp(&self, path: &str) -> Option<Stamp> {
-        self.stamps.get(path).copied()
+        self.entries.get(path).and_then(|s| s.stamp)
     }
 
     pub fn set_stamp(&mut self, path: &str, stamp: Option<Stamp>) {
-        match stamp {
-            Some(s) => self.stamps.insert(path.to_string(), s),
-            None => self.stamps.remove(path),
-        };
+        if let Some(slot) = self.entries.get_mut(path) {
+            slot.stamp = stamp;
+        }
     }
 }
 

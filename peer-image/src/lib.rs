@@ -7,6 +7,7 @@
 //! * [`scanner`] + [`apply`]: local edits become versions only when their hash changes; received
 //!   versions are written through temp file + rename under a [`locks`] lock.
 //! * [`sync`], [`fetch`], [`server`], [`wire`]: pull-based anti-entropy over HTTP with push hints.
+//! * [`scrub`]: damaged files (content changed, mtime kept) are repaired, never authored.
 //! * [`status`], [`metrics`]: `GET /v1/status`, `GET /metrics`.
 //! * [`config`]: YAML + flags + `SYNCPEER_*` environment; [`daemon`] wires it all.
 
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod scanner;
+pub mod scrub;
 pub mod server;
 pub mod status;
 pub mod sync;

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub rejections: Family<ReasonLabel, Counter>,
     pub quarantined_peers: Gauge,
     pub stale_locks_removed: Counter,
+    pub corruptions_detected: Counter,
+    pub corruptions_repaired: Counter,
     pub index_entries: Gauge,
     pub index_tombstones: Gauge,
     pub apply_latency: Histogram,
@@ -79,6 +81,8 @@ impl Metrics {
             rejections: Family::default(),
             quarantined_peers: Gauge::default(),
             stale_locks_removed: Counter::default(),
+            corruptions_detected: Counter::default(),
+            corruptions_repaired: Counter::default(),
             index_entries: Gauge::default(),
             index_tombstones: Gauge::default(),
             apply_latency: Histogram::new([
@@ -128,6 +132,16 @@ impl Metrics {
             "stale_locks_removed",
             "Stale lock files removed",
             m.stale_locks_removed.clone(),
+        );
+        registry.register(
+            "corruptions_detected",
+            "Damaged files found (content changed, mtime kept): not authored as versions",
+            m.corruptions_detected.clone(),
+        );
+        registry.register(
+            "corruptions_repaired",
+            "Damaged files put back from a good copy",
+            m.corruptions_repaired.clone(),
         );
         registry.register(
             "index_entries",

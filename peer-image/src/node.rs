@@ -101,6 +101,8 @@ pub struct Node {
     pub client: reqwest::Client,
     /// Paths the scanner should look at (relative); fed by notify and by the blob server.
     pub scan_tx: tokio::sync::mpsc::UnboundedSender<(PathBuf, crate::scanner::Urgency)>,
+    /// Verifications and damaged files (see [`crate::scrub`]).
+    pub scrub: crate::scrub::Scrub,
 }
 
 /// Locks a std mutex, ignoring poisoning (a panicked task must not wedge the daemon).

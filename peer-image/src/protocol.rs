@@ -21,8 +21,10 @@ pub const FROM_HEADER: &str = "x-syncpeer-from";
 pub const BATCH_FILE_MAX: u64 = 1 << 20;
 /// Upper bound of one batched response body.
 pub const BATCH_BYTES_MAX: u64 = 2 << 20;
-/// Entries per index page.
-pub const INDEX_PAGE: usize = 1000;
+/// Entries per index page (~100 KB of JSON: small pages keep connection buffers small).
+pub const INDEX_PAGE: usize = 250;
+/// `(path, id)` items per summaries page.
+pub const SUMMARY_PAGE: usize = 2000;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SummaryReq {

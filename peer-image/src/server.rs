@@ -15,7 +15,7 @@ use crate::metrics::{Kind, Reason, header_bytes};
 use crate::node::Node;
 use crate::protocol::{
     BATCH_BYTES_MAX, BATCH_FILE_MAX, BlobsReq, EntriesReq, EntriesResp, FROM_HEADER, HintReq, INDEX_PAGE, IndexQuery,
-    IndexResp, SummariesResp, SummaryReq, SummaryResp, frame_blob,
+    IndexResp, SUMMARY_PAGE, SummariesResp, SummaryReq, SummaryResp, frame_blob,
 };
 
 type S = State<Arc<Node>>;
@@ -114,8 +114,7 @@ async fn summaries(State(node): S, headers: HeaderMap, Query(q): Query<IndexQuer
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
-    // Summaries are small: pages ten times larger than full-entry pages.
-    let limit = q.limit.unwrap_or(INDEX_PAGE * 10).clamp(1, INDEX_PAGE * 10);
+    let limit = q.limit.unwrap_or(SUMMARY_PAGE).clamp(1, SUMMARY_PAGE);
     let resp = {
         let idx = node.index();
         let since = if q.epoch == idx.epoch() { q.since } else { 0 };
@@ -138,7 +137,7 @@ async fn entries(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(req) = serde_json::from_slice::<EntriesReq>(&body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    if req.paths.len() > INDEX_PAGE * 10 {
+    if req.paths.len() > SUMMARY_PAGE {
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     }
     let resp = {
@@ -172,6 +171,9 @@ async fn hint(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
 fn servable(node: &Node, hash: &str) -> Option<std::path::PathBuf> {
     let idx = node.index();
     let rel = idx.path_for_hash(hash)?;
+    if node.scrub.is_damaged(&rel) {
+        return None;
+    }
     let full = node.full_path(&rel);
     let meta = std::fs::symlink_metadata(&full).ok()?;
     if idx.stamp(&rel) != Some(crate::index::Stamp::of(&meta)) {
