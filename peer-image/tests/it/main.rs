@@ -22,3 +22,5 @@ mod locks;
 mod daemon;
 // Resuming a broken transfer.
 mod resume;
+// Disk damage (mtime kept) repaired from a neighbour, never spread.
+mod scrub;
