@@ -3,13 +3,16 @@
 //!
 //! For two acknowledged operations on the same path, `a` happened before `b` (on peer X) when:
 //! * `a` was on X too, earlier (a peer's own operations are ordered);
+//! * `b` replaced (or deleted) `a`'s content: the workload records each operation's base, the hash
+//!   of what was at the path on X just before;
 //! * `a` wrote content `h` and X's tree showed `h` at that path before `b` happened (by more than
 //!   [`WRITE_SLACK_MS`]);
 //! * `a` was a delete and X's tree, after `a`, showed the path gone right after holding a version
 //!   that happened before `a`;
 //! * or transitively through other operations on the path.
 //!
-//! Everything else is concurrent, except pairs the history cannot decide: `a` came before `b` in time
+//! Everything else is concurrent, except pairs the history cannot decide (only when the history has
+//! no bases, or for deletes, which the monitor's samples alone show): `a` came before `b` in time
 //! (by at least [`MIN_PROPAGATION_MS`]) and X first showed `a`'s effect within [`AMBIGUITY_MS`] after `b`, so X may already have applied `a`
 //! when its daemon turned `b` into a version (the monitor samples every 200 ms and the daemon notices a
 //! local change a little after it happens). Such pairs make the verdicts that depend on them
@@ -44,6 +47,9 @@ pub struct Op {
     pub t_ms: u64,
     /// `None` for a delete.
     pub hash: Option<String>,
+    /// What the client replaced or deleted (the content its peer held at the path just before), if
+    /// anything was there; histories from before bases were recorded have `None` everywhere.
+    pub base: Option<String>,
 }
 
 /// The operations on one path in time order, with their causal predecessors.
@@ -86,6 +92,7 @@ pub fn ops(history: &[Record]) -> Vec<Op> {
                 kind,
                 path,
                 hash,
+                base,
                 outcome: Outcome::Ok,
                 ..
             } => Some(Op {
@@ -98,6 +105,7 @@ pub fn ops(history: &[Record]) -> Vec<Op> {
                 } else {
                     hash.clone()
                 },
+                base: base.clone(),
             }),
             _ => None,
         })
@@ -123,15 +131,17 @@ fn timelines(obs: &[Observation]) -> Timelines<'_> {
 /// The causal order of every path's operations.
 pub fn order(history: &[Record], obs: &[Observation]) -> BTreeMap<String, PathOrder> {
     let tl = timelines(obs);
+    let all = ops(history);
+    let bases = all.iter().any(|o| o.base.is_some());
     let mut by_path: BTreeMap<String, Vec<Op>> = BTreeMap::new();
-    for o in ops(history) {
+    for o in all {
         by_path.entry(o.path.clone()).or_default().push(o);
     }
     by_path
         .into_iter()
         .map(|(path, mut ops)| {
             ops.sort_by_key(|o| (o.t_ms, o.op));
-            let order = order_path(ops, &tl);
+            let order = order_path(ops, &tl, bases);
             (path, order)
         })
         .collect()
@@ -157,7 +167,9 @@ fn first_effect(a: usize, peer: &str, ord: &PathOrder, tl: &Timelines) -> Option
     }
 }
 
-fn order_path(ops: Vec<Op>, tl: &Timelines) -> PathOrder {
+/// `bases`: the history records what each operation replaced, which decides every "had X seen this
+/// write?" question exactly; only deletes seen through the monitor's samples can stay undecided.
+fn order_path(ops: Vec<Op>, tl: &Timelines, bases: bool) -> PathOrder {
     let mut ord = PathOrder {
         preds: Vec::with_capacity(ops.len()),
         ops,
@@ -171,11 +183,15 @@ fn order_path(ops: Vec<Op>, tl: &Timelines) -> PathOrder {
             if ord.ops[a].t_ms > t_b {
                 continue;
             }
-            let before = if ord.ops[a].peer == peer {
+            let replaced = ord.ops[a].hash.is_some() && ord.ops[a].hash == ord.ops[b].base;
+            let before = if ord.ops[a].peer == peer || replaced {
                 Some(true)
             } else {
                 match first_effect(a, &peer, &ord, tl) {
                     Some(s) if s + WRITE_SLACK_MS < t_b => Some(true),
+                    // With bases, a write `b` did not replace was not on b's peer at the time (or lost a
+                    // conflict there and survives as a copy): concurrent, not undecided.
+                    _ if bases && ord.ops[a].hash.is_some() => Some(false),
                     Some(s) if ord.ops[a].t_ms + MIN_PROPAGATION_MS <= t_b && s <= t_b + AMBIGUITY_MS => None,
                     _ => Some(false),
                 }

@@ -541,3 +541,47 @@ fn conflict_copies_must_carry_their_authors_key_when_it_is_known() {
     assert_eq!(j.state.evidence["problems"][0]["expected"]["named"], right.as_str());
     assert_eq!(j.lost.verdict, Verdict::Valid, "the content survives");
 }
+
+fn write_on(t_ms: u64, op: u64, peer: &str, path: &str, content: &str, base: Option<&str>) -> Record {
+    let mut r = write(t_ms, op, peer, path, content);
+    if let Event::Write { base: b, .. } = &mut r.event {
+        *b = base.map(|c| hash_bytes(c.as_bytes()));
+    }
+    r
+}
+
+#[test]
+fn bases_order_writes_without_any_observation() {
+    // p2 replaced v1 (its base), so v1 happened before v2 even though the monitor saw nothing.
+    let h = vec![
+        write_on(0, 1, "p1", "a", "v1", None),
+        write_on(1000, 2, "p2", "a", "v2", Some("v1")),
+    ];
+    let order = causal::order(&h, &[]);
+    assert_eq!(order["a"].maximal(), vec![1]);
+    let peers = [peer("p1", &[("a", "v2")]), peer("p2", &[("a", "v2")])];
+    let j = judge_state(&h, &[], &peers);
+    assert_eq!(j.lost.verdict, Verdict::Valid, "{}", j.lost.evidence);
+    assert_eq!(j.state.verdict, Verdict::Valid, "{}", j.state.evidence);
+    // The legacy clock-skew outcome is still a lost update.
+    let peers = [peer("p1", &[("a", "v1")]), peer("p2", &[("a", "v1")])];
+    assert_eq!(judge_state(&h, &[], &peers).lost.verdict, Verdict::Invalid);
+}
+
+#[test]
+fn bases_decide_what_sampling_could_not() {
+    // The undecidable case of `an_order_the_history_cannot_decide_is_unknown_not_invalid`, with bases:
+    // p2 replaced nothing (it never had v1), so v1 and v2 are concurrent and a copy of v1 is due.
+    let h = vec![
+        write_on(0, 1, "p1", "a", "v1", None),
+        write_on(1000, 2, "p2", "a", "v2", None),
+    ];
+    let obs = vec![seen(5, "p1", "a", Some("v1")), seen(1100, "p2", "a", Some("v1"))];
+    let peers = [peer("p1", &[("a", "v2")]), peer("p2", &[("a", "v2")])];
+    // Another path with a base, so the history is known to record bases.
+    let mut h2 = h.clone();
+    h2.push(write_on(10, 3, "p1", "other", "o1", Some("o0")));
+    let j = judge_state(&h2, &obs, &peers);
+    assert_eq!(j.lost.verdict, Verdict::Invalid, "{}", j.lost.evidence);
+    assert_eq!(j.lost.evidence["problems"][0]["lost_write"]["op"], 1);
+}

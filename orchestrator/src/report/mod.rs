@@ -144,6 +144,12 @@ fn end_ms(history: &[Record]) -> u64 {
     history.iter().map(|r| r.t_ms).max().unwrap_or(0).max(1000)
 }
 
+/// Above this many operations the timeline draws one tick per pixel column.
+const MAX_TICKS: usize = 1500;
+
+/// Above this many records the events table stops (the rest is in `history.jsonl`).
+const MAX_EVENT_ROWS: usize = 2000;
+
 /// Faults as bars, convergence state as coloured segments, writes as ticks, the final heal as a line.
 pub fn timeline(history: &[Record], peers: &[String], axis: TimeAxis) -> String {
     let mut faults: Vec<(String, String, u64, Option<u64>)> = Vec::new();
@@ -229,9 +235,18 @@ pub fn timeline(history: &[Record], peers: &[String], axis: TimeAxis) -> String 
             b as f64 / 1000.0
         );
     }
-    // Row 1: writes, coloured by peer.
+    // Row 1: writes, coloured by peer; in a long run, one tick per pixel column (the first op in it).
     label(&mut s, 1, "operations");
+    let mut drawn = std::collections::BTreeSet::new();
+    let many = history
+        .iter()
+        .filter(|r| matches!(r.event, Event::Write { .. }))
+        .count()
+        > MAX_TICKS;
     for r in history {
+        if many && !drawn.insert(axis.x(r.t_ms).round() as i64) {
+            continue;
+        }
         if let Event::Write {
             peer, path, kind, op, ..
         } = &r.event
@@ -632,9 +647,20 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
         );
     }
     h.push_str("</table><h2>Events</h2><details><summary>every fault, heal and convergence record</summary><table><tr><th>t (ms)</th><th>event</th></tr>");
-    for rec in history.iter().filter(|r| !matches!(r.event, Event::Write { .. })) {
+    let events: Vec<&Record> = history
+        .iter()
+        .filter(|r| !matches!(r.event, Event::Write { .. }))
+        .collect();
+    for rec in events.iter().take(MAX_EVENT_ROWS) {
         let text = serde_json::to_string(&rec.event).unwrap_or_default();
         let _ = write!(h, "<tr><td>{}</td><td><code>{}</code></td></tr>", rec.t_ms, esc(&text));
+    }
+    if events.len() > MAX_EVENT_ROWS {
+        let _ = write!(
+            h,
+            "<tr><td></td><td>… {} more in history.jsonl</td></tr>",
+            events.len() - MAX_EVENT_ROWS
+        );
     }
     let writes = history
         .iter()
@@ -690,6 +716,30 @@ mod tests {
         assert!(x.contains("failures=\"1\""));
         assert!(x.contains("<failure message=\"bad &lt;peer&gt;\""));
         assert!(x.contains("name=\"smoke&lt;&amp;&gt;\""), "escaped: {x}");
+    }
+
+    #[test]
+    fn a_long_run_timeline_stays_small() {
+        let history: Vec<Record> = (0..20_000u64)
+            .map(|i| Record {
+                t_ms: i * 100,
+                wall: String::new(),
+                event: Event::Write {
+                    op: i,
+                    peer: "p1".into(),
+                    kind: crate::plan::FileOpKind::Modify,
+                    path: "a".into(),
+                    size: 1,
+                    hash: None,
+                    base: None,
+                    outcome: crate::history::Outcome::Ok,
+                },
+            })
+            .collect();
+        let t = timeline(&history, &["p1".to_string()], TimeAxis { end_ms: 2_000_000 });
+        let ticks = t.matches("<line").count();
+        assert!(ticks < 1000, "{ticks} ticks for 20000 operations");
+        assert!(ticks > 500, "still one per pixel column: {ticks}");
     }
 
     #[test]
