@@ -281,6 +281,16 @@ mod tests {
     }
 
     #[test]
+    fn a_clock_hours_ahead_never_makes_an_older_version_win() {
+        let (a, b, _) = ids();
+        // b's clock is two hours ahead, but its version is causally before a's update.
+        let old = mk(&b, "f", &[(&b, 1)], "old", 1_000 + 7_200_000);
+        let new = mk(&a, "f", &[(&b, 1), (&a, 1)], "new", 1_000);
+        assert_eq!(resolve(Some(&new), &old), Resolution::Ignore);
+        assert_eq!(resolve(Some(&old), &new), Resolution::TakeRemote { copy: None });
+    }
+
+    #[test]
     fn concurrent_resolution_is_symmetric_and_copies_the_loser() {
         let (a, b, _) = ids();
         let x = mk(&a, "d/f.txt", &[(&a, 1)], "from a", 100);
