@@ -188,6 +188,7 @@ async fn drive(
     }
     tokio::time::sleep_until(t0 + Duration::from_millis(schedule.end_ms)).await;
     nemesis.heal_all().await?;
+    let healed_ms = history.now_ms();
     eprintln!(
         "chaos: all faults healed; waiting up to {} for convergence",
         plan.expect.converge_within
@@ -215,7 +216,12 @@ async fn drive(
     let metrics_path = run_dir.join(scraper::METRICS_FILE);
     let counters_limit = tokio::time::Instant::now() + checker::LOOP_SETTLE_LIMIT;
     while state_rx.borrow().converged
-        && !scraper::settled(&metrics_path, cluster.peers.len(), checker::LOOP_WINDOW_MS)
+        && !scraper::settled_since(
+            &metrics_path,
+            cluster.peers.len(),
+            checker::LOOP_WINDOW_MS,
+            healed_ms,
+        )
         && tokio::time::Instant::now() < counters_limit
     {
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -270,6 +270,13 @@ pub fn counters_for_checks(path: &Path, since_ms: Option<u64>) -> Vec<Counters> 
 /// Reads only the tail of `metrics.jsonl` (enough for a few rounds of `peers` scrapes), so it is cheap
 /// to call every half second at the end of a long run.
 pub fn settled(path: &Path, peers: usize, window_ms: u64) -> bool {
+    settled_since(path, peers, window_ms, 0)
+}
+
+/// [`settled`], over a window whose last scrape of every peer is at `since_ms` or later: a window of
+/// scrapes all taken before the final heal would hide the peers' reaction to it (a disk fault is
+/// repaired in milliseconds, between two scrapes).
+pub fn settled_since(path: &Path, peers: usize, window_ms: u64, since_ms: u64) -> bool {
     use std::io::{Read, Seek, SeekFrom};
     let Ok(mut f) = File::open(path) else { return false };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -299,7 +306,8 @@ pub fn settled(path: &Path, peers: usize, window_ms: u64) -> bool {
     per_peer.len() >= peers
         && per_peer.values().all(|samples| {
             let last = &samples[samples.len() - 1];
-            samples
+            last.t_ms >= since_ms
+                && samples
                 .iter()
                 .rev()
                 .find(|s| s.t_ms + window_ms <= last.t_ms)
@@ -432,6 +440,17 @@ mod tests {
             m(2000, "p2", 2.0, 5.0),
         ]);
         assert!(!settled(&path, 2, 2000), "p2's index messages moved");
+        write(&[
+            m(0, "p1", 1.0, 1.0),
+            m(0, "p2", 1.0, 1.0),
+            m(2000, "p1", 1.0, 5.0),
+            m(2000, "p2", 1.0, 5.0),
+        ]);
+        assert!(settled_since(&path, 2, 2000, 2000));
+        assert!(
+            !settled_since(&path, 2, 2000, 2500),
+            "no scrape after the heal yet: its effect is unseen"
+        );
     }
 
     /// Serves the fixture as `/metrics` on a local port, like a peer would.
