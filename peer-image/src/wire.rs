@@ -18,7 +18,7 @@ pub enum WireError {
 }
 
 /// Timeout for small requests (summary, index, hint, batched blobs).
-pub const SMALL_TIMEOUT: Duration = Duration::from_secs(15);
+pub const SMALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn url(peer: &PeerState, path: &str) -> String {
     format!("http://{}{}", peer.cfg.addr, path)

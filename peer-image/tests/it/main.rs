@@ -24,3 +24,7 @@ mod daemon;
 mod resume;
 // Disk damage (mtime kept) repaired from a neighbour, never spread.
 mod scrub;
+// The legacy flavor's seed bugs on real processes (a zombie), absent from the default flavor.
+mod legacy;
+// A hung neighbour (partition-like) and the heal.
+mod partition;
