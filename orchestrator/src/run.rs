@@ -216,12 +216,7 @@ async fn drive(
     let metrics_path = run_dir.join(scraper::METRICS_FILE);
     let counters_limit = tokio::time::Instant::now() + checker::LOOP_SETTLE_LIMIT;
     while state_rx.borrow().converged
-        && !scraper::settled_since(
-            &metrics_path,
-            cluster.peers.len(),
-            checker::LOOP_WINDOW_MS,
-            healed_ms,
-        )
+        && !scraper::settled_since(&metrics_path, cluster.peers.len(), checker::LOOP_WINDOW_MS, healed_ms)
         && tokio::time::Instant::now() < counters_limit
     {
         tokio::time::sleep(Duration::from_millis(500)).await;

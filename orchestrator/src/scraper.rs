@@ -308,10 +308,10 @@ pub fn settled_since(path: &Path, peers: usize, window_ms: u64, since_ms: u64) -
             let last = &samples[samples.len() - 1];
             last.t_ms >= since_ms
                 && samples
-                .iter()
-                .rev()
-                .find(|s| s.t_ms + window_ms <= last.t_ms)
-                .is_some_and(|first| first.values == last.values)
+                    .iter()
+                    .rev()
+                    .find(|s| s.t_ms + window_ms <= last.t_ms)
+                    .is_some_and(|first| first.values == last.values)
         })
 }
 
