@@ -60,13 +60,11 @@ impl Bed {
     }
 
     pub async fn sh(&self, peer: usize, script: &str) -> ExecOutput {
-        let out = self
-            .cluster
+        self.cluster
             .engine
             .exec(&self.cluster.peers[peer].container, "root", &["sh", "-c", script])
             .await
-            .unwrap();
-        out
+            .unwrap()
     }
 
     pub fn ip(&self, peer: usize) -> String {
