@@ -13,10 +13,10 @@
 //!
 //! Everything else is concurrent, except pairs the history cannot decide (only when the history has
 //! no bases, or for deletes, which the monitor's samples alone show): `a` came before `b` in time
-//! (by at least [`MIN_PROPAGATION_MS`]) and X first showed `a`'s effect within [`AMBIGUITY_MS`] after `b`, so X may already have applied `a`
-//! when its daemon turned `b` into a version (the monitor samples every 200 ms and the daemon notices a
-//! local change a little after it happens). Such pairs make the verdicts that depend on them
-//! `unknown` rather than a guess.
+//! (by at least [`MIN_PROPAGATION_MS`]) and X first showed `a`'s effect within [`AMBIGUITY_MS`]
+//! after `b`, so X may already have applied `a` when its daemon turned `b` into a version (the
+//! monitor samples every 200 ms and the daemon notices a local change a little after it happens).
+//! Such pairs make the verdicts that depend on them `unknown` rather than a guess.
 
 use std::collections::{BTreeMap, BTreeSet};
 
