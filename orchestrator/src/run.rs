@@ -126,7 +126,9 @@ async fn drive(
     }
     let nemesis = Nemesis::new(cluster.engine.clone(), cluster.peers.clone(), history.clone());
     let engines = nemesis.prepare().await?;
-    history.record(Event::EnginesProbed { engines });
+    history.record(Event::EnginesProbed {
+        engines: engines.clone(),
+    });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (state_tx, mut state_rx) = watch::channel(MonitorState::default());
@@ -271,6 +273,8 @@ async fn drive(
         duration_ms: started.elapsed().as_millis() as u64,
         image: plan.image.clone(),
         flavor: plan.flavor.clone(),
+        engine: engines["auto_engine"].as_str().unwrap_or("unknown").to_string(),
+        engines_probed: engines,
         checks,
         recovery: recoveries,
         figures,

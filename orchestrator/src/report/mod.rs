@@ -42,6 +42,10 @@ pub struct RunResult {
     pub duration_ms: u64,
     pub image: String,
     pub flavor: String,
+    /// The packet-fault engine used for `link` faults (`userspace` or `netem`), as `netfault probe`
+    /// chose it on this kernel, and the whole probe (which kernel features exist).
+    pub engine: String,
+    pub engines_probed: serde_json::Value,
     pub checks: Vec<Check>,
     pub recovery: Vec<Recovery>,
     /// Propagation latency, conflict rate, traffic per operation (see `docs/REPORTS.md`).
@@ -689,6 +693,8 @@ mod tests {
             duration_ms: 1500,
             image: "img".into(),
             flavor: "default".into(),
+            engine: "userspace".into(),
+            engines_probed: serde_json::Value::Null,
             checks: vec![
                 Check {
                     name: "converged".into(),

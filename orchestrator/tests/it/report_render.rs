@@ -321,6 +321,8 @@ fn synthetic_run(dir: &Path) {
         duration_ms: 16_000,
         image: "syftchaos/peer:latest".into(),
         flavor: "default".into(),
+        engine: "userspace".into(),
+        engines_probed: serde_json::Value::Null,
         checks: judged.checks,
         recovery: judged.recoveries,
         figures: judged.figures,

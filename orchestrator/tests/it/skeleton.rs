@@ -31,6 +31,11 @@ fn smoke_plan_converges_reports_and_leaves_nothing_behind() {
     assert_eq!(result["seed"], 42);
     assert_eq!(result["run_id"], run_id.as_str());
     assert_eq!(result["verdict"], "valid");
+    assert!(
+        ["userspace", "netem"].contains(&result["engine"].as_str().unwrap()),
+        "engine: {}",
+        result["engine"]
+    );
     let peers = result["peers"].as_array().unwrap();
     assert_eq!(peers.len(), 3);
     assert!(
