@@ -22,7 +22,7 @@ use crate::node::{Node, lock};
 use crate::protocol::{EntriesReq, EntriesResp, HintReq, INDEX_PAGE, SummariesResp, SummaryReq, SummaryResp};
 use crate::wire::{self, SMALL_TIMEOUT, WireError};
 
-/// Rounds with differing digests and no new entries after which the whole index is pulled again
+/// Rounds with the same two differing digests after which the whole index is pulled again
 /// (recovers entries that were dropped, e.g. pending downloads lost in a crash).
 const FULL_PULL_AFTER: u32 = 3;
 
@@ -83,7 +83,7 @@ pub async fn neighbour_loop(node: Arc<Node>, i: usize, mut stop: watch::Receiver
     let offset = Duration::from_millis((rand::random::<u64>() % period.as_millis().max(1) as u64) / 2);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_millis(20) + offset, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut mismatches = 0u32;
+    let mut stuck = Stuck::default();
     loop {
         let hinted = tokio::select! {
             _ = stop.changed() => return,
@@ -96,7 +96,7 @@ pub async fn neighbour_loop(node: Arc<Node>, i: usize, mut stop: watch::Receiver
         let result = if hinted {
             pull_index(&node, i, false).await.map(|_| ())
         } else {
-            round(&node, i, &mut mismatches).await
+            round(&node, i, &mut stuck).await
         };
         match result {
             Ok(()) => {
@@ -114,22 +114,41 @@ pub async fn neighbour_loop(node: Arc<Node>, i: usize, mut stop: watch::Receiver
     }
 }
 
-async fn round(node: &Arc<Node>, i: usize, mismatches: &mut u32) -> Result<(), WireError> {
+/// Rounds in which both digests stood still yet differed: the two indexes are stuck apart.
+#[derive(Default)]
+struct Stuck {
+    last: Option<(String, String)>,
+    rounds: u32,
+}
+
+async fn round(node: &Arc<Node>, i: usize, stuck: &mut Stuck) -> Result<(), WireError> {
     let peer = &node.peers[i];
     let theirs = summary(node, i).await?;
-    if theirs.digest == node.index().digest() {
-        *mismatches = 0;
+    let ours = node.index().digest();
+    if theirs.digest == ours {
+        *stuck = Stuck::default();
         return Ok(());
     }
     let (epoch, since) = *lock(&peer.cursor);
     if theirs.epoch != epoch || theirs.seq > since {
         pull_index(node, i, false).await?;
-        *mismatches = 0;
+        *stuck = Stuck::default();
     } else {
-        *mismatches += 1;
-        if *mismatches >= FULL_PULL_AFTER && lock(&node.pending).is_empty() {
-            *mismatches = 0;
-            tracing::debug!(peer = %peer.cfg.name, "digests still differ: pulling the whole index");
+        // Differing digests are normal while the neighbour is still pulling from us; only when
+        // neither side moves for several rounds is something missing that deltas cannot bring
+        // (e.g. a version whose download was lost in a crash): then re-read its whole index.
+        let pair = (theirs.digest, ours);
+        if stuck.last.as_ref() == Some(&pair) {
+            stuck.rounds += 1;
+        } else {
+            *stuck = Stuck {
+                last: Some(pair),
+                rounds: 1,
+            };
+        }
+        if stuck.rounds >= FULL_PULL_AFTER && lock(&node.pending).is_empty() {
+            *stuck = Stuck::default();
+            tracing::debug!(peer = %peer.cfg.name, "digests stuck apart: pulling the whole index");
             pull_index(node, i, true).await?;
         }
     }
