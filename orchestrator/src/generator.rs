@@ -224,7 +224,10 @@ pub fn generate(plan: &Plan) -> Schedule {
                 let fault = ConcreteFault::Link {
                     peers: draw(&spec.peers, n, &mut rng),
                     to: draw(&spec.to, n, &mut rng),
-                    params: Box::new(spec.params.clone()),
+                    params: Box::new(LinkParams {
+                        engine: spec.params.engine.clone().or_else(|| Some(plan.engine.clone())),
+                        ..spec.params.clone()
+                    }),
                     seed: rng.random(),
                 };
                 match (step.every, window_end) {

@@ -74,6 +74,8 @@ pub struct Plan {
     pub anti_entropy: Dur,
     /// Each peer's data folder is a size-limited tmpfs of this many bytes (needed by `disk: {fill}`).
     pub disk_limit: Option<u64>,
+    /// The packet-fault engine for `link` steps that do not name one: `auto`, `netem` or `userspace`.
+    pub engine: String,
     pub workload: Vec<WorkloadStep>,
     pub steps: Vec<FaultStep>,
     pub expect: Expect,
@@ -340,6 +342,8 @@ struct RawPlan {
     anti_entropy: Option<Dur>,
     #[serde(default)]
     disk_limit: Option<Size>,
+    #[serde(default)]
+    engine: Option<Spanned<String>>,
     #[serde(default)]
     workload: Vec<Spanned<RawWrite>>,
     #[serde(default)]
@@ -736,6 +740,16 @@ impl Resolver<'_> {
             .map(|(i, s)| self.step(i, s, &peers))
             .collect::<Result<Vec<_>, _>>()?;
         let expect = raw.expect.unwrap_or_default();
+        let engine = match raw.engine {
+            None => "auto".to_string(),
+            Some(e) if ["auto", "netem", "userspace"].contains(&e.value.as_str()) => e.value,
+            Some(e) => {
+                return self.err(
+                    &e.referenced,
+                    format!("unknown engine `{}`; allowed: auto, netem, userspace", e.value),
+                );
+            }
+        };
         let fills = steps.iter().any(|s| {
             matches!(
                 &s.fault,
@@ -766,6 +780,7 @@ impl Resolver<'_> {
             flavor,
             anti_entropy: raw.anti_entropy.unwrap_or(Dur::from_ms(1000)),
             disk_limit,
+            engine,
             workload,
             steps,
             expect: Expect {

@@ -143,3 +143,23 @@ fn every_checked_in_plan_validates() {
     }
     assert!(n >= 1, "no plans found in {}", dir.display());
 }
+
+#[test]
+fn the_packet_fault_engine_can_be_forced_for_the_whole_plan() {
+    let plan = parse_str("name: x\npeers: 2\nengine: userspace\nsteps:\n  - {at: 1s, link: {delay: 10ms}}\n").unwrap();
+    assert_eq!(plan.engine, "userspace");
+    let s = crate::generator::generate(&plan);
+    let crate::generator::Action::FaultStart {
+        fault: crate::generator::ConcreteFault::Link { params, .. },
+        ..
+    } = &s.ops[0].action
+    else {
+        panic!("a link fault")
+    };
+    assert_eq!(params.engine.as_deref(), Some("userspace"));
+    assert!(
+        error_of("name: x\npeers: 2\nengine: turbo\n")
+            .message
+            .contains("allowed: auto, netem, userspace")
+    );
+}
