@@ -80,6 +80,9 @@ pub enum Reconciled {
 /// Under the index lock: compares an observation with the index and authors a version if the
 /// content differs. Does not commit.
 pub fn reconcile(node: &Node, idx: &mut Index, rel: &str, seen: &Observed, count_echo: bool) -> Reconciled {
+    if crate::legacy::active() {
+        return crate::legacy::reconcile(node, idx, rel, seen, count_echo);
+    }
     let full = node.full_path(rel);
     let now = stamp_now(&full);
     let cur = idx.get(rel).cloned();
@@ -357,6 +360,9 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
     if let Err(e) = idx.record_intents(&commits) {
         tracing::error!("cannot record intents: {e}");
         return Vec::new();
+    }
+    if crate::legacy::active() {
+        crate::legacy::hold_echo(node, commits.iter().map(|c| c.path.as_str()));
     }
     let mut failed = Vec::new();
     for op in &ops {

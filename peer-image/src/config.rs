@@ -79,7 +79,7 @@ pub struct RunArgs {
     /// Period of the anti-entropy digest exchange with each neighbour [default: 1000].
     #[arg(long, env = "SYNCPEER_ANTI_ENTROPY_INTERVAL_MS")]
     pub anti_entropy_interval_ms: Option<u64>,
-    /// Behaviour flavour; only `default` exists so far.
+    /// Behaviour flavour: `default`, or `legacy` (the seed's original design, for checker tests).
     #[arg(long, env = "SYNCPEER_FLAVOR")]
     pub flavor: Option<String>,
     /// Neighbours as YAML flow text: `[{name: p2, addr: "h:7000", public_key: <hex>}]`.
@@ -153,16 +153,20 @@ struct TrustedConf {
     public_key: String,
 }
 
-/// Which behaviour to run. Only the design built to pass the seed exists so far; a later change
-/// adds `legacy` (the seed's original design) for checker tests.
+/// Which behaviour to run: the design built to pass the seed, or the seed's original design
+/// (see [`crate::legacy`]), kept to prove that the chaos checkers catch its bugs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
     Default,
+    Legacy,
 }
 
 impl Flavor {
     pub fn as_str(&self) -> &'static str {
-        "default"
+        match self {
+            Flavor::Default => "default",
+            Flavor::Legacy => "legacy",
+        }
     }
 }
 
@@ -265,9 +269,10 @@ impl Settings {
         let http = parse_addr("http", &need(args.http.clone().or(file.http), "http")?)?;
         let flavor = match args.flavor.clone().or(file.flavor).as_deref() {
             None | Some("default") => Flavor::Default,
+            Some("legacy") => Flavor::Legacy,
             Some(other) => {
                 return Err(ConfigError::Invalid(format!(
-                    "flavor `{other}` is not supported (supported: default)"
+                    "flavor `{other}` is not supported (supported: default, legacy)"
                 )));
             }
         };
@@ -389,8 +394,10 @@ mod tests {
 
     #[test]
     fn unknown_flavor_and_bad_keys_are_rejected() {
-        let e = Settings::from_yaml(&yaml("flavor: legacy\n"), Path::new("c"), &RunArgs::default()).unwrap_err();
-        assert!(e.to_string().contains("flavor `legacy`"));
+        let e = Settings::from_yaml(&yaml("flavor: seed\n"), Path::new("c"), &RunArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("flavor `seed`"));
+        let s = Settings::from_yaml(&yaml("flavor: legacy\n"), Path::new("c"), &RunArgs::default()).unwrap();
+        assert_eq!(s.flavor, Flavor::Legacy);
         let e = Settings::from_yaml(
             &yaml("trusted:\n  - name: x\n    public_key: zz\n"),
             Path::new("c"),

@@ -19,6 +19,7 @@ use crate::{apply, fetch, scanner, server, status, sync};
 
 /// Runs the daemon until a signal; returns after a clean shutdown.
 pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
+    crate::legacy::activate(settings.flavor);
     let me = Identity::load(&settings.key_file)?;
     std::fs::create_dir_all(&settings.sync_dir)
         .with_context(|| format!("cannot create sync_dir {}", settings.sync_dir.display()))?;
@@ -122,7 +123,12 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(sync::hint_loop(node.clone(), i, stop_rx.clone())));
     }
     tasks.push(tokio::spawn(lock_sweeper(node.clone(), stop_rx.clone())));
-    tasks.push(tokio::spawn(crate::scrub::run(node.clone(), stop_rx.clone())));
+    if crate::legacy::active() {
+        // The seed's design: deletes are forgotten, and nothing scrubs.
+        tasks.push(tokio::spawn(crate::legacy::run(node.clone(), stop_rx.clone())));
+    } else {
+        tasks.push(tokio::spawn(crate::scrub::run(node.clone(), stop_rx.clone())));
+    }
     let mut srv_stop = stop_rx.clone();
     let sync_srv = axum::serve(sync_listener, server::router(node.clone())).with_graceful_shutdown(async move {
         let _ = srv_stop.changed().await;

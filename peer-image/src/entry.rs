@@ -195,6 +195,9 @@ pub enum Resolution {
 
 /// Decides between the local entry for a path (if any) and a received one.
 pub fn resolve(local: Option<&Entry>, remote: &Entry) -> Resolution {
+    if crate::legacy::active() {
+        return crate::legacy::resolve(local, remote);
+    }
     let Some(local) = local else {
         return Resolution::TakeRemote { copy: None };
     };

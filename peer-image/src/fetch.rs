@@ -199,7 +199,8 @@ pub(crate) async fn fetch_batch(node: &Arc<Node>, src: usize, entries: &[Entry])
             out.push(Got::Missing);
             continue;
         };
-        if bytes.len() as u64 != e.size || blake3::hash(bytes).to_hex().as_str() != e.hash {
+        if bytes.len() as u64 != e.size || (!crate::legacy::active() && blake3::hash(bytes).to_hex().as_str() != e.hash)
+        {
             out.push(Got::Bad);
             continue;
         }
@@ -295,7 +296,7 @@ pub(crate) async fn fetch_large(node: &Arc<Node>, src: usize, e: &Entry) -> Got 
         return Got::Missing;
     }
     drop(out);
-    if have != e.size || hasher.finalize().to_hex().as_str() != e.hash {
+    if have != e.size || (!crate::legacy::active() && hasher.finalize().to_hex().as_str() != e.hash) {
         let _ = std::fs::remove_file(&part);
         // Only blame the sender when it sent the whole file.
         return if resumed { Got::Missing } else { Got::Bad };

@@ -66,6 +66,9 @@ enum Record {
     Intent(Entry),
     #[serde(rename = "e")]
     Epoch(u64),
+    /// A tombstone dropped from the index (only the `legacy` flavor forgets deletes).
+    #[serde(rename = "f")]
+    Forget(String),
 }
 
 pub struct Index {
@@ -206,6 +209,7 @@ impl Index {
                         intents.insert(e.path.clone(), e);
                     }
                     Record::Epoch(ep) => idx.epoch = ep,
+                    Record::Forget(p) => idx.drop_tombstone(&p),
                 }
             }
         }
@@ -328,6 +332,36 @@ impl Index {
         self.log.sync_all().map_err(io_err(&log_path))?;
         self.log_records = 0;
         Ok(())
+    }
+
+    /// Durably forgets tombstones (the `legacy` flavor: deletes leave no trace). Live entries
+    /// are never forgotten.
+    pub fn forget(&mut self, paths: &[String]) -> Result<(), IndexError> {
+        let recs: Vec<Record> = paths
+            .iter()
+            .filter(|p| self.get(p).is_some_and(|e| e.deleted))
+            .cloned()
+            .map(Record::Forget)
+            .collect();
+        if recs.is_empty() {
+            return Ok(());
+        }
+        self.append(&recs)?;
+        for p in paths {
+            self.drop_tombstone(p);
+        }
+        Ok(())
+    }
+
+    fn drop_tombstone(&mut self, path: &str) {
+        if !self.entries.get(path).is_some_and(|s| s.entry.deleted) {
+            return;
+        }
+        if let Some(slot) = self.entries.remove(path) {
+            self.by_seq.remove(&slot.seq);
+            lanes(&mut self.sum, &slot.hash, false);
+            self.tombstones -= 1;
+        }
     }
 
     pub fn get(&self, path: &str) -> Option<&Entry> {

@@ -9,6 +9,7 @@
 //! * [`sync`], [`fetch`], [`server`], [`wire`]: pull-based anti-entropy over HTTP with push hints.
 //! * [`scrub`]: damaged files (content changed, mtime kept) are repaired, never authored.
 //! * [`status`], [`metrics`]: `GET /v1/status`, `GET /metrics`.
+//! * [`legacy`]: `--flavor legacy`, the seed's original (broken on purpose) design, for checker tests.
 //! * [`config`]: YAML + flags + `SYNCPEER_*` environment; [`daemon`] wires it all.
 
 pub mod apply;
@@ -19,6 +20,7 @@ pub mod fetch;
 pub mod hlc;
 pub mod identity;
 pub mod index;
+pub mod legacy;
 pub mod locks;
 pub mod metrics;
 pub mod node;

@@ -17,10 +17,10 @@ fn bad_config_exits_2_with_file_line_column() {
     let line = err.lines().last().unwrap();
     assert!(line.contains("config.yaml:3:"), "{err}");
     let (code, err) = run_with_config(
-        "name: p1\nlisten: 127.0.0.1:1\nhttp: 127.0.0.1:2\nsync_dir: /s\nstate_dir: /t\nkey_file: /k\nflavor: legacy\n",
+        "name: p1\nlisten: 127.0.0.1:1\nhttp: 127.0.0.1:2\nsync_dir: /s\nstate_dir: /t\nkey_file: /k\nflavor: seed\n",
     );
     assert_eq!(code, Some(2));
-    assert!(err.contains("flavor `legacy` is not supported"), "{err}");
+    assert!(err.contains("flavor `seed` is not supported"), "{err}");
     let (code, err) = run_with_config("name: p1\nlistne: 127.0.0.1:1\n");
     assert_eq!(code, Some(2));
     assert!(err.contains("config.yaml:2:"), "{err}");

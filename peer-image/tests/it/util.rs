@@ -231,6 +231,8 @@ pub struct Cluster {
     pub edges: Vec<(usize, usize)>,
     pub _dir: tempfile::TempDir,
     pub interval_ms: u64,
+    /// `flavor:` of every peer's config (`default`, or `legacy`).
+    pub flavor: &'static str,
 }
 
 impl Cluster {
@@ -265,6 +267,7 @@ impl Cluster {
             edges: edges.to_vec(),
             _dir: dir,
             interval_ms: 300,
+            flavor: "default",
         }
     }
 
@@ -291,14 +294,15 @@ impl Cluster {
             p.id.save(&key).unwrap();
         }
         let mut y = format!(
-            "name: {}\nlisten: {}\nhttp: {}\nsync_dir: {}\nstate_dir: {}\nkey_file: {}\nanti_entropy_interval_ms: {}\nflavor: default\n",
+            "name: {}\nlisten: {}\nhttp: {}\nsync_dir: {}\nstate_dir: {}\nkey_file: {}\nanti_entropy_interval_ms: {}\nflavor: {}\n",
             p.name,
             p.addr(),
             p.http(),
             p.sync_dir().display(),
             p.state_dir().display(),
             key.display(),
-            self.interval_ms
+            self.interval_ms,
+            self.flavor
         );
         y.push_str("peers:\n");
         for j in self.neighbours(i) {
