@@ -113,9 +113,9 @@ pub fn ops(history: &[Record]) -> Vec<Op> {
 }
 
 /// Per (peer, path), the observed states in time order.
-type Timelines<'a> = BTreeMap<(&'a str, &'a str), Vec<(u64, Option<&'a str>)>>;
+pub type Timelines<'a> = BTreeMap<(&'a str, &'a str), Vec<(u64, Option<&'a str>)>>;
 
-fn timelines(obs: &[Observation]) -> Timelines<'_> {
+pub fn timelines(obs: &[Observation]) -> Timelines<'_> {
     let mut t: Timelines = BTreeMap::new();
     for o in obs {
         t.entry((o.peer.as_str(), o.path.as_str()))

@@ -28,6 +28,10 @@ pub struct Propagation {
     pub samples: usize,
     /// (write, other peer) pairs where it never did (overwritten first, or lost a conflict).
     pub never_visible: usize,
+    /// How many of the pairs are deletes (with a recorded base, at peers that held the deleted
+    /// version): the path seen gone there.
+    #[serde(default)]
+    pub delete_pairs: usize,
     pub p50_ms: Option<u64>,
     pub p95_ms: Option<u64>,
     pub p99_ms: Option<u64>,
@@ -79,16 +83,35 @@ pub fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
     Some(sorted[rank - 1])
 }
 
-/// Latencies (ms) from each write to its content's first sight at each other peer.
+/// Latencies (ms) from each write to its content's first sight at each other peer, and from each delete
+/// (with a recorded base) to the path's disappearance at each other peer that held the deleted content.
 pub fn propagation(ops: &[Op], peers: &[String], obs: &[Observation]) -> Propagation {
     let seen = first_seen(obs);
+    let timelines = super::causal::timelines(obs);
     let mut lat = Vec::new();
-    let mut never = 0;
+    let (mut never, mut deletes) = (0, 0);
     for w in ops {
-        let Some(h) = w.hash.as_deref() else { continue };
         for p in peers.iter().filter(|p| **p != w.peer) {
-            match seen.get(&(p.as_str(), w.path.as_str(), h)) {
-                Some(&t) => lat.push(t.saturating_sub(w.t_ms)),
+            let t = match (w.hash.as_deref(), w.base.as_deref()) {
+                (Some(h), _) => seen.get(&(p.as_str(), w.path.as_str(), h)).copied(),
+                // A delete reached `p` when `p` showed the path gone after holding what was deleted.
+                (None, Some(base)) => {
+                    let states = timelines.get(&(p.as_str(), w.path.as_str()));
+                    let held = states.is_some_and(|s| s.iter().any(|x| x.1 == Some(base)));
+                    if !held {
+                        continue;
+                    }
+                    deletes += 1;
+                    states.and_then(|s| {
+                        s.windows(2)
+                            .find(|x| x[1].0 > w.t_ms && x[1].1.is_none() && x[0].1 == Some(base))
+                            .map(|x| x[1].0)
+                    })
+                }
+                (None, None) => continue,
+            };
+            match t {
+                Some(t) => lat.push(t.saturating_sub(w.t_ms)),
                 None => never += 1,
             }
         }
@@ -105,6 +128,7 @@ pub fn propagation(ops: &[Op], peers: &[String], obs: &[Observation]) -> Propaga
     Propagation {
         samples: lat.len(),
         never_visible: never,
+        delete_pairs: deletes,
         p50_ms: quantile(&lat, 0.50),
         p95_ms: quantile(&lat, 0.95),
         p99_ms: quantile(&lat, 0.99),

@@ -585,3 +585,33 @@ fn bases_decide_what_sampling_could_not() {
     assert_eq!(j.lost.verdict, Verdict::Invalid, "{}", j.lost.evidence);
     assert_eq!(j.lost.evidence["problems"][0]["lost_write"]["op"], 1);
 }
+
+#[test]
+fn a_delete_propagates_when_other_peers_see_the_path_gone() {
+    let h = vec![
+        write_on(0, 1, "p1", "f", "v1", None),
+        rec(
+            1000,
+            Event::Write {
+                op: 2,
+                peer: "p2".into(),
+                kind: FileOpKind::Delete,
+                path: "f".into(),
+                size: 0,
+                hash: None,
+                base: Some(hash_bytes(b"v1")),
+                outcome: Outcome::Ok,
+            },
+        ),
+    ];
+    let obs = vec![
+        seen(5, "p1", "f", Some("v1")),
+        seen(300, "p2", "f", Some("v1")),
+        seen(1005, "p2", "f", None),
+        seen(1400, "p1", "f", None),
+    ];
+    let p = figures::propagation(&causal::ops(&h), &["p1".to_string(), "p2".to_string()], &obs);
+    // v1 reached p2 after 300 ms; the delete reached p1 after 400 ms.
+    assert_eq!((p.samples, p.delete_pairs, p.never_visible), (2, 1, 0));
+    assert_eq!((p.p50_ms, p.max_ms), (Some(300), Some(400)));
+}

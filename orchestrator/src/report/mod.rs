@@ -514,9 +514,10 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
     h.push_str("<h2>Propagation latency</h2>");
     let _ = write!(
         h,
-        "<p>From a write at one peer to the same content visible at the same path on each other peer ({} pairs; {} never visible: overwritten first or lost a conflict). \
+        "<p>From a write at one peer to the same content visible at the same path on each other peer, and from a delete to the path gone ({} pairs, {} of them deletes; {} never visible: overwritten first or lost a conflict). \
          <b>p50</b> {} · <b>p95</b> {} · <b>p99</b> {} · <b>max</b> {}</p>",
         p.samples,
+        p.delete_pairs,
         p.never_visible,
         ms(p.p50_ms),
         ms(p.p95_ms),
