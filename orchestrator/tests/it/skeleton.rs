@@ -132,3 +132,54 @@ fn sigkilled_orchestrator_leaves_nothing_after_chaos_clean() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(labelled(None), (0, 0), "no labelled container or network is left");
 }
+
+#[test]
+fn ctrl_c_and_sigterm_remove_the_runs_containers() {
+    if !docker_ready("ctrl_c_and_sigterm_remove_the_runs_containers") {
+        return;
+    }
+    let _lock = docker_lock();
+    for signal in ["INT", "TERM"] {
+        let reports = tempfile::tempdir().unwrap();
+        let child = chaos()
+            .args(["run", "--reports"])
+            .arg(reports.path())
+            .arg(test_plans().join("long-partition.yaml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let run_id = loop {
+            if let Some(dir) = run_dir(reports.path()) {
+                let id = run_id_of(&dir);
+                if labelled(Some(&id)).0 == 3 {
+                    break id;
+                }
+            }
+            assert!(Instant::now() < deadline, "the run never started its containers");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        std::thread::sleep(Duration::from_secs(2));
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status();
+        assert!(status.unwrap().success());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "SIG{signal}: exit 2 (the run did not finish): {err}"
+        );
+        assert!(
+            err.contains("removing the run's containers"),
+            "SIG{signal}: says it cleans up: {err}"
+        );
+        assert_eq!(
+            labelled(Some(&run_id)),
+            (0, 0),
+            "SIG{signal}: nothing of run {run_id} is left"
+        );
+    }
+}
