@@ -228,6 +228,8 @@ pub struct ConflictName {
 pub const CONFLICT_MARKER: &str = ".sync-conflict-";
 
 /// The conflict-copy name of `hash` written at `origin` by `author` (first 8 characters of each).
+/// Written here from the contract rather than imported from `syncpeer`: the checker must judge the
+/// peer's naming, not share its code (a bug there would otherwise agree with itself).
 pub fn conflict_name(origin: &str, author: &str, hash: &str) -> String {
     let (dir, file) = match origin.rfind('/') {
         Some(i) => (&origin[..=i], &origin[i + 1..]),
