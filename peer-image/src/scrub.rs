@@ -19,8 +19,8 @@
 //! size and inode, so the rescan, which skips files whose stat is unchanged, cannot see it).
 //! Damage found by either (or by the scanner, through [`check`]) is queued; the task fetches the
 //! indexed content by hash from a neighbour (verified by hash), and puts it back with temp + rename.
-//! Verifications are persisted in `<state>/scrub.json`, so damage done while the daemon was down is
-//! recognised by the first scan after a restart.
+//! Verifications are persisted in `<state>/scrub.json` (at most every 5 s, and at shutdown), so
+//! damage done while the daemon was down is recognised by the first scan after a restart.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -41,6 +41,9 @@ pub const SETTLE_NS: i128 = 100_000_000;
 
 /// How often files without a fresh verification are verified.
 const SETTLE_PERIOD: Duration = Duration::from_secs(1);
+
+/// How often changed verifications are saved to `<state>/scrub.json`.
+const SAVE_PERIOD: Duration = Duration::from_secs(5);
 
 /// What the scrub saw when it last checked a file against its entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,6 +236,10 @@ fn verify(node: &Node, full: bool) {
             continue;
         }
         let stamp = Stamp::of(&m1);
+        if !full && !settled(&stamp, read_at) {
+            // Too recent to verify (or dated in the future): look again next time, unhashed.
+            continue;
+        }
         let Ok((hash, _)) = hash_file(&full_path) else {
             continue;
         };
@@ -288,9 +295,13 @@ async fn stage(node: &Arc<Node>, e: &Entry) -> Option<PathBuf> {
 /// damage was found (then the scanner looks at it again) or the entry moved on.
 fn put_back(node: &Node, rel: &str, entry: &Entry, damaged: &Stamp, temp: &Path) -> bool {
     let full = node.full_path(rel);
-    let Ok(_guard) = node.locks.hold_batch(&[rel]) else {
+    // A foreign per-path lock holds the repair back like any apply. (No batch lock of our own:
+    // `apply-<pid>.lock` is the fetcher's; the index lock already serialises us with its applies.)
+    let (blocked, removed) = node.locks.blocked(rel);
+    node.metrics.stale_locks_removed.inc_by(removed as u64);
+    if blocked {
         return false;
-    };
+    }
     let mut idx = node.index();
     let still =
         idx.get(rel) == Some(entry) && std::fs::symlink_metadata(&full).is_ok_and(|m| Stamp::of(&m) == *damaged);
@@ -359,18 +370,31 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     let mut full = tokio::time::interval(node.settings.scrub_interval);
     full.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     full.tick().await;
+    // Saving rewrites every verification: at most every SAVE_PERIOD (and at shutdown), not after
+    // every one-second pass while thousands of files are being synced.
+    let mut saved = tokio::time::Instant::now();
     loop {
         let whole = tokio::select! {
-            _ = stop.changed() => return,
+            _ = stop.changed() => {
+                let n = node.clone();
+                let _ = tokio::task::spawn_blocking(move || n.scrub.save()).await;
+                return;
+            }
             _ = node.scrub.wake.notified() => None,
             _ = settle.tick() => Some(false),
             _ = full.tick() => Some(true),
         };
         if let Some(whole) = whole {
             let n = node.clone();
+            let save = saved.elapsed() >= SAVE_PERIOD;
+            if save {
+                saved = tokio::time::Instant::now();
+            }
             let _ = tokio::task::spawn_blocking(move || {
                 verify(&n, whole);
-                n.scrub.save();
+                if save {
+                    n.scrub.save();
+                }
             })
             .await;
         }
