@@ -135,11 +135,12 @@ fn temp_path(node: &Node, hash: &str) -> PathBuf {
 
 /// The next neighbour to ask for an item: its advertisers first, then everyone else.
 fn pick_source(node: &Node, item: &PendingItem) -> Option<usize> {
-    item.sources
-        .iter()
-        .copied()
-        .chain(0..node.peers.len())
-        .find(|i| !item.tried.contains(i) && !node.is_quarantined(&node.peers[*i].short))
+    let usable = |i: &usize| !item.tried.contains(i) && !node.is_quarantined(&node.peers[*i].short);
+    let order = || item.sources.iter().copied().chain(0..node.peers.len()).filter(usable);
+    // Neighbours that answered their last summary first: a partitioned one costs a timeout.
+    order()
+        .find(|i| node.peers[*i].reachable.load(std::sync::atomic::Ordering::Relaxed))
+        .or_else(|| order().next())
 }
 
 /// Copies local content with the same hash (a renamed or duplicated file, or the loser of a
@@ -270,8 +271,13 @@ pub(crate) async fn fetch_large(node: &Arc<Node>, src: usize, e: &Entry) -> Got 
     if have > 0 && std::io::Seek::seek(out.get_mut(), std::io::SeekFrom::Start(have)).is_err() {
         return Got::Missing;
     }
+    // A stalled or crawling sender (slowloris) must not hold the fetcher: at most 10 s without
+    // data, and the whole attempt within 30 s plus 1 s per MiB; the partial file is kept for a
+    // resume from another peer.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30 + (e.size >> 20));
     loop {
-        match tokio::time::timeout(Duration::from_secs(30), resp.chunk()).await {
+        let wait = Duration::from_secs(10).min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        match tokio::time::timeout(wait, resp.chunk()).await {
             Ok(Ok(Some(chunk))) => {
                 node.metrics
                     .received_bytes(&peer.cfg.name, Kind::blob, chunk.len() as u64);
@@ -398,8 +404,18 @@ async fn pass(node: &Arc<Node>) -> bool {
             None => failed.push((e.path.clone(), None)),
         }
     }
+    // One batch per neighbour, all at once: a slow or partitioned neighbour delays only its own.
+    let mut batches = tokio::task::JoinSet::new();
     for (src, entries) in small {
-        match fetch_batch(node, src, &entries).await {
+        let n = node.clone();
+        batches.spawn(async move {
+            let r = fetch_batch(&n, src, &entries).await;
+            (src, entries, r)
+        });
+    }
+    while let Some(joined) = batches.join_next().await {
+        let Ok((src, entries, r)) = joined else { continue };
+        match r {
             Ok(gots) => {
                 for (e, got) in entries.into_iter().zip(gots) {
                     match got {
