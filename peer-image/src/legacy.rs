@@ -152,21 +152,14 @@ pub fn reconcile(node: &Node, idx: &mut Index, rel: &str, seen: &Observed, count
             if now != Some(*stamp) {
                 return Reconciled::Changed;
             }
-            if echo_held(node, rel) {
+            let held = echo_held(node, rel);
+            let indexed = live.map(|e| e.hash.as_str());
+            if !is_change(held, idx.stamp(rel), stamp, indexed, hash) {
                 idx.set_stamp(rel, Some(*stamp));
-                if count_echo {
+                if held && count_echo {
                     node.metrics.echoes_suppressed.inc();
                 }
                 return Reconciled::Unchanged;
-            }
-            if let Some(e) = live {
-                let recorded = idx.stamp(rel);
-                // Unchanged metadata: nothing happened. Never recorded (first look after a start):
-                // fall back to the content, or every restart would re-author every file.
-                if recorded == Some(*stamp) || (recorded.is_none() && &e.hash == hash) {
-                    idx.set_stamp(rel, Some(*stamp));
-                    return Reconciled::Unchanged;
-                }
             }
             author(idx, hash.clone(), *size, false)
         }
@@ -180,6 +173,26 @@ pub fn reconcile(node: &Node, idx: &mut Index, rel: &str, seen: &Observed, count
             }
             author(idx, String::new(), 0, true)
         }
+    }
+}
+
+/// Whether a present file is a local change (pure): never while its echo lock holds; otherwise
+/// when its stat differs from the recorded one, whatever the content. With no stat recorded (the
+/// first look after a start) the content decides, or every restart would re-author every file.
+pub fn is_change(
+    echo_held: bool,
+    recorded: Option<Stamp>,
+    observed: &Stamp,
+    indexed: Option<&str>,
+    observed_hash: &str,
+) -> bool {
+    if echo_held {
+        return false;
+    }
+    match (indexed, recorded) {
+        (None, _) => true,
+        (Some(_), Some(r)) => r != *observed,
+        (Some(h), None) => h != observed_hash,
     }
 }
 
@@ -282,6 +295,26 @@ mod tests {
         assert_eq!(resolve(Some(&file), &delete), Resolution::Ignore);
         // Once the delete is forgotten, the file is simply new again (the zombie).
         assert_eq!(resolve(None, &file), Resolution::TakeRemote { copy: None });
+    }
+
+    #[test]
+    fn changes_are_stat_changes_unless_an_echo_lock_holds() {
+        let s = |mtime_ns| Stamp {
+            mtime_ns,
+            size: 3,
+            ino: 1,
+        };
+        // Our own write, within the lock's second: never a change, even with new content.
+        assert!(!is_change(true, Some(s(1)), &s(2), Some("h"), "other"));
+        // A touch (new mtime, same content) is a new version: the seed's metadata loop.
+        assert!(is_change(false, Some(s(1)), &s(2), Some("h"), "h"));
+        // Same stat: nothing happened, whatever the content (a bit flip goes unnoticed).
+        assert!(!is_change(false, Some(s(1)), &s(1), Some("h"), "other"));
+        // First look after a start: the content decides.
+        assert!(!is_change(false, None, &s(1), Some("h"), "h"));
+        assert!(is_change(false, None, &s(1), Some("h"), "other"));
+        // A file the index does not have (or has deleted) is new.
+        assert!(is_change(false, None, &s(1), None, "h"));
     }
 
     #[test]
