@@ -85,3 +85,42 @@ fn untrusted_author_is_refused() {
     });
     assert!(c.peers[0].read("x.txt").is_none());
 }
+
+/// A peer flooding requests is cut to its rate limit (429) and counted; its neighbours' sync
+/// keeps working.
+#[test]
+fn flooding_peer_is_rate_limited() {
+    use std::io::{Read, Write};
+    let mut c = Cluster::new(2, &[(0, 1)]);
+    c.peers[0].extra_yaml = "rate_limit_per_sec: 20\nrate_limit_burst: 20\n".into();
+    c.start_all();
+    let addr = c.peers[0].addr();
+    let mut limited = 0;
+    for _ in 0..100 {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let body = r#"{"digest":"x"}"#;
+        write!(
+            s,
+            "POST /v1/summary HTTP/1.0\r\nx-syncpeer-from: flooder0000000000\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        if out.starts_with("HTTP/1.0 429") || out.starts_with("HTTP/1.1 429") {
+            limited += 1;
+        }
+    }
+    assert!(limited >= 50, "only {limited} of 100 flood requests were limited");
+    assert!(
+        c.peers[0]
+            .metrics()
+            .sum("syncpeer_rejections_total", &[("reason", "rate_limited")])
+            >= 50.0
+    );
+    // The honest neighbour has its own budget.
+    c.peers[1].write("still.txt", b"works");
+    wait_until("sync despite the flood", TIMEOUT, || {
+        c.peers[0].read("still.txt").is_some()
+    });
+}
