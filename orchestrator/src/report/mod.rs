@@ -122,7 +122,7 @@ h1{margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #eee}table{bor
 td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f4f4f4}\
 .valid{color:#06702b;font-weight:bold}.invalid{color:#b00020;font-weight:bold}.unknown{color:#a66b00;font-weight:bold}\
 pre{background:#f7f7f7;padding:8px;overflow:auto;max-height:20em;font-size:12px;margin:0}.meta{color:#666}\
-details summary{cursor:pointer;color:#0645ad}\
+details summary{cursor:pointer;color:#0645ad;white-space:nowrap}\
 svg.chart{display:block;max-width:100%;height:auto;margin:.6em 0;font:11px system-ui,sans-serif}\
 svg .grid{stroke:#e4e4e4;stroke-width:1}svg .axis{stroke:#888}svg .tick{fill:#555}svg .legend{fill:#333}\
 svg .ctitle{font-weight:bold;fill:#222;font-size:12px}svg .unit{font-weight:normal;fill:#666}svg .empty{fill:#999}\
@@ -326,8 +326,13 @@ fn compact(v: &serde_json::Value) -> String {
         ),
         Value::Object(o) if o.contains_key("content") && o.contains_key("written_by") => {
             let by = match &o["written_by"] {
-                Value::Null => "no write".to_string(),
-                w => compact(w),
+                Value::Object(w) if w.contains_key("op") => format!(
+                    "op {} by {} at {:.1} s",
+                    w["op"],
+                    w["peer"].as_str().unwrap_or("?"),
+                    w.get("t_ms").and_then(Value::as_u64).unwrap_or(0) as f64 / 1000.0
+                ),
+                _ => "no write".to_string(),
             };
             format!("{} (from {by})", o["content"].as_str().unwrap_or("?"))
         }
@@ -760,7 +765,7 @@ mod tests {
         assert_eq!(
             l,
             vec![
-                "p1 · a.txt — found at path: 07c3 (from op 37 by p4 at 7.8 s (07c3)); lost write: op 38 by p5 at 7.8 s (9b98)"
+                "p1 · a.txt — found at path: 07c3 (from op 37 by p4 at 7.8 s); lost write: op 38 by p5 at 7.8 s (9b98)"
             ]
         );
     }
