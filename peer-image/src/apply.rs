@@ -265,11 +265,14 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
     let temps: Vec<PathBuf> = staged.iter().filter_map(|s| s.temp.clone()).collect();
     flush(&temps, &node.tmp_dir);
     let paths: Vec<&str> = staged.iter().map(|s| s.entry.path.as_str()).collect();
+    // The lock file records who is applying what; it guards against nothing but another process
+    // on the same state folder. A locks folder we cannot write (a permission or disk fault) must
+    // not stop sync, so the batch goes on without it.
     let batch_lock = match node.locks.hold_batch(&paths) {
-        Ok(g) => g,
+        Ok(g) => Some(g),
         Err(e) => {
-            tracing::warn!("cannot take the apply lock: {e}");
-            return done;
+            tracing::warn!("cannot write the apply lock ({e}); applying without it");
+            None
         }
     };
     let mut idx = node.index();

@@ -47,3 +47,19 @@ fn stale_locks_are_cleared_and_never_block_sync_past_ttl() {
     wait_until("periodic sweep", TIMEOUT, || !locks.join("crash.lock").exists());
     wait_until("counted", TIMEOUT, || removed(&c) == 4.0);
 }
+
+/// A locks folder the daemon cannot write (a permission or disk fault on the lock files) does not
+/// stop sync.
+#[test]
+fn unwritable_locks_folder_does_not_block_sync() {
+    let mut c = Cluster::new(2, &[(0, 1)]);
+    c.start_all();
+    let locks = c.peers[1].state_dir().join("locks");
+    // Replace the folder by a file: creating a lock inside fails even for root.
+    std::fs::remove_dir_all(&locks).unwrap();
+    std::fs::write(&locks, b"not a folder").unwrap();
+    c.peers[0].write("through.txt", b"arrives anyway");
+    wait_until("through.txt at p1", TIMEOUT, || {
+        c.peers[1].read("through.txt").is_some()
+    });
+}
