@@ -273,8 +273,15 @@ impl Index {
             buf.push_str(&encode_line(r));
         }
         let path = self.dir.join("log");
-        self.log.write_all(buf.as_bytes()).map_err(io_err(&path))?;
-        self.log.sync_data().map_err(io_err(&path))?;
+        let before = self.log.metadata().map_err(io_err(&path))?.len();
+        let written = self.log.write_all(buf.as_bytes()).and_then(|()| self.log.sync_data());
+        if let Err(e) = written {
+            // A partial write (disk full, I/O error) must not stay in the middle of the log:
+            // replay stops at the first bad line, which would hide every later record.
+            let _ = self.log.set_len(before);
+            let _ = self.log.seek(SeekFrom::End(0));
+            return Err(io_err(&path)(e));
+        }
         self.log_records += recs.len();
         Ok(())
     }
