@@ -194,10 +194,13 @@ impl Index {
                 if n == 0 || !line.ends_with('\n') {
                     break;
                 }
-                let Some(rec) = decode_line(line.trim_end_matches('\n')) else {
-                    break;
-                };
                 good_len += n as u64;
+                // A complete line that fails its checksum was damaged on disk (torn writes only
+                // leave an incomplete last line): skip it rather than lose every later record.
+                let Some(rec) = decode_line(line.trim_end_matches('\n')) else {
+                    tracing::warn!(log = %log_path.display(), "skipping a damaged index log record");
+                    continue;
+                };
                 idx.log_records += 1;
                 match rec {
                     Record::Commit(seq, e, me) => {
@@ -488,6 +491,28 @@ mod tests {
             blake3::hash(path.as_bytes()).to_hex().to_string()
         };
         Entry::author(me, path.into(), vv, hash, 1, deleted, Hlc { ms: n, c: 0 })
+    }
+
+    #[test]
+    fn a_damaged_record_in_the_middle_hides_nothing_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Identity::from_seed([8; 32]);
+        {
+            let (mut idx, _) = Index::open(dir.path()).unwrap();
+            idx.commit(vec![e(&me, "a", 1, false)]).unwrap();
+        }
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("index/log"))
+            .unwrap();
+        f.write_all(b"0000000000000000 {\"c\":[7]}\n").unwrap();
+        drop(f);
+        {
+            let (mut idx, _) = Index::open(dir.path()).unwrap();
+            idx.commit(vec![e(&me, "b", 2, false)]).unwrap();
+        }
+        let (idx, _) = Index::open(dir.path()).unwrap();
+        assert!(idx.get("a").is_some() && idx.get("b").is_some());
     }
 
     #[test]
