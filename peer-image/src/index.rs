@@ -160,19 +160,27 @@ impl Index {
             sum: [0; 4],
             clock: HlcClock::default(),
         };
+        let mut lost_snapshot = false;
         match std::fs::read(&snap_path) {
-            Ok(bytes) => {
-                let snap: Snapshot = serde_json::from_slice(&bytes).map_err(|e| IndexError::Corrupt {
-                    path: snap_path.display().to_string(),
-                    msg: e.to_string(),
-                })?;
-                idx.epoch = snap.epoch;
-                idx.seq = snap.seq;
-                idx.self_seq = snap.self_seq;
-                for (seq, e) in snap.entries {
-                    idx.insert(seq, e);
+            Ok(bytes) => match serde_json::from_slice::<Snapshot>(&bytes) {
+                Ok(snap) => {
+                    idx.epoch = snap.epoch;
+                    idx.seq = snap.seq;
+                    idx.self_seq = snap.self_seq;
+                    for (seq, e) in snap.entries {
+                        idx.insert(seq, e);
+                    }
                 }
-            }
+                Err(e) => {
+                    // A damaged snapshot (disk fault on the state folder) must not keep the daemon
+                    // from starting: set it aside and rebuild from the log, the files and the
+                    // neighbours. Nothing is lost that a neighbour or the sync folder still has.
+                    tracing::error!(path = %snap_path.display(), "index snapshot unreadable ({e}); set aside, rebuilding");
+                    let aside = dir.join(format!("snapshot.json.corrupt-{}", wall_ms()));
+                    std::fs::rename(&snap_path, &aside).map_err(io_err(&snap_path))?;
+                    lost_snapshot = true;
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(&snap_path)(e)),
         }
@@ -220,6 +228,13 @@ impl Index {
         log.set_len(good_len).map_err(io_err(&log_path))?;
         log.seek(SeekFrom::End(0)).map_err(io_err(&log_path))?;
         idx.log = log;
+        if lost_snapshot {
+            // Our authoring counter was in the snapshot: restart it above anything we can have
+            // issued (one per local change, far below the clock's milliseconds), so no version is
+            // ever signed twice with the same counter. A new epoch makes neighbours re-read us.
+            idx.self_seq = idx.self_seq.max(wall_ms());
+            idx.epoch = 0;
+        }
         if idx.epoch == 0 {
             idx.epoch = rand::random::<u64>() | 1;
             idx.append(&[Record::Epoch(idx.epoch)])?;
@@ -491,6 +506,24 @@ mod tests {
             blake3::hash(path.as_bytes()).to_hex().to_string()
         };
         Entry::author(me, path.into(), vv, hash, 1, deleted, Hlc { ms: n, c: 0 })
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_set_aside_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Identity::from_seed([7; 32]);
+        let epoch = {
+            let (mut idx, _) = Index::open(dir.path()).unwrap();
+            idx.commit(vec![e(&me, "a", 1, false)]).unwrap();
+            idx.compact().unwrap();
+            idx.commit(vec![e(&me, "b", 2, false)]).unwrap();
+            idx.epoch()
+        };
+        std::fs::write(dir.path().join("index/snapshot.json"), b"{garbage").unwrap();
+        let (mut idx, _) = Index::open(dir.path()).unwrap();
+        assert!(idx.get("b").is_some(), "the log after the snapshot still counts");
+        assert_ne!(idx.epoch(), epoch);
+        assert!(idx.next_counter() > 1_000_000_000);
     }
 
     #[test]
