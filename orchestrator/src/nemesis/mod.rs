@@ -14,23 +14,25 @@
 //! | lock | a stale lock file, or the lock folder made read-only (host side) | folder writable again |
 //! | disk | bits flipped or the file truncated in place, mtime kept (host side) | nothing: the peer must repair it |
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
-use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod host;
+mod network;
 
-use anyhow::{Context, bail};
-use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
 use tokio::sync::Mutex;
+
+pub use host::faketime_spec;
+use network::{cut_nodes, netfault_id};
 
 use crate::cluster::{self, Peer};
 use crate::docker::Engine;
 use crate::generator::ConcreteFault;
 use crate::history::{Event, History};
-use crate::partition::{self, CHAIN, Cut};
-use crate::peer_profile;
-use crate::plan::{DiskAction, LinkParams, LockAction, ProcessAction};
+use crate::plan::{DiskAction, ProcessAction};
 
 pub struct Nemesis {
     engine: Engine,
@@ -47,11 +49,6 @@ struct Journal {
     active: BTreeMap<String, ConcreteFault>,
     /// Peers whose container is stopped or frozen, and by which fault.
     down: BTreeMap<usize, (String, ProcessAction)>,
-}
-
-/// netfault ids are at most 32 of `[A-Za-z0-9_-]`; fault ids (`step#k`) are not, so hash them.
-fn netfault_id(id: &str) -> String {
-    format!("sc-{}", &blake3::hash(id.as_bytes()).to_hex()[..12])
 }
 
 impl Nemesis {
@@ -89,17 +86,6 @@ impl Nemesis {
             .await?;
         let engines: serde_json::Value = serde_json::from_str(&probe.stdout).unwrap_or(serde_json::Value::Null);
         Ok(engines)
-    }
-
-    async fn prepare_one(&self, node: usize) -> anyhow::Result<()> {
-        let script = format!(
-            "iptables -N {CHAIN} 2>/dev/null; \
-             iptables -C INPUT -j {CHAIN} 2>/dev/null || iptables -I INPUT 1 -j {CHAIN}; \
-             iptables -C OUTPUT -j {CHAIN} 2>/dev/null || iptables -I OUTPUT 1 -j {CHAIN}"
-        );
-        self.root_sh(node, &script, &[])
-            .await
-            .context("preparing the fault chain")
     }
 
     pub async fn start(&self, id: &str, step: &str, fault: ConcreteFault) -> anyhow::Result<()> {
@@ -240,16 +226,6 @@ impl Nemesis {
         Ok(())
     }
 
-    /// Empties `node`'s partition chain and, with `links`, removes every packet fault.
-    async fn reset(&self, node: usize, links: bool) -> anyhow::Result<()> {
-        let clear = if links { " && netfault clear >/dev/null" } else { "" };
-        let script =
-            format!("printf '%s\\n' '*filter' ':{CHAIN} - [0:0]' 'COMMIT' | iptables-restore --noflush{clear}");
-        self.root_sh(node, &script, &[])
-            .await
-            .with_context(|| format!("healing {}", self.peers[node].name))
-    }
-
     /// Re-applies the journal to a peer whose container restarted (new network namespace).
     pub async fn reapply(&self, node: usize) -> anyhow::Result<()> {
         self.prepare_one(node).await?;
@@ -305,248 +281,6 @@ impl Nemesis {
         Ok(())
     }
 
-    /// Replaces `node`'s chain with exactly the cuts the journal implies.
-    async fn install_cuts(&self, node: usize) -> anyhow::Result<()> {
-        let cuts: Vec<Cut> = self
-            .journal
-            .lock()
-            .await
-            .active
-            .values()
-            .filter_map(|f| match f {
-                ConcreteFault::Partition(cut) => Some(cut.clone()),
-                _ => None,
-            })
-            .collect();
-        let mut lines = vec!["*filter".to_string(), format!(":{CHAIN} - [0:0]")];
-        lines.extend(
-            partition::rules_for(node, &cuts, &self.addrs())
-                .into_iter()
-                .map(|r| format!("-A {CHAIN} {r}")),
-        );
-        lines.push("COMMIT".into());
-        let args: Vec<&str> = lines.iter().map(String::as_str).collect();
-        self.root_sh(node, "printf '%s\\n' \"$@\" | iptables-restore --noflush", &args)
-            .await
-            .with_context(|| format!("installing partition rules on {}", self.peers[node].name))
-    }
-
-    /// Installs one link fault on `node` for traffic to the `to` peers; returns netfault's answer
-    /// (which engine carried it out).
-    async fn apply_link(
-        &self,
-        node: usize,
-        id: &str,
-        to: &[usize],
-        p: &LinkParams,
-        seed: u64,
-    ) -> anyhow::Result<serde_json::Value> {
-        let targets: Vec<String> = to
-            .iter()
-            .filter(|&&t| t != node)
-            .map(|&t| self.peers[t].ip.to_string())
-            .collect();
-        if targets.is_empty() {
-            return Ok(serde_json::Value::Null);
-        }
-        let ms = |d: Option<crate::plan::Dur>| d.map_or(0.0, |d| d.0.as_secs_f64() * 1000.0);
-        let mut spec = serde_json::json!({
-            "id": netfault_id(id),
-            "target": targets,
-            "direction": p.direction.clone().unwrap_or_else(|| "egress".into()),
-            "delay_ms": ms(p.delay),
-            "jitter_ms": ms(p.jitter),
-            "distribution": p.distribution.clone().unwrap_or_else(|| "uniform".into()),
-            "loss_pct": p.loss.unwrap_or(0.0),
-            "loss_correlation_pct": p.loss_correlation.unwrap_or(0.0),
-            "corrupt_pct": p.corrupt.unwrap_or(0.0),
-            "duplicate_pct": p.duplicate.unwrap_or(0.0),
-            "reorder_pct": p.reorder.unwrap_or(0.0),
-            "seed": seed ^ node as u64,
-            "engine": p.engine.clone().unwrap_or_else(|| "auto".into()),
-        });
-        if p.reorder_delay.is_some() {
-            spec["reorder_delay_ms"] = ms(p.reorder_delay).into();
-        }
-        if let Some(rate) = &p.rate {
-            spec["rate_kbit"] = crate::plan::parse_rate_kbit(rate).map_err(anyhow::Error::msg)?.into();
-        }
-        let out = self
-            .netfault(node, vec!["apply".into(), "--spec".into(), spec.to_string()])
-            .await?;
-        Ok(out)
-    }
-
-    async fn netfault(&self, node: usize, args: Vec<String>) -> anyhow::Result<serde_json::Value> {
-        let mut cmd = vec!["netfault"];
-        cmd.extend(args.iter().map(String::as_str));
-        let out = self.engine.exec(&self.peers[node].container, "root", &cmd).await?;
-        if out.exit_code != 0 {
-            bail!(
-                "`netfault {}` failed on {}: {}",
-                args.join(" "),
-                self.peers[node].name,
-                out.stderr.trim()
-            );
-        }
-        Ok(serde_json::from_str(&out.stdout).unwrap_or(serde_json::Value::Null))
-    }
-
-    /// Writes each peer's libfaketime file from the journal (offsets add up; the last rate wins) and
-    /// measures the offset the peer now reports. Returns `{peer: {requested_ms, measured_ms}}`.
-    async fn set_clocks(&self, peers: &[usize]) -> anyhow::Result<serde_json::Value> {
-        let mut out = serde_json::Map::new();
-        for &n in peers {
-            let (offset_ms, rate) = {
-                let j = self.journal.lock().await;
-                let mut offset = 0i64;
-                let mut rate = None;
-                for f in j.active.values() {
-                    if let ConcreteFault::Clock {
-                        peers,
-                        offset_ms,
-                        rate: r,
-                    } = f
-                        && peers.contains(&n)
-                    {
-                        offset += offset_ms;
-                        rate = r.or(rate);
-                    }
-                }
-                (offset, rate)
-            };
-            let p = &self.peers[n];
-            // Written aside and renamed over: libfaketime re-reads the file on every clock call, and a
-            // half-written file would read as offset 0 for that call.
-            let tmp = p.dir.faketime().with_extension("tmp");
-            std::fs::write(&tmp, faketime_spec(offset_ms, rate))
-                .and_then(|()| std::fs::rename(&tmp, p.dir.faketime()))
-                .with_context(|| format!("writing the clock file of {}", p.name))?;
-            let down = self.journal.lock().await.down.contains_key(&n);
-            let measured = if down { None } else { self.measure_offset(p.ip).await };
-            self.history.record(Event::ClockMeasured {
-                peer: p.name.clone(),
-                requested_ms: offset_ms,
-                measured_ms: measured,
-            });
-            out.insert(
-                p.name.clone(),
-                serde_json::json!({"requested_ms": offset_ms, "measured_ms": measured, "rate": rate}),
-            );
-        }
-        Ok(out.into())
-    }
-
-    /// The peer's reported wall clock minus ours, corrected by half the round trip.
-    async fn measure_offset(&self, ip: Ipv4Addr) -> Option<i64> {
-        let now_ms = || {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64)
-        };
-        let before = now_ms();
-        let status = cluster::status(&self.http, ip).await.ok()?;
-        let after = now_ms();
-        Some(status.wall_clock_ms - (before + after) / 2)
-    }
-
-    fn lock_fault(&self, node: usize, action: &LockAction, on: bool) -> anyhow::Result<serde_json::Value> {
-        let dir = self.peers[node].dir.state().join("locks");
-        std::fs::create_dir_all(&dir)?;
-        match (action, on) {
-            (LockAction::Stale(path), true) => {
-                let (name, contents) = peer_profile::stale_lock(path);
-                std::fs::write(dir.join(&name), contents)?;
-                peer_profile::chown_tree(&dir)?;
-                Ok(serde_json::json!({"lock": name, "path": path}))
-            }
-            (LockAction::Stale(path), false) => {
-                let (name, _) = peer_profile::stale_lock(path);
-                let cleared = !dir.join(&name).exists();
-                Ok(serde_json::json!({"lock": name, "cleared": cleared}))
-            }
-            (LockAction::Unwritable, on) => {
-                let mode = if on { 0o555 } else { 0o755 };
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
-                Ok(serde_json::json!({"locks_dir_mode": format!("{mode:o}")}))
-            }
-        }
-    }
-
-    /// Damages one file in place the way a failing disk would: the mtime is kept, so only a content
-    /// check (a scrub) can notice.
-    fn disk_fault(&self, node: usize, action: &DiskAction, seed: u64) -> anyhow::Result<serde_json::Value> {
-        let sync = self.peers[node].dir.sync();
-        let (path, how) = match action {
-            DiskAction::Corrupt(p) => (p.clone(), "corrupt"),
-            DiskAction::Truncate(p) => (p.clone(), "truncate"),
-            DiskAction::Fill => return self.fill_disk(node),
-        };
-        let path = match path {
-            Some(p) => p,
-            None => {
-                let tree = crate::tree::TreeReader::default().read(&sync)?;
-                let files: Vec<&String> = tree.files.iter().filter(|(_, e)| e.size > 0).map(|(p, _)| p).collect();
-                if files.is_empty() {
-                    return Ok(serde_json::json!({"skipped": "no file to damage"}));
-                }
-                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-                files[rng.random_range(0..files.len())].clone()
-            }
-        };
-        let file = sync.join(&path);
-        let meta = match std::fs::metadata(&file) {
-            Ok(m) => m,
-            Err(_) => return Ok(serde_json::json!({"path": path, "skipped": "file not present"})),
-        };
-        let mtime = meta.modified()?;
-        let size = meta.len();
-        let f = std::fs::OpenOptions::new().read(true).write(true).open(&file)?;
-        if how == "corrupt" && size > 0 {
-            use std::os::unix::fs::FileExt;
-            let at = size / 2;
-            let mut b = [0u8; 1];
-            f.read_exact_at(&mut b, at)?;
-            b[0] ^= 0x5a;
-            f.write_all_at(&b, at)?;
-        } else {
-            f.set_len(size / 2)?;
-        }
-        f.set_modified(mtime)?;
-        f.sync_all()?;
-        Ok(serde_json::json!({"path": path, "how": how, "size_before": size}))
-    }
-
-    fn filler(&self, node: usize) -> std::path::PathBuf {
-        self.peers[node].dir.root.join(".syftchaos-fill")
-    }
-
-    /// Writes zeros into the peer's data folder until the file system is full. The folder must be a
-    /// size-limited mount (plan key `disk_limit`), or this would fill the host's disk: refuse otherwise.
-    fn fill_disk(&self, node: usize) -> anyhow::Result<serde_json::Value> {
-        use std::io::Write;
-        let root = &self.peers[node].dir.root;
-        if !cluster::is_limited_mount(root) {
-            bail!(
-                "refusing to fill {}: it is not a size-limited mount (set `disk_limit`)",
-                root.display()
-            );
-        }
-        let mut f = std::fs::File::create(self.filler(node))?;
-        let chunk = vec![0u8; 1 << 20];
-        let mut written = 0u64;
-        loop {
-            match f.write(&chunk) {
-                Ok(0) => break,
-                Ok(n) => written += n as u64,
-                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC: full, as intended
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let _ = f.sync_all();
-        Ok(serde_json::json!({"filled_bytes": written}))
-    }
-
     async fn root_sh(&self, node: usize, script: &str, args: &[&str]) -> anyhow::Result<()> {
         let mut cmd = vec!["sh", "-c", script, "sh"];
         cmd.extend_from_slice(args);
@@ -596,22 +330,6 @@ impl Nemesis {
             ConcreteFault::Disk { peers, action, .. } => serde_json::json!({ "peers": names(peers), "action": action }),
         }
     }
-}
-
-fn cut_nodes(cut: &Cut) -> Vec<usize> {
-    cut.links
-        .iter()
-        .flat_map(|&(a, b)| [a, b])
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
-}
-
-/// libfaketime's relative format: signed seconds and a speed factor. The factor is always written:
-/// once a rate was set, a file without one keeps the old rate (seen with libfaketime 0.9.10).
-pub fn faketime_spec(offset_ms: i64, rate: Option<f64>) -> String {
-    let secs = offset_ms as f64 / 1000.0;
-    format!("{secs:+} x{}\n", rate.unwrap_or(1.0))
 }
 
 #[cfg(test)]
