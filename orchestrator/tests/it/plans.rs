@@ -11,23 +11,13 @@ fn run_plan(name: &str) -> (Option<i32>, serde_json::Value, Vec<serde_json::Valu
         .arg(reports.path()));
     let dir = run_dir(reports.path()).expect("a run folder");
     assert_eq!(labelled(Some(&run_id_of(&dir))), (0, 0), "{name}: nothing left behind");
-    let result: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("result.json")).expect("result.json")).unwrap();
+    let result = result_of(reports.path());
     let history = std::fs::read_to_string(dir.join("history.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     (out.status.code(), result, history)
-}
-
-fn check<'a>(result: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    result["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no {name} check"))
 }
 
 fn events<'a>(history: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {

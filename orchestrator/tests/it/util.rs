@@ -103,3 +103,19 @@ pub fn run_id_of(dir: &Path) -> String {
         .unwrap()
         .to_string()
 }
+
+/// The `result.json` of the single run folder under `reports`.
+pub fn result_of(reports: &Path) -> serde_json::Value {
+    let dir = run_dir(reports).expect("a run folder");
+    serde_json::from_slice(&std::fs::read(dir.join("result.json")).expect("result.json")).unwrap()
+}
+
+/// One named check of a `result.json`.
+pub fn check<'a>(result: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    result["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name}"))
+}
