@@ -262,6 +262,12 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
     if staged.is_empty() {
         return done;
     }
+    if !node.settings.sync_dir.is_dir() {
+        // Recreating the vanished folder for one file would make every other file look deleted
+        // to the next scan; wait (pending) until the folder is back.
+        tracing::warn!("sync folder missing; not applying");
+        return done;
+    }
     let temps: Vec<PathBuf> = staged.iter().filter_map(|s| s.temp.clone()).collect();
     flush(&temps, &node.tmp_dir);
     let paths: Vec<&str> = staged.iter().map(|s| s.entry.path.as_str()).collect();

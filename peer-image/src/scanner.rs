@@ -100,6 +100,10 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Stamp)>) {
 /// in one batch. Returns paths to look at again (they changed while being hashed).
 pub fn process(node: &Node, fulls: BTreeSet<PathBuf>, count_echo: bool) -> Vec<PathBuf> {
     let root = &node.settings.sync_dir;
+    if !root.is_dir() {
+        // The folder itself went away (see `full_scan`): its files' removal events are not deletes.
+        return Vec::new();
+    }
     let mut rels = BTreeSet::new();
     for full in fulls {
         let Some(rel) = relative(root, &full) else {
@@ -178,6 +182,12 @@ fn examine(node: &Node, items: Vec<(String, Option<Stamp>)>, count_echo: bool) -
 /// Walks the whole sync folder; hashes what changed since last seen, tombstones what vanished.
 pub fn full_scan(node: &Node) -> Vec<PathBuf> {
     let root = node.settings.sync_dir.clone();
+    // A missing sync folder (unmounted, removed by a fault) is not "every file was deleted":
+    // scanning it would author a tombstone per file and spread the loss to every peer.
+    if !root.is_dir() {
+        tracing::error!(sync = %root.display(), "sync folder missing; not scanning (no deletes are authored)");
+        return Vec::new();
+    }
     let mut found = Vec::new();
     walk(&root, &root, &mut found);
     let present: BTreeSet<&str> = found.iter().map(|(r, _)| r.as_str()).collect();

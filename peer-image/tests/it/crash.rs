@@ -65,3 +65,32 @@ fn wait_for_part(dir: &std::path::Path) -> bool {
     }
     false
 }
+
+/// The sync folder itself disappearing (an unmount, a fault) is not "the user deleted every file":
+/// no delete is authored, so nothing is lost elsewhere.
+#[test]
+fn a_vanished_sync_folder_spreads_no_deletes() {
+    let mut c = Cluster::new(2, &[(0, 1)]);
+    c.peers[1].extra_yaml = "rescan_interval_ms: 200\n".into();
+    c.start_all();
+    c.peers[0].write("keep/a.txt", b"a");
+    c.peers[0].write("b.txt", b"b");
+    c.wait_trees(&Cluster::tree_of(&[("keep/a.txt", b"a"), ("b.txt", b"b")]));
+    std::fs::remove_dir_all(c.peers[1].sync_dir()).unwrap();
+    // Several rescans later (each would have tombstoned everything), nothing was authored.
+    let s = |c: &Cluster| {
+        c.peers[1]
+            .metrics()
+            .sum("syncpeer_messages_sent_total", &[("kind", "summary")])
+    };
+    let s0 = s(&c);
+    wait_until("a few rounds", TIMEOUT, || s(&c) >= s0 + 4.0);
+    // A new file elsewhere must not recreate the folder (which would make the rest look deleted).
+    c.peers[0].write("c.txt", b"c");
+    let s1 = s(&c);
+    wait_until("a few more rounds", TIMEOUT, || s(&c) >= s1 + 4.0);
+    assert!(!c.peers[1].sync_dir().exists());
+    assert_eq!(c.peers[1].metrics().sum("syncpeer_local_changes_total", &[]), 0.0);
+    assert_eq!(c.peers[0].tree().len(), 3, "a delete spread from the vanished folder");
+    assert_eq!(c.peers[0].status().unwrap()["tombstones"], 0);
+}
