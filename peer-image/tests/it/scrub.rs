@@ -124,3 +124,39 @@ fn damage_done_while_stopped_is_repaired_at_restart() {
         1.0
     );
 }
+
+/// Bit rot reports no event: damage written through a hard link outside the sync folder (inotify
+/// reports it to the link's folder only) is found by the periodic full scrub alone, and repaired.
+#[test]
+fn the_periodic_scrub_finds_damage_no_event_reported() {
+    let mut c = Cluster::new(2, &[(0, 1)]);
+    c.peers[1].extra_yaml = "scrub_interval_ms: 700\nrescan_interval_ms: 600000\n".into();
+    c.start_all();
+    let a = content(9);
+    c.peers[0].write("deep/a.bin", &a);
+    c.wait_trees(&Cluster::tree_of(&[("deep/a.bin", &a)]));
+    wait_verified(&c.peers[1], "deep/a.bin");
+    let digest = c.peers[0].digest();
+    let outside = c.peers[1].root.join("bitrot-link");
+    std::fs::hard_link(c.peers[1].sync_dir().join("deep/a.bin"), &outside).unwrap();
+    let mtime = std::fs::metadata(&outside).unwrap().modified().unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&outside).unwrap();
+    f.write_all_at(b"\xff", 100).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    assert_ne!(
+        c.peers[1].read("deep/a.bin").as_ref(),
+        Some(&a),
+        "the damage is visible in the folder"
+    );
+    wait_until("repaired by the scrub", TIMEOUT, || {
+        c.peers[1].read("deep/a.bin").as_ref() == Some(&a)
+    });
+    c.wait_quiescent(Duration::from_millis(1000));
+    assert_eq!(c.peers[0].read("deep/a.bin").as_ref(), Some(&a));
+    assert_eq!(c.peers[1].digest(), digest, "no version was authored");
+    assert_eq!(
+        c.peers[1].metrics().sum("syncpeer_corruptions_repaired_total", &[]),
+        1.0
+    );
+}
