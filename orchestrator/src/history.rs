@@ -55,6 +55,12 @@ pub enum Event {
         requested_ms: i64,
         measured_ms: Option<i64>,
     },
+    /// A killed or stopped peer restarted and answered again (its faults re-applied), or a paused
+    /// one was thawed; `after` is `kill`, `stop` or `pause`.
+    PeerBack {
+        peer: String,
+        after: String,
+    },
     /// Something the nemesis saw when a fault ended (e.g. whether a stale lock was cleared).
     Observed {
         fault: String,

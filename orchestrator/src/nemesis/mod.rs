@@ -278,6 +278,10 @@ impl Nemesis {
                 self.reapply(node).await?;
             }
         }
+        self.history.record(Event::PeerBack {
+            peer: p.name.clone(),
+            after: action.as_str().into(),
+        });
         Ok(())
     }
 

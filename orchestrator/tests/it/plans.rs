@@ -43,6 +43,11 @@ fn a_killed_peer_comes_back_and_loses_nothing() {
             .any(|e| e["id"] == "crash-p2#1"),
         "and brought it back"
     );
+    let back = events(&history, "peer-back");
+    assert!(
+        back.iter().any(|e| e["peer"] == "p2" && e["after"] == "kill"),
+        "p2 answered again: {back:?}"
+    );
     assert_eq!(code, Some(0), "verdict {}", result["verdict"]);
 }
 
