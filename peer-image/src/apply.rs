@@ -255,6 +255,22 @@ fn place(node: &Node, from: &Path, to: &str) -> std::io::Result<()> {
     std::fs::rename(from, &full)
 }
 
+/// Test-only fault hook: `SYNCPEER_TEST_APPLY_PAUSE_MS` sleeps between the checks of a batch and
+/// its renames, standing for a slow intent fsync on a loaded disk (the window in which a local edit
+/// can land on a path that was just checked). Not a setting; unset in production.
+fn test_pause() {
+    static PAUSE: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    let pause = PAUSE.get_or_init(|| {
+        std::env::var("SYNCPEER_TEST_APPLY_PAUSE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(std::time::Duration::from_millis)
+    });
+    if let Some(d) = pause {
+        std::thread::sleep(*d);
+    }
+}
+
 /// Applies staged versions; returns the paths that are finished (applied, or not needed), the
 /// rest stay pending (a live lock holder, a disk error).
 pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
@@ -373,6 +389,7 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
     if crate::legacy::active() {
         crate::legacy::hold_echo(node, commits.iter().map(|c| c.path.as_str()));
     }
+    test_pause();
     let mut failed = Vec::new();
     for op in &ops {
         let r = match op {

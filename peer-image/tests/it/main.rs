@@ -28,3 +28,5 @@ mod scrub;
 mod legacy;
 // A hung neighbour (partition-like) and the heal.
 mod partition;
+// Local safe-saves racing with received versions of the same file (never overwritten).
+mod safesave;

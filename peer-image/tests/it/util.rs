@@ -68,6 +68,8 @@ pub struct Peer {
     pub extra_yaml: String,
     /// Appended to the `peers:` list (e.g. a fake peer).
     pub extra_peers: String,
+    /// Extra environment of the process (e.g. a test-only fault hook).
+    pub env: Vec<(String, String)>,
 }
 
 impl Peer {
@@ -259,6 +261,7 @@ impl Cluster {
                     child: None,
                     extra_yaml: String::new(),
                     extra_peers: String::new(),
+                    env: Vec::new(),
                 }
             })
             .collect();
@@ -337,6 +340,7 @@ impl Cluster {
             .arg("--config")
             .arg(&cfg)
             .env("RUST_LOG", "syncpeer=debug,info")
+            .envs(self.peers[i].env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
