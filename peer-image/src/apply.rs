@@ -100,6 +100,11 @@ pub fn reconcile(node: &Node, idx: &mut Index, rel: &str, seen: &Observed, count
                 }
                 return Reconciled::Unchanged;
             }
+            // Received content whose commit has not happened yet (it failed, e.g. disk full, and
+            // is retried): not an edit.
+            if idx.inflight(rel) == Some(hash.as_str()) {
+                return Reconciled::Unchanged;
+            }
             // Changed content with the verified mtime: disk damage, repaired, never a version.
             if let Some(e) = live
                 && crate::scrub::check(node, rel, stamp, e, hash)
@@ -127,6 +132,14 @@ pub fn reconcile(node: &Node, idx: &mut Index, rel: &str, seen: &Observed, count
             let Some(live) = live else {
                 return Reconciled::Unchanged;
             };
+            if idx.inflight(rel) == Some("") {
+                return Reconciled::Unchanged;
+            }
+            // Checked after the file was found missing: if the whole folder went away meanwhile,
+            // this is not a delete (see `scanner::full_scan`).
+            if !node.settings.sync_dir.is_dir() {
+                return Reconciled::Unchanged;
+            }
             let mut vv = live.vv.clone();
             vv.set(&node.short, idx.next_counter());
             let hlc = idx.tick();
@@ -150,6 +163,9 @@ pub fn commit_local(node: &Node, idx: &mut Index, entries: Vec<Entry>) -> anyhow
     }
     let n = entries.len() as u64;
     let paths: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
+    if n <= 8 {
+        tracing::debug!(?paths, deleted = ?entries.iter().map(|e| e.deleted).collect::<Vec<_>>(), "new local versions");
+    }
     idx.commit(entries)?;
     for p in paths {
         let s = stamp_now(&node.full_path(&p));

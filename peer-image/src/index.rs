@@ -88,6 +88,10 @@ pub struct Index {
     /// more CPU than syncing).
     sum: [u64; 4],
     clock: HlcClock,
+    /// Paths whose received content is recorded as intent but not committed yet -> its hash
+    /// (empty for a delete). A commit that failed (disk full) after the rename leaves the new
+    /// content on disk: the scanner must not take it for a local edit.
+    inflight: HashMap<String, String>,
 }
 
 /// One index slot: the entry, its local sequence and its hash (for the digest and summaries).
@@ -159,6 +163,7 @@ impl Index {
             tombstones: 0,
             sum: [0; 4],
             clock: HlcClock::default(),
+            inflight: HashMap::new(),
         };
         let mut lost_snapshot = false;
         match std::fs::read(&snap_path) {
@@ -245,6 +250,7 @@ impl Index {
     }
 
     fn insert(&mut self, seq: u64, e: Entry) {
+        self.inflight.remove(&e.path);
         if let Some(Slot {
             seq: old_seq,
             entry: old,
@@ -307,7 +313,16 @@ impl Index {
     /// Durably records entries that are about to be written to disk.
     pub fn record_intents(&mut self, entries: &[Entry]) -> Result<(), IndexError> {
         let recs: Vec<Record> = entries.iter().cloned().map(Record::Intent).collect();
-        self.append(&recs)
+        self.append(&recs)?;
+        for e in entries {
+            self.inflight.insert(e.path.clone(), e.hash.clone());
+        }
+        Ok(())
+    }
+
+    /// The hash of received content being put in place at `path` (see `inflight`).
+    pub fn inflight(&self, path: &str) -> Option<&str> {
+        self.inflight.get(path).map(String::as_str)
     }
 
     /// Durably commits new current entries (one fsync for the batch), then makes them visible.
@@ -506,6 +521,18 @@ mod tests {
             blake3::hash(path.as_bytes()).to_hex().to_string()
         };
         Entry::author(me, path.into(), vv, hash, 1, deleted, Hlc { ms: n, c: 0 })
+    }
+
+    #[test]
+    fn intents_are_inflight_until_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Identity::from_seed([6; 32]);
+        let (mut idx, _) = Index::open(dir.path()).unwrap();
+        let a = e(&me, "a", 1, false);
+        idx.record_intents(std::slice::from_ref(&a)).unwrap();
+        assert_eq!(idx.inflight("a"), Some(a.hash.as_str()));
+        idx.commit(vec![a]).unwrap();
+        assert_eq!(idx.inflight("a"), None);
     }
 
     #[test]

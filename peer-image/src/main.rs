@@ -13,6 +13,9 @@ fn main() -> ExitCode {
     // SAFETY: called before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        // The scanner probes for writers with a read lease (`scanner::being_written`); a lease
+        // break would deliver SIGIO, whose default action is to terminate.
+        libc::signal(libc::SIGIO, libc::SIG_IGN);
     }
     let cli = match Cli::try_parse() {
         Ok(c) => c,

@@ -141,6 +141,27 @@ pub fn process(node: &Node, fulls: BTreeSet<PathBuf>, count_echo: bool) -> Vec<P
     examine(node, rels.into_iter().map(|r| (r, None)).collect(), count_echo)
 }
 
+/// Whether some process has `path` open for writing, i.e. a write is in progress: a read lease
+/// cannot be taken then (`EAGAIN`). Hashing such a file would author a version of a half-written
+/// state (an editor's truncate before its write). Any other failure (not the file's owner, a
+/// filesystem without leases) says nothing. The lease is dropped at once; a lease break in that
+/// instant would send SIGIO, which `main` ignores.
+pub fn being_written(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let fd = f.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own.
+    let r = unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) };
+    if r == 0 {
+        // SAFETY: as above.
+        unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
+        return false;
+    }
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN)
+}
+
 /// Hashes outside the index lock, reconciles under it, commits once.
 fn examine(node: &Node, items: Vec<(String, Option<Stamp>)>, count_echo: bool) -> Vec<PathBuf> {
     let mut seen = Vec::with_capacity(items.len());
@@ -152,6 +173,11 @@ fn examine(node: &Node, items: Vec<(String, Option<Stamp>)>, count_echo: bool) -
             if idx.stamp(&rel) == Some(st) && idx.get(&rel).is_some_and(|e| !e.deleted) {
                 continue;
             }
+        }
+        if being_written(&full) {
+            // Its close-after-write event (or the settle timer) brings it back.
+            let _ = node.scan_tx.send((full, Urgency::Settle));
+            continue;
         }
         seen.push((rel, observe(&full)));
     }
@@ -268,5 +294,23 @@ pub async fn run(node: Arc<Node>, mut rx: UnboundedReceiver<(PathBuf, Urgency)>,
                 let _ = node.scan_tx.send((p, Urgency::Now));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_open_for_writing_is_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"x").unwrap();
+        assert!(!being_written(&p));
+        let w = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        assert!(being_written(&p));
+        drop(w);
+        assert!(!being_written(&p));
+        assert!(!being_written(&dir.path().join("missing")));
     }
 }

@@ -76,7 +76,9 @@ fn a_vanished_sync_folder_spreads_no_deletes() {
     c.peers[0].write("keep/a.txt", b"a");
     c.peers[0].write("b.txt", b"b");
     c.wait_trees(&Cluster::tree_of(&[("keep/a.txt", b"a"), ("b.txt", b"b")]));
-    std::fs::remove_dir_all(c.peers[1].sync_dir()).unwrap();
+    // Gone at once, as an unmount does (`rm -rf` removes the files one by one first, which is
+    // indistinguishable from the user deleting them).
+    std::fs::rename(c.peers[1].sync_dir(), c.peers[1].root.join("moved-away")).unwrap();
     // Several rescans later (each would have tombstoned everything), nothing was authored.
     let s = |c: &Cluster| {
         c.peers[1]
