@@ -176,26 +176,49 @@ pub fn commit_local(node: &Node, idx: &mut Index, entries: Vec<Entry>) -> anyhow
     Ok(())
 }
 
-/// Makes sure the index knows the current content of `rel` before sync touches it (an edit the
-/// scanner has not processed yet would otherwise be overwritten and lost).
-fn ensure_indexed(node: &Node, idx: &mut Index, rel: &str) -> anyhow::Result<()> {
+/// Whether the file on disk (`disk`: its stamp, None when absent) is, without hashing it, the one
+/// the index entry describes (`deleted`: None without an entry; `recorded`: the stamp recorded
+/// with the entry): both absent, or a live entry whose recorded size, mtime and inode are exactly
+/// the file's. A file modified less than [`crate::scrub::SETTLE_NS`] ago is in doubt (a rewrite
+/// in the same clock tick keeps the mtime, and its event may not be processed yet): it is hashed.
+pub fn matches_index(deleted: Option<bool>, recorded: Option<Stamp>, disk: Option<Stamp>, real_now_ns: i128) -> bool {
+    match (disk, deleted) {
+        (None, None) => true,
+        (None, Some(d)) => d,
+        (Some(s), Some(false)) => recorded == Some(s) && real_now_ns >= s.mtime_ns + crate::scrub::SETTLE_NS,
+        (Some(_), _) => false,
+    }
+}
+
+/// Makes sure the index knows the current content of `rel` before sync touches it: an edit the
+/// scanner has not processed yet is committed as a local version first (and then resolved
+/// against the received one like any concurrent version), instead of being overwritten and lost.
+/// Returns the stamp of the file as checked (None: absent), which the apply re-checks right
+/// before it renames over or removes the file.
+fn ensure_indexed(node: &Node, idx: &mut Index, rel: &str) -> anyhow::Result<Option<Stamp>> {
     let full = node.full_path(rel);
     let now = stamp_now(&full);
-    let cur = idx.get(rel);
-    let known = match (now, cur) {
-        (None, None) => true,
-        (None, Some(e)) => e.deleted,
-        (Some(s), Some(e)) => !e.deleted && idx.stamp(rel) == Some(s),
-        (Some(_), None) => false,
-    };
-    if known {
-        return Ok(());
+    let cur = idx.get(rel).map(|e| e.deleted);
+    if matches_index(cur, idx.stamp(rel), now, crate::scrub::real_now_ns()) {
+        return Ok(now);
     }
     for _ in 0..3 {
         let seen = observe(&full);
+        let checked = match &seen {
+            Observed::File { stamp, .. } => Some(*stamp),
+            Observed::Missing => None,
+            Observed::Other => stamp_now(&full),
+        };
         match reconcile(node, idx, rel, &seen, false) {
-            Reconciled::Unchanged => return Ok(()),
-            Reconciled::NewVersion(e) => return commit_local(node, idx, vec![e]),
+            Reconciled::Unchanged => return Ok(checked),
+            Reconciled::NewVersion(e) => {
+                tracing::info!(path = %rel, "local edit not yet indexed; committed before applying a received version");
+                commit_local(node, idx, vec![e])?;
+                // `commit_local` stats the file after its commit; only the stamp that was hashed
+                // may vouch for the content.
+                idx.set_stamp(rel, checked);
+                return Ok(checked);
+            }
             Reconciled::Changed => continue,
         }
     }
@@ -207,6 +230,14 @@ pub struct Staged {
     pub entry: Entry,
     pub temp: Option<PathBuf>,
     pub received: Instant,
+}
+
+/// One file operation of a batch, for the received version of `owner`, done only if the target
+/// still is in the state it was checked in (`expect`: its stamp, None when absent).
+struct Step {
+    owner: String,
+    expect: Option<Stamp>,
+    op: Op,
 }
 
 enum Op {
@@ -328,10 +359,13 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
             tracing::debug!(%path, "locked by a live holder; retrying later");
             continue;
         }
-        if let Err(e) = ensure_indexed(node, &mut idx, &path) {
-            tracing::warn!(%path, "cannot examine local file: {e:#}");
-            continue;
-        }
+        let checked = match ensure_indexed(node, &mut idx, &path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(%path, "cannot examine local file: {e:#}");
+                continue;
+            }
+        };
         if matches!(std::fs::symlink_metadata(node.full_path(&path)), Ok(m) if !m.is_file()) {
             tracing::warn!(%path, "a directory or special file is in the way; not applied");
             done.push(path);
@@ -349,24 +383,40 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
                 }
             }
             Resolution::TakeRemote { copy } => {
+                if s.temp.is_none() && !s.entry.deleted {
+                    continue; // not staged: keep pending
+                }
+                // The path is expected as checked; after the local file moved to its conflict
+                // copy, absent.
+                let mut expect = checked;
                 if let Some(copy) = copy
                     && copy_wanted(&idx, &copy)
                 {
-                    ops.push(Op::MoveLocal {
-                        from: path.clone(),
-                        to: copy.path.clone(),
+                    ops.push(Step {
+                        owner: path.clone(),
+                        expect,
+                        op: Op::MoveLocal {
+                            from: path.clone(),
+                            to: copy.path.clone(),
+                        },
                     });
+                    expect = None;
                     commits.push(copy);
                     conflicts += 1;
                 }
-                match (&s.temp, s.entry.deleted) {
-                    (_, true) => ops.push(Op::Remove { path: path.clone() }),
-                    (Some(t), false) => ops.push(Op::Place {
+                let op = match &s.temp {
+                    _ if s.entry.deleted => Op::Remove { path: path.clone() },
+                    Some(t) => Op::Place {
                         from: t.clone(),
                         to: path.clone(),
-                    }),
-                    (None, false) => continue, // not staged: keep pending
-                }
+                    },
+                    None => unreachable!("checked above"),
+                };
+                ops.push(Step {
+                    owner: path.clone(),
+                    expect,
+                    op,
+                });
                 commits.push(s.entry);
                 applied += 1;
                 latencies.push(s.received);
@@ -374,9 +424,13 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
             Resolution::KeepLocal { copy } => {
                 if let Some(t) = &s.temp {
                     if copy_wanted(&idx, &copy) {
-                        ops.push(Op::Place {
-                            from: t.clone(),
-                            to: copy.path.clone(),
+                        ops.push(Step {
+                            owner: path.clone(),
+                            expect: stamp_now(&node.full_path(&copy.path)),
+                            op: Op::Place {
+                                from: t.clone(),
+                                to: copy.path.clone(),
+                            },
                         });
                         commits.push(copy);
                         conflicts += 1;
@@ -407,12 +461,42 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
     }
     test_pause();
     let mut failed = Vec::new();
-    for op in &ops {
+    // The stamp of each file put in place, taken before its rename (a rename keeps inode, mtime
+    // and size): a stat after the rename could be of a file the user saved over it meanwhile,
+    // which would then pass for the applied content.
+    let mut placed: std::collections::HashMap<String, Option<Stamp>> = std::collections::HashMap::new();
+    for Step { owner, expect, op } in &ops {
+        let target = match op {
+            Op::Place { to, .. } | Op::MoveLocal { to, .. } => to,
+            Op::Remove { path } => path,
+        };
+        if failed.contains(owner) {
+            failed.push(target.clone());
+            continue;
+        }
+        // The file must still be exactly as checked, or it holds a local edit made since: that
+        // edit is never overwritten. The path stays pending; the retry commits the edit first
+        // and resolves the received version against it. (What remains is the instant between this
+        // stat and the rename: an edit landing there is replaced; see docs/PEER.md.)
+        let now = stamp_now(&node.full_path(target));
+        if now != *expect {
+            tracing::info!(path = %target, "changed locally since checked; not overwritten, retried");
+            failed.push(target.clone());
+            failed.push(owner.clone());
+            continue;
+        }
         let r = match op {
-            Op::Place { from, to } => place(node, from, to).map_err(|e| (to.clone(), e)),
-            Op::MoveLocal { from, to } => place(node, &node.full_path(from), to).map_err(|e| (to.clone(), e)),
+            Op::Place { from, to } => {
+                placed.insert(to.clone(), stamp_now(from));
+                place(node, from, to).map_err(|e| (to.clone(), e))
+            }
+            Op::MoveLocal { from, to } => {
+                placed.insert(to.clone(), *expect);
+                place(node, &node.full_path(from), to).map_err(|e| (to.clone(), e))
+            }
             Op::Remove { path } => match std::fs::remove_file(node.full_path(path)) {
                 Ok(()) => {
+                    placed.insert(path.clone(), None);
                     remove_empty_parents(&node.settings.sync_dir, path);
                     Ok(())
                 }
@@ -423,6 +507,7 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
         if let Err((p, e)) = r {
             tracing::warn!(path = %p, "cannot write: {e}");
             failed.push(p);
+            failed.push(owner.clone());
         }
     }
     // A failed write must not be committed, or the index would claim content that is not there.
@@ -441,8 +526,7 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
         return Vec::new();
     }
     for p in paths {
-        let s = stamp_now(&node.full_path(&p));
-        idx.set_stamp(&p, s);
+        idx.set_stamp(&p, placed.get(&p).copied().flatten());
     }
     node.index_changed(&idx);
     drop(idx);
@@ -479,4 +563,43 @@ pub fn recover_intents(node: &Node, intents: Vec<Entry>) -> anyhow::Result<()> {
         idx.commit(commit)?;
     }
     Ok(())
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i128 = crate::scrub::SETTLE_NS;
+
+    fn st(mtime_ns: i128, size: u64, ino: u64) -> Stamp {
+        Stamp { mtime_ns, size, ino }
+    }
+
+    #[test]
+    fn a_file_matches_its_entry_only_when_its_stamp_is_exactly_the_recorded_one_and_settled() {
+        let rec = st(1_000, 10, 7);
+        let late = 1_000 + S;
+        assert!(matches_index(Some(false), Some(rec), Some(rec), late));
+        // An editor's safe-save: new inode (same size, even the same mtime tick).
+        assert!(!matches_index(Some(false), Some(rec), Some(st(1_000, 10, 8)), late));
+        // Rewritten in place: another size or mtime.
+        assert!(!matches_index(Some(false), Some(rec), Some(st(1_000, 11, 7)), late));
+        assert!(!matches_index(Some(false), Some(rec), Some(st(2_000, 10, 7)), late));
+        // Nothing recorded (restart, or the stamp was not trustworthy): hash it.
+        assert!(!matches_index(Some(false), None, Some(rec), late));
+        // In doubt: modified within the settle time, a same-tick rewrite could hide: hash it.
+        assert!(!matches_index(Some(false), Some(rec), Some(rec), late - 1));
+    }
+
+    #[test]
+    fn presence_must_match_the_entry() {
+        let s = st(1, 1, 1);
+        let late = 1 + S;
+        assert!(matches_index(None, None, None, late));
+        assert!(matches_index(Some(true), None, None, late));
+        // A file where the index has nothing or a tombstone: a local create, not yet indexed.
+        assert!(!matches_index(None, None, Some(s), late));
+        assert!(!matches_index(Some(true), Some(s), Some(s), late));
+        // A live entry whose file is gone: a local delete, not yet indexed.
+        assert!(!matches_index(Some(false), Some(s), None, late));
+    }
 }
