@@ -564,6 +564,7 @@ pub fn recover_intents(node: &Node, intents: Vec<Entry>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
