@@ -17,19 +17,37 @@ fn delete_while_p0_is_away(flavor: &'static str) -> bool {
     c.wait_trees(&Cluster::tree_of(&[("docs/plan.txt", b"the plan")]));
     assert_eq!(c.peers[0].stop(), Some(0));
     c.peers[1].remove("docs/plan.txt");
-    wait_until("delete reached p2", TIMEOUT, || {
-        c.peers[2].read("docs/plan.txt").is_none()
-    });
     if flavor == "legacy" {
-        wait_until("the delete is forgotten on p1 and p2", TIMEOUT, || {
-            c.peers[1..]
-                .iter()
-                .all(|p| p.status().is_some_and(|s| s["tombstones"] == 0 && s["entries"] == 0))
+        // The legacy flavor forgets a delete after 1 s; on a loaded machine p2 may not have heard of it
+        // by then (it then keeps the file: a zombie too). Once p1 has forgotten it and p2 holds no
+        // tombstone either, nobody remembers the delete any more, whichever way p2 went.
+        wait_until("the delete is forgotten by p1 and p2", TIMEOUT, || {
+            c.peers[1]
+                .status()
+                .is_some_and(|s| s["tombstones"] == 0 && s["entries"] == 0)
+                && c.peers[2].status().is_some_and(|s| s["tombstones"] == 0)
+        });
+    } else {
+        wait_until("delete reached p2", TIMEOUT, || {
+            c.peers[2].read("docs/plan.txt").is_none()
         });
     }
     c.start(0);
+    let back_everywhere = || c.peers.iter().all(|p| p.read("docs/plan.txt").is_some());
+    if flavor == "legacy" {
+        // The legacy design may never go quiet (the file's versions can bounce: its own loop bug), so
+        // the zombie is waited for, not quiescence.
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while std::time::Instant::now() < deadline {
+            if back_everywhere() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        return false;
+    }
     c.wait_quiescent(Duration::from_millis(1500));
-    c.peers.iter().all(|p| p.read("docs/plan.txt").is_some())
+    back_everywhere()
 }
 
 #[test]
