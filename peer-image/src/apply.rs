@@ -478,9 +478,14 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
         // edit is never overwritten. The path stays pending; the retry commits the edit first
         // and resolves the received version against it. (What remains is the instant between this
         // stat and the rename: an edit landing there is replaced; see docs/PEER.md.)
-        let now = stamp_now(&node.full_path(target));
+        // (A move checks the file it moves: the local loser, as checked at `owner`.)
+        let checked = match op {
+            Op::MoveLocal { from, .. } => from,
+            _ => target,
+        };
+        let now = stamp_now(&node.full_path(checked));
         if now != *expect {
-            tracing::info!(path = %target, "changed locally since checked; not overwritten, retried");
+            tracing::info!(path = %checked, "changed locally since checked; not overwritten, retried");
             failed.push(target.clone());
             failed.push(owner.clone());
             continue;
