@@ -97,3 +97,32 @@ fn a_safe_save_during_an_apply_is_not_overwritten() {
     assert_eq!(c.peers[0].tree(), c.peers[1].tree());
     assert_eq!(c.peers[0].tree().len(), 2, "{:?}", c.peers[0].tree());
 }
+
+/// The conflict move: p1 pulls from p0 but not the other way round, so p1 resolves p1's save
+/// against p0's later (winning) save before any conflict copy exists: p1 moves its own file aside
+/// as the copy (after re-checking that file) and puts p0's content in place.
+#[test]
+fn a_losing_local_save_is_moved_to_its_conflict_copy() {
+    let mut c = Cluster::new(2, &[]);
+    let p0 = format!(
+        "  - name: p0\n    addr: {}\n    public_key: {}\n",
+        c.peers[0].addr(),
+        c.peers[0].pubkey()
+    );
+    c.peers[1].extra_peers = p0;
+    c.start_all();
+    c.peers[0].write("shared/plan.txt", b"base");
+    wait_until("base on p1", TIMEOUT, || {
+        c.peers[1].read("shared/plan.txt").as_deref() == Some(&b"base"[..])
+    });
+    safe_save(&c.peers[1], "shared/plan.txt", b"from p1", "p1");
+    std::thread::sleep(Duration::from_millis(300)); // p1 authors its save, p0 never learns it
+    safe_save(&c.peers[0], "shared/plan.txt", b"from p0", "p0");
+    wait_until("p0's save in place on p1, p1's as a conflict copy", TIMEOUT, || {
+        let t = c.peers[1].tree();
+        t.get("shared/plan.txt").map(Vec::as_slice) == Some(&b"from p0"[..])
+            && t.iter()
+                .any(|(k, v)| k.starts_with("shared/plan.sync-conflict-") && v == b"from p1")
+    });
+    assert_eq!(c.peers[1].tree().len(), 2, "{:?}", c.peers[1].tree());
+}
