@@ -166,10 +166,16 @@ pub fn commit_local(node: &Node, idx: &mut Index, entries: Vec<Entry>) -> anyhow
     if n <= 8 {
         tracing::debug!(?paths, deleted = ?entries.iter().map(|e| e.deleted).collect::<Vec<_>>(), "new local versions");
     }
+    // Stamps taken now, right after `reconcile` compared the stat with the hashed one, not after
+    // the commit's fsync, during which a save over the file would pass for this content (a stamp
+    // whose size is not the entry's certainly is not of it: none is recorded, the file is hashed).
+    let stamps: Vec<Option<Stamp>> = entries
+        .iter()
+        .map(|e| stamp_now(&node.full_path(&e.path)).filter(|s| !e.deleted && s.size == e.size))
+        .collect();
     idx.commit(entries)?;
-    for p in paths {
-        let s = stamp_now(&node.full_path(&p));
-        idx.set_stamp(&p, s);
+    for (p, s) in paths.iter().zip(stamps) {
+        idx.set_stamp(p, s);
     }
     node.metrics.local_changes.inc_by(n);
     node.index_changed(idx);
