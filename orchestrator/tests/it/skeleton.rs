@@ -94,27 +94,8 @@ fn sigkilled_orchestrator_leaves_nothing_after_chaos_clean() {
     }
     let _lock = docker_lock();
     let reports = tempfile::tempdir().unwrap();
-    let mut child = chaos()
-        .args(["run", "--reports"])
-        .arg(reports.path())
-        .arg(test_plans().join("long-partition.yaml"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until the run's containers exist, then SIGKILL the orchestrator mid-run.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let run_id = loop {
-        if let Some(dir) = run_dir(reports.path()) {
-            let id = run_id_of(&dir);
-            if labelled(Some(&id)).0 == 3 {
-                break id;
-            }
-        }
-        assert!(Instant::now() < deadline, "the run never started its containers");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    std::thread::sleep(Duration::from_secs(2));
+    // SIGKILL the orchestrator mid-run.
+    let (mut child, run_id) = start_long_run(reports.path(), Stdio::null());
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(
@@ -141,26 +122,7 @@ fn ctrl_c_and_sigterm_remove_the_runs_containers() {
     let _lock = docker_lock();
     for signal in ["INT", "TERM"] {
         let reports = tempfile::tempdir().unwrap();
-        let child = chaos()
-            .args(["run", "--reports"])
-            .arg(reports.path())
-            .arg(test_plans().join("long-partition.yaml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let run_id = loop {
-            if let Some(dir) = run_dir(reports.path()) {
-                let id = run_id_of(&dir);
-                if labelled(Some(&id)).0 == 3 {
-                    break id;
-                }
-            }
-            assert!(Instant::now() < deadline, "the run never started its containers");
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        std::thread::sleep(Duration::from_secs(2));
+        let (child, run_id) = start_long_run(reports.path(), Stdio::piped());
         let status = std::process::Command::new("kill")
             .args([&format!("-{signal}"), &child.id().to_string()])
             .status();
@@ -182,4 +144,30 @@ fn ctrl_c_and_sigterm_remove_the_runs_containers() {
             "SIG{signal}: nothing of run {run_id} is left"
         );
     }
+}
+
+/// Starts `chaos run` on a long plan and returns once its 3 containers exist (plus 2 s into the
+/// schedule): the moment to interrupt it.
+fn start_long_run(reports: &std::path::Path, stderr: Stdio) -> (std::process::Child, String) {
+    let child = chaos()
+        .args(["run", "--reports"])
+        .arg(reports)
+        .arg(test_plans().join("long-partition.yaml"))
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run_id = loop {
+        if let Some(dir) = run_dir(reports) {
+            let id = run_id_of(&dir);
+            if labelled(Some(&id)).0 == 3 {
+                break id;
+            }
+        }
+        assert!(Instant::now() < deadline, "the run never started its containers");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    (child, run_id)
 }
