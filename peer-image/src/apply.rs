@@ -111,18 +111,8 @@ pub fn reconcile(node: &Node, idx: &mut Index, rel: &str, seen: &Observed, count
             {
                 return Reconciled::Unchanged;
             }
-            let mut vv = cur.map(|e| e.vv).unwrap_or_default();
-            vv.set(&node.short, idx.next_counter());
-            let hlc = idx.tick();
-            Reconciled::NewVersion(Entry::author(
-                &node.me,
-                rel.to_string(),
-                vv,
-                hash.clone(),
-                *size,
-                false,
-                hlc,
-            ))
+            let base = cur.map(|e| e.vv).unwrap_or_default();
+            author_local(node, idx, rel, base, hash.clone(), *size, false)
         }
         Observed::Missing => {
             if now.is_some() {
@@ -140,20 +130,24 @@ pub fn reconcile(node: &Node, idx: &mut Index, rel: &str, seen: &Observed, count
             if !node.settings.sync_dir.is_dir() {
                 return Reconciled::Unchanged;
             }
-            let mut vv = live.vv.clone();
-            vv.set(&node.short, idx.next_counter());
-            let hlc = idx.tick();
-            Reconciled::NewVersion(Entry::author(
-                &node.me,
-                rel.to_string(),
-                vv,
-                String::new(),
-                0,
-                true,
-                hlc,
-            ))
+            author_local(node, idx, rel, live.vv.clone(), String::new(), 0, true)
         }
     }
+}
+
+/// A new local version of `rel` on top of `base`: this node's counter bumped, a fresh HLC stamp.
+fn author_local(
+    node: &Node,
+    idx: &mut Index,
+    rel: &str,
+    mut base: crate::version_vector::VersionVector,
+    hash: String,
+    size: u64,
+    deleted: bool,
+) -> Reconciled {
+    base.set(&node.short, idx.next_counter());
+    let hlc = idx.tick();
+    Reconciled::NewVersion(Entry::author(&node.me, rel.to_string(), base, hash, size, deleted, hlc))
 }
 
 /// Commits local versions and records their stamps.

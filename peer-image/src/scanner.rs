@@ -115,30 +115,28 @@ pub fn process(node: &Node, fulls: BTreeSet<PathBuf>, count_echo: bool) -> Vec<P
                 walk(root, &full, &mut found);
                 rels.extend(found.into_iter().map(|(r, _)| r));
                 // Files the index has under this folder but that are gone.
-                let prefix = format!("{rel}/");
-                let idx = node.index();
-                rels.extend(
-                    idx.iter()
-                        .filter(|e| !e.deleted && e.path.starts_with(&prefix))
-                        .map(|e| e.path.clone()),
-                );
+                rels.extend(indexed_under(node, &rel));
             }
             Ok(_) => {
                 rels.insert(rel);
             }
             Err(_) => {
-                let prefix = format!("{rel}/");
-                let idx = node.index();
-                rels.extend(
-                    idx.iter()
-                        .filter(|e| !e.deleted && e.path.starts_with(&prefix))
-                        .map(|e| e.path.clone()),
-                );
+                rels.extend(indexed_under(node, &rel));
                 rels.insert(rel);
             }
         }
     }
     examine(node, rels.into_iter().map(|r| (r, None)).collect(), count_echo)
+}
+
+/// The live index paths under folder `rel` (an event on a folder may stand for all of them).
+fn indexed_under(node: &Node, rel: &str) -> Vec<String> {
+    let prefix = format!("{rel}/");
+    node.index()
+        .iter()
+        .filter(|e| !e.deleted && e.path.starts_with(&prefix))
+        .map(|e| e.path.clone())
+        .collect()
 }
 
 /// Whether some process has `path` open for writing, i.e. a write is in progress: a read lease
