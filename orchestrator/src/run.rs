@@ -278,15 +278,7 @@ async fn drive(
         checks,
         recovery: recoveries,
         figures,
-        peers: finals
-            .iter()
-            .map(|f| PeerSummary {
-                name: f.name.clone(),
-                files: f.tree.files.len(),
-                tree_hash: f.tree.digest(),
-                id: f.id.clone(),
-            })
-            .collect(),
+        peers: finals.iter().map(PeerSummary::from).collect(),
     };
     report::write_all(run_dir, &result, &records)?;
     report::link_latest(reports, run_dir)?;

@@ -32,6 +32,17 @@ pub struct PeerSummary {
     pub id: Option<String>,
 }
 
+impl From<&crate::checker::PeerFinal> for PeerSummary {
+    fn from(f: &crate::checker::PeerFinal) -> PeerSummary {
+        PeerSummary {
+            name: f.name.clone(),
+            files: f.tree.files.len(),
+            tree_hash: f.tree.digest(),
+            id: f.id.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct RunResult {
     pub plan: String,

@@ -326,15 +326,7 @@ fn synthetic_run(dir: &Path) {
         checks: judged.checks,
         recovery: judged.recoveries,
         figures: judged.figures,
-        peers: finals
-            .iter()
-            .map(|f| PeerSummary {
-                name: f.name.clone(),
-                files: f.tree.files.len(),
-                tree_hash: f.tree.digest(),
-                id: None,
-            })
-            .collect(),
+        peers: finals.iter().map(PeerSummary::from).collect(),
     };
     report::write_all(dir, &result, &h).unwrap();
 }
