@@ -56,7 +56,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
             pull: Notify::new(),
             reachable: AtomicBool::new(false),
             last_sync_ms: AtomicU64::new(0),
-            cursor: Mutex::new((0, 0)),
+            fills: Mutex::default(),
         })
         .collect();
     let (scan_tx, scan_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -81,6 +81,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         buckets: Mutex::default(),
         pending: Mutex::default(),
         fetch_wake: Notify::new(),
+        pull_turn: tokio::sync::Mutex::new(()),
         changed: watch::channel(0).0,
         tmp_dir,
         client,

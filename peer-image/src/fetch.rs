@@ -1,7 +1,8 @@
 //! Pending versions and the download of their content.
 //!
 //! [`offer`] verifies entries received from a neighbour (trust, signature) and queues those that
-//! would change the index. The fetcher task stages their content in the temp folder, verified by
+//! would change the index; content that came inline with a pull is staged at once. The fetcher
+//! task stages the rest in the temp folder, verified by
 //! hash before anything is written to the sync folder: from a local file with the same content if
 //! there is one, else from the neighbours that advertised the entry, then from any neighbour.
 //! Small files come in batches, large ones stream with HTTP `Range` resume. A peer that sends
@@ -16,50 +17,31 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::apply::{Staged, apply_batch};
+use crate::codec::Item;
 use crate::entry::{Entry, Invalid, Resolution, resolve};
 use crate::metrics::{Kind, Reason};
 use crate::node::{Node, PendingItem, lock};
-use crate::protocol::{BATCH_BYTES_MAX, BATCH_FILE_MAX, BlobsReq, entry_id, unframe_blobs};
+use crate::protocol::{BATCH_BYTES_MAX, BATCH_FILE_MAX, BlobsReq, unframe_blobs};
 use crate::wire::{self, SMALL_TIMEOUT, WireError};
 
-/// From a page of `(path, entry id)` summaries, the paths whose entry we neither hold nor have
-/// queued (for queued ones, `src` becomes another source).
-pub fn wanted(node: &Node, src: usize, items: Vec<(String, String)>) -> Vec<String> {
-    // Lock order everywhere: pending before index, or one at a time.
-    let unknown: Vec<(String, String)> = {
-        let idx = node.index();
-        items
-            .into_iter()
-            .filter(|(path, id)| idx.id(path).as_ref() != Some(id))
-            .collect()
-    };
-    let mut pending = lock(&node.pending);
-    let mut out = Vec::new();
-    for (path, id) in unknown {
-        if let Some(item) = pending.get_mut(&path)
-            && entry_id(&item.entry) == id
-        {
-            if !item.sources.contains(&src) {
-                item.sources.push(src);
-            }
-            continue;
-        }
-        out.push(path);
-    }
-    out
+/// What [`offer`] did with a page.
+pub struct Offered {
+    /// Versions queued (they would change the index).
+    pub queued: usize,
 }
 
-/// Verifies and queues entries from neighbour `src`; returns how many were queued.
-pub fn offer(node: &Node, src: usize, entries: Vec<Entry>, received: Instant) -> usize {
+/// Verifies and queues versions from neighbour `src`, staging content that came inline.
+pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Offered {
     let mut queued = 0;
     let src_short = node.peers[src].short.clone();
-    for e in entries {
-        // Cheap checks first: an entry equal to or dominated by what we hold, or already queued,
-        // changes nothing, so its signature need not be checked (in a mesh every entry arrives
-        // from every neighbour, and ed25519 verification dominated the CPU).
+    for Item { entry: e, content } in items {
+        // Cheap checks first: a version equal to or dominated by what we hold, or already queued,
+        // changes nothing, so its signature need not be checked (ed25519 verification dominated
+        // the CPU). It still counts as seen, so nobody offers it again.
         {
-            let idx = node.index();
+            let mut idx = node.index();
             if matches!(resolve(idx.get(&e.path), &e), Resolution::Ignore | Resolution::Same) {
+                idx.saw(&e);
                 continue;
             }
         }
@@ -81,29 +63,46 @@ pub fn offer(node: &Node, src: usize, entries: Vec<Entry>, received: Instant) ->
                 continue;
             }
             Err(Invalid::BadSignature) => {
-                tracing::warn!(peer = %node.peers[src].cfg.name, path = %e.path, "rejected a version with a bad signature");
-                node.metrics.reject(Reason::bad_signature);
+                // With inline content this is also what tampered content looks like: the hash
+                // the receiver computed is not the one the author signed.
+                let reason = if content.is_some() {
+                    Reason::bad_hash
+                } else {
+                    Reason::bad_signature
+                };
+                tracing::warn!(peer = %node.peers[src].cfg.name, path = %e.path, "rejected a version that does not verify ({reason:?})");
+                node.metrics.reject(reason);
                 node.strike(&src_short);
                 continue;
             }
         }
+        if content.as_ref().is_some_and(|c| c.len() as u64 != e.size) {
+            node.metrics.reject(Reason::bad_hash);
+            node.strike(&src_short);
+            continue;
+        }
         // Never reuse a counter that others saw from us (e.g. our index was lost and restored).
         node.index().observe_counter(e.vv.get(&node.short));
+        let staged = content.and_then(|c| stage_bytes(node, &e, &c));
         let mut pending = lock(&node.pending);
         match pending.get_mut(&e.path) {
             Some(item) if item.entry == e => {
                 if !item.sources.contains(&src) {
                     item.sources.push(src);
                 }
+                discard(staged);
             }
             Some(item) => {
                 if matches!(resolve(Some(&item.entry), &e), Resolution::TakeRemote { .. }) {
-                    *item = new_item(e, src, received);
+                    discard(item.staged.take());
+                    *item = new_item(e, src, received, staged);
                     queued += 1;
+                } else {
+                    discard(staged);
                 }
             }
             None => {
-                pending.insert(e.path.clone(), new_item(e, src, received));
+                pending.insert(e.path.clone(), new_item(e, src, received, staged));
                 queued += 1;
             }
         }
@@ -111,15 +110,39 @@ pub fn offer(node: &Node, src: usize, entries: Vec<Entry>, received: Instant) ->
     if queued > 0 {
         node.fetch_wake.notify_one();
     }
-    queued
+    Offered { queued }
 }
 
-fn new_item(entry: Entry, src: usize, received: Instant) -> PendingItem {
+/// Removes a staged temp file nobody will apply.
+pub(crate) fn discard(staged: Option<PathBuf>) {
+    if let Some(t) = staged {
+        let _ = std::fs::remove_file(t);
+    }
+}
+
+/// Writes verified inline content to the temp folder.
+fn stage_bytes(node: &Node, e: &Entry, content: &[u8]) -> Option<PathBuf> {
+    if e.deleted {
+        return None;
+    }
+    let tmp = temp_path(node, &e.hash);
+    match std::fs::write(&tmp, content) {
+        Ok(()) => Some(tmp),
+        Err(err) => {
+            tracing::warn!("cannot stage {}: {err}", e.path);
+            let _ = std::fs::remove_file(&tmp);
+            None
+        }
+    }
+}
+
+fn new_item(entry: Entry, src: usize, received: Instant, staged: Option<PathBuf>) -> PendingItem {
     PendingItem {
         entry,
         sources: vec![src],
         tried: Vec::new(),
         received,
+        staged,
         next_try: Instant::now(),
         failures: 0,
     }
@@ -322,14 +345,21 @@ async fn pass(node: &Arc<Node>) -> bool {
     let mut local = Vec::new();
     let mut small: BTreeMap<usize, Vec<Entry>> = BTreeMap::new();
     let mut large = Vec::new();
+    let mut ready = Vec::new();
     {
         let mut pending = lock(&node.pending);
         // Versions overtaken meanwhile (a newer one was applied) need no content any more, and
         // waiting for content nobody serves any longer would keep them pending forever.
         {
-            let idx = node.index();
-            pending
-                .retain(|p, item| !matches!(resolve(idx.get(p), &item.entry), Resolution::Ignore | Resolution::Same));
+            let mut idx = node.index();
+            pending.retain(|p, item| {
+                let keep = !matches!(resolve(idx.get(p), &item.entry), Resolution::Ignore | Resolution::Same);
+                if !keep {
+                    idx.saw(&item.entry);
+                    discard(item.staged.take());
+                }
+                keep
+            });
         }
         let mut budget = 0u64;
         let mut count = 0usize;
@@ -337,14 +367,20 @@ async fn pass(node: &Arc<Node>) -> bool {
             if item.next_try > now {
                 continue;
             }
-            let e = &item.entry;
-            if e.deleted {
-                tomb.push(e.clone());
+            if item.entry.deleted {
+                tomb.push(item.entry.clone());
                 continue;
             }
             if count >= 1024 || budget >= 64 << 20 {
                 break;
             }
+            // Content that came inline is ready; if applying it fails, it is fetched like any other.
+            if let Some(t) = item.staged.take() {
+                ready.push((item.entry.clone(), t));
+                count += 1;
+                continue;
+            }
+            let e = &item.entry;
             let have_local = node.index().path_for_hash(&e.hash).is_some();
             if have_local {
                 local.push(e.clone());
@@ -372,7 +408,7 @@ async fn pass(node: &Arc<Node>) -> bool {
             count += 1;
         }
     }
-    if tomb.is_empty() && local.is_empty() && small.is_empty() && large.is_empty() {
+    if tomb.is_empty() && local.is_empty() && small.is_empty() && large.is_empty() && ready.is_empty() {
         return false;
     }
     let received = |path: &str| lock(&node.pending).get(path).map_or(now, |i| i.received);
@@ -387,6 +423,11 @@ async fn pass(node: &Arc<Node>) -> bool {
             }
         })
         .collect();
+    staged.extend(ready.into_iter().map(|(e, t)| Staged {
+        received: received(&e.path),
+        entry: e,
+        temp: Some(t),
+    }));
     let mut failed: Vec<(String, Option<usize>)> = Vec::new();
     for e in local {
         let n = node.clone();

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::entry::Entry;
 use crate::hlc::{Hlc, HlcClock, wall_ms};
+use crate::knowledge::{Knowledge, dot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -76,7 +77,11 @@ pub struct Index {
     log: File,
     log_records: usize,
     entries: BTreeMap<String, Slot>,
-    by_seq: BTreeMap<u64, String>,
+    /// Dot (author key, counter) -> the path holding that version (see [`crate::knowledge`]).
+    by_dot: BTreeMap<(u64, u64), String>,
+    /// Every dot this node has seen: held, or received and found superseded. Not persisted: a
+    /// restart knows what it holds, and neighbours' fills bring back the rest.
+    seen: Knowledge,
     /// Content hash -> paths holding it (usually one: a `Vec`, not a set, to save memory).
     by_hash: HashMap<[u8; 32], Vec<String>>,
     seq: u64,
@@ -92,6 +97,14 @@ pub struct Index {
     /// (empty for a delete). A commit that failed (disk full) after the rename leaves the new
     /// content on disk: the scanner must not take it for a local edit.
     inflight: HashMap<String, String>,
+}
+
+/// See [`Index::missing`].
+pub struct Missing {
+    pub entries: Vec<Entry>,
+    pub fills: Knowledge,
+    /// False when `limit` cut the list (fills are then empty).
+    pub complete: bool,
 }
 
 /// One index slot: the entry, its local sequence and its hash (for the digest and summaries).
@@ -155,7 +168,8 @@ impl Index {
             dir: dir.clone(),
             log_records: 0,
             entries: BTreeMap::new(),
-            by_seq: BTreeMap::new(),
+            by_dot: BTreeMap::new(),
+            seen: Knowledge::new(),
             by_hash: HashMap::new(),
             seq: 0,
             epoch: 0,
@@ -252,13 +266,13 @@ impl Index {
     fn insert(&mut self, seq: u64, e: Entry) {
         self.inflight.remove(&e.path);
         if let Some(Slot {
-            seq: old_seq,
+            seq: _,
             entry: old,
             hash: old_h,
             ..
         }) = self.entries.remove(&e.path)
         {
-            self.by_seq.remove(&old_seq);
+            self.unmap_dot(&old);
             lanes(&mut self.sum, &old_h, false);
             if old.deleted {
                 self.tombstones -= 1;
@@ -277,7 +291,8 @@ impl Index {
             }
         }
         self.seq = self.seq.max(seq);
-        self.by_seq.insert(seq, e.path.clone());
+        self.by_dot.insert(dot(&e), e.path.clone());
+        self.seen.insert(dot(&e));
         let hash = *blake3::hash(&e.digest_bytes()).as_bytes();
         lanes(&mut self.sum, &hash, true);
         self.entries.insert(
@@ -398,7 +413,7 @@ impl Index {
             return;
         }
         if let Some(slot) = self.entries.remove(path) {
-            self.by_seq.remove(&slot.seq);
+            self.unmap_dot(&slot.entry);
             lanes(&mut self.sum, &slot.hash, false);
             self.tombstones -= 1;
         }
@@ -410,25 +425,6 @@ impl Index {
 
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values().map(|s| &s.entry)
-    }
-
-    /// Entries changed after local sequence `since`, oldest first, at most `limit`.
-    pub fn since(&self, since: u64, limit: usize) -> Vec<Entry> {
-        self.by_seq
-            .range(since + 1..)
-            .take(limit)
-            .filter_map(|(_, p)| self.entries.get(p).map(|s| s.entry.clone()))
-            .collect()
-    }
-
-    /// Sequence of the last entry `since` would return after `n` entries (for paging).
-    pub fn seq_after(&self, since: u64, n: usize) -> u64 {
-        self.by_seq
-            .range(since + 1..)
-            .take(n)
-            .last()
-            .map(|(s, _)| *s)
-            .unwrap_or(since)
     }
 
     pub fn seq(&self) -> u64 {
@@ -450,17 +446,62 @@ impl Index {
         h.finalize().to_hex().to_string()
     }
 
-    /// Short id of the current entry of `path` (see [`crate::protocol::entry_id`]).
-    pub fn id(&self, path: &str) -> Option<String> {
-        self.entries.get(path).map(|s| hex::encode(&s.hash[..8]))
+    /// Forgets the dot -> path mapping of an entry leaving `path` (unless the dot moved on, e.g.
+    /// to the conflict copy of the same version).
+    fn unmap_dot(&mut self, old: &Entry) {
+        let d = dot(old);
+        if self.by_dot.get(&d) == Some(&old.path) {
+            self.by_dot.remove(&d);
+        }
     }
 
-    /// `(path, id)` of entries changed after `since`, oldest first, at most `limit`.
-    pub fn since_ids(&self, since: u64, limit: usize) -> Vec<(String, String)> {
-        self.by_seq
-            .range(since + 1..)
+    /// Records a received version that changed nothing (dominated or equal): seen all the same.
+    pub fn saw(&mut self, e: &Entry) {
+        self.seen.insert(dot(e));
+    }
+
+    pub fn seen(&self) -> &Knowledge {
+        &self.seen
+    }
+
+    /// What a neighbour that knows `k` lacks: the versions held here whose dots `k` does not
+    /// contain, in dot order, at most `limit`; and, when that was all of them, the dots seen here
+    /// but no longer held (superseded), for the neighbour to count as known.
+    pub fn missing(&self, k: &Knowledge, limit: usize) -> Missing {
+        let lacking = self.seen.minus(k);
+        let mut out = Missing {
+            entries: Vec::new(),
+            fills: Knowledge::new(),
+            complete: true,
+        };
+        let mut held = Knowledge::new();
+        'all: for (author, ranges) in lacking.authors() {
+            for &(lo, hi) in ranges.ranges() {
+                for (d, path) in self.by_dot.range((author, lo)..=(author, hi)) {
+                    if out.entries.len() >= limit {
+                        out.complete = false;
+                        break 'all;
+                    }
+                    if let Some(slot) = self.entries.get(path) {
+                        out.entries.push(slot.entry.clone());
+                        held.insert(*d);
+                    }
+                }
+            }
+        }
+        if out.complete {
+            out.fills = lacking.minus(&held);
+        }
+        out
+    }
+
+    /// Entries in path order after `after` (exclusive), at most `limit`: a full listing.
+    pub fn after(&self, after: &str, limit: usize) -> Vec<Entry> {
+        use std::ops::Bound;
+        self.entries
+            .range::<str, _>((Bound::Excluded(after), Bound::Unbounded))
             .take(limit)
-            .filter_map(|(_, p)| self.entries.get(p).map(|s| (p.clone(), hex::encode(&s.hash[..8]))))
+            .map(|(_, s)| s.entry.clone())
             .collect()
     }
 
@@ -600,9 +641,10 @@ mod tests {
         assert_eq!(idx.digest(), digest);
         assert_eq!(intents.len(), 1);
         assert_eq!(
-            idx.since(0, 10).iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
-            ["b", "a"]
+            idx.after("", 10).iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
         );
+        assert_eq!(idx.after("a", 10).len(), 1);
         idx.compact().unwrap();
         idx.commit(vec![e(&me, "d", 5, false)]).unwrap();
         let epoch = idx.epoch();
@@ -612,5 +654,37 @@ mod tests {
         assert_eq!(idx.epoch(), epoch);
         assert_ne!(idx.digest(), digest);
         assert!(idx.path_for_hash(blake3::hash(b"d").to_hex().as_ref()).is_some());
+    }
+
+    #[test]
+    fn missing_names_what_a_neighbour_lacks_and_fills_superseded_dots() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Identity::from_seed([10; 32]);
+        let a = crate::knowledge::author_key(&me.id().short());
+        let (mut idx, _) = Index::open(dir.path()).unwrap();
+        // Counters 1..=3 on "x" (1 and 2 superseded), 4 on "y", 5 on "z".
+        for (n, p) in [(1, "x"), (2, "x"), (3, "x"), (4, "y"), (5, "z")] {
+            idx.commit(vec![e(&me, p, n, false)]).unwrap();
+        }
+        let mut k = Knowledge::new();
+        k.insert((a, 4));
+        let m = idx.missing(&k, 10);
+        assert!(m.complete);
+        assert_eq!(
+            m.entries.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
+            ["x", "z"]
+        );
+        assert!(m.fills.contains((a, 1)) && m.fills.contains((a, 2)) && !m.fills.contains((a, 3)));
+        // A neighbour that knows everything gets nothing.
+        let mut all = k.clone();
+        all.insert_range(a, 1, 5);
+        assert!(idx.missing(&all, 10).entries.is_empty());
+        // A limit cuts the page and withholds the fills until the last page.
+        let m = idx.missing(&Knowledge::new(), 1);
+        assert!(!m.complete && m.entries.len() == 1 && m.fills.is_empty());
+        // A version received and found dominated is seen too.
+        let old = e(&me, "y", 0, false);
+        idx.saw(&old);
+        assert!(idx.seen().contains((a, 0)));
     }
 }

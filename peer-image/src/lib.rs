@@ -13,6 +13,7 @@
 //! * [`config`]: YAML + flags + `SYNCPEER_*` environment; [`daemon`] wires it all.
 
 pub mod apply;
+pub mod codec;
 pub mod config;
 pub mod daemon;
 pub mod entry;
@@ -20,6 +21,7 @@ pub mod fetch;
 pub mod hlc;
 pub mod identity;
 pub mod index;
+pub mod knowledge;
 pub mod legacy;
 pub mod locks;
 pub mod metrics;

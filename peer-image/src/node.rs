@@ -13,6 +13,7 @@ use crate::config::{Neighbour, Settings};
 use crate::entry::Entry;
 use crate::identity::{Identity, PeerId};
 use crate::index::Index;
+use crate::knowledge::{Knowledge, dot};
 use crate::locks::Locks;
 use crate::metrics::Metrics;
 
@@ -24,8 +25,9 @@ pub struct PeerState {
     pub pull: Notify,
     pub reachable: AtomicBool,
     pub last_sync_ms: AtomicU64,
-    /// `(epoch, seq)` of this neighbour's index we have pulled up to.
-    pub cursor: Mutex<(u64, u64)>,
+    /// Dots this neighbour told us it has seen but holds no version of any more (superseded):
+    /// part of the knowledge we send *it* only (a lying neighbour can only starve itself).
+    pub fills: Mutex<Knowledge>,
 }
 
 /// Strikes and quarantine per peer (by short id).
@@ -76,6 +78,8 @@ pub struct PendingItem {
     /// Neighbours already tried for the current attempt.
     pub tried: Vec<usize>,
     pub received: Instant,
+    /// Content that came inline with the version, already verified and in the temp folder.
+    pub staged: Option<PathBuf>,
     pub next_try: Instant,
     pub failures: u32,
 }
@@ -94,6 +98,9 @@ pub struct Node {
     pub buckets: Mutex<HashMap<String, Bucket>>,
     pub pending: Mutex<BTreeMap<String, PendingItem>>,
     pub fetch_wake: Notify,
+    /// One pull at a time (briefly, see [`crate::sync`]): a version offered by two neighbours at
+    /// once would otherwise cross both links.
+    pub pull_turn: tokio::sync::Mutex<()>,
     /// Bumped after every index commit; hint senders watch it.
     pub changed: watch::Sender<u64>,
     /// Where downloads are staged (same filesystem as the sync folder).
@@ -111,6 +118,19 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Node {
+    /// What we tell neighbour `i` we know: every dot seen, queued for download, or filled in by
+    /// `i` itself.
+    pub fn knowledge_for(&self, i: usize) -> Knowledge {
+        // Lock order: pending before index, or one at a time.
+        let queued: Vec<(u64, u64)> = lock(&self.pending).values().map(|p| dot(&p.entry)).collect();
+        let mut k = self.index().seen().clone();
+        for d in queued {
+            k.insert(d);
+        }
+        k.union(&lock(&self.peers[i].fills));
+        k
+    }
+
     pub fn full_path(&self, rel: &str) -> PathBuf {
         self.settings.sync_dir.join(rel)
     }

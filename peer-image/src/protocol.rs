@@ -1,13 +1,12 @@
-//! Wire types of the peer protocol (HTTP/1.1 + JSON on the sync port), and the framing of batched
-//! blobs. Every request carries [`FROM_HEADER`] with the sender's short id.
+//! Wire types of the peer protocol (HTTP/1.1 on the sync port), and the framing of batched blobs.
+//! Every request carries [`FROM_HEADER`] with the sender's short id.
 //!
 //! | request | kind | purpose |
 //! |---|---|---|
 //! | `POST /v1/summary` [`SummaryReq`] -> [`SummaryResp`] | summary | periodic digest exchange |
-//! | `GET /v1/summaries?since&epoch&limit` -> [`SummariesResp`] | index | `(path, entry id)` changed since a sequence |
-//! | `POST /v1/entries` [`EntriesReq`] -> [`EntriesResp`] | index | the full entries of some paths |
-//! | `GET /v1/index?since&epoch&limit` -> [`IndexResp`] | index | full entries changed since a sequence |
-//! | `POST /v1/hint` [`HintReq`] | hint | "my index changed, pull from me" |
+//! | `POST /v1/pull` (binary, [`crate::codec`]) | index + blob | the versions the puller's knowledge lacks, small content inline |
+//! | `POST /v1/hint` (binary knowledge) | hint | "my index changed; this is what I know" |
+//! | `GET /v1/index?after&limit` -> [`IndexResp`] | index | every entry in path order (full resync, debugging) |
 //! | `GET /v1/blob/{hash}` (+ `Range`) | blob | one file's content, resumable |
 //! | `POST /v1/blobs` [`BlobsReq`] | blob | many small files in one response |
 
@@ -17,14 +16,15 @@ use crate::entry::Entry;
 
 pub const FROM_HEADER: &str = "x-syncpeer-from";
 
-/// Files at most this large travel in batches; larger ones stream through `GET /v1/blob`.
+/// Files at most this large travel in batches (and inline in pulls); larger ones stream through
+/// `GET /v1/blob`.
 pub const BATCH_FILE_MAX: u64 = 1 << 20;
 /// Upper bound of one batched response body.
 pub const BATCH_BYTES_MAX: u64 = 2 << 20;
-/// Entries per index page (~100 KB of JSON: small pages keep connection buffers small).
+/// Entries per `/v1/index` page (~100 KB of JSON: small pages keep connection buffers small).
 pub const INDEX_PAGE: usize = 250;
-/// `(path, id)` items per summaries page.
-pub const SUMMARY_PAGE: usize = 2000;
+/// Versions per pull page (~350 KB of metadata without content).
+pub const PULL_ITEMS_MAX: usize = 4000;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SummaryReq {
@@ -34,58 +34,22 @@ pub struct SummaryReq {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SummaryResp {
     pub digest: String,
-    pub epoch: u64,
-    pub seq: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct IndexQuery {
-    pub since: u64,
-    pub epoch: u64,
+    /// List paths after this one (exclusive); empty for the start.
+    #[serde(default)]
+    pub after: String,
     #[serde(default)]
     pub limit: Option<usize>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct IndexResp {
-    pub epoch: u64,
-    /// Sequence of the last entry included (the next `since`).
-    pub next: u64,
-    /// The server's latest sequence: more pages follow while `next < latest`.
-    pub latest: u64,
     pub entries: Vec<Entry>,
-}
-
-/// A page of index summaries: each changed path with the id of its current entry, so the puller
-/// asks only for entries it does not hold (in a mesh every entry reaches a node from every
-/// neighbour; a summary is ~50 bytes, a full entry ~420).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SummariesResp {
-    pub epoch: u64,
-    pub next: u64,
-    pub latest: u64,
-    pub items: Vec<(String, String)>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct EntriesReq {
-    pub paths: Vec<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct EntriesResp {
-    pub entries: Vec<Entry>,
-}
-
-/// Short id of an exact entry (16 hex of BLAKE3 over everything in it, signature included).
-pub fn entry_id(e: &Entry) -> String {
-    blake3::hash(&e.digest_bytes()).to_hex()[..16].to_string()
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct HintReq {
-    pub digest: String,
-    pub seq: u64,
+    /// Where the next page starts (`after`), if there is one.
+    pub next: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -11,11 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::io::AsyncSeekExt;
 
+use crate::codec::{self, Item, PullResp};
 use crate::metrics::{Kind, Reason, header_bytes};
 use crate::node::Node;
 use crate::protocol::{
-    BATCH_BYTES_MAX, BATCH_FILE_MAX, BlobsReq, EntriesReq, EntriesResp, FROM_HEADER, HintReq, INDEX_PAGE, IndexQuery,
-    IndexResp, SUMMARY_PAGE, SummariesResp, SummaryReq, SummaryResp, frame_blob,
+    BATCH_BYTES_MAX, BATCH_FILE_MAX, BlobsReq, FROM_HEADER, INDEX_PAGE, IndexQuery, IndexResp, PULL_ITEMS_MAX,
+    SummaryReq, SummaryResp, frame_blob,
 };
 
 type S = State<Arc<Node>>;
@@ -24,8 +25,7 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/v1/summary", post(summary))
         .route("/v1/index", get(index))
-        .route("/v1/summaries", get(summaries))
-        .route("/v1/entries", post(entries))
+        .route("/v1/pull", post(pull))
         .route("/v1/hint", post(hint))
         .route("/v1/blob/{hash}", get(blob))
         .route("/v1/blobs", post(blobs))
@@ -77,13 +77,8 @@ async fn summary(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
     if serde_json::from_slice::<SummaryReq>(&body).is_err() {
         return StatusCode::BAD_REQUEST.into_response();
     }
-    let resp = {
-        let mut idx = node.index();
-        SummaryResp {
-            digest: idx.digest(),
-            epoch: idx.epoch(),
-            seq: idx.seq(),
-        }
+    let resp = SummaryResp {
+        digest: node.index().digest(),
     };
     json_resp(&node, &label, Kind::summary, &resp)
 }
@@ -94,59 +89,57 @@ async fn index(State(node): S, headers: HeaderMap, Query(q): Query<IndexQuery>) 
         Err(r) => return r.into_response(),
     };
     let limit = q.limit.unwrap_or(INDEX_PAGE).clamp(1, INDEX_PAGE);
-    let resp = {
-        let idx = node.index();
-        // A cursor from another epoch (our index was recreated) means nothing: start over.
-        let since = if q.epoch == idx.epoch() { q.since } else { 0 };
-        let entries = idx.since(since, limit);
-        IndexResp {
-            epoch: idx.epoch(),
-            next: idx.seq_after(since, entries.len()),
-            latest: idx.seq(),
-            entries,
-        }
-    };
-    json_resp(&node, &label, Kind::index, &resp)
+    let entries = node.index().after(&q.after, limit);
+    let next = (entries.len() == limit)
+        .then(|| entries.last().map(|e| e.path.clone()))
+        .flatten();
+    json_resp(&node, &label, Kind::index, &IndexResp { entries, next })
 }
 
-async fn summaries(State(node): S, headers: HeaderMap, Query(q): Query<IndexQuery>) -> Response {
-    let (_, label) = match admit(&node, &headers, Kind::index, 0) {
-        Ok(x) => x,
-        Err(r) => return r.into_response(),
-    };
-    let limit = q.limit.unwrap_or(SUMMARY_PAGE).clamp(1, SUMMARY_PAGE);
-    let resp = {
-        let idx = node.index();
-        let since = if q.epoch == idx.epoch() { q.since } else { 0 };
-        let items = idx.since_ids(since, limit);
-        SummariesResp {
-            epoch: idx.epoch(),
-            next: idx.seq_after(since, items.len()),
-            latest: idx.seq(),
-            items,
-        }
-    };
-    json_resp(&node, &label, Kind::index, &resp)
-}
-
-async fn entries(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
+/// The versions the puller's knowledge lacks; small content inline (hashed again here, so a file
+/// damaged or edited since it was indexed is never sent as the signed version's content).
+async fn pull(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
     let (_, label) = match admit(&node, &headers, Kind::index, body.len()) {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
-    let Ok(req) = serde_json::from_slice::<EntriesReq>(&body) else {
+    let Ok(req) = codec::decode_pull_req(body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    if req.paths.len() > SUMMARY_PAGE {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
-    }
-    let resp = {
-        let idx = node.index();
-        EntriesResp {
-            entries: req.paths.iter().filter_map(|p| idx.get(p).cloned()).collect(),
+    let n = node.clone();
+    let built = tokio::task::spawn_blocking(move || {
+        let missing = n.index().missing(&req.knowledge, PULL_ITEMS_MAX);
+        let mut more = !missing.complete;
+        let mut items = Vec::with_capacity(missing.entries.len());
+        let mut inline_bytes = 0u64;
+        for entry in missing.entries {
+            let mut content = None;
+            if req.inline && !entry.deleted && entry.size <= BATCH_FILE_MAX {
+                if inline_bytes + entry.size > BATCH_BYTES_MAX && !items.is_empty() {
+                    more = true;
+                    break;
+                }
+                content = servable(&n, &entry.hash)
+                    .and_then(|p| std::fs::read(p).ok())
+                    .filter(|b| b.len() as u64 == entry.size && blake3::hash(b).to_hex().as_str() == entry.hash)
+                    .map(Bytes::from);
+                inline_bytes += content.as_ref().map_or(0, |c| c.len() as u64);
+            }
+            items.push(Item { entry, content });
         }
+        let fills = if more { Default::default() } else { missing.fills };
+        (codec::encode_pull_resp(&PullResp { items, fills, more }), inline_bytes)
+    })
+    .await;
+    let Ok((out, inline_bytes)) = built else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    json_resp(&node, &label, Kind::index, &resp)
+    let len = out.len() as u64;
+    let mut r = Response::new(Body::from(out));
+    r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    // Inline content counts as blob bytes, the rest as index bytes.
+    node.metrics.sent_bytes(&label, Kind::blob, inline_bytes);
+    counted(&node, &label, Kind::index, r, len - inline_bytes)
 }
 
 async fn hint(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
@@ -154,14 +147,14 @@ async fn hint(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
-    let Ok(h) = serde_json::from_slice::<HintReq>(&body) else {
+    let Ok(theirs) = codec::decode_knowledge(body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
     // Pull only if the hinter knows something we do not.
-    if h.digest != node.index().digest()
-        && let Some(p) = node.peers.iter().find(|p| p.short == short)
+    if let Some(i) = node.peers.iter().position(|p| p.short == short)
+        && !theirs.is_subset(&node.knowledge_for(i))
     {
-        p.pull.notify_one();
+        node.peers[i].pull.notify_one();
     }
     counted(&node, &label, Kind::hint, StatusCode::NO_CONTENT.into_response(), 0)
 }

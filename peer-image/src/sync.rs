@@ -1,69 +1,132 @@
 //! Anti-entropy with each neighbour (pull-based, one task per neighbour) and push hints.
 //!
-//! Every `anti_entropy_interval_ms` a node sends its index digest to each neighbour (`summary`).
-//! If the digests differ and the neighbour's index moved past what we pulled, we pull the delta
-//! (`index`); received entries are verified and offered to [`crate::fetch`], which pulls content by
-//! hash (`blob`). On every index change a node sends a `hint` to its neighbours so they pull at
-//! once instead of at the next round. A change relays hop by hop because applying a version is
-//! itself an index change (hint to the next hop), and it stops because an entry that changes
-//! nothing (equal or dominated) is not an index change. Data flows only by pulling: a node never
-//! accepts pushed versions, so a flood of pushed data is impossible by construction.
+//! A pull sends our [`Knowledge`] (the dots of every version we have seen or queued) and gets back
+//! the versions the neighbour holds that we lack, small content inline ([`crate::codec`]); they
+//! are verified and queued in [`crate::fetch`], which applies them (and downloads content that did
+//! not come inline). On every index change a node sends a `hint` carrying its own knowledge to
+//! each neighbour; the neighbour pulls only if the hinter knows something it does not. A change
+//! relays hop by hop because applying a version is itself an index change (a hint to the next
+//! hop), and it stops because a version a node has seen is never sent to it again.
+//!
+//! Every `anti_entropy_interval_ms` a node also compares index digests with each neighbour
+//! (`summary`) and pulls when they differ: the backstop for lost hints. If two digests stay apart
+//! for several rounds while nothing moves, something is missing that knowledge cannot name (a
+//! version whose dot we hold in another form, e.g. a forked author): we then list the neighbour's
+//! whole index. Data flows only by pulling: a node never accepts pushed versions, so a flood of
+//! pushed data is impossible by construction.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::fetch;
+use crate::codec::{self, PullReq};
+use crate::fetch::{self, Offered};
 use crate::hlc::wall_ms;
+use crate::knowledge::{Knowledge, dot};
 use crate::metrics::Kind;
 use crate::node::{Node, lock};
-use crate::protocol::{EntriesReq, EntriesResp, HintReq, INDEX_PAGE, SummariesResp, SummaryReq, SummaryResp};
+use crate::protocol::{INDEX_PAGE, IndexResp, SummaryReq, SummaryResp};
 use crate::wire::{self, SMALL_TIMEOUT, WireError};
 
-/// Rounds with the same two differing digests after which the whole index is pulled again
+/// Rounds with the same two differing digests after which the whole index is listed again
 /// (recovers entries that were dropped, e.g. pending downloads lost in a crash).
 const FULL_PULL_AFTER: u32 = 3;
+/// How long a pull waits for another neighbour's pull to finish before going ahead anyway (a
+/// partitioned neighbour must not hold up the others for a whole timeout).
+const PULL_TURN_WAIT: Duration = Duration::from_millis(500);
+/// Pages per pull (a neighbour that always says "more" cannot keep us busy forever).
+const MAX_PAGES: usize = 10_000;
 
-/// Pulls `i`'s index from our cursor (or from the start) to its latest: summaries first, then
-/// the full entries we do not hold yet, which are offered to the fetcher.
-async fn pull_index(node: &Arc<Node>, i: usize, from_scratch: bool) -> Result<usize, WireError> {
+/// Pulls from neighbour `i` everything it holds that we lack, page by page.
+async fn pull(node: &Arc<Node>, i: usize) -> Result<usize, WireError> {
     let peer = &node.peers[i];
-    let mut offered = 0;
-    let mut cursor = {
-        let c = *lock(&peer.cursor);
-        if from_scratch { (c.0, 0) } else { c }
-    };
-    loop {
-        let path = format!("/v1/summaries?since={}&epoch={}", cursor.1, cursor.0);
-        let req = node.client.get(wire::url(peer, &path)).timeout(SMALL_TIMEOUT);
+    // Dots received in this pull: counted as known for the next page even if they were rejected
+    // (a bad version must not be sent again and again).
+    let mut got = Knowledge::new();
+    let mut queued = 0;
+    for _ in 0..MAX_PAGES {
+        let turn = tokio::time::timeout(PULL_TURN_WAIT, node.pull_turn.lock()).await.ok();
+        let mut knowledge = node.knowledge_for(i);
+        knowledge.union(&got);
+        let req = node
+            .client
+            .post(wire::url(peer, "/v1/pull"))
+            .body(codec::encode_pull_req(&PullReq {
+                knowledge,
+                inline: true,
+            }))
+            .timeout(SMALL_TIMEOUT);
         let resp = wire::send(node, peer, Kind::index, req).await?;
         let received = Instant::now();
-        let page: SummariesResp = wire::json(node, peer, Kind::index, resp).await?;
-        let n = page.items.len();
-        let wanted = fetch::wanted(node, i, page.items);
-        for chunk in wanted.chunks(INDEX_PAGE) {
-            let req = node
-                .client
-                .post(wire::url(peer, "/v1/entries"))
-                .json(&EntriesReq { paths: chunk.to_vec() })
-                .timeout(SMALL_TIMEOUT);
-            let resp = wire::send(node, peer, Kind::index, req).await?;
-            let got: EntriesResp = wire::json(node, peer, Kind::index, resp).await?;
-            offered += fetch::offer(node, i, got.entries, received);
+        let body: Bytes = resp.bytes().await.map_err(|source| WireError::Http {
+            peer: peer.cfg.name.clone(),
+            source,
+        })?;
+        let len = body.len() as u64;
+        let page = codec::decode_pull_resp(body).map_err(|_| WireError::Malformed {
+            peer: peer.cfg.name.clone(),
+            what: "pull response",
+        })?;
+        // Inline content counts as blob bytes, the rest as index bytes.
+        let content: u64 = page
+            .items
+            .iter()
+            .filter_map(|it| it.content.as_ref())
+            .map(|c| c.len() as u64)
+            .sum();
+        node.metrics.received_bytes(&peer.cfg.name, Kind::index, len - content);
+        node.metrics.received_bytes(&peer.cfg.name, Kind::blob, content);
+        lock(&peer.fills).union(&page.fills);
+        for it in &page.items {
+            got.insert(dot(&it.entry));
         }
-        cursor = (page.epoch, page.next);
-        *lock(&peer.cursor) = cursor;
-        if n == 0 || page.next >= page.latest {
+        let n = page.items.len();
+        let Offered { queued: q } = fetch::offer(node, i, page.items, received);
+        queued += q;
+        drop(turn);
+        if !page.more || n == 0 {
             break;
         }
     }
-    Ok(offered)
+    Ok(queued)
 }
 
-/// One digest exchange; returns the neighbour's answer.
-async fn summary(node: &Arc<Node>, i: usize) -> Result<SummaryResp, WireError> {
+/// Lists neighbour `i`'s whole index (no knowledge, no inline content) and queues what we lack.
+async fn full_pull(node: &Arc<Node>, i: usize) -> Result<usize, WireError> {
+    let peer = &node.peers[i];
+    let mut after = String::new();
+    let mut queued = 0;
+    loop {
+        let mut url = reqwest::Url::parse(&wire::url(peer, "/v1/index")).map_err(|_| WireError::Malformed {
+            peer: peer.cfg.name.clone(),
+            what: "address",
+        })?;
+        url.query_pairs_mut()
+            .append_pair("after", &after)
+            .append_pair("limit", &INDEX_PAGE.to_string());
+        let req = node.client.get(url).timeout(SMALL_TIMEOUT);
+        let resp = wire::send(node, peer, Kind::index, req).await?;
+        let received = Instant::now();
+        let page: IndexResp = wire::json(node, peer, Kind::index, resp).await?;
+        let items = page
+            .entries
+            .into_iter()
+            .map(|entry| codec::Item { entry, content: None })
+            .collect();
+        queued += fetch::offer(node, i, items, received).queued;
+        match page.next {
+            Some(n) if n > after => after = n,
+            _ => break,
+        }
+    }
+    Ok(queued)
+}
+
+/// One digest exchange; returns the neighbour's digest.
+async fn summary(node: &Arc<Node>, i: usize) -> Result<String, WireError> {
     let peer = &node.peers[i];
     let digest = node.index().digest();
     let req = node
@@ -72,7 +135,8 @@ async fn summary(node: &Arc<Node>, i: usize) -> Result<SummaryResp, WireError> {
         .json(&SummaryReq { digest })
         .timeout(SMALL_TIMEOUT);
     let resp = wire::send(node, peer, Kind::summary, req).await?;
-    wire::json(node, peer, Kind::summary, resp).await
+    let r: SummaryResp = wire::json(node, peer, Kind::summary, resp).await?;
+    Ok(r.digest)
 }
 
 /// The anti-entropy task for neighbour `i`.
@@ -94,7 +158,7 @@ pub async fn neighbour_loop(node: Arc<Node>, i: usize, mut stop: watch::Receiver
             continue;
         }
         let result = if hinted {
-            pull_index(&node, i, false).await.map(|_| ())
+            pull(&node, i).await.map(|_| ())
         } else {
             round(&node, i, &mut stuck).await
         };
@@ -125,19 +189,18 @@ async fn round(node: &Arc<Node>, i: usize, stuck: &mut Stuck) -> Result<(), Wire
     let peer = &node.peers[i];
     let theirs = summary(node, i).await?;
     let ours = node.index().digest();
-    if theirs.digest == ours {
+    if theirs == ours {
         *stuck = Stuck::default();
         return Ok(());
     }
-    let (epoch, since) = *lock(&peer.cursor);
-    if theirs.epoch != epoch || theirs.seq > since {
-        pull_index(node, i, false).await?;
+    let queued = pull(node, i).await?;
+    if queued > 0 {
         *stuck = Stuck::default();
     } else {
         // Differing digests are normal while the neighbour is still pulling from us; only when
-        // neither side moves for several rounds is something missing that deltas cannot bring
-        // (e.g. a version whose download was lost in a crash): then re-read its whole index.
-        let pair = (theirs.digest, ours);
+        // neither side moves for several rounds is something missing that knowledge cannot name:
+        // then list its whole index.
+        let pair = (theirs, ours);
         if stuck.last.as_ref() == Some(&pair) {
             stuck.rounds += 1;
         } else {
@@ -148,8 +211,8 @@ async fn round(node: &Arc<Node>, i: usize, stuck: &mut Stuck) -> Result<(), Wire
         }
         if stuck.rounds >= FULL_PULL_AFTER && lock(&node.pending).is_empty() {
             *stuck = Stuck::default();
-            tracing::debug!(peer = %peer.cfg.name, "digests stuck apart: pulling the whole index");
-            pull_index(node, i, true).await?;
+            tracing::debug!(peer = %peer.cfg.name, "digests stuck apart: listing the whole index");
+            full_pull(node, i).await?;
         }
     }
     // Content that failed before (a neighbour was down) is retried every round.
@@ -170,14 +233,11 @@ pub async fn hint_loop(node: Arc<Node>, i: usize, mut stop: watch::Receiver<bool
         if node.is_quarantined(&peer.short) {
             continue;
         }
-        let (digest, seq) = {
-            let mut idx = node.index();
-            (idx.digest(), idx.seq())
-        };
+        let body = codec::encode_knowledge(node.index().seen());
         let req = node
             .client
             .post(wire::url(peer, "/v1/hint"))
-            .json(&HintReq { digest, seq })
+            .body(body)
             .timeout(SMALL_TIMEOUT);
         if let Err(e) = wire::send(&node, peer, Kind::hint, req).await {
             tracing::debug!(peer = %peer.cfg.name, "hint not delivered: {e}");

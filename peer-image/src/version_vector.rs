@@ -62,6 +62,20 @@ impl VersionVector {
         }
     }
 
+    /// Number of authors with a counter.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `(author, counter)` pairs, sorted by author.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), *v))
+    }
+
     /// Element-wise maximum.
     pub fn merge(&mut self, other: &VersionVector) {
         for (k, v) in &other.0 {

@@ -29,7 +29,7 @@ fn two_party_create_update_delete() {
     assert_eq!(m1.sum("syncpeer_local_changes_total", &[]), 1.0);
     assert_eq!(m1.sum("syncpeer_versions_applied_total", &[]), 3.0);
     assert_eq!(m0.sum("syncpeer_conflicts_total", &[]), 0.0);
-    assert!(m1.sum("syncpeer_messages_received_total", &[("peer", "p0"), ("kind", "blob")]) >= 1.0);
+    assert!(m1.sum("syncpeer_bytes_received_total", &[("peer", "p0"), ("kind", "blob")]) >= 1.0);
     // Graceful shutdown on SIGTERM.
     assert_eq!(c.peers[0].stop(), Some(0));
     let _ = Duration::ZERO;

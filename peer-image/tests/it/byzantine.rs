@@ -124,3 +124,32 @@ fn flooding_peer_is_rate_limited() {
         c.peers[0].read("still.txt").is_some()
     });
 }
+
+/// The same lie with the content inline in a pull response: the receiver hashes what it got, the
+/// author's signature does not cover that hash, so it is counted as bad content, nothing is
+/// written, and the honest copy still arrives.
+#[test]
+fn tampered_inline_content_rejected() {
+    let mut c = Cluster::new(2, &[(0, 1)]);
+    let liar = FakePeer::start("liar");
+    liar.state.lock().unwrap().inline = true;
+    c.peers[1].extra_peers = liar.peer_yaml();
+    let honest = b"the honest content".to_vec();
+    liar.push(
+        signed(&c.peers[0].id, "z.txt", &honest, 1),
+        Some(b"poisoned content!!".to_vec()),
+    );
+    c.start(1);
+    let bad = |c: &Cluster| {
+        c.peers[1]
+            .metrics()
+            .sum("syncpeer_rejections_total", &[("reason", "bad_hash")])
+    };
+    wait_until("inline tampering rejected", TIMEOUT, || bad(&c) >= 1.0);
+    assert!(c.peers[1].read("z.txt").is_none(), "tampered content written");
+    c.peers[0].write("z.txt", &honest);
+    c.start(0);
+    wait_until("honest copy at p1", TIMEOUT, || {
+        c.peers[1].read("z.txt").as_deref() == Some(&honest[..])
+    });
+}

@@ -1,5 +1,6 @@
 //! A test-only fake peer speaking the peer protocol from a hand-fed list of entries and blobs:
 //! it can replay old versions, deliver them out of order, lie about content or forge signatures.
+//! It answers every pull with its whole list, whatever the puller says it knows (a replayer).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,11 +11,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+use syncpeer::codec::{Item, PullResp, encode_pull_resp};
 use syncpeer::entry::Entry;
 use syncpeer::identity::Identity;
-use syncpeer::protocol::{
-    BlobsReq, EntriesReq, EntriesResp, IndexQuery, IndexResp, SummariesResp, SummaryResp, entry_id, frame_blob,
-};
+use syncpeer::protocol::{BlobsReq, IndexQuery, IndexResp, SummaryResp, frame_blob};
 
 use crate::util::{free_port, fresh_ip};
 
@@ -25,6 +25,8 @@ pub struct FakeState {
     pub blob_requests: usize,
     /// Large blobs are cut off after this many bytes (a broken connection).
     pub cut_after: Option<usize>,
+    /// Send content inline in pull responses (else only through the blob endpoints).
+    pub inline: bool,
 }
 
 /// An `AsyncRead` that fails: the end of a cut connection.
@@ -54,56 +56,35 @@ async fn summary(State(s): S) -> Json<SummaryResp> {
     let n = s.lock().unwrap().entries.len() as u64;
     Json(SummaryResp {
         digest: format!("fake-{n}"),
-        epoch: 1,
-        seq: n,
     })
 }
 
 async fn index(State(s): S, Query(q): Query<IndexQuery>) -> Json<IndexResp> {
     let st = s.lock().unwrap();
-    let since = if q.epoch == 1 { q.since } else { 0 };
-    let entries: Vec<Entry> = st.entries.iter().skip(since as usize).cloned().collect();
-    let n = st.entries.len() as u64;
-    Json(IndexResp {
-        epoch: 1,
-        next: n,
-        latest: n,
-        entries,
-    })
+    let entries = st.entries.iter().filter(|e| e.path > q.after).cloned().collect();
+    Json(IndexResp { entries, next: None })
 }
 
-/// Summaries of the list as delivered so far: each position is its own sequence number, so a
-/// replayed entry for a path shows up again like a late message would.
-async fn summaries(State(s): S, Query(q): Query<IndexQuery>) -> Json<SummariesResp> {
+/// Every entry ever delivered, in delivery order: a replayed entry for a path shows up again like
+/// a late message would.
+async fn pull(State(s): S) -> Vec<u8> {
     let st = s.lock().unwrap();
-    let since = if q.epoch == 1 { q.since } else { 0 };
     let items = st
         .entries
         .iter()
-        .skip(since as usize)
-        .map(|e| (e.path.clone(), entry_id(e)))
+        .map(|e| Item {
+            entry: e.clone(),
+            content: st
+                .blobs
+                .get(&e.hash)
+                .filter(|_| st.inline && !e.deleted)
+                .map(|b| b.clone().into()),
+        })
         .collect();
-    let n = st.entries.len() as u64;
-    Json(SummariesResp {
-        epoch: 1,
-        next: n,
-        latest: n,
+    encode_pull_resp(&PullResp {
         items,
+        ..PullResp::default()
     })
-}
-
-/// Every entry ever delivered for the given paths, in delivery order (a replayer sends old
-/// versions as well as new ones).
-async fn entries(State(s): S, body: Bytes) -> Json<EntriesResp> {
-    let req: EntriesReq = serde_json::from_slice(&body).unwrap();
-    let st = s.lock().unwrap();
-    let entries = st
-        .entries
-        .iter()
-        .filter(|e| req.paths.contains(&e.path))
-        .cloned()
-        .collect();
-    Json(EntriesResp { entries })
 }
 
 async fn blob(State(s): S, Path(hash): Path<String>) -> Response {
@@ -145,8 +126,7 @@ impl FakePeer {
         let app = Router::new()
             .route("/v1/summary", post(summary))
             .route("/v1/index", get(index))
-            .route("/v1/summaries", get(summaries))
-            .route("/v1/entries", post(entries))
+            .route("/v1/pull", post(pull))
             .route("/v1/hint", post(|| async { StatusCode::NO_CONTENT }))
             .route("/v1/blob/{hash}", get(blob))
             .route("/v1/blobs", post(blobs))
@@ -183,7 +163,7 @@ impl FakePeer {
 
 /// Fetches a real peer's current index entries from its sync port.
 pub fn entries_of(sync_addr: &str) -> Vec<Entry> {
-    let (code, body) = crate::util::http_get(sync_addr, "/v1/index?since=0&epoch=0&limit=2000").unwrap();
+    let (code, body) = crate::util::http_get(sync_addr, "/v1/index?limit=250").unwrap();
     assert_eq!(code, 200);
     serde_json::from_str::<IndexResp>(&body).unwrap().entries
 }

@@ -54,7 +54,7 @@ fn four_peer_line_relays_multi_hop() {
     // p3 is not p0's neighbour: everything it got came through p2.
     let m3 = c.peers[3].metrics();
     assert_eq!(m3.sum("syncpeer_versions_applied_total", &[]), 2.0);
-    assert!(m3.sum("syncpeer_messages_received_total", &[("peer", "p2"), ("kind", "blob")]) >= 1.0);
+    assert!(m3.sum("syncpeer_bytes_received_total", &[("peer", "p2"), ("kind", "blob")]) >= 1.0);
     assert!(
         !c.peers[0].sync_dir().join("sub").exists(),
         "empty folder left after the delete"
