@@ -49,6 +49,21 @@ fn wire_bytes(c: &Cluster) -> f64 {
         .sum()
 }
 
+const KINDS: [&str; 4] = ["summary", "index", "blob", "hint"];
+
+/// Bytes sent by all peers, per message kind.
+fn wire_by_kind(c: &Cluster) -> Vec<f64> {
+    KINDS
+        .iter()
+        .map(|k| {
+            c.peers
+                .iter()
+                .map(|p| p.metrics().sum("syncpeer_bytes_sent_total", &[("kind", k)]))
+                .sum()
+        })
+        .collect()
+}
+
 fn peak_rss_kib(p: &Peer) -> u64 {
     proc_kib(p, "VmHWM:")
 }
@@ -124,6 +139,7 @@ fn many_files(c: &Cluster, files: u64, size: u64) {
     let n = c.peers.len();
     c.wait_converged();
     let w0 = wire_bytes(c);
+    let k0 = wire_by_kind(c);
     let cpu0: f64 = c.peers.iter().map(cpu_s).sum();
     let target = c.peers[0].status().unwrap()["entries"].as_i64().unwrap() + files as i64;
     let t0 = Instant::now();
@@ -149,18 +165,31 @@ fn many_files(c: &Cluster, files: u64, size: u64) {
     std::thread::sleep(Duration::from_millis(1500));
     let wire = wire_bytes(c) - w0;
     let payload = (files * size) as f64 * (n - 1) as f64;
+    let kinds: Vec<String> = wire_by_kind(c)
+        .iter()
+        .zip(&k0)
+        .zip(KINDS)
+        .map(|((b, a), k)| format!("{k} {:.3}", (b - a) / payload))
+        .collect();
     let rss: Vec<u64> = c.peers.iter().map(peak_rss_kib).collect();
     let now: Vec<u64> = c.peers.iter().map(|p| proc_kib(p, "VmRSS:")).collect();
     let cpu = c.peers.iter().map(cpu_s).sum::<f64>() - cpu0;
+    let redundant: f64 = c
+        .peers
+        .iter()
+        .map(|p| p.metrics().sum("syncpeer_versions_redundant_total", &[]))
+        .sum();
     println!(
-        "| {n} peers | {files} files of {size} B | written in {:.2} s | on all peers after {:.2} s | wire/payload {:.2} | peak RSS per peer max {:.1} MiB, mean {:.1} MiB | RSS after, max {:.1} MiB | CPU of all peers {:.1} s |",
+        "| {n} peers | {files} files of {size} B | written in {:.2} s | on all peers after {:.2} s | wire/payload {:.3} ({}) | peak RSS per peer max {:.1} MiB, mean {:.1} MiB | RSS after, max {:.1} MiB | CPU of all peers {:.1} s | redundant versions received {:.0} |",
         written.as_secs_f64(),
         took.as_secs_f64(),
         wire / payload,
+        kinds.join(", "),
         *rss.iter().max().unwrap() as f64 / 1024.0,
         rss.iter().sum::<u64>() as f64 / rss.len() as f64 / 1024.0,
         *now.iter().max().unwrap() as f64 / 1024.0,
         cpu,
+        redundant,
     );
 }
 

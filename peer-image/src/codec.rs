@@ -13,14 +13,14 @@
 //! knowledge varint authors, then per author: u64 LE author key, varint ranges,
 //!           per range: varint (lo - previous hi - 1, or lo for the first), varint (hi - lo)
 //! request   u8 flags (1 = send small content inline), knowledge
-//! response  u8 flags (1 = more pages follow), knowledge fills, varint authors, u64 LE each,
-//!           varint items, then per item:
+//! response  u8 flags (1 = more pages follow), varint authors, u64 LE each, then per item:
 //!             u8 flags (1 deleted, 2 origin, 4 inline content, 8 hash present)
 //!             varint shared prefix with the previous item's path, varint suffix len, suffix
 //!             [origin: varint len, bytes]
 //!             varint author (index into the table), varint vv entries, (varint author, varint counter)*
 //!             zigzag varint hlc.ms delta from the previous item, varint hlc.c, varint size
 //!             [hash: 32 bytes] sig: 64 bytes [content: size bytes]
+//!           u8 0x80 (end of items), knowledge fills
 //! ```
 //!
 //! A hint's body is the hinter's knowledge (so a node pulls only when the hinter has news).
@@ -38,6 +38,8 @@ const I_DELETED: u8 = 1;
 const I_ORIGIN: u8 = 2;
 const I_INLINE: u8 = 4;
 const I_HASH: u8 = 8;
+/// Ends the item list (no item has this flag combination).
+const I_END: u8 = 0x80;
 
 /// Decoding limits: a malformed or hostile body fails cleanly instead of allocating wildly.
 const MAX_ITEMS: u64 = 200_000;
@@ -220,31 +222,49 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// Encodes a response. An item's content is sent inline when given; it must be the entry's
-/// exact content (the receiver hashes it and checks the signature).
-pub fn encode_pull_resp(resp: &PullResp) -> Vec<u8> {
-    let mut table: Vec<u64> = Vec::new();
-    let idx_of = |a: &str, table: &mut Vec<u64>| -> u64 {
-        let k = author_key(a);
-        match table.iter().position(|x| *x == k) {
-            Some(i) => i as u64,
-            None => {
-                table.push(k);
-                (table.len() - 1) as u64
+/// Writes a response body item by item, straight into the final buffer (no second copy of the
+/// content: with nine neighbours pulling at once, copies were a large part of peak memory).
+struct RespWriter {
+    out: Vec<u8>,
+    table: Vec<u64>,
+    prev_path: String,
+    prev_ms: u64,
+}
+
+impl RespWriter {
+    /// `entries`: every entry that may be pushed (their authors form the table).
+    fn new(entries: &[&Entry], capacity: usize) -> RespWriter {
+        let mut table: Vec<u64> = Vec::new();
+        for e in entries {
+            for a in std::iter::once(e.author.as_str()).chain(e.vv.iter().map(|(a, _)| a)) {
+                let k = author_key(a);
+                if !table.contains(&k) {
+                    table.push(k);
+                }
             }
         }
-    };
-    let mut items = Vec::with_capacity(
-        resp.items
-            .iter()
-            .map(|i| 96 + i.content.as_ref().map_or(0, |c| c.len()))
-            .sum(),
-    );
-    let mut prev_path = "";
-    let mut prev_ms = 0u64;
-    for it in &resp.items {
-        let e = &it.entry;
-        let hash_bytes: Option<[u8; 32]> = if e.deleted || it.content.is_some() {
+        let mut out = Vec::with_capacity(capacity + 16 + 8 * table.len());
+        out.push(0); // flags, set by `finish`
+        put_varint(&mut out, table.len() as u64);
+        for a in &table {
+            out.extend_from_slice(&a.to_le_bytes());
+        }
+        RespWriter {
+            out,
+            table,
+            prev_path: String::new(),
+            prev_ms: 0,
+        }
+    }
+
+    fn author(&self, a: &str) -> u64 {
+        let k = author_key(a);
+        self.table.iter().position(|x| *x == k).expect("author in the table") as u64
+    }
+
+    fn push(&mut self, e: &Entry, content: Option<&[u8]>) {
+        let content = content.filter(|_| !e.deleted);
+        let hash_bytes: Option<[u8; 32]> = if e.deleted || content.is_some() {
             None
         } else {
             hex_to(&e.hash)
@@ -256,58 +276,108 @@ pub fn encode_pull_resp(resp: &PullResp) -> Vec<u8> {
         if e.origin.is_some() {
             flags |= I_ORIGIN;
         }
-        if it.content.is_some() && !e.deleted {
+        if content.is_some() {
             flags |= I_INLINE;
         }
         if hash_bytes.is_some() {
             flags |= I_HASH;
         }
-        items.push(flags);
-        let p = shared_prefix(prev_path, &e.path);
-        put_varint(&mut items, p as u64);
-        put_varint(&mut items, (e.path.len() - p) as u64);
-        items.extend_from_slice(&e.path.as_bytes()[p..]);
-        prev_path = &e.path;
+        let out = &mut self.out;
+        out.push(flags);
+        let p = shared_prefix(&self.prev_path, &e.path);
+        put_varint(out, p as u64);
+        put_varint(out, (e.path.len() - p) as u64);
+        out.extend_from_slice(&e.path.as_bytes()[p..]);
+        self.prev_path.clone_from(&e.path);
         if let Some(o) = &e.origin {
-            put_varint(&mut items, o.len() as u64);
-            items.extend_from_slice(o.as_bytes());
+            put_varint(out, o.len() as u64);
+            out.extend_from_slice(o.as_bytes());
         }
-        let a = idx_of(&e.author, &mut table);
-        put_varint(&mut items, a);
-        put_varint(&mut items, e.vv.len() as u64);
+        let a = self.author(&e.author);
+        let out = &mut self.out;
+        put_varint(out, a);
+        put_varint(out, e.vv.len() as u64);
         for (author, counter) in e.vv.iter() {
-            let a = idx_of(author, &mut table);
-            put_varint(&mut items, a);
-            put_varint(&mut items, counter);
+            let a = self
+                .table
+                .iter()
+                .position(|x| *x == author_key(author))
+                .expect("author in the table") as u64;
+            put_varint(&mut self.out, a);
+            put_varint(&mut self.out, counter);
         }
-        put_varint(&mut items, zigzag(e.hlc.ms.wrapping_sub(prev_ms) as i64));
-        prev_ms = e.hlc.ms;
-        put_varint(&mut items, u64::from(e.hlc.c));
-        put_varint(&mut items, e.size);
+        let out = &mut self.out;
+        put_varint(out, zigzag(e.hlc.ms.wrapping_sub(self.prev_ms) as i64));
+        self.prev_ms = e.hlc.ms;
+        put_varint(out, u64::from(e.hlc.c));
+        put_varint(out, e.size);
         if let Some(h) = hash_bytes {
-            items.extend_from_slice(&h);
+            out.extend_from_slice(&h);
         }
-        items.extend_from_slice(&hex_to::<64>(&e.sig).unwrap_or([0; 64]));
-        if flags & I_INLINE != 0 {
-            items.extend_from_slice(it.content.as_deref().unwrap_or_default());
+        out.extend_from_slice(&hex_to::<64>(&e.sig).unwrap_or([0; 64]));
+        if let Some(c) = content {
+            out.extend_from_slice(c);
         }
     }
-    let mut out = Vec::with_capacity(items.len() + 64 + 8 * table.len());
-    out.push(if resp.more { F_MORE } else { 0 });
-    put_knowledge(&mut out, &resp.fills);
-    put_varint(&mut out, table.len() as u64);
-    for a in &table {
-        out.extend_from_slice(&a.to_le_bytes());
+
+    fn finish(mut self, fills: &Knowledge, more: bool) -> Vec<u8> {
+        self.out.push(I_END);
+        if more {
+            self.out[0] = F_MORE;
+            put_knowledge(&mut self.out, &Knowledge::new());
+        } else {
+            put_knowledge(&mut self.out, fills);
+        }
+        self.out
     }
-    put_varint(&mut out, resp.items.len() as u64);
-    out.extend_from_slice(&items);
-    out
+}
+
+/// Encodes a whole response (tests, fakes). An item's content must be the entry's exact content.
+pub fn encode_pull_resp(resp: &PullResp) -> Vec<u8> {
+    let entries: Vec<&Entry> = resp.items.iter().map(|i| &i.entry).collect();
+    let mut w = RespWriter::new(&entries, 0);
+    for it in &resp.items {
+        w.push(&it.entry, it.content.as_deref());
+    }
+    w.finish(&resp.fills, resp.more)
+}
+
+/// Encodes one page of a pull answer: `entries` in order, content from `read` for those that may
+/// go inline (`inline`, not deleted, at most `file_max`), until the inline bytes would pass
+/// `budget` (one entry always goes). Returns the body, how many entries it holds and the inline
+/// bytes. `complete`: `entries` is all there is (else the page says "more" and drops `fills`).
+pub fn encode_pull_page(
+    entries: &[Entry],
+    fills: &Knowledge,
+    complete: bool,
+    inline: bool,
+    file_max: u64,
+    budget: u64,
+    mut read: impl FnMut(&Entry) -> Option<Vec<u8>>,
+) -> (Vec<u8>, usize, u64) {
+    let refs: Vec<&Entry> = entries.iter().collect();
+    let estimate = entries.iter().map(|e| 100 + e.path.len()).sum::<usize>() + budget as usize;
+    let mut w = RespWriter::new(&refs, estimate.min(budget as usize + (1 << 20)));
+    let mut more = !complete;
+    let mut inline_bytes = 0u64;
+    let mut n = 0;
+    for e in entries {
+        let eligible = inline && !e.deleted && e.size <= file_max;
+        if eligible && n > 0 && inline_bytes + e.size > budget {
+            more = true;
+            break;
+        }
+        let content = if eligible { read(e) } else { None };
+        inline_bytes += content.as_ref().map_or(0, |c| c.len() as u64);
+        w.push(e, content.as_deref());
+        n += 1;
+    }
+    (w.finish(fills, more), n, inline_bytes)
 }
 
 pub fn decode_pull_resp(body: Bytes) -> Result<PullResp, Malformed> {
     let mut r = Reader { buf: body, pos: 0 };
     let more = r.u8()? & F_MORE != 0;
-    let fills = get_knowledge(&mut r)?;
     let n_authors = r.bounded(MAX_AUTHORS, "too many authors")?;
     let mut table = Vec::with_capacity(n_authors.min(1024));
     for _ in 0..n_authors {
@@ -317,12 +387,17 @@ pub fn decode_pull_resp(body: Bytes) -> Result<PullResp, Malformed> {
         let i = r.varint()?;
         table.get(i as usize).cloned().ok_or(Malformed("author index"))
     };
-    let n = r.bounded(MAX_ITEMS, "too many items")?;
-    let mut items = Vec::with_capacity(n.min(4096));
+    let mut items = Vec::new();
     let mut prev_path = String::new();
     let mut prev_ms = 0u64;
-    for _ in 0..n {
+    loop {
         let flags = r.u8()?;
+        if flags == I_END {
+            break;
+        }
+        if items.len() as u64 >= MAX_ITEMS {
+            return Err(Malformed("too many items"));
+        }
         let p = r.bounded(prev_path.len() as u64, "path prefix")?;
         let suffix_len = r.bounded(MAX_PATH, "path too long")?;
         let suffix = r.take(suffix_len)?;
@@ -380,6 +455,7 @@ pub fn decode_pull_resp(body: Bytes) -> Result<PullResp, Malformed> {
             content,
         });
     }
+    let fills = get_knowledge(&mut r)?;
     r.done()?;
     Ok(PullResp { items, fills, more })
 }
@@ -428,11 +504,18 @@ mod tests {
         let resp = PullResp {
             items,
             fills,
-            more: true,
+            more: false,
         };
         let bytes = encode_pull_resp(&resp);
         let back = decode_pull_resp(Bytes::from(bytes.clone())).unwrap();
         assert_eq!(back, resp);
+        // A page cut short says so, and its fills wait for the last page.
+        let cut = PullResp {
+            more: true,
+            ..resp.clone()
+        };
+        let back_cut = decode_pull_resp(Bytes::from(encode_pull_resp(&cut))).unwrap();
+        assert!(back_cut.more && back_cut.fills.is_empty() && back_cut.items == resp.items);
         let key = |s: &str| (s == a.id().short()).then(|| a.id());
         // (the last two were edited after signing: only the first two are genuine)
         assert!(back.items[..2].iter().all(|i| i.entry.verify(key).is_ok()));

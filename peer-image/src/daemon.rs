@@ -57,6 +57,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
             reachable: AtomicBool::new(false),
             last_sync_ms: AtomicU64::new(0),
             fills: Mutex::default(),
+            known: Mutex::default(),
         })
         .collect();
     let (scan_tx, scan_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -82,6 +83,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         pending: Mutex::default(),
         fetch_wake: Notify::new(),
         pull_turn: tokio::sync::Mutex::new(()),
+        pull_builders: tokio::sync::Semaphore::new(2),
         changed: watch::channel(0).0,
         tmp_dir,
         client,

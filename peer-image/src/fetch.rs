@@ -40,9 +40,16 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
         // the CPU). It still counts as seen, so nobody offers it again.
         {
             let mut idx = node.index();
-            if matches!(resolve(idx.get(&e.path), &e), Resolution::Ignore | Resolution::Same) {
-                idx.saw(&e);
-                continue;
+            match resolve(idx.get(&e.path), &e) {
+                Resolution::Same => {
+                    node.metrics.versions_redundant.inc();
+                    continue;
+                }
+                Resolution::Ignore => {
+                    idx.saw(&e);
+                    continue;
+                }
+                _ => {}
             }
         }
         {
@@ -50,6 +57,7 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
             if let Some(item) = pending.get_mut(&e.path)
                 && item.entry == e
             {
+                node.metrics.versions_redundant.inc();
                 if !item.sources.contains(&src) {
                     item.sources.push(src);
                 }

@@ -52,6 +52,7 @@ pub struct Metrics {
     pub bytes_received: Family<PeerKind, Counter>,
     pub local_changes: Counter,
     pub versions_applied: Counter,
+    pub versions_redundant: Counter,
     pub echoes_suppressed: Counter,
     pub conflicts: Counter,
     pub rejections: Family<ReasonLabel, Counter>,
@@ -76,6 +77,7 @@ impl Metrics {
             bytes_received: Family::default(),
             local_changes: Counter::default(),
             versions_applied: Counter::default(),
+            versions_redundant: Counter::default(),
             echoes_suppressed: Counter::default(),
             conflicts: Counter::default(),
             rejections: Family::default(),
@@ -111,6 +113,11 @@ impl Metrics {
             "versions_applied",
             "Remote versions applied",
             m.versions_applied.clone(),
+        );
+        registry.register(
+            "versions_redundant",
+            "Versions received that were already held or queued (each one crossed a link for nothing)",
+            m.versions_redundant.clone(),
         );
         registry.register(
             "echoes_suppressed",

@@ -28,6 +28,9 @@ pub struct PeerState {
     /// Dots this neighbour told us it has seen but holds no version of any more (superseded):
     /// part of the knowledge we send *it* only (a lying neighbour can only starve itself).
     pub fills: Mutex<Knowledge>,
+    /// What this neighbour told us it knows (its hints and pull requests): a hint that would
+    /// tell it nothing new is not sent.
+    pub known: Mutex<Knowledge>,
 }
 
 /// Strikes and quarantine per peer (by short id).
@@ -101,6 +104,9 @@ pub struct Node {
     /// One pull at a time (briefly, see [`crate::sync`]): a version offered by two neighbours at
     /// once would otherwise cross both links.
     pub pull_turn: tokio::sync::Mutex<()>,
+    /// Pull pages being built for neighbours at once (each reads up to
+    /// [`crate::protocol::PULL_INLINE_MAX`] of files).
+    pub pull_builders: tokio::sync::Semaphore,
     /// Bumped after every index commit; hint senders watch it.
     pub changed: watch::Sender<u64>,
     /// Where downloads are staged (same filesystem as the sync folder).
@@ -129,6 +135,13 @@ impl Node {
         }
         k.union(&lock(&self.peers[i].fills));
         k
+    }
+
+    /// Records what neighbour `short` says it knows.
+    pub fn learn_known(&self, short: &str, k: &Knowledge) {
+        if let Some(p) = self.peers.iter().find(|p| p.short == short) {
+            lock(&p.known).union(k);
+        }
     }
 
     pub fn full_path(&self, rel: &str) -> PathBuf {

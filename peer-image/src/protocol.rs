@@ -23,8 +23,12 @@ pub const BATCH_FILE_MAX: u64 = 1 << 20;
 pub const BATCH_BYTES_MAX: u64 = 2 << 20;
 /// Entries per `/v1/index` page (~100 KB of JSON: small pages keep connection buffers small).
 pub const INDEX_PAGE: usize = 250;
-/// Versions per pull page (~350 KB of metadata without content).
-pub const PULL_ITEMS_MAX: usize = 4000;
+/// Versions per pull page (~90 KB of metadata without content).
+pub const PULL_ITEMS_MAX: usize = 1000;
+/// Inline content per pull page: small pages keep each pull short (pulls from different
+/// neighbours take turns, see [`crate::sync`]) and memory low; ~2 bytes of request and headers
+/// per 1 KiB file.
+pub const PULL_INLINE_MAX: u64 = 256 << 10;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SummaryReq {

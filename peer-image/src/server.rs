@@ -11,12 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::io::AsyncSeekExt;
 
-use crate::codec::{self, Item, PullResp};
+use crate::codec;
 use crate::metrics::{Kind, Reason, header_bytes};
 use crate::node::Node;
 use crate::protocol::{
-    BATCH_BYTES_MAX, BATCH_FILE_MAX, BlobsReq, FROM_HEADER, INDEX_PAGE, IndexQuery, IndexResp, PULL_ITEMS_MAX,
-    SummaryReq, SummaryResp, frame_blob,
+    BATCH_BYTES_MAX, BATCH_FILE_MAX, BlobsReq, FROM_HEADER, INDEX_PAGE, IndexQuery, IndexResp, PULL_INLINE_MAX,
+    PULL_ITEMS_MAX, SummaryReq, SummaryResp, frame_blob,
 };
 
 type S = State<Arc<Node>>;
@@ -99,36 +99,36 @@ async fn index(State(node): S, headers: HeaderMap, Query(q): Query<IndexQuery>) 
 /// The versions the puller's knowledge lacks; small content inline (hashed again here, so a file
 /// damaged or edited since it was indexed is never sent as the signed version's content).
 async fn pull(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
-    let (_, label) = match admit(&node, &headers, Kind::index, body.len()) {
+    let (short, label) = match admit(&node, &headers, Kind::index, body.len()) {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
     let Ok(req) = codec::decode_pull_req(body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
+    node.learn_known(&short, &req.knowledge);
+    // Building a page reads and hashes up to PULL_INLINE_MAX of files: a few at a time, so nine
+    // neighbours pulling at once do not hold nine pages in memory.
+    let Ok(_permit) = node.pull_builders.acquire().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
     let n = node.clone();
     let built = tokio::task::spawn_blocking(move || {
         let missing = n.index().missing(&req.knowledge, PULL_ITEMS_MAX);
-        let mut more = !missing.complete;
-        let mut items = Vec::with_capacity(missing.entries.len());
-        let mut inline_bytes = 0u64;
-        for entry in missing.entries {
-            let mut content = None;
-            if req.inline && !entry.deleted && entry.size <= BATCH_FILE_MAX {
-                if inline_bytes + entry.size > BATCH_BYTES_MAX && !items.is_empty() {
-                    more = true;
-                    break;
-                }
-                content = servable(&n, &entry.hash)
+        let (body, _, inline_bytes) = codec::encode_pull_page(
+            &missing.entries,
+            &missing.fills,
+            missing.complete,
+            req.inline,
+            BATCH_FILE_MAX,
+            PULL_INLINE_MAX,
+            |e| {
+                servable(&n, &e.hash)
                     .and_then(|p| std::fs::read(p).ok())
-                    .filter(|b| b.len() as u64 == entry.size && blake3::hash(b).to_hex().as_str() == entry.hash)
-                    .map(Bytes::from);
-                inline_bytes += content.as_ref().map_or(0, |c| c.len() as u64);
-            }
-            items.push(Item { entry, content });
-        }
-        let fills = if more { Default::default() } else { missing.fills };
-        (codec::encode_pull_resp(&PullResp { items, fills, more }), inline_bytes)
+                    .filter(|b| b.len() as u64 == e.size && blake3::hash(b).to_hex().as_str() == e.hash)
+            },
+        );
+        (body, inline_bytes)
     })
     .await;
     let Ok((out, inline_bytes)) = built else {
@@ -150,6 +150,7 @@ async fn hint(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(theirs) = codec::decode_knowledge(body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
+    node.learn_known(&short, &theirs);
     // Pull only if the hinter knows something we do not.
     if let Some(i) = node.peers.iter().position(|p| p.short == short)
         && !theirs.is_subset(&node.knowledge_for(i))

@@ -36,7 +36,7 @@ use crate::wire::{self, SMALL_TIMEOUT, WireError};
 const FULL_PULL_AFTER: u32 = 3;
 /// How long a pull waits for another neighbour's pull to finish before going ahead anyway (a
 /// partitioned neighbour must not hold up the others for a whole timeout).
-const PULL_TURN_WAIT: Duration = Duration::from_millis(500);
+const PULL_TURN_WAIT: Duration = Duration::from_secs(5);
 /// Pages per pull (a neighbour that always says "more" cannot keep us busy forever).
 const MAX_PAGES: usize = 10_000;
 
@@ -48,7 +48,16 @@ async fn pull(node: &Arc<Node>, i: usize) -> Result<usize, WireError> {
     let mut got = Knowledge::new();
     let mut queued = 0;
     for _ in 0..MAX_PAGES {
-        let turn = tokio::time::timeout(PULL_TURN_WAIT, node.pull_turn.lock()).await.ok();
+        // A neighbour that did not answer lately may be cut off: it must not hold the turn.
+        let turn = if peer.reachable.load(Ordering::Relaxed) {
+            let t = tokio::time::timeout(PULL_TURN_WAIT, node.pull_turn.lock()).await.ok();
+            if t.is_none() {
+                tracing::debug!(peer = %peer.cfg.name, "pull turn not granted in time: pulling alongside");
+            }
+            t
+        } else {
+            None
+        };
         let mut knowledge = node.knowledge_for(i);
         knowledge.union(&got);
         let req = node
@@ -157,6 +166,11 @@ pub async fn neighbour_loop(node: Arc<Node>, i: usize, mut stop: watch::Receiver
         if node.is_quarantined(&peer.short) {
             continue;
         }
+        // A successful pull within the last period already did what a round would do.
+        let since_sync = wall_ms().saturating_sub(peer.last_sync_ms.load(Ordering::Relaxed));
+        if !hinted && since_sync < period.as_millis() as u64 / 2 {
+            continue;
+        }
         let result = if hinted {
             pull(&node, i).await.map(|_| ())
         } else {
@@ -209,7 +223,14 @@ async fn round(node: &Arc<Node>, i: usize, stuck: &mut Stuck) -> Result<(), Wire
                 rounds: 1,
             };
         }
-        if stuck.rounds >= FULL_PULL_AFTER && lock(&node.pending).is_empty() {
+        // Only when the neighbour knows every version we know (by its last hint or pull) can the
+        // difference be one that knowledge cannot name; a neighbour that is merely behind (still
+        // fetching content) would only cost a useless listing.
+        let not_behind = || {
+            let mine = node.index().seen().clone();
+            mine.is_subset(&lock(&peer.known))
+        };
+        if stuck.rounds >= FULL_PULL_AFTER && lock(&node.pending).is_empty() && not_behind() {
             *stuck = Stuck::default();
             tracing::debug!(peer = %peer.cfg.name, "digests stuck apart: listing the whole index");
             full_pull(node, i).await?;
@@ -233,7 +254,13 @@ pub async fn hint_loop(node: Arc<Node>, i: usize, mut stop: watch::Receiver<bool
         if node.is_quarantined(&peer.short) {
             continue;
         }
-        let body = codec::encode_knowledge(node.index().seen());
+        let mine = node.index().seen().clone();
+        // In a mesh most of what we apply, the neighbour pulled from the same source already;
+        // its own hints and pulls told us so.
+        if mine.is_subset(&lock(&peer.known)) {
+            continue;
+        }
+        let body = codec::encode_knowledge(&mine);
         let req = node
             .client
             .post(wire::url(peer, "/v1/hint"))
