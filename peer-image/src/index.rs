@@ -52,7 +52,6 @@ impl Stamp {
 
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
-    epoch: u64,
     seq: u64,
     self_seq: u64,
     entries: Vec<(u64, Entry)>,
@@ -65,6 +64,7 @@ enum Record {
     Commit(u64, Entry, u64),
     #[serde(rename = "i")]
     Intent(Entry),
+    /// Written by earlier versions (an index id for delta cursors); read and ignored.
     #[serde(rename = "e")]
     Epoch(u64),
     /// A tombstone dropped from the index (only the `legacy` flavor forgets deletes).
@@ -85,7 +85,6 @@ pub struct Index {
     /// Content hash -> paths holding it (usually one: a `Vec`, not a set, to save memory).
     by_hash: HashMap<[u8; 32], Vec<String>>,
     seq: u64,
-    epoch: u64,
     self_seq: u64,
     tombstones: usize,
     /// Wrapping sum of every entry's hash, lane by lane: an order-independent multiset hash
@@ -172,7 +171,6 @@ impl Index {
             seen: Knowledge::new(),
             by_hash: HashMap::new(),
             seq: 0,
-            epoch: 0,
             self_seq: 0,
             tombstones: 0,
             sum: [0; 4],
@@ -183,7 +181,6 @@ impl Index {
         match std::fs::read(&snap_path) {
             Ok(bytes) => match serde_json::from_slice::<Snapshot>(&bytes) {
                 Ok(snap) => {
-                    idx.epoch = snap.epoch;
                     idx.seq = snap.seq;
                     idx.self_seq = snap.self_seq;
                     for (seq, e) in snap.entries {
@@ -238,7 +235,7 @@ impl Index {
                     Record::Intent(e) => {
                         intents.insert(e.path.clone(), e);
                     }
-                    Record::Epoch(ep) => idx.epoch = ep,
+                    Record::Epoch(_) => {}
                     Record::Forget(p) => idx.drop_tombstone(&p),
                 }
             }
@@ -250,13 +247,8 @@ impl Index {
         if lost_snapshot {
             // Our authoring counter was in the snapshot: restart it above anything we can have
             // issued (one per local change, far below the clock's milliseconds), so no version is
-            // ever signed twice with the same counter. A new epoch makes neighbours re-read us.
+            // ever signed twice with the same counter.
             idx.self_seq = idx.self_seq.max(wall_ms());
-            idx.epoch = 0;
-        }
-        if idx.epoch == 0 {
-            idx.epoch = rand::random::<u64>() | 1;
-            idx.append(&[Record::Epoch(idx.epoch)])?;
         }
         let max_hlc = idx.entries.values().map(|s| s.entry.hlc).max().unwrap_or_default();
         idx.clock.observe(max_hlc, wall_ms());
@@ -366,7 +358,6 @@ impl Index {
     /// Writes a snapshot (temp + fsync + rename + dir fsync) and empties the log.
     pub fn compact(&mut self) -> Result<(), IndexError> {
         let snap = Snapshot {
-            epoch: self.epoch,
             seq: self.seq,
             self_seq: self.self_seq,
             entries: self.entries.values().map(|s| (s.seq, s.entry.clone())).collect(),
@@ -429,10 +420,6 @@ impl Index {
 
     pub fn seq(&self) -> u64 {
         self.seq
-    }
-
-    pub fn epoch(&self) -> u64 {
-        self.epoch
     }
 
     /// Digest of every entry (tombstones included): equal on two peers exactly when their
@@ -580,17 +567,15 @@ mod tests {
     fn a_damaged_snapshot_is_set_aside_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
         let me = Identity::from_seed([7; 32]);
-        let epoch = {
+        {
             let (mut idx, _) = Index::open(dir.path()).unwrap();
             idx.commit(vec![e(&me, "a", 1, false)]).unwrap();
             idx.compact().unwrap();
             idx.commit(vec![e(&me, "b", 2, false)]).unwrap();
-            idx.epoch()
-        };
+        }
         std::fs::write(dir.path().join("index/snapshot.json"), b"{garbage").unwrap();
         let (mut idx, _) = Index::open(dir.path()).unwrap();
         assert!(idx.get("b").is_some(), "the log after the snapshot still counts");
-        assert_ne!(idx.epoch(), epoch);
         assert!(idx.next_counter() > 1_000_000_000);
     }
 
@@ -647,11 +632,9 @@ mod tests {
         assert_eq!(idx.after("a", 10).len(), 1);
         idx.compact().unwrap();
         idx.commit(vec![e(&me, "d", 5, false)]).unwrap();
-        let epoch = idx.epoch();
         drop(idx);
         let (mut idx, _) = Index::open(dir.path()).unwrap();
         assert_eq!(idx.live(), 2);
-        assert_eq!(idx.epoch(), epoch);
         assert_ne!(idx.digest(), digest);
         assert!(idx.path_for_hash(blake3::hash(b"d").to_hex().as_ref()).is_some());
     }
