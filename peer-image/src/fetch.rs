@@ -21,7 +21,7 @@ use crate::codec::Item;
 use crate::entry::{Entry, Invalid, Resolution, resolve};
 use crate::metrics::{Kind, Reason};
 use crate::node::{Node, PendingItem, lock};
-use crate::protocol::{BATCH_BYTES_MAX, BATCH_FILE_MAX, BlobsReq, unframe_blobs};
+use crate::protocol::{BATCH_FILE_MAX, BlobsReq, FETCH_BATCH_BYTES, unframe_blobs};
 use crate::wire::{self, SMALL_TIMEOUT, WireError};
 
 /// What [`offer`] did with a page.
@@ -405,7 +405,7 @@ async fn pass(node: &Arc<Node>) -> bool {
             if e.size <= BATCH_FILE_MAX {
                 let group = small.entry(src).or_default();
                 let bytes: u64 = group.iter().map(|x| x.size).sum();
-                if bytes + e.size > BATCH_BYTES_MAX && !group.is_empty() {
+                if bytes + e.size > FETCH_BATCH_BYTES && !group.is_empty() {
                     continue; // next pass
                 }
                 group.push(e.clone());

@@ -57,6 +57,18 @@ struct Snapshot {
     entries: Vec<(u64, Entry)>,
 }
 
+/// What [`Record`] serializes as, borrowing: appends and snapshots clone no entries (a clone of
+/// every entry of a batch, or of the whole index for a snapshot, was the peak of resident memory).
+#[derive(Serialize)]
+enum RecordOut<'a> {
+    #[serde(rename = "c")]
+    Commit(u64, &'a Entry, u64),
+    #[serde(rename = "i")]
+    Intent(&'a Entry),
+    #[serde(rename = "f")]
+    Forget(&'a str),
+}
+
 #[derive(Serialize, Deserialize)]
 enum Record {
     /// `(seq, entry, self_seq after it)`.
@@ -141,10 +153,15 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IndexError + '_ {
     }
 }
 
-fn encode_line(rec: &Record) -> String {
-    let json = serde_json::to_string(rec).expect("records serialize");
-    let sum = blake3::hash(json.as_bytes()).to_hex();
-    format!("{} {}\n", &sum[..16], json)
+/// Appends `<16 hex of BLAKE3> <json>\n` to `out`; `json` is scratch space.
+fn encode_line(out: &mut Vec<u8>, json: &mut Vec<u8>, rec: &RecordOut) {
+    json.clear();
+    serde_json::to_writer(&mut *json, rec).expect("records serialize");
+    let sum = blake3::hash(json).to_hex();
+    out.extend_from_slice(&sum.as_bytes()[..16]);
+    out.push(b' ');
+    out.extend_from_slice(json);
+    out.push(b'\n');
 }
 
 fn decode_line(line: &str) -> Option<Record> {
@@ -279,7 +296,11 @@ impl Index {
             self.tombstones += 1;
         } else {
             if let Some(k) = hash_key(&e.hash) {
-                self.by_hash.entry(k).or_default().push(e.path.clone());
+                // Usually one path per hash: no room for four.
+                self.by_hash
+                    .entry(k)
+                    .or_insert_with(|| Vec::with_capacity(1))
+                    .push(e.path.clone());
             }
         }
         self.seq = self.seq.max(seq);
@@ -298,14 +319,28 @@ impl Index {
         );
     }
 
-    fn append(&mut self, recs: &[Record]) -> Result<(), IndexError> {
-        let mut buf = String::new();
-        for r in recs {
-            buf.push_str(&encode_line(r));
-        }
+    /// Appends records in chunks of ~60 KiB, then one fsync for all of them.
+    fn append<'a>(&mut self, recs: impl IntoIterator<Item = RecordOut<'a>>) -> Result<(), IndexError> {
         let path = self.dir.join("log");
         let before = self.log.metadata().map_err(io_err(&path))?.len();
-        let written = self.log.write_all(buf.as_bytes()).and_then(|()| self.log.sync_data());
+        let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
+        let mut json: Vec<u8> = Vec::with_capacity(1024);
+        let mut n = 0usize;
+        let mut written = Ok(());
+        for r in recs {
+            encode_line(&mut buf, &mut json, &r);
+            n += 1;
+            if buf.len() >= 60 << 10 {
+                written = self.log.write_all(&buf);
+                buf.clear();
+                if written.is_err() {
+                    break;
+                }
+            }
+        }
+        let written = written
+            .and_then(|()| self.log.write_all(&buf))
+            .and_then(|()| self.log.sync_data());
         if let Err(e) = written {
             // A partial write (disk full, I/O error) must not stay in the middle of the log:
             // replay stops at the first bad line, which would hide every later record.
@@ -313,14 +348,13 @@ impl Index {
             let _ = self.log.seek(SeekFrom::End(0));
             return Err(io_err(&path)(e));
         }
-        self.log_records += recs.len();
+        self.log_records += n;
         Ok(())
     }
 
     /// Durably records entries that are about to be written to disk.
     pub fn record_intents(&mut self, entries: &[Entry]) -> Result<(), IndexError> {
-        let recs: Vec<Record> = entries.iter().cloned().map(Record::Intent).collect();
-        self.append(&recs)?;
+        self.append(entries.iter().map(RecordOut::Intent))?;
         for e in entries {
             self.inflight.insert(e.path.clone(), e.hash.clone());
         }
@@ -338,12 +372,13 @@ impl Index {
             return Ok(());
         }
         let base = self.seq;
-        let recs: Vec<Record> = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| Record::Commit(base + 1 + i as u64, e.clone(), self.self_seq))
-            .collect();
-        self.append(&recs)?;
+        let me = self.self_seq;
+        self.append(
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| RecordOut::Commit(base + 1 + i as u64, e, me)),
+        )?;
         let now = wall_ms();
         for (i, e) in entries.into_iter().enumerate() {
             self.clock.observe(e.hlc, now);
@@ -357,16 +392,31 @@ impl Index {
 
     /// Writes a snapshot (temp + fsync + rename + dir fsync) and empties the log.
     pub fn compact(&mut self) -> Result<(), IndexError> {
-        let snap = Snapshot {
+        /// The snapshot's entries, serialized straight from the index.
+        struct Entries<'a>(&'a BTreeMap<String, Slot>);
+        impl Serialize for Entries<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.values().map(|slot| (slot.seq, &slot.entry)))
+            }
+        }
+        #[derive(Serialize)]
+        struct SnapshotOut<'a> {
+            seq: u64,
+            self_seq: u64,
+            entries: Entries<'a>,
+        }
+        let snap = SnapshotOut {
             seq: self.seq,
             self_seq: self.self_seq,
-            entries: self.entries.values().map(|s| (s.seq, s.entry.clone())).collect(),
+            entries: Entries(&self.entries),
         };
         let tmp = self.dir.join("snapshot.json.tmp");
         let fin = self.dir.join("snapshot.json");
         {
-            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-            serde_json::to_writer(&mut f, &snap).map_err(|e| io_err(&tmp)(e.into()))?;
+            let f = File::create(&tmp).map_err(io_err(&tmp))?;
+            let mut w = std::io::BufWriter::with_capacity(64 << 10, f);
+            serde_json::to_writer(&mut w, &snap).map_err(|e| io_err(&tmp)(e.into()))?;
+            let f = w.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
             f.sync_all().map_err(io_err(&tmp))?;
         }
         std::fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
@@ -383,16 +433,15 @@ impl Index {
     /// Durably forgets tombstones (the `legacy` flavor: deletes leave no trace). Live entries
     /// are never forgotten.
     pub fn forget(&mut self, paths: &[String]) -> Result<(), IndexError> {
-        let recs: Vec<Record> = paths
+        let gone: Vec<&String> = paths
             .iter()
             .filter(|p| self.get(p).is_some_and(|e| e.deleted))
-            .cloned()
-            .map(Record::Forget)
             .collect();
-        if recs.is_empty() {
+        if gone.is_empty() {
             return Ok(());
         }
-        self.append(&recs)?;
+        let recs: Vec<RecordOut> = gone.into_iter().map(|p| RecordOut::Forget(p)).collect();
+        self.append(recs)?;
         for p in paths {
             self.drop_tombstone(p);
         }

@@ -9,10 +9,11 @@ use syncpeer::identity::Identity;
 
 fn main() -> ExitCode {
     // glibc gives every thread that allocates its own arena (up to 8 per core); with the runtime's
-    // worker and blocking threads that multiplies resident memory. Two arenas are plenty here.
+    // worker and blocking threads that multiplies resident memory. One arena: measured 1.5-3 MiB
+    // less peak RSS than two with 10k files, and no slower (the daemon is mostly I/O-bound).
     // SAFETY: called before any other thread exists.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
         // The scanner probes for writers with a read lease (`scanner::being_written`); a lease
         // break would deliver SIGIO, whose default action is to terminate.
         libc::signal(libc::SIGIO, libc::SIG_IGN);

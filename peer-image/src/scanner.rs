@@ -221,7 +221,10 @@ pub fn full_scan(node: &Node) -> Vec<PathBuf> {
         .filter(|e| !e.deleted && !present.contains(e.path.as_str()))
         .map(|e| (e.path.clone(), None))
         .collect();
-    let mut items: Vec<(String, Option<Stamp>)> = found.iter().map(|(r, s)| (r.clone(), Some(*s))).collect();
+    drop(present);
+    // Moved, not copied: a rescan of a big folder must not hold every path twice.
+    let mut items: Vec<(String, Option<Stamp>)> = Vec::with_capacity(found.len() + gone.len());
+    items.extend(found.into_iter().map(|(r, s)| (r, Some(s))));
     items.extend(gone);
     examine(node, items, false)
 }

@@ -58,7 +58,11 @@ impl VersionVector {
     pub fn set(&mut self, author: &str, counter: u64) {
         match self.0.binary_search_by(|(k, _)| k.as_str().cmp(author)) {
             Ok(i) => self.0[i].1 = counter,
-            Err(i) => self.0.insert(i, (author.to_string(), counter)),
+            Err(i) => {
+                // Most paths have one author: a growing Vec would reserve four.
+                self.0.reserve_exact(1);
+                self.0.insert(i, (author.to_string(), counter))
+            }
         }
     }
 
