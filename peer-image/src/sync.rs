@@ -70,10 +70,7 @@ async fn pull(node: &Arc<Node>, i: usize) -> Result<usize, WireError> {
             .timeout(SMALL_TIMEOUT);
         let resp = wire::send(node, peer, Kind::index, req).await?;
         let received = Instant::now();
-        let body: Bytes = resp.bytes().await.map_err(|source| WireError::Http {
-            peer: peer.cfg.name.clone(),
-            source,
-        })?;
+        let body: Bytes = wire::read_body(peer, resp).await?;
         let len = body.len() as u64;
         let page = codec::decode_pull_resp(body).map_err(|_| WireError::Malformed {
             peer: peer.cfg.name.clone(),

@@ -53,6 +53,32 @@ pub async fn send(
     Ok(resp)
 }
 
+/// Largest body [`read_body`] accepts: a page or batch is a few MiB at most, and a neighbour that
+/// sends more (a Byzantine flood) must not make us buffer it.
+pub const BODY_MAX: usize = 16 << 20;
+
+/// Reads a whole (small) body, at most [`BODY_MAX`], without counting it.
+pub async fn read_body(peer: &PeerState, mut resp: reqwest::Response) -> Result<bytes::Bytes, WireError> {
+    let oversized = || WireError::Malformed {
+        peer: peer.cfg.name.clone(),
+        what: "oversized body",
+    };
+    if resp.content_length().is_some_and(|n| n > BODY_MAX as u64) {
+        return Err(oversized());
+    }
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|source| WireError::Http {
+        peer: peer.cfg.name.clone(),
+        source,
+    })? {
+        if buf.len() + chunk.len() > BODY_MAX {
+            return Err(oversized());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
 /// Reads a whole (small) body, counting it.
 pub async fn body(
     node: &Node,
@@ -60,10 +86,7 @@ pub async fn body(
     kind: Kind,
     resp: reqwest::Response,
 ) -> Result<bytes::Bytes, WireError> {
-    let b = resp.bytes().await.map_err(|source| WireError::Http {
-        peer: peer.cfg.name.clone(),
-        source,
-    })?;
+    let b = read_body(peer, resp).await?;
     node.metrics.received_bytes(&peer.cfg.name, kind, b.len() as u64);
     Ok(b)
 }

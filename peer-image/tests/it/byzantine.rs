@@ -153,3 +153,27 @@ fn tampered_inline_content_rejected() {
         c.peers[1].read("z.txt").as_deref() == Some(&honest[..])
     });
 }
+
+/// A neighbour answering pulls with 48 MiB of garbage is cut off at the body limit: the peer
+/// neither buffers it nor dies, and keeps syncing with its honest neighbour.
+#[test]
+fn oversized_answers_are_not_buffered() {
+    let mut c = Cluster::new(2, &[(0, 1)]);
+    let flooder = FakePeer::start("flooder");
+    flooder.state.lock().unwrap().oversized = Some(48 << 20);
+    c.peers[1].extra_peers = flooder.peer_yaml();
+    c.start_all();
+    c.peers[0].write("ok.txt", b"still syncing");
+    c.wait_trees(&Cluster::tree_of(&[("ok.txt", b"still syncing")]));
+    // Several rounds against the flooder.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", c.peers[1].pid())).unwrap();
+    let hwm_kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(hwm_kib < 40 << 10, "peak RSS {hwm_kib} KiB: the flood was buffered");
+    assert!(c.peers[1].status().is_some(), "the peer died");
+}

@@ -27,6 +27,8 @@ pub struct FakeState {
     pub cut_after: Option<usize>,
     /// Send content inline in pull responses (else only through the blob endpoints).
     pub inline: bool,
+    /// Answer pulls with this many bytes of garbage instead (a flood of data).
+    pub oversized: Option<usize>,
 }
 
 /// An `AsyncRead` that fails: the end of a cut connection.
@@ -69,6 +71,9 @@ async fn index(State(s): S, Query(q): Query<IndexQuery>) -> Json<IndexResp> {
 /// a late message would.
 async fn pull(State(s): S) -> Vec<u8> {
     let st = s.lock().unwrap();
+    if let Some(n) = st.oversized {
+        return vec![0x5a; n];
+    }
     let items = st
         .entries
         .iter()
