@@ -18,7 +18,7 @@ help:
 	@echo "make validate    check every plan in chaos-plans/ without starting anything"
 	@echo "make nightly     run every plan in chaos-plans/, one after another"
 	@echo "make bench       benchmarks (results go to docs/BENCHMARKS.md by hand)"
-	@echo "make clean       remove every labelled container and network (chaos clean)"
+	@echo "make clean       remove what killed runs left behind (chaos clean; live runs are spared)"
 
 chaos:
 	$(CARGO) build -p syftchaos --bin chaos

@@ -49,8 +49,13 @@ enum Command {
         #[arg(long)]
         topologies: Option<PathBuf>,
     },
-    /// Remove every container and network syftchaos labelled, from any run.
-    Clean,
+    /// Remove the containers and networks of runs whose orchestrator is gone (killed, crashed);
+    /// runs in progress are left alone unless `--all`.
+    Clean {
+        /// Also remove the runs in progress (their orchestrators then fail).
+        #[arg(long)]
+        all: bool,
+    },
     /// List runs in progress and their peers.
     Ps,
 }
@@ -142,15 +147,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             run_guarded(p, reports).await
         }
-        Command::Clean => {
+        Command::Clean { all } => {
             let engine = Engine::connect().await?;
-            let r = cluster::reap(&engine, false).await?;
+            let r = cluster::reap(&engine, !all).await?;
             println!(
                 "removed {} containers and {} networks from {} runs",
                 r.containers,
                 r.networks,
                 r.runs.len()
             );
+            let left = engine.managed_containers().await?.len();
+            if left > 0 {
+                println!(
+                    "left alone: {left} containers of runs in progress (`chaos ps`; `chaos clean --all` removes them too)"
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Ps => {

@@ -1,6 +1,6 @@
 //! The walking skeleton on real Docker: the smoke plan end to end, and cleanup after SIGKILL.
 
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -94,8 +94,16 @@ fn sigkilled_orchestrator_leaves_nothing_after_chaos_clean() {
     }
     let _lock = docker_lock();
     let reports = tempfile::tempdir().unwrap();
-    // SIGKILL the orchestrator mid-run.
     let (mut child, run_id) = start_long_run(reports.path(), Stdio::null());
+    // A run in progress is not touched by a plain `chaos clean`.
+    let out = run(chaos().arg("clean"));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        labelled(Some(&run_id)).0,
+        3,
+        "`chaos clean` removed a live run's containers"
+    );
+    // SIGKILL the orchestrator mid-run.
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(
@@ -112,6 +120,36 @@ fn sigkilled_orchestrator_leaves_nothing_after_chaos_clean() {
     let out = run(chaos().arg("clean"));
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(labelled(None), (0, 0), "no labelled container or network is left");
+}
+
+/// `chaos clean --all` also removes what a live process labelled (here a network carrying this
+/// test's own pid).
+#[test]
+fn chaos_clean_all_removes_live_runs_too() {
+    if !docker_ready("chaos_clean_all_removes_live_runs_too") {
+        return;
+    }
+    let _lock = docker_lock();
+    let name = format!("sc-test-clean-{}", std::process::id());
+    let created = run(Command::new("docker").args([
+        "network",
+        "create",
+        "--label",
+        "io.syftchaos.managed=true",
+        "--label",
+        &format!("io.syftchaos.pid={}", std::process::id()),
+        &name,
+    ]));
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    run(chaos().arg("clean"));
+    assert_eq!(
+        labelled(None).1,
+        1,
+        "a live process's network was removed without --all"
+    );
+    let out = run(chaos().args(["clean", "--all"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(labelled(None), (0, 0));
 }
 
 #[test]

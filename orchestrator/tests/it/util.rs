@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 
-/// Docker tests that create or reap labelled resources take this lock: `chaos clean` removes every
-/// labelled container, so two such tests must not overlap.
+/// Docker tests that create or reap labelled resources take this lock: `chaos clean --all` removes
+/// every labelled container, and the tests count labelled resources, so two must not overlap.
 static DOCKER: Mutex<()> = Mutex::new(());
 
 pub fn docker_lock() -> MutexGuard<'static, ()> {
