@@ -77,29 +77,64 @@ impl TreeReader {
                 };
                 if meta.is_dir() {
                     stack.push(path);
-                } else if meta.is_file() {
-                    let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                    let hash = match self.cache.get(&path) {
-                        Some((size, t, hash)) if *size == meta.len() && *t == mtime => hash.clone(),
-                        _ => match hash_file(&path) {
-                            Ok(hash) => {
-                                self.cache.insert(path.clone(), (meta.len(), mtime, hash.clone()));
-                                hash
-                            }
-                            Err(_) => continue,
-                        },
-                    };
-                    let rel = path
-                        .strip_prefix(root)
-                        .expect("walked under root")
-                        .to_string_lossy()
-                        .replace('\\', "/");
-                    tree.files.insert(rel, FileEntry { size: meta.len(), hash });
+                } else if meta.is_file()
+                    && let Some(e) = self.entry(&path, &meta)
+                {
+                    tree.files.insert(relative(root, &path), e);
                 }
             }
         }
+        self.recheck_unlisted(root, &mut tree);
         Ok(tree)
     }
+
+    /// Size and hash of a regular file, from the cache when size and mtime are unchanged.
+    fn entry(&mut self, path: &Path, meta: &std::fs::Metadata) -> Option<FileEntry> {
+        let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let hash = match self.cache.get(path) {
+            Some((size, t, hash)) if *size == meta.len() && *t == mtime => hash.clone(),
+            _ => {
+                let hash = hash_file(path).ok()?;
+                self.cache.insert(path.to_path_buf(), (meta.len(), mtime, hash.clone()));
+                hash
+            }
+        };
+        Some(FileEntry { size: meta.len(), hash })
+    }
+
+    /// A directory listing taken while the peer renames files in that directory can miss a name
+    /// that exists all along (seen with 100 peers: a conflict copy's rename made the original look
+    /// deleted for one round, and `no-loop` counted the flap). So every file seen before but not
+    /// listed now is looked up by name; only a failed lookup means it is gone. Gone files leave
+    /// the cache.
+    fn recheck_unlisted(&mut self, root: &Path, tree: &mut Tree) {
+        let unlisted: Vec<PathBuf> = self
+            .cache
+            .keys()
+            .filter(|p| p.starts_with(root) && !tree.files.contains_key(&relative(root, p)))
+            .cloned()
+            .collect();
+        for path in unlisted {
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_file() => {
+                    if let Some(e) = self.entry(&path, &meta) {
+                        tree.files.insert(relative(root, &path), e);
+                    }
+                }
+                _ => {
+                    self.cache.remove(&path);
+                }
+            }
+        }
+    }
+}
+
+/// `path` relative to `root`, with `/` separators.
+fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .expect("under root")
+        .to_string_lossy()
+        .replace('\\', "/")
 }
 
 #[cfg(test)]
@@ -123,6 +158,22 @@ mod tests {
                 hash: hash_bytes(b"hello")
             }
         );
+    }
+
+    #[test]
+    fn a_file_the_listing_missed_is_looked_up_by_name_and_a_gone_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kept"), b"k").unwrap();
+        std::fs::write(dir.path().join("gone"), b"g").unwrap();
+        let mut reader = TreeReader::default();
+        let mut tree = reader.read(dir.path()).unwrap();
+        assert_eq!(tree.files.len(), 2);
+        // As if a listing raced with a rename and skipped both names; one is really gone.
+        std::fs::remove_file(dir.path().join("gone")).unwrap();
+        tree.files.clear();
+        reader.recheck_unlisted(dir.path(), &mut tree);
+        assert_eq!(tree.files.keys().collect::<Vec<_>>(), vec!["kept"]);
+        assert!(!reader.cache.contains_key(&dir.path().join("gone")));
     }
 
     #[test]

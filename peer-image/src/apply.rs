@@ -246,8 +246,11 @@ enum Op {
         from: PathBuf,
         to: String,
     },
-    /// Move the local (losing) file to its conflict-copy path.
-    MoveLocal {
+    /// Keep the local (losing) file at its conflict-copy path too: a hard link, so the path never
+    /// goes missing (the winner then replaces it with one rename). Before, the loser was renamed
+    /// away first: readers saw the path vanish for an instant, and a winner that then failed to
+    /// land left the path empty while the index still named the loser.
+    LinkLocal {
         from: String,
         to: String,
     },
@@ -292,6 +295,20 @@ fn remove_empty_parents(root: &Path, rel: &str) {
         }
         p = d.parent();
     }
+}
+
+/// Links the file at `from` to `to` (both relative), replacing whatever is at `to`: a link under a
+/// temp name, then a rename over `to`.
+fn link_local(node: &Node, from: &str, to: &str) -> std::io::Result<()> {
+    let tmp = node
+        .tmp_dir
+        .join(format!(".syncpeer-link-{:016x}.tmp", rand::random::<u64>()));
+    std::fs::hard_link(node.full_path(from), &tmp)?;
+    let r = place(node, &tmp, to);
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
 }
 
 fn place(node: &Node, from: &Path, to: &str) -> std::io::Result<()> {
@@ -386,21 +403,19 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
                 if s.temp.is_none() && !s.entry.deleted {
                     continue; // not staged: keep pending
                 }
-                // The path is expected as checked; after the local file moved to its conflict
-                // copy, absent.
-                let mut expect = checked;
+                // The path is expected as checked (the conflict copy is a second link to it).
+                let expect = checked;
                 if let Some(copy) = copy
                     && copy_wanted(&idx, &copy)
                 {
                     ops.push(Step {
                         owner: path.clone(),
                         expect,
-                        op: Op::MoveLocal {
+                        op: Op::LinkLocal {
                             from: path.clone(),
                             to: copy.path.clone(),
                         },
                     });
-                    expect = None;
                     commits.push(copy);
                     conflicts += 1;
                 }
@@ -467,7 +482,7 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
     let mut placed: std::collections::HashMap<String, Option<Stamp>> = std::collections::HashMap::new();
     for Step { owner, expect, op } in &ops {
         let target = match op {
-            Op::Place { to, .. } | Op::MoveLocal { to, .. } => to,
+            Op::Place { to, .. } | Op::LinkLocal { to, .. } => to,
             Op::Remove { path } => path,
         };
         if failed.contains(owner) {
@@ -478,9 +493,9 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
         // edit is never overwritten. The path stays pending; the retry commits the edit first
         // and resolves the received version against it. (What remains is the instant between this
         // stat and the rename: an edit landing there is replaced; see docs/PEER.md.)
-        // (A move checks the file it moves: the local loser, as checked at `owner`.)
+        // (A link checks the file it links: the local loser, as checked at `owner`.)
         let checked = match op {
-            Op::MoveLocal { from, .. } => from,
+            Op::LinkLocal { from, .. } => from,
             _ => target,
         };
         let now = stamp_now(&node.full_path(checked));
@@ -495,9 +510,9 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
                 placed.insert(to.clone(), stamp_now(from));
                 place(node, from, to).map_err(|e| (to.clone(), e))
             }
-            Op::MoveLocal { from, to } => {
+            Op::LinkLocal { from, to } => {
                 placed.insert(to.clone(), *expect);
-                place(node, &node.full_path(from), to).map_err(|e| (to.clone(), e))
+                link_local(node, from, to).map_err(|e| (to.clone(), e))
             }
             Op::Remove { path } => match std::fs::remove_file(node.full_path(path)) {
                 Ok(()) => {
