@@ -41,6 +41,7 @@ async fn main() {
             anti_entropy_ms: 1000,
             flavor: "default".into(),
             disk_limit: None,
+            quarantine_ms: None,
         };
         let t = Instant::now();
         let cluster = Cluster::provision(engine.clone(), &run_id, dir.path(), &spec)

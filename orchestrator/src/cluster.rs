@@ -82,6 +82,9 @@ pub struct ClusterSpec {
     pub flavor: String,
     /// Each peer's data folder becomes a tmpfs of this size (for disk-full faults); needs root.
     pub disk_limit: Option<u64>,
+    /// The peers' `quarantine_ms` (how long a neighbour that sent bad data is ignored); `None`:
+    /// the peer's default.
+    pub quarantine_ms: Option<u64>,
 }
 
 impl Cluster {
@@ -116,6 +119,7 @@ impl Cluster {
                 &spec.neighbours[i],
                 spec.anti_entropy_ms,
                 &spec.flavor,
+                spec.quarantine_ms,
             )
             .with_context(|| format!("preparing {}", dir.root.display()))?;
         }

@@ -54,6 +54,11 @@ pub enum ConcreteFault {
         action: DiskAction,
         seed: u64,
     },
+    /// The peers serve lies (`behaviours` written into their Byzantine control file).
+    Byzantine {
+        peers: Vec<usize>,
+        behaviours: Vec<String>,
+    },
 }
 
 impl ConcreteFault {
@@ -65,6 +70,7 @@ impl ConcreteFault {
             ConcreteFault::Process { action, .. } => action.as_str(),
             ConcreteFault::Lock { .. } => "lock",
             ConcreteFault::Disk { .. } => "disk",
+            ConcreteFault::Byzantine { .. } => "byzantine",
         }
     }
 }
@@ -259,31 +265,9 @@ pub fn generate(plan: &Plan) -> Schedule {
                     }
                 }
             }
-            Fault::Process(spec) => intervals.push((
-                start,
-                window_end,
-                ConcreteFault::Process {
-                    peers: draw(&spec.peers, n, &mut rng),
-                    action: spec.action,
-                },
-            )),
-            Fault::Lock(spec) => intervals.push((
-                start,
-                window_end,
-                ConcreteFault::Lock {
-                    peers: draw(&spec.peers, n, &mut rng),
-                    action: spec.action.clone(),
-                },
-            )),
-            Fault::Disk(spec) => intervals.push((
-                start,
-                window_end,
-                ConcreteFault::Disk {
-                    peers: draw(&spec.peers, n, &mut rng),
-                    action: spec.action.clone(),
-                    seed: rng.random(),
-                },
-            )),
+            Fault::Process(_) | Fault::Lock(_) | Fault::Disk(_) | Fault::Byzantine(_) => {
+                intervals.push((start, window_end, whole_window(&step.fault, n, &mut rng)))
+            }
         }
         for (k, (from, to, fault)) in intervals.into_iter().enumerate() {
             let id = format!("{}#{}", step.name, k + 1);
@@ -309,6 +293,32 @@ pub fn generate(plan: &Plan) -> Schedule {
     ops.sort_by_key(|op| (op.at_ms, op.action.rank()));
     end_ms = end_ms.max(ops.last().map_or(0, |op| op.at_ms));
     Schedule { ops, end_ms }
+}
+
+/// A fault that holds for its whole window (it never flaps), with its selectors drawn.
+fn whole_window(fault: &Fault, n: usize, rng: &mut ChaCha8Rng) -> ConcreteFault {
+    match fault {
+        Fault::Process(spec) => ConcreteFault::Process {
+            peers: draw(&spec.peers, n, rng),
+            action: spec.action,
+        },
+        Fault::Lock(spec) => ConcreteFault::Lock {
+            peers: draw(&spec.peers, n, rng),
+            action: spec.action.clone(),
+        },
+        Fault::Disk(spec) => ConcreteFault::Disk {
+            peers: draw(&spec.peers, n, rng),
+            action: spec.action.clone(),
+            seed: rng.random(),
+        },
+        Fault::Byzantine(spec) => ConcreteFault::Byzantine {
+            peers: draw(&spec.peers, n, rng),
+            behaviours: spec.behaviours.clone(),
+        },
+        Fault::Partition(_) | Fault::Link(_) | Fault::Clock(_) => {
+            unreachable!("partitions, links and clocks may flap: the generator times them itself")
+        }
+    }
 }
 
 fn concrete_shape(shape: &PartitionShape, n: usize, rng: &mut ChaCha8Rng) -> partition::Shape {

@@ -39,6 +39,11 @@ impl PeerDir {
     pub fn faketime(&self) -> PathBuf {
         self.root.join("faketime")
     }
+    /// `syncpeer`'s Byzantine control file (its default `byzantine_file`, `<state_dir>/byzantine`):
+    /// behaviour names make the peer lie, no file means honest.
+    pub fn byzantine(&self) -> PathBuf {
+        self.state().join("byzantine")
+    }
     pub fn config(&self) -> PathBuf {
         self.root.join("config.yaml")
     }
@@ -91,6 +96,8 @@ struct Config<'a> {
     key_file: String,
     anti_entropy_interval_ms: u64,
     flavor: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quarantine_ms: Option<u64>,
     peers: Vec<Neighbour<'a>>,
     trusted: Vec<Trusted<'a>>,
 }
@@ -106,6 +113,7 @@ pub fn write_peer_dir(
     neighbours: &[usize],
     anti_entropy_ms: u64,
     flavor: &str,
+    quarantine_ms: Option<u64>,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir.sync())?;
     std::fs::create_dir_all(dir.state())?;
@@ -118,6 +126,7 @@ pub fn write_peer_dir(
         key_file: format!("{DATA_MOUNT}/identity.key"),
         anti_entropy_interval_ms: anti_entropy_ms,
         flavor,
+        quarantine_ms,
         peers: neighbours
             .iter()
             .map(|&n| Neighbour {
@@ -206,8 +215,9 @@ mod tests {
         let names: Vec<String> = vec!["p1".into(), "p2".into(), "p3".into()];
         let addrs: Vec<Ipv4Addr> = (2..5).map(|i| Ipv4Addr::new(10, 9, 0, i)).collect();
         let ids: Vec<Identity> = (0..3).map(|i| Identity::derive(1, i)).collect();
-        write_peer_dir(&pd, 0, &names, &addrs, &ids, &[1], 500, "default").unwrap();
+        write_peer_dir(&pd, 0, &names, &addrs, &ids, &[1], 500, "default", None).unwrap();
         let text = std::fs::read_to_string(pd.config()).unwrap();
+        assert!(!text.contains("quarantine_ms"), "the peer's own default: {text}");
         assert!(text.contains("addr: 10.9.0.3:7000"), "{text}");
         assert!(!text.contains("10.9.0.4:7000"), "p3 is not a neighbour: {text}");
         assert_eq!(text.matches("public_key").count(), 4, "1 neighbour + 3 trusted: {text}");

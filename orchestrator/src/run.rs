@@ -86,6 +86,7 @@ pub async fn run(plan: &Plan, run_id: &str, reports: &Path) -> anyhow::Result<Ru
         anti_entropy_ms: plan.anti_entropy.ms(),
         flavor: plan.flavor.clone(),
         disk_limit: plan.disk_limit,
+        quarantine_ms: plan.quarantine.map(|q| q.ms()),
     };
     let cluster = Cluster::provision(engine.clone(), run_id, &run_dir, &spec).await?;
     let outcome = drive(plan, &cluster, &history, &run_dir, reports).await;

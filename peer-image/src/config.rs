@@ -5,7 +5,7 @@
 //! Defaults: `anti_entropy_interval_ms` 1000, `rescan_interval_ms` 10000, `scrub_interval_ms` 60000,
 //! `lock_ttl_ms` 60000,
 //! `quarantine_ms` 30000, `strike_limit` 3 within `strike_window_ms` 60000, `rate_limit_per_sec`
-//! 500 with `rate_limit_burst` 1000, `flavor` `default`.
+//! 500 with `rate_limit_burst` 1000, `flavor` `default`, `byzantine_file` `<state_dir>/byzantine`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -112,6 +112,11 @@ pub struct RunArgs {
     /// Burst of incoming requests allowed from one peer [default: 1000].
     #[arg(long, env = "SYNCPEER_RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<f64>,
+    /// Byzantine mode's control file, re-read every 200 ms: behaviour names (tamper, forge,
+    /// withhold, flood, slowloris) turn this peer into a liar for chaos tests; missing or empty
+    /// means honest [default: <state_dir>/byzantine].
+    #[arg(long, env = "SYNCPEER_BYZANTINE_FILE")]
+    pub byzantine_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -136,6 +141,7 @@ struct FileConfig {
     strike_window_ms: Option<u64>,
     rate_limit_per_sec: Option<f64>,
     rate_limit_burst: Option<f64>,
+    byzantine_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -207,6 +213,8 @@ pub struct Settings {
     pub strike_window: Duration,
     pub rate_limit_per_sec: f64,
     pub rate_limit_burst: f64,
+    /// Byzantine mode's control file (see [`crate::byzantine`]).
+    pub byzantine_file: PathBuf,
 }
 
 /// `file:line:column: message` for a YAML error.
@@ -311,12 +319,18 @@ impl Settings {
             trusted.push(Trusted { name: t.name, key });
         }
         let ms = |v: Option<u64>, f: Option<u64>, d: u64| Duration::from_millis(v.or(f).unwrap_or(d));
+        let state_dir = need_path(args.state_dir.clone().or(file.state_dir), "state_dir")?;
+        let byzantine_file = args
+            .byzantine_file
+            .clone()
+            .or(file.byzantine_file)
+            .unwrap_or_else(|| state_dir.join("byzantine"));
         let settings = Settings {
             name,
             listen,
             http,
             sync_dir: need_path(args.sync_dir.clone().or(file.sync_dir), "sync_dir")?,
-            state_dir: need_path(args.state_dir.clone().or(file.state_dir), "state_dir")?,
+            state_dir,
             key_file: need_path(args.key_file.clone().or(file.key_file), "key_file")?,
             anti_entropy: ms(args.anti_entropy_interval_ms, file.anti_entropy_interval_ms, 1000),
             flavor,
@@ -330,6 +344,7 @@ impl Settings {
             strike_window: ms(args.strike_window_ms, file.strike_window_ms, 60_000),
             rate_limit_per_sec: args.rate_limit_per_sec.or(file.rate_limit_per_sec).unwrap_or(500.0),
             rate_limit_burst: args.rate_limit_burst.or(file.rate_limit_burst).unwrap_or(1000.0),
+            byzantine_file,
         };
         if settings.anti_entropy.is_zero() || settings.rescan.is_zero() || settings.scrub_interval.is_zero() {
             return Err(ConfigError::Invalid("intervals must be greater than 0".into()));
@@ -358,6 +373,7 @@ mod tests {
         let s = Settings::from_yaml(&yaml("peers:\ntrusted:\n"), Path::new("c.yaml"), &RunArgs::default()).unwrap();
         assert_eq!(s.anti_entropy, Duration::from_millis(1000));
         assert_eq!(s.flavor, Flavor::Default);
+        assert_eq!(s.byzantine_file, Path::new("/t/byzantine"));
     }
 
     #[test]

@@ -89,6 +89,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         client,
         scan_tx,
         scrub: crate::scrub::Scrub::load(&settings.state_dir),
+        byzantine: crate::byzantine::ByzantineSwitch::new(&settings.byzantine_file),
         settings,
     });
     let s = &node.settings;
@@ -126,6 +127,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(sync::hint_loop(node.clone(), i, stop_rx.clone())));
     }
     tasks.push(tokio::spawn(lock_sweeper(node.clone(), stop_rx.clone())));
+    tasks.push(tokio::spawn(crate::byzantine::flood(node.clone(), stop_rx.clone())));
     if crate::legacy::active() {
         // The seed's design: deletes are forgotten, and nothing scrubs.
         tasks.push(tokio::spawn(crate::legacy::run(node.clone(), stop_rx.clone())));

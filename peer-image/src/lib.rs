@@ -8,11 +8,14 @@
 //!   versions are written through temp file + rename under a [`locks`] lock.
 //! * [`sync`], [`fetch`], [`server`], [`wire`]: pull-based anti-entropy over HTTP with push hints.
 //! * [`scrub`]: damaged files (content changed, mtime kept) are repaired, never authored.
+//! * [`byzantine`]: a control file turns the daemon into a liar (tamper, forge, withhold, flood,
+//!   slowloris) for chaos plans; absent, the peer is honest.
 //! * [`status`], [`metrics`]: `GET /v1/status`, `GET /metrics`.
 //! * [`legacy`]: `--flavor legacy`, the seed's original (broken on purpose) design, for checker tests.
 //! * [`config`]: YAML + flags + `SYNCPEER_*` environment; [`daemon`] wires it all.
 
 pub mod apply;
+pub mod byzantine;
 pub mod codec;
 pub mod config;
 pub mod daemon;

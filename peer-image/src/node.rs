@@ -116,6 +116,8 @@ pub struct Node {
     pub scan_tx: tokio::sync::mpsc::UnboundedSender<(PathBuf, crate::scanner::Urgency)>,
     /// Verifications and damaged files (see [`crate::scrub`]).
     pub scrub: crate::scrub::Scrub,
+    /// Byzantine mode's control file (see [`crate::byzantine`]); honest while it is absent.
+    pub byzantine: crate::byzantine::ByzantineSwitch,
 }
 
 /// Locks a std mutex, ignoring poisoning (a panicked task must not wedge the daemon).

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::io::AsyncSeekExt;
 
+use crate::byzantine::{self, Behaviours};
 use crate::codec;
 use crate::metrics::{Kind, Reason, header_bytes};
 use crate::node::Node;
@@ -89,7 +90,13 @@ async fn index(State(node): S, headers: HeaderMap, Query(q): Query<IndexQuery>) 
         Err(r) => return r.into_response(),
     };
     let limit = q.limit.unwrap_or(INDEX_PAGE).clamp(1, INDEX_PAGE);
-    let entries = node.index().after(&q.after, limit);
+    let mut entries = node.index().after(&q.after, limit);
+    let liar = node.byzantine.current();
+    if liar.withhold {
+        entries.clear();
+    } else if liar.forge {
+        entries.iter_mut().for_each(byzantine::forge);
+    }
     let next = (entries.len() == limit)
         .then(|| entries.last().map(|e| e.path.clone()))
         .flatten();
@@ -113,22 +120,28 @@ async fn pull(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let n = node.clone();
+    let liar = node.byzantine.current();
     let built = tokio::task::spawn_blocking(move || {
         let mut missing = n.index().missing(&req.knowledge, PULL_ITEMS_MAX);
         // Path order shares longer prefixes (~5 bytes a file); a page is a set, and what a cut
         // leaves out the next request's knowledge still lacks.
         missing.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        let (complete, inline) = lie_about_page(liar, &mut missing.entries, missing.complete, req.inline);
         let (body, _, inline_bytes) = codec::encode_pull_page(
             &missing.entries,
             &missing.fills,
-            missing.complete,
-            req.inline,
+            complete,
+            inline,
             BATCH_FILE_MAX,
             PULL_INLINE_MAX,
             |e| {
-                servable(&n, &e.hash)
+                let mut b = servable(&n, &e.hash)
                     .and_then(|p| std::fs::read(p).ok())
-                    .filter(|b| b.len() as u64 == e.size && blake3::hash(b).to_hex().as_str() == e.hash)
+                    .filter(|b| b.len() as u64 == e.size && blake3::hash(b).to_hex().as_str() == e.hash)?;
+                if liar.tamper {
+                    byzantine::tamper(&mut b);
+                }
+                Some(b)
             },
         );
         (body, inline_bytes)
@@ -138,7 +151,12 @@ async fn pull(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let len = out.len() as u64;
-    let mut r = Response::new(Body::from(out));
+    let body = if liar.slowloris {
+        byzantine::pumped(std::io::Cursor::new(out), false, true)
+    } else {
+        Body::from(out)
+    };
+    let mut r = Response::new(body);
     r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     // Inline content counts as blob bytes, the rest as index bytes.
     node.metrics.sent_bytes(&label, Kind::blob, inline_bytes);
@@ -185,7 +203,8 @@ async fn blob(State(node): S, headers: HeaderMap, Path(hash): Path<String>) -> R
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
-    let Some(full) = servable(&node, &hash) else {
+    let liar = node.byzantine.current();
+    let Some(full) = servable(&node, &hash).filter(|_| !liar.withhold) else {
         return counted(&node, &label, Kind::blob, StatusCode::NOT_FOUND.into_response(), 0);
     };
     let Ok(mut file) = tokio::fs::File::open(&full).await else {
@@ -219,8 +238,12 @@ async fn blob(State(node): S, headers: HeaderMap, Path(hash): Path<String>) -> R
         .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     resp.headers_mut()
         .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    let stream = tokio_util::io::ReaderStream::with_capacity(tokio::io::AsyncReadExt::take(file, len), 256 * 1024);
-    *resp.body_mut() = Body::from_stream(stream);
+    let content = tokio::io::AsyncReadExt::take(file, len);
+    *resp.body_mut() = if liar.tamper || liar.slowloris {
+        byzantine::pumped(content, liar.tamper, liar.slowloris)
+    } else {
+        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(content, 256 * 1024))
+    };
     counted(&node, &label, Kind::blob, resp, len)
 }
 
@@ -236,6 +259,7 @@ async fn blobs(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     }
     let n = node.clone();
+    let liar = node.byzantine.current();
     let out = tokio::task::spawn_blocking(move || {
         // Sizes first, so the body is allocated once at its final size (a doubling buffer held up
         // to twice the batch, for each neighbour at once).
@@ -245,7 +269,7 @@ async fn blobs(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
             .iter()
             .map(|h| {
                 let p = servable(&n, h)
-                    .filter(|_| total < BATCH_BYTES_MAX)
+                    .filter(|_| total < BATCH_BYTES_MAX && !liar.withhold)
                     .and_then(|p| std::fs::metadata(&p).ok().map(|m| (p, m.len())))
                     .filter(|(_, len)| *len <= BATCH_FILE_MAX)?;
                 total += p.1;
@@ -254,7 +278,10 @@ async fn blobs(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
             .collect();
         let mut out = Vec::with_capacity(total as usize + 9 * plan.len());
         for p in plan {
-            let content = p.and_then(|p| std::fs::read(p).ok());
+            let mut content = p.and_then(|p| std::fs::read(p).ok());
+            if let Some(c) = content.as_mut().filter(|_| liar.tamper) {
+                byzantine::tamper(c);
+            }
             frame_blob(&mut out, content.as_deref());
         }
         out
@@ -262,11 +289,38 @@ async fn blobs(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
     .await
     .unwrap_or_default();
     let len = out.len() as u64;
-    let mut r = Response::new(Body::from(out));
+    let body = if liar.slowloris {
+        byzantine::pumped(std::io::Cursor::new(out), false, true)
+    } else {
+        Body::from(out)
+    };
+    let mut r = Response::new(body);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
     r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     counted(&node, &label, Kind::blob, r, len)
+}
+
+/// Byzantine mode's lies about a pull page (none when honest). Returns (complete, inline).
+/// Withheld: nothing is offered and the page says it is complete. Forged: every entry carries a
+/// lie its signature does not cover; content is not sent inline (its hash would be computed from
+/// it and the lie lost), and the page claims to be complete, so a puller that rejects the lies
+/// does not ask for the same page again and again.
+fn lie_about_page(
+    liar: Behaviours,
+    entries: &mut Vec<crate::entry::Entry>,
+    complete: bool,
+    inline: bool,
+) -> (bool, bool) {
+    if liar.withhold {
+        entries.clear();
+        return (true, inline);
+    }
+    if liar.forge {
+        entries.iter_mut().for_each(byzantine::forge);
+        return (true, false);
+    }
+    (complete, inline)
 }

@@ -10,6 +10,7 @@ use crate::history::{Event, Outcome, Record};
 use crate::monitor::Observation;
 use crate::tree::Tree;
 
+pub mod byzantine;
 pub mod causal;
 pub mod figures;
 pub mod loops;
@@ -90,7 +91,7 @@ pub fn judge(e: &Evidence) -> Judgement {
     let recoveries = recoveries(e.history);
     let order = causal::order(e.history, e.observations);
     let ops = causal::ops(e.history);
-    let checks = vec![
+    let mut checks = vec![
         converged(e.peers),
         state::right_final_state(&order, e.peers),
         state::no_lost_update(&order, e.peers),
@@ -107,6 +108,13 @@ pub fn judge(e: &Evidence) -> Judgement {
         recovered_in_time(&recoveries, e.plan.expect.converge_within.ms()),
         no_crash(e.peers),
     ];
+    checks.extend(byzantine::no_poisoning(
+        e.history,
+        &ops,
+        e.observations,
+        e.counters,
+        &loops::disk_damage(e.history),
+    ));
     let names: Vec<String> = e.peers.iter().map(|p| p.name.clone()).collect();
     let content_bytes = e
         .history

@@ -615,3 +615,90 @@ fn a_delete_propagates_when_other_peers_see_the_path_gone() {
     assert_eq!((p.samples, p.delete_pairs, p.never_visible), (2, 1, 0));
     assert_eq!((p.p50_ms, p.max_ms), (Some(300), Some(400)));
 }
+
+mod poisoning {
+    use super::*;
+    use crate::checker::byzantine::no_poisoning;
+    use crate::checker::causal;
+    use crate::monitor::Observation;
+    use crate::tree::hash_bytes;
+
+    fn liar_started(t_ms: u64) -> Record {
+        rec(
+            t_ms,
+            Event::FaultStarted {
+                id: "lie#1".into(),
+                step: "lie".into(),
+                kind: "byzantine".into(),
+                detail: serde_json::json!({"peers": ["p3"], "behaviours": ["tamper"]}),
+            },
+        )
+    }
+
+    fn seen(t_ms: u64, peer: &str, path: &str, content: &str) -> Observation {
+        Observation {
+            t_ms,
+            peer: peer.into(),
+            path: path.into(),
+            hash: Some(hash_bytes(content.as_bytes())),
+        }
+    }
+
+    fn counters(peer: &str, bad_hash: f64) -> Counters {
+        Counters {
+            t_ms: 9000,
+            peer: peer.into(),
+            values: [
+                ("syncpeer_rejections_total{reason=\"bad_hash\"}".to_string(), bad_hash),
+                ("syncpeer_quarantined_peers".to_string(), 1.0),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn runs_without_a_liar_are_not_judged() {
+        let history = [write(1, 100, "p1", "a", "one")];
+        let ops = causal::ops(&history);
+        assert!(no_poisoning(&history, &ops, &[], &[], &BTreeMap::new()).is_none());
+    }
+
+    /// `p1` wrote `a` = "one" while `p3` was a liar; judged over `obs`.
+    fn judged(obs: &[Observation], counters: &[Counters], damaged: &BTreeMap<String, usize>) -> Check {
+        let history = [write(1, 100, "p1", "a", "one"), liar_started(50)];
+        no_poisoning(&history, &causal::ops(&history), obs, counters, damaged).expect("a liar ran")
+    }
+
+    #[test]
+    fn poisoned_content_seen_for_one_tick_on_an_honest_peer_is_caught() {
+        let obs = [
+            seen(300, "p2", "a", "one"),
+            // Held for one monitor tick, then repaired: the final trees would not show it.
+            seen(500, "p2", "a", "one, tampered"),
+            seen(700, "p2", "a", "one"),
+        ];
+        let c = judged(&obs, &[counters("p2", 0.0)], &BTreeMap::new());
+        assert_eq!(c.verdict, Verdict::Invalid);
+        assert_eq!(c.evidence["problems"][0]["peer"], "p2");
+        assert_eq!(c.evidence["problems"][0]["t_ms"], 500);
+    }
+
+    #[test]
+    fn the_liar_itself_and_disk_damage_are_left_to_other_checks_and_rejections_are_evidence() {
+        let obs = [
+            seen(300, "p2", "a", "one"),
+            seen(400, "p3", "a", "the liar's own mess"),
+            seen(500, "p2", "vault/x", "damaged by a disk fault"),
+        ];
+        let damaged = BTreeMap::from([("vault/x".to_string(), 2)]);
+        let c = judged(&obs, &[counters("p2", 4.0), counters("p3", 0.0)], &damaged);
+        assert_eq!(c.verdict, Verdict::Valid, "{}", c.summary);
+        assert_eq!(c.evidence["honest_peers"]["p2"]["rejections"]["bad_hash"], 4.0);
+        assert!(
+            c.evidence["honest_peers"].get("p3").is_none(),
+            "the liar is not an honest peer"
+        );
+        assert_eq!(c.evidence["liars"]["p3"][0], "tamper");
+        assert!(c.summary.contains("4 bad hashes"), "{}", c.summary);
+    }
+}

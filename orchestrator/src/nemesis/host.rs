@@ -1,5 +1,6 @@
 //! The nemesis's host side: faults applied through the peers' bind-mounted data folders (clock files,
-//! lock folders, damaged or filled disks), and the clock read back from the peer itself.
+//! lock folders, damaged or filled disks, Byzantine control files), and the clock read back from the
+//! peer itself.
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
@@ -79,6 +80,34 @@ impl Nemesis {
         let status = cluster::status(&self.http, ip).await.ok()?;
         let after = now_ms();
         Some(status.wall_clock_ms - (before + after) / 2)
+    }
+
+    /// Writes each peer's Byzantine control file from the journal (the behaviours of every active
+    /// byzantine fault on that peer, in plan order), or removes it when none is left: the peer reads
+    /// it within 200 ms. Returns `{peer: [behaviours]}`.
+    pub(super) async fn set_byzantine(&self, peers: &[usize]) -> anyhow::Result<serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        for &n in peers {
+            let behaviours = byzantine_behaviours(self.journal.lock().await.active.values(), n);
+            let file = self.peers[n].dir.byzantine();
+            if behaviours.is_empty() {
+                match std::fs::remove_file(&file) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e)
+                            .with_context(|| format!("removing the byzantine file of {}", self.peers[n].name));
+                    }
+                    _ => {}
+                }
+            } else {
+                // Written aside and renamed over, so the peer never reads half a list.
+                let tmp = file.with_extension("tmp");
+                std::fs::write(&tmp, format!("{}\n", behaviours.join("\n")))
+                    .and_then(|()| std::fs::rename(&tmp, &file))
+                    .with_context(|| format!("writing the byzantine file of {}", self.peers[n].name))?;
+            }
+            out.insert(self.peers[n].name.clone(), behaviours.into());
+        }
+        Ok(out.into())
     }
 
     pub(super) fn lock_fault(&self, node: usize, action: &LockAction, on: bool) -> anyhow::Result<serde_json::Value> {
@@ -177,4 +206,21 @@ impl Nemesis {
         let _ = f.sync_all();
         Ok(serde_json::json!({"filled_bytes": written}))
     }
+}
+
+/// The behaviours active byzantine faults give peer `n`, each once, in the order they were listed.
+pub fn byzantine_behaviours<'a>(active: impl Iterator<Item = &'a ConcreteFault>, n: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for f in active {
+        if let ConcreteFault::Byzantine { peers, behaviours } = f
+            && peers.contains(&n)
+        {
+            for b in behaviours {
+                if !out.contains(b) {
+                    out.push(b.clone());
+                }
+            }
+        }
+    }
+    out
 }

@@ -13,6 +13,7 @@
 //! | kill / stop / pause | the Docker API | start (then faults re-applied) / unpause |
 //! | lock | a stale lock file, or the lock folder made read-only (host side) | folder writable again |
 //! | disk | bits flipped or the file truncated in place, mtime kept (host side) | nothing: the peer must repair it |
+//! | byzantine | the peer's Byzantine control file (`<state>/byzantine`) names its behaviours (host side) | the file rewritten from the journal, removed when none is left |
 
 mod host;
 mod network;
@@ -134,6 +135,9 @@ impl Nemesis {
                     detail[&self.peers[n].name] = self.disk_fault(n, action, *seed)?;
                 }
             }
+            ConcreteFault::Byzantine { peers, .. } => {
+                detail["written"] = self.set_byzantine(peers).await?;
+            }
         }
         self.history.record(Event::FaultStarted {
             id: id.into(),
@@ -195,6 +199,9 @@ impl Nemesis {
                 }
             }
             ConcreteFault::Disk { .. } => {}
+            ConcreteFault::Byzantine { peers, .. } => {
+                self.set_byzantine(peers).await?;
+            }
         }
         Ok(())
     }
@@ -217,7 +224,10 @@ impl Nemesis {
         for (id, fault) in &faults {
             if matches!(
                 fault,
-                ConcreteFault::Clock { .. } | ConcreteFault::Lock { .. } | ConcreteFault::Disk { .. }
+                ConcreteFault::Clock { .. }
+                    | ConcreteFault::Lock { .. }
+                    | ConcreteFault::Disk { .. }
+                    | ConcreteFault::Byzantine { .. }
             ) {
                 self.undo(id, fault).await?;
             }
@@ -332,6 +342,9 @@ impl Nemesis {
             ConcreteFault::Process { peers, action } => serde_json::json!({ "peers": names(peers), "action": action }),
             ConcreteFault::Lock { peers, action } => serde_json::json!({ "peers": names(peers), "action": action }),
             ConcreteFault::Disk { peers, action, .. } => serde_json::json!({ "peers": names(peers), "action": action }),
+            ConcreteFault::Byzantine { peers, behaviours } => {
+                serde_json::json!({ "peers": names(peers), "behaviours": behaviours })
+            }
         }
     }
 }
@@ -353,5 +366,17 @@ mod tests {
         let id = netfault_id("a very long step name with spaces#12");
         assert!(id.len() <= 32 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
         assert_ne!(netfault_id("s#1"), netfault_id("s#2"));
+    }
+
+    #[test]
+    fn overlapping_byzantine_faults_add_up_per_peer() {
+        let liar = |peers: Vec<usize>, b: &[&str]| ConcreteFault::Byzantine {
+            peers,
+            behaviours: b.iter().map(|s| s.to_string()).collect(),
+        };
+        let active = [liar(vec![0, 2], &["tamper"]), liar(vec![2], &["flood", "tamper"])];
+        assert_eq!(host::byzantine_behaviours(active.iter(), 2), vec!["tamper", "flood"]);
+        assert_eq!(host::byzantine_behaviours(active.iter(), 0), vec!["tamper"]);
+        assert!(host::byzantine_behaviours(active.iter(), 1).is_empty());
     }
 }

@@ -76,6 +76,9 @@ pub struct Plan {
     pub disk_limit: Option<u64>,
     /// The packet-fault engine for `link` steps that do not name one: `auto`, `netem` or `userspace`.
     pub engine: String,
+    /// How long peers ignore a neighbour that sent bad data (the peers' `quarantine_ms`); `None`
+    /// keeps the peer's own default. Byzantine plans shorten it so the liar is forgiven in time.
+    pub quarantine: Option<Dur>,
     pub workload: Vec<WorkloadStep>,
     pub steps: Vec<FaultStep>,
     pub expect: Expect,
@@ -168,10 +171,11 @@ pub enum Fault {
     Process(ProcessSpec),
     Lock(LockSpec),
     Disk(DiskSpec),
+    Byzantine(ByzantineSpec),
 }
 
 /// The fault keys a step may carry (exactly one).
-pub const FAULT_KINDS: &str = "partition, link, clock, kill, stop, pause, lock, disk";
+pub const FAULT_KINDS: &str = "partition, link, clock, kill, stop, pause, lock, disk, byzantine";
 
 impl Fault {
     pub fn kind(&self) -> &'static str {
@@ -182,6 +186,7 @@ impl Fault {
             Fault::Process(p) => p.action.as_str(),
             Fault::Lock(_) => "lock",
             Fault::Disk(_) => "disk",
+            Fault::Byzantine(_) => "byzantine",
         }
     }
 }
@@ -292,6 +297,17 @@ pub enum DiskAction {
     /// Fill the peer's (size-limited) data folder until writes fail with ENOSPC; freed when the fault ends.
     Fill,
 }
+
+/// Peers turned into liars: the behaviours are written into their Byzantine control file.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ByzantineSpec {
+    pub peers: Selector,
+    /// Names from [`BYZANTINE_BEHAVIOURS`], at least one, no repeats.
+    pub behaviours: Vec<String>,
+}
+
+/// What a Byzantine peer may do (`syncpeer`'s control file; see docs/PEER.md#byzantine-mode).
+pub const BYZANTINE_BEHAVIOURS: [&str; 5] = ["tamper", "forge", "withhold", "flood", "slowloris"];
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PartitionSpec {

@@ -33,6 +33,8 @@ pub(super) struct RawPlan {
     #[serde(default)]
     pub(super) engine: Option<Spanned<String>>,
     #[serde(default)]
+    pub(super) quarantine: Option<Spanned<Dur>>,
+    #[serde(default)]
     pub(super) workload: Vec<Spanned<RawWrite>>,
     #[serde(default)]
     pub(super) steps: Vec<Spanned<RawStep>>,
@@ -186,6 +188,8 @@ pub(super) struct RawStep {
     pub(super) lock: Option<Spanned<RawLock>>,
     #[serde(default)]
     pub(super) disk: Option<Spanned<RawDisk>>,
+    #[serde(default)]
+    pub(super) byzantine: Option<Spanned<RawByzantine>>,
 }
 
 // The link parameters are spelled out again here rather than `#[serde(flatten)]`ed: serde does not
@@ -281,6 +285,14 @@ pub(super) struct RawDisk {
     pub(super) truncate: Option<RawPathOrPick>,
     #[serde(default)]
     pub(super) fill: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawByzantine {
+    pub(super) peers: RawTargets,
+    /// One behaviour name or a list of them (read like a peer list; `{random: k}` is refused).
+    pub(super) behaviour: Spanned<RawTargets>,
 }
 
 pub(super) enum RawPathOrPick {

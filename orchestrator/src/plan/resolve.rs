@@ -97,6 +97,12 @@ impl Resolver<'_> {
                 format!("`disk_limit` is {limit} bytes; allowed: at least 4MiB"),
             );
         }
+        let quarantine = match raw.quarantine {
+            Some(q) if q.value.0.is_zero() => {
+                return self.err(&q.referenced, "`quarantine` must be more than 0");
+            }
+            q => q.map(|q| q.value),
+        };
         Ok(Plan {
             name,
             description: raw.description,
@@ -109,6 +115,7 @@ impl Resolver<'_> {
             anti_entropy: raw.anti_entropy.unwrap_or(Dur::from_ms(1000)),
             disk_limit,
             engine,
+            quarantine,
             workload,
             steps,
             expect: Expect {
@@ -292,6 +299,7 @@ impl Resolver<'_> {
             raw.pause.is_some(),
             raw.lock.is_some(),
             raw.disk.is_some(),
+            raw.byzantine.is_some(),
         ]
         .iter()
         .filter(|g| **g)
@@ -341,6 +349,8 @@ impl Resolver<'_> {
                 }
             };
             Fault::Disk(DiskSpec { peers: sel, action })
+        } else if let Some(b) = &raw.byzantine {
+            Fault::Byzantine(self.byzantine(b, peers)?)
         } else {
             let (p, action) = match (&raw.kill, &raw.stop, &raw.pause) {
                 (Some(p), _, _) => (p, ProcessAction::Kill),
@@ -513,6 +523,35 @@ impl Resolver<'_> {
             peers: sel(&raw.peers)?,
             to: sel(&raw.to)?,
             params: p.clone(),
+        })
+    }
+
+    fn byzantine(&self, b: &Spanned<RawByzantine>, peers: &[String]) -> Result<ByzantineSpec, PlanError> {
+        let at = &b.value.behaviour.referenced;
+        let allowed = BYZANTINE_BEHAVIOURS.join(", ");
+        let names = match &b.value.behaviour.value {
+            RawTargets::Word(w) => std::slice::from_ref(w),
+            RawTargets::List(l) if !l.is_empty() => l.as_slice(),
+            _ => {
+                return self.err(
+                    at,
+                    format!("a byzantine fault needs a `behaviour` or a list of them; allowed: {allowed}"),
+                );
+            }
+        };
+        let mut behaviours: Vec<String> = Vec::new();
+        for n in names {
+            if !BYZANTINE_BEHAVIOURS.contains(&n.as_str()) {
+                return self.err(at, format!("unknown byzantine behaviour `{n}`; allowed: {allowed}"));
+            }
+            if behaviours.contains(n) {
+                return self.err(at, format!("byzantine behaviour `{n}` is given twice"));
+            }
+            behaviours.push(n.clone());
+        }
+        Ok(ByzantineSpec {
+            peers: self.targets(&b.value.peers, &b.referenced, peers)?,
+            behaviours,
         })
     }
 

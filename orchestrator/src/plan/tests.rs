@@ -163,3 +163,35 @@ fn the_packet_fault_engine_can_be_forced_for_the_whole_plan() {
             .contains("allowed: auto, netem, userspace")
     );
 }
+
+#[test]
+fn byzantine_steps_resolve_and_bad_behaviours_say_what_is_allowed() {
+    let plan = parse_str(
+        "name: x\npeers: 4\nquarantine: 4s\nsteps:\n  - {at: 1s, duration: 3s, byzantine: {peers: p4, behaviour: tamper}}\n  - {at: 5s, byzantine: {peers: [p3, p4], behaviour: [withhold, flood]}}\n",
+    )
+    .unwrap();
+    assert_eq!(plan.quarantine, Some(Dur::from_ms(4000)));
+    assert!(
+        matches!(&plan.steps[0].fault, Fault::Byzantine(b) if b == &ByzantineSpec { peers: Selector::Peers(vec![3]), behaviours: vec!["tamper".into()] })
+    );
+    assert!(matches!(&plan.steps[1].fault, Fault::Byzantine(b) if b.behaviours == ["withhold", "flood"]));
+    let e = error_of("name: x\npeers: 3\nsteps:\n  - at: 1s\n    byzantine: {peers: p3, behaviour: sulk}\n");
+    assert_eq!(e.line, 5, "{e}");
+    assert!(
+        e.message
+            .contains("unknown byzantine behaviour `sulk`; allowed: tamper, forge, withhold, flood, slowloris"),
+        "{e}"
+    );
+    let e = error_of("name: x\npeers: 3\nsteps:\n  - {at: 1s, byzantine: {peers: p3, behaviour: [tamper, tamper]}}\n");
+    assert!(e.message.contains("twice"), "{e}");
+    let e = error_of("name: x\npeers: 3\nsteps:\n  - {at: 1s, byzantine: {peers: p3, behaviour: []}}\n");
+    assert!(e.message.contains("needs a `behaviour`"), "{e}");
+    let e = error_of("name: x\npeers: 3\nsteps:\n  - {at: 1s, byzantine: {peers: p9, behaviour: flood}}\n");
+    assert!(e.message.contains("unknown peer `p9`"), "{e}");
+    let e = error_of("name: x\npeers: 3\nquarantine: 0s\n");
+    assert_eq!(e.line, 3, "{e}");
+    let e = error_of(
+        "name: x\npeers: 3\nsteps:\n  - {at: 1s, duration: 4s, every: 2s, byzantine: {peers: p3, behaviour: flood}}\n",
+    );
+    assert!(e.message.contains("`every`"), "{e}");
+}

@@ -42,6 +42,15 @@ fn negative_duration_is_rejected_with_its_location() {
 }
 
 #[test]
+fn unknown_byzantine_behaviour_is_rejected_with_the_allowed_list() {
+    rejected(
+        "name: x\npeers: 3\nsteps:\n  - at: 1s\n    byzantine: {peers: p3, behaviour: [tamper, lie]}\n",
+        5,
+        "unknown byzantine behaviour `lie`; allowed: tamper, forge, withhold, flood, slowloris",
+    );
+}
+
+#[test]
 fn unknown_peer_is_rejected_with_its_location() {
     rejected(
         "name: x\npeers: 3\nworkload:\n  - {at: 1s, peer: p4, create: a.txt}\n",

@@ -30,6 +30,7 @@ impl Bed {
             anti_entropy_ms: 1000,
             flavor: "default".into(),
             disk_limit: None,
+            quarantine_ms: None,
         };
         let cluster = Cluster::provision(engine.clone(), &run_id, dir.path(), &spec)
             .await

@@ -5,6 +5,20 @@ use crate::util::*;
 
 /// Runs a shipped plan; returns its exit code, result.json and history records.
 fn run_plan(name: &str) -> (Option<i32>, serde_json::Value, Vec<serde_json::Value>) {
+    let (_, _, code, result, history) = run_plan_kept(name);
+    (code, result, history)
+}
+
+/// [`run_plan`], keeping the run folder (in the returned temp dir) for a look at peer files and logs.
+fn run_plan_kept(
+    name: &str,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Option<i32>,
+    serde_json::Value,
+    Vec<serde_json::Value>,
+) {
     let reports = tempfile::tempdir().unwrap();
     let out = run(chaos()
         .args(["run", &format!("chaos-plans/{name}.yaml"), "--reports"])
@@ -17,7 +31,7 @@ fn run_plan(name: &str) -> (Option<i32>, serde_json::Value, Vec<serde_json::Valu
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    (out.status.code(), result, history)
+    (reports, dir, out.status.code(), result, history)
 }
 
 fn events<'a>(history: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
@@ -109,5 +123,55 @@ fn a_full_disk_is_survived_and_caught_up() {
         fill["detail"]["p2"]["filled_bytes"].as_u64().unwrap() > 16 << 20,
         "p2's 32 MiB disk was filled"
     );
+    assert_eq!(code, Some(0), "verdict {}", result["verdict"]);
+}
+
+/// A liar among honest peers (plan `byzantine-peer`): p5 withholds, floods, forges, tampers and
+/// trickles in turn. The honest peers reject its lies themselves (bad hashes, bad signatures,
+/// rate limits, quarantine), never hold a byte no writer wrote, and everyone converges once the
+/// control file is gone.
+#[test]
+fn a_byzantine_peer_is_caught_by_the_honest_ones_and_poisons_nothing() {
+    if !docker_ready("a_byzantine_peer_is_caught_by_the_honest_ones_and_poisons_nothing") {
+        return;
+    }
+    let _lock = docker_lock();
+    let (_reports, dir, code, result, history) = run_plan_kept("byzantine-peer");
+    let lies: Vec<&str> = events(&history, "fault-started")
+        .into_iter()
+        .filter(|e| e["kind"] == "byzantine" && e["detail"]["written"]["p5"].is_array())
+        .filter_map(|e| e["detail"]["behaviours"][0].as_str())
+        .collect();
+    assert_eq!(lies, ["withhold", "flood", "forge", "tamper", "slowloris"]);
+    assert!(
+        !dir.join("peers/p5/state/byzantine").exists(),
+        "the heal removes the control file"
+    );
+    let log = std::fs::read_to_string(dir.join("logs/p5.log")).unwrap();
+    assert!(log.contains("byzantine mode off: honest again"), "p5 read the heal");
+
+    for name in ["no-poisoning", "no-corruption", "converged"] {
+        assert_eq!(
+            check(&result, name)["verdict"],
+            "valid",
+            "{name}: {}",
+            check(&result, name)
+        );
+    }
+    let honest = check(&result, "no-poisoning")["evidence"]["honest_peers"]
+        .as_object()
+        .expect("the honest peers' rejections")
+        .clone();
+    assert_eq!(honest.len(), 4, "p1..p4 judged, not the liar: {honest:?}");
+    let total = |reason: &str| -> f64 {
+        honest
+            .values()
+            .map(|p| p["rejections"][reason].as_f64().unwrap_or(0.0))
+            .sum()
+    };
+    assert!(total("bad_hash") > 0.0, "tampered content rejected: {honest:?}");
+    assert!(total("bad_signature") > 0.0, "forged versions rejected: {honest:?}");
+    assert!(total("rate_limited") > 0.0, "the flood was rate-limited: {honest:?}");
+    assert!(total("quarantined") > 0.0, "the liar was quarantined: {honest:?}");
     assert_eq!(code, Some(0), "verdict {}", result["verdict"]);
 }

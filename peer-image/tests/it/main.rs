@@ -14,6 +14,8 @@ mod ordering;
 // Tampered content, forged signatures, untrusted authors, quarantine.
 mod byzantine;
 mod fake;
+// A real syncpeer made a liar by its Byzantine control file (tamper, forge, withhold, flood).
+mod byzantine_mode;
 // SIGKILL and restart in the middle of a sync.
 mod crash;
 // Stale, corrupt and long-held lock files.

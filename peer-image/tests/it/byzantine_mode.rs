@@ -1,0 +1,99 @@
+//! A real `syncpeer` turned into a liar by its Byzantine control file (`<state>/byzantine`), next
+//! to an honest one: the honest peer must notice each lie on its own, and the liar must become
+//! an ordinary peer again once the file is gone.
+
+use crate::util::*;
+
+/// Peer 0 lies, peer 1 is honest and quick to quarantine (and to forgive).
+fn liar_and_honest(honest_yaml: &str) -> Cluster {
+    let mut c = Cluster::new(2, &[(0, 1)]);
+    c.peers[1].extra_yaml = honest_yaml.into();
+    c
+}
+
+fn set_behaviours(c: &Cluster, text: Option<&str>) {
+    let file = c.peers[0].state_dir().join("byzantine");
+    std::fs::create_dir_all(c.peers[0].state_dir()).unwrap();
+    match text {
+        Some(t) => std::fs::write(file, t).unwrap(),
+        None => std::fs::remove_file(file).unwrap(),
+    }
+}
+
+fn rejections(c: &Cluster, reason: &str) -> f64 {
+    c.peers[1]
+        .metrics()
+        .sum("syncpeer_rejections_total", &[("reason", reason)])
+}
+
+/// `tamper` on: the honest neighbour counts `bad_hash`, never writes the flipped bytes and
+/// quarantines the liar; file removed: once the quarantine ends the genuine content arrives.
+#[test]
+fn tamper_gets_the_liar_quarantined_and_removing_the_file_makes_it_honest_again() {
+    let mut c = liar_and_honest("strike_limit: 2\nquarantine_ms: 2000\n");
+    let content: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    c.peers[0].write("doc/a.bin", &content);
+    set_behaviours(&c, Some("tamper\n"));
+    c.start_all();
+    wait_until("bad_hash counted at the honest peer", TIMEOUT, || {
+        rejections(&c, "bad_hash") >= 2.0
+    });
+    wait_until("the liar quarantined", TIMEOUT, || {
+        c.peers[1].metrics().sum("syncpeer_quarantined_peers", &[]) == 1.0
+    });
+    assert!(c.peers[1].read("doc/a.bin").is_none(), "tampered content was written");
+    set_behaviours(&c, None);
+    wait_until("genuine content after the quarantine", TIMEOUT, || {
+        c.peers[1].read("doc/a.bin").as_deref() == Some(&content[..])
+    });
+    c.wait_converged();
+}
+
+/// `forge`: versions whose signature does not cover what they claim are `bad_signature`;
+/// `withhold`: the liar takes (pulls the honest peer's files) but gives nothing.
+#[test]
+fn forged_versions_are_rejected_and_a_withholding_liar_still_takes() {
+    let mut c = liar_and_honest("strike_limit: 1000\n");
+    c.peers[0].write("forged.txt", b"a version the liar will lie about");
+    set_behaviours(&c, Some("forge\n"));
+    c.start_all();
+    wait_until("bad_signature counted", TIMEOUT, || {
+        rejections(&c, "bad_signature") >= 1.0
+    });
+    assert!(c.peers[1].read("forged.txt").is_none());
+    set_behaviours(&c, Some("withhold\n"));
+    c.peers[0].write("withheld.txt", b"kept back");
+    c.peers[1].write("given.txt", b"from the honest peer");
+    wait_until("the liar takes", TIMEOUT, || {
+        c.peers[0].read("given.txt").as_deref() == Some(&b"from the honest peer"[..])
+    });
+    // Several anti-entropy rounds (300 ms) and hints later, nothing has come the other way.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(c.peers[1].read("withheld.txt").is_none(), "a withheld file arrived");
+    assert!(c.peers[1].read("forged.txt").is_none(), "a withheld file arrived");
+    set_behaviours(&c, None);
+    c.wait_converged();
+    assert_eq!(c.peers[1].read("withheld.txt").as_deref(), Some(&b"kept back"[..]));
+}
+
+/// `flood`: requests far above the honest peer's rate limit are refused as `rate_limited`, and
+/// they stop when the file is removed.
+#[test]
+fn a_flood_is_rate_limited_and_stops_with_the_file() {
+    let mut c = liar_and_honest("rate_limit_per_sec: 50\nrate_limit_burst: 50\n");
+    c.start_all();
+    set_behaviours(&c, Some("flood\n"));
+    wait_until("rate_limited counted", TIMEOUT, || {
+        rejections(&c, "rate_limited") >= 200.0
+    });
+    set_behaviours(&c, None);
+    // The flood workers notice within a re-read (200 ms); then at most the normal traffic.
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let before = rejections(&c, "rate_limited");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(rejections(&c, "rate_limited"), before, "the flood went on");
+    c.peers[0].write("after.txt", b"honest traffic flows");
+    wait_until("sync after the flood", TIMEOUT, || {
+        c.peers[1].read("after.txt").as_deref() == Some(&b"honest traffic flows"[..])
+    });
+}
