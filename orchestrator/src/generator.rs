@@ -152,6 +152,8 @@ pub fn generate(plan: &Plan) -> Schedule {
                     (FileOpKind::Create, mix.create),
                     (FileOpKind::Modify, mix.modify),
                     (FileOpKind::Delete, mix.delete),
+                    (FileOpKind::Touch, mix.touch),
+                    (FileOpKind::Chmod, mix.chmod),
                 ];
                 for i in 0..count {
                     let at_ms = step.at.ms() + (i as f64 * 1000.0 / rate) as u64;

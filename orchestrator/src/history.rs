@@ -40,6 +40,14 @@ pub enum Event {
         base: Option<String>,
         outcome: Outcome,
     },
+    /// A metadata-only client operation (touch, chmod): no content changed, so no version is due.
+    Meta {
+        op: u64,
+        peer: String,
+        kind: FileOpKind,
+        path: String,
+        outcome: Outcome,
+    },
     FaultStarted {
         id: String,
         step: String,

@@ -32,6 +32,24 @@ pub fn content(seed: u64, op: &FileOp) -> Vec<u8> {
 /// a failing client is something to report, not a harness failure.
 pub fn apply(seed: u64, op: &FileOp, peer_name: &str, dir: &PeerDir, history: &History) -> Outcome {
     let target = dir.sync().join(&op.path);
+    if op.kind.is_metadata() {
+        let outcome = match change_metadata(&target, op.kind) {
+            Ok(()) => Outcome::Ok,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Outcome::Noop,
+            Err(e) => {
+                tracing::warn!("{:?} {} on {peer_name} failed: {e}", op.kind, op.path);
+                Outcome::Fail
+            }
+        };
+        history.record(Event::Meta {
+            op: op.id,
+            peer: peer_name.to_string(),
+            kind: op.kind,
+            path: op.path.clone(),
+            outcome,
+        });
+        return outcome;
+    }
     // The base (what this client replaces) is read at the last moment before the change, so it is
     // the version the peer held when the user acted: that is what orders this write after others.
     let (outcome, hash, base) = match op.kind {
@@ -45,6 +63,7 @@ pub fn apply(seed: u64, op: &FileOp, peer_name: &str, dir: &PeerDir, history: &H
                 }
             }
         }
+        FileOpKind::Touch | FileOpKind::Chmod => unreachable!("handled above"),
         FileOpKind::Delete => {
             let base = hash_of(&target);
             match std::fs::remove_file(&target) {
@@ -68,6 +87,30 @@ pub fn apply(seed: u64, op: &FileOp, peer_name: &str, dir: &PeerDir, history: &H
         outcome,
     });
     outcome
+}
+
+/// Touch: mtime set to now. Chmod: permission bits flipped between 0644 and 0600 (the daemon
+/// must still read the file, so the owner's bits stay).
+fn change_metadata(target: &Path, kind: FileOpKind) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(target)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "not a file"));
+    }
+    match kind {
+        FileOpKind::Touch => std::fs::File::options()
+            .write(true)
+            .open(target)?
+            .set_modified(std::time::SystemTime::now()),
+        _ => {
+            let mode = if meta.permissions().mode() & 0o044 != 0 {
+                0o600
+            } else {
+                0o644
+            };
+            std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode))
+        }
+    }
 }
 
 fn hash_of(path: &Path) -> Option<String> {
@@ -151,5 +194,44 @@ mod tests {
         assert!(names.is_empty(), "no temp file left behind");
         let recs: Vec<_> = crate::history::read(&dir.path().join("h.jsonl")).unwrap().collect();
         assert_eq!(recs.len(), 3);
+    }
+
+    #[test]
+    fn touch_and_chmod_change_metadata_only_and_are_recorded_as_meta() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pd = PeerDir::new(dir.path(), "p1");
+        std::fs::create_dir_all(pd.sync()).unwrap();
+        let history = History::create(&dir.path().join("h.jsonl")).unwrap();
+        let f = pd.sync().join("d/e/f.txt");
+        assert_eq!(
+            apply(3, &op(1, FileOpKind::Touch, 0), "p1", &pd, &history),
+            Outcome::Noop
+        );
+        apply(3, &op(2, FileOpKind::Create, 64), "p1", &pd, &history);
+        let before = std::fs::read(&f).unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(apply(3, &op(3, FileOpKind::Touch, 0), "p1", &pd, &history), Outcome::Ok);
+        assert!(std::fs::metadata(&f).unwrap().modified().unwrap() > old, "mtime moved");
+        let mode = |f: &Path| std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        let m0 = mode(&f);
+        assert_eq!(apply(3, &op(4, FileOpKind::Chmod, 0), "p1", &pd, &history), Outcome::Ok);
+        assert_ne!(mode(&f), m0);
+        apply(3, &op(5, FileOpKind::Chmod, 0), "p1", &pd, &history);
+        assert_eq!(mode(&f), if m0 & 0o044 != 0 { 0o644 } else { 0o600 });
+        assert_eq!(std::fs::read(&f).unwrap(), before, "content untouched");
+        let recs: Vec<_> = crate::history::read(&dir.path().join("h.jsonl"))
+            .unwrap()
+            .map(|r| r.unwrap().event)
+            .collect();
+        let metas = recs.iter().filter(|e| matches!(e, Event::Meta { .. })).count();
+        let writes = recs.iter().filter(|e| matches!(e, Event::Write { .. })).count();
+        assert_eq!((metas, writes), (4, 1));
     }
 }

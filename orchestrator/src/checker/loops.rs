@@ -75,6 +75,76 @@ pub fn disk_damage(history: &[crate::history::Record]) -> BTreeMap<String, usize
 /// compared with those of the latest scrape at least `min_window_ms` earlier (and after quiescence):
 /// the run waits for them to settle before stopping (see [`crate::scraper::settled`]), so trailing
 /// index exchanges right after the trees agree are not mistaken for a loop; a loop never settles.
+/// Seed 1.3 "metadata loops": touch and chmod change no content, so no version is due for them,
+/// and none is visible in the trees if one is made anyway. Judged only when the run had metadata
+/// operations: over all peers, the versions authored from local changes (the last scrape of
+/// `syncpeer_local_changes_total`) must not outnumber the content writes that succeeded.
+pub fn no_metadata_version(history: &[crate::history::Record], counters: &[Counters]) -> Option<Check> {
+    use crate::history::{Event, Outcome};
+    let (mut writes, mut metas) = (0u64, 0u64);
+    for r in history {
+        match &r.event {
+            Event::Write {
+                outcome: Outcome::Ok, ..
+            } => writes += 1,
+            Event::Meta {
+                outcome: Outcome::Ok, ..
+            } => metas += 1,
+            _ => {}
+        }
+    }
+    if metas == 0 {
+        return None;
+    }
+    let mut last: BTreeMap<&str, &Counters> = BTreeMap::new();
+    for c in counters {
+        if last.get(c.peer.as_str()).is_none_or(|l| l.t_ms <= c.t_ms) {
+            last.insert(&c.peer, c);
+        }
+    }
+    let per_peer: BTreeMap<&str, f64> = last
+        .iter()
+        .map(|(p, c)| {
+            let n = c
+                .values
+                .iter()
+                .filter(|(k, _)| key_name(k) == "syncpeer_local_changes_total")
+                .map(|(_, v)| *v)
+                .sum();
+            (*p, n)
+        })
+        .collect();
+    let authored: f64 = per_peer.values().sum();
+    let (verdict, summary) = if per_peer.is_empty() {
+        (Verdict::Unknown, "no metrics scraped".to_string())
+    } else if authored > writes as f64 {
+        (
+            Verdict::Invalid,
+            format!(
+                "{authored} versions authored for {writes} content writes (and {metas} touch/chmod operations): metadata became versions"
+            ),
+        )
+    } else {
+        (
+            Verdict::Valid,
+            format!(
+                "{authored} versions authored for {writes} content writes; {metas} touch/chmod operations made none"
+            ),
+        )
+    };
+    Some(Check {
+        name: "no-metadata-version".into(),
+        verdict,
+        summary,
+        evidence: json!({
+            "content_writes": writes,
+            "metadata_ops": metas,
+            "authored": authored,
+            "authored_per_peer": per_peer,
+        }),
+    })
+}
+
 pub fn no_loop(
     order: &BTreeMap<String, PathOrder>,
     observations: &[Observation],
@@ -172,5 +242,82 @@ pub fn no_loop(
             "problem_count": problems.len(),
             "undecided": unknowns,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Event, Outcome, Record};
+    use crate::plan::FileOpKind;
+
+    fn rec(event: Event) -> Record {
+        Record {
+            t_ms: 0,
+            wall: String::new(),
+            event,
+        }
+    }
+
+    fn history(writes: u64, metas: u64) -> Vec<Record> {
+        let mut h = Vec::new();
+        for op in 0..writes {
+            h.push(rec(Event::Write {
+                op,
+                peer: "p1".into(),
+                kind: FileOpKind::Create,
+                path: format!("f{op}"),
+                size: 1,
+                hash: Some("h".into()),
+                base: None,
+                outcome: Outcome::Ok,
+            }));
+        }
+        for op in 0..metas {
+            h.push(rec(Event::Meta {
+                op: 100 + op,
+                peer: "p2".into(),
+                kind: FileOpKind::Touch,
+                path: "f0".into(),
+                outcome: Outcome::Ok,
+            }));
+        }
+        h
+    }
+
+    fn authored(peer: &str, t_ms: u64, n: f64) -> Counters {
+        Counters {
+            t_ms,
+            peer: peer.into(),
+            values: BTreeMap::from([("syncpeer_local_changes_total".to_string(), n)]),
+        }
+    }
+
+    #[test]
+    fn metadata_operations_that_author_versions_are_caught() {
+        assert!(
+            no_metadata_version(&history(3, 0), &[]).is_none(),
+            "only judged with metadata ops"
+        );
+        let fine = [
+            authored("p1", 10, 1.0),
+            authored("p1", 20, 3.0),
+            authored("p2", 20, 0.0),
+        ];
+        let c = no_metadata_version(&history(3, 4), &fine).unwrap();
+        assert_eq!(c.verdict, Verdict::Valid, "{}", c.summary);
+        // p2 turned its touches into versions: 3 writes, 5 versions.
+        let planted = [
+            authored("p1", 20, 3.0),
+            authored("p2", 10, 0.0),
+            authored("p2", 30, 2.0),
+        ];
+        let c = no_metadata_version(&history(3, 4), &planted).unwrap();
+        assert_eq!(c.verdict, Verdict::Invalid, "{}", c.summary);
+        assert_eq!(c.evidence["authored_per_peer"]["p2"], 2.0);
+        assert_eq!(
+            no_metadata_version(&history(3, 4), &[]).unwrap().verdict,
+            Verdict::Unknown
+        );
     }
 }

@@ -108,6 +108,7 @@ pub fn judge(e: &Evidence) -> Judgement {
         recovered_in_time(&recoveries, e.plan.expect.converge_within.ms()),
         no_crash(e.peers),
     ];
+    checks.extend(loops::no_metadata_version(e.history, e.counters));
     checks.extend(byzantine::no_poisoning(
         e.history,
         &ops,

@@ -117,6 +117,18 @@ pub enum FileOpKind {
     Create,
     Modify,
     Delete,
+    /// Metadata only: the file's mtime set to now, content untouched.
+    Touch,
+    /// Metadata only: the file's permission bits flipped between 0644 and 0600.
+    Chmod,
+}
+
+impl FileOpKind {
+    /// Touch and chmod change no content: they are recorded as `meta` events, not writes, and a
+    /// peer that turns them into versions shows up in `no-loop`.
+    pub fn is_metadata(self) -> bool {
+        matches!(self, FileOpKind::Touch | FileOpKind::Chmod)
+    }
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -146,6 +158,10 @@ pub struct Mix {
     pub modify: u32,
     #[serde(default)]
     pub delete: u32,
+    #[serde(default)]
+    pub touch: u32,
+    #[serde(default)]
+    pub chmod: u32,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]

@@ -146,6 +146,10 @@ pub(super) struct RawWrite {
     #[serde(default)]
     pub(super) delete: Option<String>,
     #[serde(default)]
+    pub(super) touch: Option<String>,
+    #[serde(default)]
+    pub(super) chmod: Option<String>,
+    #[serde(default)]
     pub(super) random: Option<RawRandom>,
     #[serde(default)]
     pub(super) size: Option<SizeRange>,

@@ -240,6 +240,8 @@ impl Resolver<'_> {
             (FileOpKind::Create, &raw.create),
             (FileOpKind::Modify, &raw.modify),
             (FileOpKind::Delete, &raw.delete),
+            (FileOpKind::Touch, &raw.touch),
+            (FileOpKind::Chmod, &raw.chmod),
         ];
         let mut chosen: Vec<WorkloadKind> = singles
             .iter()
@@ -261,8 +263,10 @@ impl Resolver<'_> {
                 create: 50,
                 modify: 40,
                 delete: 10,
+                touch: 0,
+                chmod: 0,
             });
-            if mix.create + mix.modify + mix.delete == 0 {
+            if mix.create + mix.modify + mix.delete + mix.touch + mix.chmod == 0 {
                 return self.err(at, "`mix` weights are all zero");
             }
             chosen.push(WorkloadKind::Random {
@@ -279,10 +283,13 @@ impl Resolver<'_> {
                 peers: selected,
                 kind: chosen.remove(0),
             }),
-            0 => self.err(at, "a workload entry needs one of: create, modify, delete, random"),
+            0 => self.err(
+                at,
+                "a workload entry needs one of: create, modify, delete, touch, chmod, random",
+            ),
             _ => self.err(
                 at,
-                "a workload entry takes exactly one of: create, modify, delete, random",
+                "a workload entry takes exactly one of: create, modify, delete, touch, chmod, random",
             ),
         }
     }

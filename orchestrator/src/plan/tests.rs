@@ -46,6 +46,45 @@ fn a_good_plan_resolves() {
     assert_eq!(plan.expect.converge_within, Dur::from_ms(30_000));
 }
 
+#[test]
+fn touch_and_chmod_are_workload_operations() {
+    let text = SMOKE.replace(
+        "    random: {duration: 3s, rate: 2, files: 5}",
+        "    random: {duration: 3s, rate: 2, files: 5, mix: {create: 1, touch: 2, chmod: 3}}\n  - {at: 3s, peer: p2, touch: notes/a.txt}\n  - {at: 4s, peer: p3, chmod: notes/a.txt}",
+    );
+    let plan = parse_str(&text).unwrap();
+    assert!(matches!(
+        plan.workload[2].kind,
+        WorkloadKind::Single {
+            op: FileOpKind::Touch,
+            ..
+        }
+    ));
+    assert!(matches!(
+        plan.workload[3].kind,
+        WorkloadKind::Single {
+            op: FileOpKind::Chmod,
+            ..
+        }
+    ));
+    assert!(matches!(
+        plan.workload[1].kind,
+        WorkloadKind::Random {
+            mix: Mix { touch: 2, chmod: 3, .. },
+            ..
+        }
+    ));
+    let e = error_of(&SMOKE.replace(
+        "create: notes/a.txt, size: 4KiB",
+        "touch: notes/a.txt, chmod: notes/a.txt",
+    ));
+    assert!(
+        e.to_string()
+            .contains("exactly one of: create, modify, delete, touch, chmod, random"),
+        "{e}"
+    );
+}
+
 fn error_of(text: &str) -> PlanError {
     parse_str(text).expect_err("plan should be rejected")
 }

@@ -670,7 +670,7 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
     h.push_str("</table><h2>Events</h2><details><summary>every fault, heal and convergence record</summary><table><tr><th>t (ms)</th><th>event</th></tr>");
     let events: Vec<&Record> = history
         .iter()
-        .filter(|r| !matches!(r.event, Event::Write { .. }))
+        .filter(|r| !matches!(r.event, Event::Write { .. } | Event::Meta { .. }))
         .collect();
     for rec in events.iter().take(MAX_EVENT_ROWS) {
         let text = serde_json::to_string(&rec.event).unwrap_or_default();
@@ -685,7 +685,7 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
     }
     let writes = history
         .iter()
-        .filter(|r| matches!(r.event, Event::Write { .. }))
+        .filter(|r| matches!(r.event, Event::Write { .. } | Event::Meta { .. }))
         .count();
     let _ = writeln!(
         h,

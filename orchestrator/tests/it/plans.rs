@@ -175,3 +175,17 @@ fn a_byzantine_peer_is_caught_by_the_honest_ones_and_poisons_nothing() {
     assert!(total("quarantined") > 0.0, "the liar was quarantined: {honest:?}");
     assert_eq!(code, Some(0), "verdict {}", result["verdict"]);
 }
+
+#[test]
+fn touch_and_chmod_make_no_versions() {
+    if !docker_ready("touch_and_chmod_make_no_versions") {
+        return;
+    }
+    let _lock = docker_lock();
+    let (code, result, history) = run_plan("metadata-churn");
+    let meta = check(&result, "no-metadata-version");
+    assert_eq!(meta["verdict"], "valid", "{meta}");
+    assert!(meta["evidence"]["metadata_ops"].as_u64().unwrap() > 20, "{meta}");
+    assert!(!events(&history, "meta").is_empty());
+    assert_eq!(code, Some(0), "verdict {}", result["verdict"]);
+}
