@@ -14,7 +14,7 @@
 //! | `tamper` | content served with flipped bytes: inline in pull pages, in `/v1/blobs` and `/v1/blob/{hash}` |
 //! | `forge` | versions served with a lie the signature does not cover: the author's counter bumped (a claimed newer version) and another content hash |
 //! | `withhold` | selective sharing: empty pull pages and index listings, blobs answered 404 / empty |
-//! | `flood` | requests to every neighbour as fast as [`FLOOD_WORKERS`] connections allow, far above `rate_limit_per_sec` |
+//! | `flood` | [`FLOOD_RATE`] requests a second to every neighbour over [`FLOOD_WORKERS`] connections, four times the default `rate_limit_per_sec` |
 //! | `slowloris` | pull pages and blobs trickled at [`TRICKLE_BYTES`] per [`TRICKLE_EVERY`] |
 //!
 //! The file holds behaviour names separated by newlines, commas or spaces; `#` starts a comment.
@@ -34,7 +34,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::entry::Entry;
-use crate::metrics::Kind;
+use crate::metrics::{Kind, header_bytes};
 use crate::node::{Node, lock};
 use crate::protocol::SummaryReq;
 
@@ -43,6 +43,10 @@ use crate::protocol::SummaryReq;
 pub const REREAD: Duration = Duration::from_millis(200);
 /// Concurrent connections per neighbour while flooding.
 pub const FLOOD_WORKERS: usize = 8;
+/// Requests per second per neighbour while flooding: four times the default `rate_limit_per_sec`
+/// (500). Paced rather than as fast as possible: an unpaced flood also starves the liar's host of
+/// CPU, which tests something else (and slowed every other process on the test machine).
+pub const FLOOD_RATE: u32 = 2000;
 /// Slowloris pace: this many bytes, then a pause.
 pub const TRICKLE_BYTES: usize = 16;
 pub const TRICKLE_EVERY: Duration = Duration::from_millis(500);
@@ -193,8 +197,8 @@ pub fn pumped(source: impl AsyncRead + Send + Unpin + 'static, tampered: bool, s
 }
 
 /// The flood task: while `flood` is on, [`FLOOD_WORKERS`] connections per neighbour send digest
-/// requests back to back (the cheapest request to send, and each one costs the receiver an
-/// admission check). Idle otherwise, polling the switch every [`REREAD`].
+/// requests (the cheapest request to send, and each one costs the receiver an admission check),
+/// [`FLOOD_RATE`] a second per neighbour in all. Idle otherwise, polling the switch every [`REREAD`].
 pub async fn flood(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     // Its own connection pool: the shared client keeps one idle connection per neighbour, so a
     // burst through it would open and close a connection per request.
@@ -220,8 +224,11 @@ pub async fn flood(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             for _ in 0..FLOOD_WORKERS {
                 let (node, client, stop) = (node.clone(), client.clone(), stop.clone());
                 workers.spawn(async move {
+                    let period = Duration::from_secs(FLOOD_WORKERS as u64) / FLOOD_RATE;
                     while !*stop.borrow() && node.byzantine.current().flood {
+                        let next = tokio::time::Instant::now() + period;
                         flood_once(&node, &client, i).await;
+                        tokio::time::sleep_until(next).await;
                     }
                 });
             }
@@ -232,12 +239,22 @@ pub async fn flood(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
 
 async fn flood_once(node: &Node, client: &reqwest::Client, i: usize) {
     let peer = &node.peers[i];
-    let req = client
+    let Ok(req) = client
         .post(crate::wire::url(peer, "/v1/summary"))
         .header(crate::protocol::FROM_HEADER, &node.short)
-        .json(&SummaryReq { digest: String::new() });
-    node.metrics.sent(&peer.cfg.name, Kind::summary, 0);
-    if req.send().await.is_err() {
+        .json(&SummaryReq { digest: String::new() })
+        .build()
+    else {
+        return;
+    };
+    // Counted like every request (`wire::send`), so the liar's own metrics show the flood.
+    let body = req.body().and_then(|b| b.as_bytes()).map_or(0, <[u8]>::len) as u64;
+    node.metrics.sent(
+        &peer.cfg.name,
+        Kind::summary,
+        header_bytes(req.headers()) + req.url().path().len() as u64 + body,
+    );
+    if client.execute(req).await.is_err() {
         // Unreachable (partitioned, down): do not spin.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

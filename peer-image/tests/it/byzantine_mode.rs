@@ -70,7 +70,10 @@ fn forged_versions_are_rejected_and_a_withholding_liar_still_takes() {
     // Several anti-entropy rounds (300 ms) and hints later, nothing has come the other way.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert!(c.peers[1].read("withheld.txt").is_none(), "a withheld file arrived");
-    assert!(c.peers[1].read("forged.txt").is_none(), "a withheld file arrived");
+    assert!(
+        c.peers[1].read("forged.txt").is_none(),
+        "forged.txt came through the withholding liar"
+    );
     set_behaviours(&c, None);
     c.wait_converged();
     assert_eq!(c.peers[1].read("withheld.txt").as_deref(), Some(&b"kept back"[..]));
@@ -95,5 +98,30 @@ fn a_flood_is_rate_limited_and_stops_with_the_file() {
     c.peers[0].write("after.txt", b"honest traffic flows");
     wait_until("sync after the flood", TIMEOUT, || {
         c.peers[1].read("after.txt").as_deref() == Some(&b"honest traffic flows"[..])
+    });
+}
+
+/// `slowloris`: a page trickled at 32 bytes a second never completes within the honest peer's
+/// request timeout, so nothing arrives while it lasts; file removed: the next pull brings it.
+#[test]
+fn a_slowloris_liar_delivers_nothing_until_the_file_is_gone() {
+    let mut c = liar_and_honest("");
+    c.peers[0].write("trickled.bin", &[7u8; 4096]);
+    set_behaviours(&c, Some("slowloris\n"));
+    c.start_all();
+    wait_until("the honest peer asked the liar", TIMEOUT, || {
+        c.peers[0]
+            .metrics()
+            .sum("syncpeer_messages_received_total", &[("peer", "p1"), ("kind", "index")])
+            >= 1.0
+    });
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    assert!(
+        c.peers[1].read("trickled.bin").is_none(),
+        "a 4 KiB page came through a trickle"
+    );
+    set_behaviours(&c, None);
+    wait_until("the file after the trickle", TIMEOUT, || {
+        c.peers[1].read("trickled.bin").as_deref() == Some(&[7u8; 4096][..])
     });
 }
