@@ -105,6 +105,9 @@ impl Behaviours {
 
 struct Cached {
     read_at: Option<Instant>,
+    /// The file's text at the last read: a change is logged once, even one that only adds an
+    /// unknown name (which changes no behaviour).
+    text: String,
     current: Behaviours,
 }
 
@@ -120,6 +123,7 @@ impl ByzantineSwitch {
             file: file.to_path_buf(),
             cached: Mutex::new(Cached {
                 read_at: None,
+                text: String::new(),
                 current: Behaviours::default(),
             }),
         }
@@ -134,18 +138,22 @@ impl ByzantineSwitch {
         c.read_at = Some(Instant::now());
         // Missing or unreadable: honest (the orchestrator heals by removing the file).
         let text = std::fs::read_to_string(&self.file).unwrap_or_default();
+        if text == c.text {
+            return c.current;
+        }
         let (now, unknown) = Behaviours::parse(&text);
+        if !unknown.is_empty() {
+            tracing::warn!(file = %self.file.display(), ?unknown, "unknown byzantine behaviours ignored");
+        }
         if now != c.current {
             if now.is_honest() {
                 tracing::warn!(file = %self.file.display(), "byzantine mode off: honest again");
             } else {
                 tracing::warn!(file = %self.file.display(), behaviours = ?now.names(), "byzantine mode on");
             }
-            if !unknown.is_empty() {
-                tracing::warn!(file = %self.file.display(), ?unknown, "unknown byzantine behaviours ignored");
-            }
-            c.current = now;
         }
+        c.text = text;
+        c.current = now;
         now
     }
 }
