@@ -177,3 +177,21 @@ fn oversized_answers_are_not_buffered() {
     assert!(hwm_kib < 40 << 10, "peak RSS {hwm_kib} KiB: the flood was buffered");
     assert!(c.peers[1].status().is_some(), "the peer died");
 }
+
+/// A neighbour that answers every pull page with the same versions and "more pages follow" does
+/// not keep the puller paging: a page that names nothing new ends the pull.
+#[test]
+fn endless_more_pages_end_when_nothing_is_new() {
+    let mut c = Cluster::new(1, &[]);
+    let liar = FakePeer::start("pager");
+    liar.state.lock().unwrap().always_more = true;
+    c.peers[0].extra_peers = liar.peer_yaml();
+    liar.push(signed(&c.peers[0].id, "a.txt", b"a", 1), Some(b"a".to_vec()));
+    c.start(0);
+    wait_until("a.txt arrives", TIMEOUT, || c.peers[0].read("a.txt").is_some());
+    let p0 = liar.state.lock().unwrap().pull_requests;
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let pulls = liar.state.lock().unwrap().pull_requests - p0;
+    // A few rounds and hints' worth, not thousands of pages.
+    assert!(pulls < 30, "{pulls} pull pages in 3 s");
+}

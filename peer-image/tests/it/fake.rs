@@ -29,6 +29,9 @@ pub struct FakeState {
     pub inline: bool,
     /// Answer pulls with this many bytes of garbage instead (a flood of data).
     pub oversized: Option<usize>,
+    /// Say "more pages follow" on every pull page (a liar keeping the puller busy).
+    pub always_more: bool,
+    pub pull_requests: usize,
 }
 
 /// An `AsyncRead` that fails: the end of a cut connection.
@@ -70,7 +73,8 @@ async fn index(State(s): S, Query(q): Query<IndexQuery>) -> Json<IndexResp> {
 /// Every entry ever delivered, in delivery order: a replayed entry for a path shows up again like
 /// a late message would.
 async fn pull(State(s): S) -> Vec<u8> {
-    let st = s.lock().unwrap();
+    let mut st = s.lock().unwrap();
+    st.pull_requests += 1;
     if let Some(n) = st.oversized {
         return vec![0x5a; n];
     }
@@ -88,6 +92,7 @@ async fn pull(State(s): S) -> Vec<u8> {
         .collect();
     encode_pull_resp(&PullResp {
         items,
+        more: st.always_more,
         ..PullResp::default()
     })
 }
