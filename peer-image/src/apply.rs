@@ -298,17 +298,72 @@ fn remove_empty_parents(root: &Path, rel: &str) {
 }
 
 /// Links the file at `from` to `to` (both relative), replacing whatever is at `to`: a link under a
-/// temp name, then a rename over `to`.
-fn link_local(node: &Node, from: &str, to: &str) -> std::io::Result<()> {
+/// temp name, then a rename over `to`. Returns false (and links nothing) when the file linked is not
+/// the one checked (`expect`): a save landed at `from` after the check.
+fn link_local(node: &Node, from: &str, to: &str, expect: Option<Stamp>) -> std::io::Result<bool> {
     let tmp = node
         .tmp_dir
         .join(format!(".syncpeer-link-{:016x}.tmp", rand::random::<u64>()));
     std::fs::hard_link(node.full_path(from), &tmp)?;
+    // The link is the inode itself: its stamp says which file was linked.
+    if stamp_now(&tmp) != expect {
+        let _ = std::fs::remove_file(&tmp);
+        return Ok(false);
+    }
     let r = place(node, &tmp, to);
     if r.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    r
+    r.map(|()| true)
+}
+
+/// Puts the staged file `from` at `to` only if `to` is still exactly the file checked (`expect`;
+/// `None`: no file). Linux has no compare-and-rename, so: an atomic exchange, then a look at what
+/// came out; if it is not the checked file (an editor's save landed after the check), exchange
+/// back and return false. Where is nothing to expect, `RENAME_NOREPLACE` fails if a file appeared.
+/// Filesystems without `renameat2` flags fall back to a plain rename (the old microsecond window).
+fn place_over(node: &Node, from: &Path, to: &str, expect: Option<Stamp>) -> std::io::Result<bool> {
+    let full = node.full_path(to);
+    if let Some(parent) = full.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let flags = if expect.is_some() {
+        libc::RENAME_EXCHANGE
+    } else {
+        libc::RENAME_NOREPLACE
+    };
+    match renameat2(from, &full, flags) {
+        Ok(()) => {}
+        Err(e) if expect.is_none() && e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        // The checked file vanished meanwhile (a local delete): nothing to exchange with.
+        Err(e) if expect.is_some() && e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) => {
+            std::fs::rename(from, &full)?;
+            return Ok(true);
+        }
+        Err(e) => return Err(e),
+    }
+    if expect.is_none() {
+        return Ok(true);
+    }
+    // `from` now names what was at `to`.
+    if stamp_now(from) == expect {
+        let _ = std::fs::remove_file(from);
+        return Ok(true);
+    }
+    // A save landed after the check: give it its place back (our content returns to `from`, which
+    // the caller removes with the other staged files).
+    renameat2(from, &full, libc::RENAME_EXCHANGE)?;
+    Ok(false)
+}
+
+fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let cstr = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (a, b) = (cstr(from)?, cstr(to)?);
+    // SAFETY: two valid NUL-terminated paths, relative to the cwd only if relative (they are not).
+    let r = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags) };
+    if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
 fn place(node: &Node, from: &Path, to: &str) -> std::io::Result<()> {
@@ -508,11 +563,29 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
         let r = match op {
             Op::Place { from, to } => {
                 placed.insert(to.clone(), stamp_now(from));
-                place(node, from, to).map_err(|e| (to.clone(), e))
+                match place_over(node, from, to, *expect) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => {
+                        tracing::info!(path = %to, "changed locally at the last instant; not overwritten, retried");
+                        failed.push(target.clone());
+                        failed.push(owner.clone());
+                        continue;
+                    }
+                    Err(e) => Err((to.clone(), e)),
+                }
             }
             Op::LinkLocal { from, to } => {
                 placed.insert(to.clone(), *expect);
-                link_local(node, from, to).map_err(|e| (to.clone(), e))
+                match link_local(node, from, to, *expect) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => {
+                        tracing::info!(path = %from, "changed locally at the last instant; not overwritten, retried");
+                        failed.push(target.clone());
+                        failed.push(owner.clone());
+                        continue;
+                    }
+                    Err(e) => Err((to.clone(), e)),
+                }
             }
             Op::Remove { path } => match std::fs::remove_file(node.full_path(path)) {
                 Ok(()) => {
