@@ -363,7 +363,11 @@ fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()>
     let (a, b) = (cstr(from)?, cstr(to)?);
     // SAFETY: two valid NUL-terminated paths, relative to the cwd only if relative (they are not).
     let r = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags) };
-    if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn place(node: &Node, from: &Path, to: &str) -> std::io::Result<()> {
