@@ -564,47 +564,38 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
             failed.push(owner.clone());
             continue;
         }
+        // Ok(false): the file was not the one checked after all (see `place_over`).
         let r = match op {
             Op::Place { from, to } => {
                 placed.insert(to.clone(), stamp_now(from));
-                match place_over(node, from, to, *expect) {
-                    Ok(true) => Ok(()),
-                    Ok(false) => {
-                        tracing::info!(path = %to, "changed locally at the last instant; not overwritten, retried");
-                        failed.push(target.clone());
-                        failed.push(owner.clone());
-                        continue;
-                    }
-                    Err(e) => Err((to.clone(), e)),
-                }
+                place_over(node, from, to, *expect)
             }
             Op::LinkLocal { from, to } => {
                 placed.insert(to.clone(), *expect);
-                match link_local(node, from, to, *expect) {
-                    Ok(true) => Ok(()),
-                    Ok(false) => {
-                        tracing::info!(path = %from, "changed locally at the last instant; not overwritten, retried");
-                        failed.push(target.clone());
-                        failed.push(owner.clone());
-                        continue;
-                    }
-                    Err(e) => Err((to.clone(), e)),
-                }
+                link_local(node, from, to, *expect)
             }
             Op::Remove { path } => match std::fs::remove_file(node.full_path(path)) {
                 Ok(()) => {
                     placed.insert(path.clone(), None);
                     remove_empty_parents(&node.settings.sync_dir, path);
-                    Ok(())
+                    Ok(true)
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err((path.clone(), e)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+                Err(e) => Err(e),
             },
         };
-        if let Err((p, e)) = r {
-            tracing::warn!(path = %p, "cannot write: {e}");
-            failed.push(p);
-            failed.push(owner.clone());
+        match r {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(path = %checked, "changed locally at the last instant; not overwritten, retried");
+                failed.push(target.clone());
+                failed.push(owner.clone());
+            }
+            Err(e) => {
+                tracing::warn!(path = %target, "cannot write: {e}");
+                failed.push(target.clone());
+                failed.push(owner.clone());
+            }
         }
     }
     // A failed write must not be committed, or the index would claim content that is not there.
