@@ -118,7 +118,7 @@ pub struct Missing {
     pub complete: bool,
 }
 
-/// One index slot: the entry, its local sequence and its hash (for the digest and summaries).
+/// One index slot: the entry, its local sequence and its hash (for the index digest).
 struct Slot {
     seq: u64,
     entry: Entry,
