@@ -50,7 +50,8 @@ impl Stamp {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+/// What `snapshot.json` holds (written by [`Index::compact`] from borrowed entries).
+#[derive(Deserialize)]
 struct Snapshot {
     seq: u64,
     self_seq: u64,
@@ -69,7 +70,7 @@ enum RecordOut<'a> {
     Forget(&'a str),
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 enum Record {
     /// `(seq, entry, self_seq after it)`.
     #[serde(rename = "c")]
@@ -78,7 +79,7 @@ enum Record {
     Intent(Entry),
     /// Written by earlier versions (an index id for delta cursors); read and ignored.
     #[serde(rename = "e")]
-    Epoch(u64),
+    Epoch(serde::de::IgnoredAny),
     /// A tombstone dropped from the index (only the `legacy` flavor forgets deletes).
     #[serde(rename = "f")]
     Forget(String),
@@ -465,10 +466,6 @@ impl Index {
 
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values().map(|s| &s.entry)
-    }
-
-    pub fn seq(&self) -> u64 {
-        self.seq
     }
 
     /// Digest of every entry (tombstones included): equal on two peers exactly when their

@@ -86,13 +86,12 @@ async fn pull(node: &Arc<Node>, i: usize) -> Result<usize, WireError> {
         node.metrics.received_bytes(&peer.cfg.name, Kind::index, len - content);
         node.metrics.received_bytes(&peer.cfg.name, Kind::blob, content);
         lock(&peer.fills).union(&page.fills);
-        let before = got.clone();
+        // A page that names nothing new, or comes from a neighbour its lies just quarantined,
+        // ends the pull whatever it says about "more" (a liar could keep us paging forever).
+        let news = page.items.iter().any(|it| !got.contains(dot(&it.entry)));
         for it in &page.items {
             got.insert(dot(&it.entry));
         }
-        // A page that names nothing new, or comes from a neighbour its lies just quarantined,
-        // ends the pull whatever it says about "more" (a liar could keep us paging forever).
-        let news = got != before;
         let Offered { queued: q } = fetch::offer(node, i, page.items, received);
         queued += q;
         drop(turn);
