@@ -14,7 +14,7 @@ all: chaos image
 help:
 	@echo "make chaos-run [PLAN=chaos-plans/<plan>.yaml] [ARGS=...]  run one plan (default: smoke)"
 	@echo "make test        unit tests, Docker tests, lint (what CI runs)"
-	@echo "make image       build the peer image offline (syftchaos/peer:latest)"
+	@echo "make image       build the peer and tools images offline (syftchaos/peer:latest, syftchaos/tools:latest)"
 	@echo "make validate    check every plan in chaos-plans/ without starting anything"
 	@echo "make nightly     run every plan in chaos-plans/, one after another"
 	@echo "make bench       benchmarks (results go to docs/BENCHMARKS.md by hand)"

@@ -39,8 +39,10 @@ pub enum DockerError {
         #[source]
         source: bollard::errors::Error,
     },
-    #[error("image `{0}` is missing; build it with `make image`")]
+    #[error("image `{0}` is missing; build it with `make image` (or the profile's `image.build`)")]
     MissingImage(String),
+    #[error("cannot read {0} from the image's archive: {1}")]
+    Archive(String, String),
 }
 
 type Result<T> = std::result::Result<T, DockerError>;
@@ -58,17 +60,21 @@ pub struct ExecOutput {
     pub stderr: String,
 }
 
-/// A container to create on a run's network.
-#[derive(Debug, Clone)]
+/// A container to create: on a run's network at a static address, or (a fault-agent sidecar) in
+/// another container's network namespace (`network: container:<name>`, no `ip`).
+#[derive(Debug, Clone, Default)]
 pub struct ContainerSpec {
     pub name: String,
     pub image: String,
     pub network: String,
-    pub ip: String,
+    pub ip: Option<String>,
     pub binds: Vec<String>,
     pub env: Vec<String>,
     pub labels: HashMap<String, String>,
     pub cap_add: Vec<String>,
+    /// `None`: the image's own.
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
 }
 
 /// A labelled container as listed.
@@ -153,16 +159,24 @@ impl Engine {
     }
 
     pub async fn create_container(&self, spec: &ContainerSpec) -> Result<String> {
-        let endpoint = EndpointSettings {
-            ipam_config: Some(EndpointIpamConfig {
-                ipv4_address: Some(spec.ip.clone()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let networking_config = spec.ip.as_ref().map(|ip| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                spec.network.clone(),
+                EndpointSettings {
+                    ipam_config: Some(EndpointIpamConfig {
+                        ipv4_address: Some(ip.clone()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )])),
+        });
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
-            hostname: Some(spec.name.clone()),
+            // A container in another's namespace shares its hostname (Docker refuses one of its own).
+            hostname: spec.ip.as_ref().map(|_| spec.name.clone()),
+            cmd: spec.cmd.clone(),
+            entrypoint: spec.entrypoint.clone(),
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),
             host_config: Some(HostConfig {
@@ -171,9 +185,7 @@ impl Engine {
                 network_mode: Some(spec.network.clone()),
                 ..Default::default()
             }),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(spec.network.clone(), endpoint)])),
-            }),
+            networking_config,
             ..Default::default()
         };
         let opts = CreateContainerOptionsBuilder::new().name(&spec.name).build();
@@ -244,6 +256,59 @@ impl Engine {
             .await
             .map_err(op(format!("inspect container {name}")))?;
         Ok(info.state.and_then(|s| s.running).unwrap_or(false))
+    }
+
+    /// The bytes of one regular file of `image` (e.g. a library to mount into peers), read through a
+    /// container that is created, never started, and removed.
+    pub async fn file_from_image(&self, image: &str, path: &str, labels: HashMap<String, String>) -> Result<Vec<u8>> {
+        let name = format!("syftchaos-copy-{:08x}", rand::random::<u32>());
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            labels: Some(labels),
+            network_disabled: Some(true),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::new().name(&name).build();
+        self.docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(op(format!("create a container of {image} to copy {path} out")))?;
+        let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::new()
+            .path(path)
+            .build();
+        let mut stream = self.docker.download_from_container(&name, Some(opts));
+        let mut archive = Vec::new();
+        let mut failed = None;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(b) => archive.extend_from_slice(&b),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        self.remove_container(&name).await?;
+        if let Some(e) = failed {
+            return Err(op(format!("copy {path} out of {image}"))(e));
+        }
+        let mut tar = tar::Archive::new(archive.as_slice());
+        let entries = tar
+            .entries()
+            .map_err(|e| DockerError::Archive(path.to_string(), e.to_string()))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| DockerError::Archive(path.to_string(), e.to_string()))?;
+            if entry.header().entry_type().is_file() {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut bytes)
+                    .map_err(|e| DockerError::Archive(path.to_string(), e.to_string()))?;
+                return Ok(bytes);
+            }
+        }
+        Err(DockerError::Archive(
+            path.to_string(),
+            "no regular file there (a symlink?)".into(),
+        ))
     }
 
     /// Runs `cmd` in the container as `user` and waits for it.

@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use syftchaos::checker::Verdict;
 use syftchaos::docker::{Engine, LABEL_PEER, LABEL_PID, LABEL_RUN};
-use syftchaos::{cluster, generator, plan, run};
+use syftchaos::{cluster, generator, plan, profile, run};
 
 #[derive(Parser)]
 #[command(name = "chaos", version, about = "Chaos-testing lab for peer-to-peer file sync")]
@@ -41,13 +41,25 @@ enum Command {
         /// Override the plan's image.
         #[arg(long)]
         image: Option<String>,
+        /// The daemon under test: a peer profile's name (under --profiles) or folder; overrides
+        /// the plan's `peer` (default syncpeer).
+        #[arg(long)]
+        peer: Option<String>,
+        /// Where named peer profiles live (default: `peer-image/profiles/` beside the plan's folder).
+        #[arg(long)]
+        profiles: Option<PathBuf>,
     },
-    /// Check plans without starting anything.
+    /// Check plans (and their peer profiles) without starting anything.
     Validate {
         #[arg(required = true)]
         plans: Vec<PathBuf>,
         #[arg(long)]
         topologies: Option<PathBuf>,
+        /// Check the plans against this peer profile instead of their own `peer`.
+        #[arg(long)]
+        peer: Option<String>,
+        #[arg(long)]
+        profiles: Option<PathBuf>,
     },
     /// Remove the containers and networks of runs whose orchestrator is gone (killed, crashed);
     /// runs in progress are left alone unless `--all`.
@@ -97,19 +109,37 @@ fn load(path: &Path, topologies: Option<PathBuf>) -> Result<plan::Plan, ExitCode
     })
 }
 
+/// Loads the plan's peer profile (or `--peer`'s) and checks the plan against it.
+fn load_profile(p: &plan::Plan, peer: Option<&str>, profiles: Option<&Path>) -> Result<profile::Profile, ExitCode> {
+    let dir = profiles.map_or_else(|| profile::profiles_dir_for(&p.source), Path::to_path_buf);
+    let loaded = profile::load(peer.unwrap_or(&p.peer), &dir).and_then(|pr| profile::check_plan(p, &pr).map(|()| pr));
+    loaded.map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Validate { plans, topologies } => {
+        Command::Validate {
+            plans,
+            topologies,
+            peer,
+            profiles,
+        } => {
             let mut code = ExitCode::SUCCESS;
             for path in plans {
-                match load(&path, topologies.clone()) {
-                    Ok(p) => {
+                match load(&path, topologies.clone())
+                    .and_then(|p| load_profile(&p, peer.as_deref(), profiles.as_deref()).map(|pr| (p, pr)))
+                {
+                    Ok((p, pr)) => {
                         let s = generator::generate(&p);
                         println!(
-                            "{}: ok: plan {}, {} peers, {} operations, {} fault steps, {:.1} s of schedule",
+                            "{}: ok: plan {}, {} peers of {}, {} operations, {} fault steps, {:.1} s of schedule",
                             path.display(),
                             p.name,
                             p.peers.len(),
+                            pr.name,
                             s.ops.len(),
                             p.steps.len(),
                             s.end_ms as f64 / 1000.0
@@ -127,6 +157,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             seed,
             flavor,
             image,
+            peer,
+            profiles,
         } => {
             let mut p = match load(&path, topologies) {
                 Ok(p) => p,
@@ -136,16 +168,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 p.seed = s;
             }
             if let Some(f) = flavor {
-                if !["default", "legacy"].contains(&f.as_str()) {
-                    eprintln!("chaos: --flavor `{f}` is unknown; allowed: default, legacy");
-                    return Ok(ExitCode::from(2));
-                }
                 p.flavor = f;
             }
             if let Some(i) = image {
-                p.image = i;
+                p.image = Some(i);
             }
-            run_guarded(p, reports).await
+            // The flavor and the faults are checked against the profile (a bad --flavor too).
+            let pr = match load_profile(&p, peer.as_deref(), profiles.as_deref()) {
+                Ok(pr) => pr,
+                Err(code) => return Ok(code),
+            };
+            run_guarded(p, pr, reports).await
         }
         Command::Clean { all } => {
             let engine = Engine::connect().await?;
@@ -196,11 +229,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs the plan in its own task so that a panic, Ctrl-C or SIGTERM still reaches the teardown.
-async fn run_guarded(p: plan::Plan, reports: PathBuf) -> anyhow::Result<ExitCode> {
+async fn run_guarded(p: plan::Plan, pr: profile::Profile, reports: PathBuf) -> anyhow::Result<ExitCode> {
     let run_id = run::new_run_id();
     let task = {
         let run_id = run_id.clone();
-        tokio::spawn(async move { run::run(&p, &run_id, &reports).await })
+        tokio::spawn(async move { run::run(&p, std::sync::Arc::new(pr), &run_id, &reports).await })
     };
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;

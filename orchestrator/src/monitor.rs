@@ -104,6 +104,7 @@ pub fn read_observations(path: &Path) -> std::io::Result<Vec<Observation>> {
 /// file moved.
 pub async fn run(
     peers: Vec<(String, PathBuf)>,
+    ignore: Arc<globset::GlobSet>,
     history: Arc<History>,
     observations: PathBuf,
     mut stop: watch::Receiver<bool>,
@@ -117,14 +118,14 @@ pub async fn run(
         }
     };
     let dirs: Vec<PathBuf> = peers.iter().map(|p| p.1.clone()).collect();
-    let mut readers: Vec<TreeReader> = dirs.iter().map(|_| TreeReader::default()).collect();
+    let mut readers: Vec<TreeReader> = dirs.iter().map(|_| TreeReader::new(ignore.clone())).collect();
     let mut previous: Vec<Tree> = vec![Tree::default(); dirs.len()];
     let mut last: Option<(bool, String)> = None;
     let mut round = 0u64;
     loop {
         round += 1;
         if round.is_multiple_of(REHASH_EVERY) {
-            readers = dirs.iter().map(|_| TreeReader::default()).collect();
+            readers = dirs.iter().map(|_| TreeReader::new(ignore.clone())).collect();
         }
         let (readers_back, trees) = {
             let dirs = dirs.clone();
@@ -288,6 +289,7 @@ mod tests {
         let (state_tx, state_rx) = watch::channel(MonitorState::default());
         let task = tokio::spawn(run(
             vec![("p1".into(), a.clone()), ("p2".into(), b.clone())],
+            crate::tree::ignore_set(&[]),
             history.clone(),
             obs_path.clone(),
             stop_rx,

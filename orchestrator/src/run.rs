@@ -17,13 +17,14 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::checker::{self, PeerFinal, Verdict};
-use crate::cluster::{self, Cluster};
+use crate::cluster::{self, Cluster, sidecar};
 use crate::docker::Engine;
 use crate::generator::{self, Action};
 use crate::history::{self, Event, History};
 use crate::monitor::{self, MonitorState};
 use crate::nemesis::Nemesis;
 use crate::plan::Plan;
+use crate::profile::{PlanFacts, Profile};
 use crate::report::{self, PeerSummary, RunResult};
 use crate::scraper;
 use crate::tree::TreeReader;
@@ -46,10 +47,48 @@ pub fn run_dir_name(plan: &str, run_id: &str) -> String {
     format!("{plan}-{stamp}-{run_id}")
 }
 
-/// Runs `plan` and tears the cluster down whatever happens inside.
-pub async fn run(plan: &Plan, run_id: &str, reports: &Path) -> anyhow::Result<RunOutcome> {
+/// The image a plan runs: its own `image`, else its profile's.
+pub fn image_of(plan: &Plan, profile: &Profile) -> String {
+    plan.image.clone().unwrap_or_else(|| profile.image.clone())
+}
+
+/// Makes sure the daemon's image and the tools image exist: a missing daemon image is built with the
+/// profile's `image.build` command (run in the profile's folder), the tools image by `make image`.
+pub async fn ensure_images(engine: &Engine, profile: &Profile, image: &str) -> anyhow::Result<()> {
+    if engine.require_image(image).await.is_err()
+        && let Some(build) = &profile.build
+    {
+        eprintln!(
+            "chaos: image {image} is missing; building it with the profile `{}`: {build}",
+            profile.name
+        );
+        let status = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(build)
+            .current_dir(&profile.dir)
+            .stdout(std::process::Stdio::inherit())
+            .status()
+            .await
+            .with_context(|| format!("running `{build}` in {}", profile.dir.display()))?;
+        anyhow::ensure!(
+            status.success(),
+            "`{build}` (profile `{}`) failed: {status}",
+            profile.name
+        );
+    }
+    engine.require_image(image).await?;
+    engine
+        .require_image(&sidecar::tools_image())
+        .await
+        .context("the fault agents' tools image")?;
+    Ok(())
+}
+
+/// Runs `plan` with the daemon of `profile` and tears the cluster down whatever happens inside.
+pub async fn run(plan: &Plan, profile: Arc<Profile>, run_id: &str, reports: &Path) -> anyhow::Result<RunOutcome> {
     let engine = Engine::connect().await?;
-    engine.require_image(&plan.image).await?;
+    let image = image_of(plan, &profile);
+    ensure_images(&engine, &profile, &image).await?;
     let stale = cluster::reap(&engine, true).await?;
     if !stale.runs.is_empty() {
         eprintln!(
@@ -71,25 +110,32 @@ pub async fn run(plan: &Plan, run_id: &str, reports: &Path) -> anyhow::Result<Ru
         peers: plan.peers.clone(),
     });
     eprintln!(
-        "chaos: run {run_id} of plan {} (seed {}), {} peers; folder {}",
+        "chaos: run {run_id} of plan {} (seed {}), {} peers of {} ({image}); folder {}",
         plan.name,
         plan.seed,
         plan.peers.len(),
+        profile.name,
         run_dir.display()
     );
 
     let spec = cluster::ClusterSpec {
         names: plan.peers.clone(),
         neighbours: (0..plan.peers.len()).map(|i| plan.topology.neighbours(i)).collect(),
-        image: plan.image.clone(),
+        profile,
+        image: image.clone(),
         key_seed: plan.seed ^ u64::from_str_radix(run_id, 16).unwrap_or(0),
-        anti_entropy_ms: plan.anti_entropy.ms(),
-        flavor: plan.flavor.clone(),
+        plan: PlanFacts {
+            name: plan.name.clone(),
+            seed: plan.seed,
+            flavor: plan.flavor.clone(),
+            anti_entropy_ms: plan.anti_entropy.ms(),
+            quarantine_ms: plan.quarantine.map(|q| q.ms()),
+        },
         disk_limit: plan.disk_limit,
-        quarantine_ms: plan.quarantine.map(|q| q.ms()),
     };
     let cluster = Cluster::provision(engine.clone(), run_id, &run_dir, &spec).await?;
-    let outcome = drive(plan, &cluster, &history, &run_dir, reports).await;
+    let outcome = drive(plan, &image, cluster, &history, &run_dir, reports).await;
+    let (cluster, outcome) = outcome;
     if outcome.is_err() {
         let _ = cluster.save_logs(&run_dir).await;
     }
@@ -99,9 +145,23 @@ pub async fn run(plan: &Plan, run_id: &str, reports: &Path) -> anyhow::Result<Ru
     Ok(outcome)
 }
 
+/// Runs the plan on a provisioned cluster; hands the cluster back (identities filled in) for teardown.
 async fn drive(
     plan: &Plan,
-    cluster: &Cluster,
+    image: &str,
+    mut cluster: Cluster,
+    history: &Arc<History>,
+    run_dir: &Path,
+    reports: &Path,
+) -> (Cluster, anyhow::Result<RunOutcome>) {
+    let outcome = drive_inner(plan, image, &mut cluster, history, run_dir, reports).await;
+    (cluster, outcome)
+}
+
+async fn drive_inner(
+    plan: &Plan,
+    image: &str,
+    cluster: &mut Cluster,
     history: &Arc<History>,
     run_dir: &Path,
     reports: &Path,
@@ -109,23 +169,17 @@ async fn drive(
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let started = Instant::now();
     cluster.start_all().await?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .no_proxy()
-        .build()?;
-    let ready_timeout = Duration::from_secs(60 + plan.peers.len() as u64);
-    let ready = cluster
-        .wait_ready(&http, ready_timeout, progress_line("peers ready"))
-        .await;
-    eprintln!();
-    ready?;
+    let ready_timeout = cluster.profile.ready_timeout + Duration::from_secs(plan.peers.len() as u64);
+    cluster.wait_ready(ready_timeout, progress_line("peers ready")).await?;
+    cluster.introduce().await?;
+    let cluster: &Cluster = cluster;
     for p in &cluster.peers {
         history.record(Event::PeerReady {
             peer: p.name.clone(),
             ip: p.ip.to_string(),
         });
     }
-    let nemesis = Nemesis::new(cluster.engine.clone(), cluster.peers.clone(), history.clone());
+    let nemesis = Nemesis::new(cluster, history.clone());
     let engines = nemesis.prepare().await?;
     history.record(Event::EnginesProbed {
         engines: engines.clone(),
@@ -136,6 +190,7 @@ async fn drive(
     let sync_dirs: Vec<(String, PathBuf)> = cluster.peers.iter().map(|p| (p.name.clone(), p.dir.sync())).collect();
     let monitor = tokio::spawn(monitor::run(
         sync_dirs,
+        crate::tree::ignore_set(&cluster.profile.ignore),
         history.clone(),
         run_dir.join(monitor::OBSERVATIONS),
         stop_rx.clone(),
@@ -147,7 +202,12 @@ async fn drive(
         .map(|p| scraper::Target {
             peer: p.name.clone(),
             container: p.container.clone(),
-            metrics_url: crate::peer_profile::metrics_url(p.ip),
+            metrics_url: cluster
+                .profile
+                .metrics
+                .as_ref()
+                .map(|m| format!("http://{}:{}{}", p.ip, m.port, m.path)),
+            roles: cluster.profile.metrics.clone().map(Arc::new),
         })
         .collect();
     let scraper = tokio::spawn(scraper::run(
@@ -230,18 +290,12 @@ async fn drive(
 
     let logs = cluster.save_logs(run_dir).await;
     let mut finals = Vec::new();
-    for (p, (_, log)) in cluster.peers.iter().zip(logs) {
-        let tree = TreeReader::default().read(&p.dir.sync()).unwrap_or_default();
+    let ignore = crate::tree::ignore_set(&cluster.profile.ignore);
+    for ((p, (_, log)), facts) in cluster.peers.iter().zip(logs).zip(&cluster.facts) {
+        let tree = TreeReader::new(ignore.clone()).read(&p.dir.sync()).unwrap_or_default();
         let alive = cluster.engine.is_running(&p.container).await.unwrap_or(false);
-        // The peer's key names its conflict copies (`/v1/status` `id`); unknown if it does not answer.
-        let id = match http.get(crate::peer_profile::status_url(p.ip)).send().await {
-            Ok(r) if alive => r
-                .json::<serde_json::Value>()
-                .await
-                .ok()
-                .and_then(|v| v["id"].as_str().map(str::to_string)),
-            _ => None,
-        };
+        // The peer's identity (a public key, a device id) may name its conflict copies.
+        let id = Some(facts.peer.id.clone()).filter(|id| !id.is_empty());
         finals.push(PeerFinal {
             name: p.name.clone(),
             tree,
@@ -255,6 +309,7 @@ async fn drive(
     let counters = scraper::counters_for_checks(&run_dir.join(scraper::METRICS_FILE), checker::quiesced_at(&records));
     let judged = checker::judge(&checker::Evidence {
         plan,
+        conventions: &cluster.profile.conventions,
         history: &records,
         peers: &finals,
         observations: &observations,
@@ -272,7 +327,8 @@ async fn drive(
         verdict,
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
-        image: plan.image.clone(),
+        image: image.to_string(),
+        profile: cluster.profile.name.clone(),
         flavor: plan.flavor.clone(),
         engine: engines["auto_engine"].as_str().unwrap_or("unknown").to_string(),
         engines_probed: engines,

@@ -1,7 +1,9 @@
 //! The metrics scraper: every interval (1 s by default) it reads every peer's Prometheus `/metrics`
-//! and its container's CPU, memory and network counters from the Docker stats API, and appends one
-//! JSON line per (peer, source) to `<run>/metrics.jsonl`. Nothing is kept in memory: the checkers and
-//! the report read the file back.
+//! (when its profile has one) and its container's CPU, memory and network counters from the Docker
+//! stats API, and appends one JSON line per (peer, source) to `<run>/metrics.jsonl`, plus one `roles`
+//! line: the same scrape as what the counters *mean* ([`Role`]: the profile maps its metric names to
+//! roles; Docker's network counters are roles for every daemon). Checkers read roles only, never a
+//! daemon's metric names. Nothing is kept in memory: the checkers and the report read the file back.
 //!
 //! Parsing uses `prometheus-parse` 0.2.5, which is unmaintained since 2023 and has known gaps (it
 //! splits label values containing `,` or `=`; histogram `_sum`/`_count` come out untyped; `_total`
@@ -22,6 +24,7 @@ use tokio::sync::watch;
 use crate::checker::Counters;
 use crate::docker::{ContainerStats, Engine};
 use crate::history::History;
+use crate::profile::{Metrics, Role};
 
 /// Default scrape interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -48,6 +51,12 @@ pub enum Sample {
         #[serde(flatten)]
         stats: ContainerStats,
     },
+    /// The scrape as roles: `role{labels}` -> value (see [`Role`]).
+    Roles {
+        t_ms: u64,
+        peer: String,
+        values: BTreeMap<String, f64>,
+    },
 }
 
 /// Who to scrape.
@@ -55,7 +64,10 @@ pub enum Sample {
 pub struct Target {
     pub peer: String,
     pub container: String,
-    pub metrics_url: String,
+    /// `None`: the daemon has no Prometheus metrics (its profile declares none).
+    pub metrics_url: Option<String>,
+    /// The profile's map from metric names to roles.
+    pub roles: Option<Arc<Metrics>>,
 }
 
 /// The series key of a sample: its name, then its labels sorted by name.
@@ -88,9 +100,12 @@ pub fn parse(text: &str) -> std::io::Result<BTreeMap<String, f64>> {
 async fn scrape_one(http: &reqwest::Client, engine: Option<&Engine>, t: &Target, history: &History) -> Vec<Sample> {
     // Each source is stamped when its answer arrived: a slow stats call must not shift the metrics.
     let metrics = async {
+        let Some(url) = &t.metrics_url else {
+            return None;
+        };
         let got = async {
             let text = http
-                .get(&t.metrics_url)
+                .get(url)
                 .send()
                 .await
                 .and_then(|r| r.error_for_status())
@@ -101,7 +116,7 @@ async fn scrape_one(http: &reqwest::Client, engine: Option<&Engine>, t: &Target,
             parse(&text).map_err(|e| e.to_string())
         }
         .await;
-        (history.now_ms(), got)
+        Some((history.now_ms(), got))
     };
     let stats = async {
         match engine {
@@ -112,19 +127,43 @@ async fn scrape_one(http: &reqwest::Client, engine: Option<&Engine>, t: &Target,
             None => None,
         }
     };
-    let ((t_ms, metrics), stats) = tokio::join!(metrics, stats);
-    let mut out = vec![match metrics {
-        Ok(values) => Sample::Metrics {
-            t_ms,
-            peer: t.peer.clone(),
-            values,
-        },
-        Err(error) => Sample::MetricsError {
+    let (metrics, stats) = tokio::join!(metrics, stats);
+    let mut out = Vec::new();
+    let mut roles = BTreeMap::new();
+    let mut roles_t = 0;
+    match metrics {
+        Some((t_ms, Ok(values))) => {
+            if let Some(m) = &t.roles {
+                roles = m.roles(&values);
+            }
+            roles_t = t_ms;
+            out.push(Sample::Metrics {
+                t_ms,
+                peer: t.peer.clone(),
+                values,
+            });
+        }
+        Some((t_ms, Err(error))) => out.push(Sample::MetricsError {
             t_ms,
             peer: t.peer.clone(),
             error,
-        },
-    }];
+        }),
+        None => {}
+    }
+    let metrics_failed = matches!(out.last(), Some(Sample::MetricsError { .. }));
+    if let Some((t_ms, Ok(stats))) = &stats {
+        roles.insert(Role::NetTxBytes.as_str().into(), stats.tx_bytes as f64);
+        roles.insert(Role::NetRxBytes.as_str().into(), stats.rx_bytes as f64);
+        roles_t = roles_t.max(*t_ms);
+    }
+    // A scrape whose metrics failed is no evidence of flat counters: no roles line for it.
+    if !roles.is_empty() && !metrics_failed {
+        out.push(Sample::Roles {
+            t_ms: roles_t,
+            peer: t.peer.clone(),
+            values: roles,
+        });
+    }
     match stats {
         Some((t_ms, Ok(stats))) => out.push(Sample::Docker {
             t_ms,
@@ -243,13 +282,13 @@ pub fn read(path: &Path) -> impl Iterator<Item = Sample> {
         .filter_map(|l| serde_json::from_str(&l).ok())
 }
 
-/// The counters the checkers need: every `/metrics` sample taken at or after `since_ms`, plus the
-/// last sample of each peer whatever its time (for traffic figures).
+/// The counters the checkers need, as roles: every scrape taken at or after `since_ms`, plus the last
+/// scrape of each peer whatever its time (for traffic figures).
 pub fn counters_for_checks(path: &Path, since_ms: Option<u64>) -> Vec<Counters> {
     let mut window = Vec::new();
     let mut last: BTreeMap<String, Counters> = BTreeMap::new();
     for s in read(path) {
-        if let Sample::Metrics { t_ms, peer, values } = s {
+        if let Sample::Roles { t_ms, peer, values } = s {
             let c = Counters { t_ms, peer, values };
             if since_ms.is_some_and(|q| t_ms >= q) {
                 window.push(c.clone());
@@ -291,16 +330,11 @@ pub fn settled_since(path: &Path, peers: usize, window_ms: u64, since_ms: u64) -
     let skip_partial = if tail < len { 1 } else { 0 };
     let mut per_peer: BTreeMap<String, Vec<Counters>> = BTreeMap::new();
     for line in text.lines().skip(skip_partial) {
-        if let Ok(Sample::Metrics { t_ms, peer, values }) = serde_json::from_str(line) {
-            let flat = values
-                .into_iter()
-                .filter(|(k, _)| crate::checker::loops::must_stay_flat(k))
-                .collect();
-            per_peer.entry(peer.clone()).or_default().push(Counters {
-                t_ms,
-                peer,
-                values: flat,
-            });
+        if let Ok(Sample::Roles { t_ms, peer, values }) = serde_json::from_str(line) {
+            per_peer
+                .entry(peer.clone())
+                .or_default()
+                .push(Counters { t_ms, peer, values });
         }
     }
     per_peer.len() >= peers
@@ -311,7 +345,7 @@ pub fn settled_since(path: &Path, peers: usize, window_ms: u64, since_ms: u64) -
                     .iter()
                     .rev()
                     .find(|s| s.t_ms + window_ms <= last.t_ms)
-                    .is_some_and(|first| first.values == last.values)
+                    .is_some_and(|first| crate::checker::loops::quiet_between(first, last))
         })
 }
 
@@ -348,7 +382,13 @@ mod tests {
     fn the_keys_work_with_the_checkers_label_lookup() {
         use crate::checker::loops::{key_label, key_name, must_stay_flat};
         let m = parse(FIXTURE).unwrap();
-        let flat: Vec<&String> = m.keys().filter(|k| must_stay_flat(k)).collect();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../peer-image/profiles");
+        let roles = crate::profile::load("syncpeer", &dir)
+            .unwrap()
+            .metrics
+            .unwrap()
+            .roles(&m);
+        let flat: Vec<&String> = roles.keys().filter(|k| must_stay_flat(k)).collect();
         // 3 non-summary kinds x 4 traffic families + versions applied + local changes.
         assert_eq!(flat.len(), 14, "{flat:?}");
         let k = "syncpeer_bytes_sent_total{kind=\"index\",peer=\"p2\"}";
@@ -371,10 +411,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(METRICS_FILE);
         let mut w = BufWriter::new(File::create(&path).unwrap());
-        let m = |t_ms, peer: &str, v: f64| Sample::Metrics {
+        let m = |t_ms, peer: &str, v: f64| Sample::Roles {
             t_ms,
             peer: peer.into(),
-            values: BTreeMap::from([("a_total".to_string(), v)]),
+            values: BTreeMap::from([("messages_sent".to_string(), v)]),
         };
         let samples = vec![
             m(1000, "p1", 1.0),
@@ -412,9 +452,9 @@ mod tests {
     fn settled_means_flat_counters_over_the_last_window_for_every_peer() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(METRICS_FILE);
-        let key = "syncpeer_messages_sent_total{kind=\"index\",peer=\"p2\"}";
-        let summary = "syncpeer_messages_sent_total{kind=\"summary\",peer=\"p2\"}";
-        let m = |t_ms, peer: &str, v: f64, s: f64| Sample::Metrics {
+        let key = "messages_sent{kind=\"index\",peer=\"p2\"}";
+        let summary = "background_messages_sent{kind=\"summary\",peer=\"p2\"}";
+        let m = |t_ms, peer: &str, v: f64, s: f64| Sample::Roles {
             t_ms,
             peer: peer.into(),
             values: BTreeMap::from([(key.to_string(), v), (summary.to_string(), s)]),
@@ -488,13 +528,15 @@ mod tests {
             Target {
                 peer: "p1".into(),
                 container: "none".into(),
-                metrics_url: url,
+                metrics_url: Some(url),
+                roles: None,
             },
             Target {
                 peer: "p2".into(),
                 container: "none".into(),
                 // Nothing listens on port 9 here: the scrape fails and is recorded as such.
-                metrics_url: "http://127.0.0.1:9/metrics".into(),
+                metrics_url: Some("http://127.0.0.1:9/metrics".into()),
+                roles: None,
             },
         ];
         let (stop_tx, stop_rx) = watch::channel(false);

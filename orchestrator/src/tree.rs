@@ -1,6 +1,6 @@
 //! A peer's file tree as the checkers see it: every regular file under the sync folder with its size
-//! and BLAKE3 hash, and one hash over the whole tree. Names starting with `.syncpeer` are the daemon's
-//! own and are skipped (see `docs/PEER-CONTRACT.md`).
+//! and BLAKE3 hash, and one hash over the whole tree. The daemon's own files (its profile's `ignore`
+//! globs, e.g. Syncthing's `.stfolder`) are skipped (see `docs/PEER-CONTRACT.md`).
 //!
 //! The convergence monitor reads every tree several times a second, so a [`TreeReader`] caches hashes by
 //! (size, mtime) and rehashes only files that changed.
@@ -52,9 +52,29 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
 #[derive(Default)]
 pub struct TreeReader {
     cache: HashMap<PathBuf, (u64, SystemTime, String)>,
+    ignore: Option<std::sync::Arc<globset::GlobSet>>,
+}
+
+/// The daemon's own files as one matcher over paths relative to the sync folder.
+pub fn ignore_set(globs: &[String]) -> std::sync::Arc<globset::GlobSet> {
+    let mut b = globset::GlobSetBuilder::new();
+    for g in globs {
+        if let Ok(g) = globset::Glob::new(g) {
+            b.add(g);
+        }
+    }
+    std::sync::Arc::new(b.build().unwrap_or_else(|_| globset::GlobSet::empty()))
 }
 
 impl TreeReader {
+    /// A reader that skips paths matching `ignore` (files, and folders with all they hold).
+    pub fn new(ignore: std::sync::Arc<globset::GlobSet>) -> TreeReader {
+        TreeReader {
+            cache: HashMap::new(),
+            ignore: Some(ignore),
+        }
+    }
+
     /// Reads the tree under `root`. Files that vanish while reading (the peer renamed or deleted them)
     /// are skipped: the next read will see the settled state.
     pub fn read(&mut self, root: &Path) -> std::io::Result<Tree> {
@@ -68,10 +88,12 @@ impl TreeReader {
             };
             for entry in entries {
                 let Ok(entry) = entry else { continue };
-                if entry.file_name().to_string_lossy().starts_with(".syncpeer") {
+                let path = entry.path();
+                if let Some(ignore) = &self.ignore
+                    && ignore.is_match(relative(root, &path))
+                {
                     continue;
                 }
-                let path = entry.path();
                 let Ok(meta) = std::fs::symlink_metadata(&path) else {
                     continue;
                 };
@@ -149,8 +171,13 @@ mod tests {
         std::fs::write(dir.path().join("top"), b"").unwrap();
         std::fs::create_dir_all(dir.path().join(".syncpeer-tmp")).unwrap();
         std::fs::write(dir.path().join(".syncpeer-tmp/partial"), b"zz").unwrap();
-        let tree = TreeReader::default().read(dir.path()).unwrap();
+        std::fs::create_dir_all(dir.path().join("a/.stversions")).unwrap();
+        std::fs::write(dir.path().join("a/.stversions/old"), b"o").unwrap();
+        let ignore = ignore_set(&[".syncpeer*".into(), "**/.stversions".into()]);
+        let tree = TreeReader::new(ignore).read(dir.path()).unwrap();
         assert_eq!(tree.files.keys().collect::<Vec<_>>(), vec!["a/b/x.txt", "top"]);
+        let all = TreeReader::default().read(dir.path()).unwrap();
+        assert_eq!(all.files.len(), 4, "no profile, nothing skipped");
         assert_eq!(
             tree.files["a/b/x.txt"],
             FileEntry {

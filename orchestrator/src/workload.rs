@@ -14,8 +14,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::generator::FileOp;
 use crate::history::{Event, History, Outcome};
-use crate::peer_profile::{PeerDir, chown_tree};
 use crate::plan::FileOpKind;
+use crate::run_folder::PeerDir;
 
 /// The bytes op `op` writes: a readable header naming the op, then seeded random bytes.
 pub fn content(seed: u64, op: &FileOp) -> Vec<u8> {
@@ -55,7 +55,7 @@ pub fn apply(seed: u64, op: &FileOp, peer_name: &str, dir: &PeerDir, history: &H
     let (outcome, hash, base) = match op.kind {
         FileOpKind::Create | FileOpKind::Modify => {
             let bytes = content(seed, op);
-            match write_atomically(&dir.sync(), &target, &bytes, op.id) {
+            match write_atomically(dir, &target, &bytes, op.id) {
                 Ok(base) => (Outcome::Ok, Some(crate::tree::hash_bytes(&bytes)), base),
                 Err(e) => {
                     tracing::warn!("write {} on {peer_name} failed: {e}", op.path);
@@ -117,24 +117,33 @@ fn hash_of(path: &Path) -> Option<String> {
     std::fs::read(path).ok().map(|b| crate::tree::hash_bytes(&b))
 }
 
-/// Writes `bytes` at `target` through a temporary name; returns the hash of what it replaced.
-fn write_atomically(sync: &Path, target: &Path, bytes: &[u8], id: u64) -> std::io::Result<Option<String>> {
+/// Writes `bytes` at `target` through a temporary file renamed over it; returns the hash of what it
+/// replaced. The temporary file is made outside the sync folder when the data folder holds it (same
+/// file system), so no daemon ever sees a half-written file or a name that is not the user's.
+fn write_atomically(peer: &PeerDir, target: &Path, bytes: &[u8], id: u64) -> std::io::Result<Option<String>> {
+    let sync = peer.sync();
     let parent = target.parent().expect("paths are relative to the sync folder");
     if !parent.exists() {
         std::fs::create_dir_all(parent)?;
         // Hand every new folder level to the daemon's uid (it runs unprivileged).
         let mut dir = parent;
         while dir != sync {
-            chown_tree(dir)?;
+            peer.chown(dir)?;
             dir = dir.parent().expect("under the sync folder");
         }
     }
-    let tmp = parent.join(format!(".syncpeer-workload-{id}"));
+    let tmp = if peer.sync_rel == "." {
+        parent.join(format!(".syftchaos-workload-{id}"))
+    } else {
+        let staging = peer.root.join(".syftchaos-workload");
+        std::fs::create_dir_all(&staging)?;
+        staging.join(id.to_string())
+    };
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
-    chown_tree(&tmp)?;
+    peer.chown(&tmp)?;
     let base = hash_of(target);
     std::fs::rename(&tmp, target)?;
     Ok(base)

@@ -10,7 +10,9 @@
 #   SYFTCHAOS_BASE_FROM names another Debian bookworm image to build on).
 # * Else (no registry, the usual case in this lab) a bookworm rootfs is made with
 #   `debootstrap --variant=minbase` (debootstrap is installed with apt-get when missing) and imported
-#   with `docker import`.
+#   with `docker import`. The Debian mirror is SYFTCHAOS_DEBIAN_MIRROR (security archive:
+#   SYFTCHAOS_DEBIAN_SECURITY_MIRROR, `none` for no security line), else the one this machine's apt
+#   uses for bookworm (bookworm-security); the image's /etc/apt/sources.list names the same ones.
 #
 # Cache: the image carries the label io.syftchaos.base.recipe=<hash of this recipe> (package list,
 # iptables backend, recipe version). When `syftchaos/base:bookworm` exists with the same label, nothing
@@ -19,7 +21,9 @@ set -euo pipefail
 
 BASE_TAG="${SYFTCHAOS_BASE_TAG:-syftchaos/base:bookworm}"
 SUITE=bookworm
-MIRROR="${SYFTCHAOS_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+# The Debian mirror (debootstrap's source, and the written /etc/apt/sources.list) is never named here:
+# it is SYFTCHAOS_DEBIAN_MIRROR / SYFTCHAOS_DEBIAN_SECURITY_MIRROR, else what this machine's apt uses
+# for bookworm / bookworm-security (see debian_mirrors below). Only the debootstrap path needs it.
 PULL_IMAGE="${SYFTCHAOS_BASE_FROM:-debian:bookworm-slim}"
 PULL_TIMEOUT_S="${SYFTCHAOS_PULL_TIMEOUT_S:-20}"
 # Bump when the way the image is made changes (not just the package list).
@@ -57,11 +61,79 @@ IPTABLES_BACKEND="${SYFTCHAOS_IPTABLES_BACKEND:-$(detect_backend)}"
 log() { printf '[build-base %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { printf '[build-base] ERROR: %s\n' "$*" >&2; exit 1; }
 
+# Print "URI SUITE LABEL" for every binary (`deb`) entry of this machine's apt sources, URI without a
+# trailing slash, LABEL the repository's Release label when apt has fetched it (else "-"), in apt's
+# order, without repeats.
+# `apt-get indextargets` is apt's own parser (deb822 and one-line files, `Enabled: no`, options in
+# brackets, Dir::Etc settings); without apt-get, /etc/apt/sources.list and sources.list.d/*.list
+# (one-line) and *.sources (deb822) are read directly.
+apt_sources() {
+  if command -v apt-get >/dev/null 2>&1; then
+    apt-get indextargets --format '$(TARGET_OF) $(REPO_URI) $(RELEASE) $(LABEL)' 2>/dev/null \
+      | awk '$1 == "deb" { u = $2; sub(/\/+$/, "", u); print u, $3, ($4 == "" ? "-" : $4) }' \
+      | awk '!seen[$0]++'
+    return 0
+  fi
+  local f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [[ -r "$f" ]] || continue
+    # deb [opt=val ...] URI SUITE COMPONENT...
+    sed -e 's/#.*//' -e 's/\[[^]]*\]//' "$f" | awk '$1 == "deb" && NF >= 3 { u = $2; sub(/\/+$/, "", u); print u, $3, "-" }'
+  done
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [[ -r "$f" ]] || continue
+    # deb822 stanzas separated by blank lines; each URI x each suite, when Types has deb and Enabled
+    # is not no. (Continuation lines of multi-line fields, e.g. an inline Signed-By key, start with
+    # a space and are skipped.)
+    awk 'function flush(  i, j, nu, ns, us, ss) {
+           if (types ~ /(^| )deb( |$)/ && tolower(enabled) != "no") {
+             nu = split(uris, us, " "); ns = split(suites, ss, " ")
+             for (i = 1; i <= nu; i++) for (j = 1; j <= ns; j++) { sub(/\/+$/, "", us[i]); print us[i], ss[j], "-" }
+           }
+           types = uris = suites = enabled = ""
+         }
+         /^[ \t]*#/ { next }
+         /^[ \t]*$/ { flush(); next }
+         /^[ \t]/ { next }
+         { k = tolower($1); v = $0; sub(/^[^:]*:[ \t]*/, "", v)
+           if (k == "types:") types = v; else if (k == "uris:") uris = v
+           else if (k == "suites:") suites = v; else if (k == "enabled:") enabled = v }
+         END { flush() }' "$f"
+  done | awk '!seen[$0]++'
+}
+
+# Set MIRROR and SECURITY_MIRROR (empty when SYFTCHAOS_DEBIAN_SECURITY_MIRROR=none: no security line).
+# Preference: the environment; else the apt entry whose suite is bookworm (bookworm-security); else,
+# when apt has fetched the Release files, any entry labelled Debian (Debian-Security), since a Debian
+# archive serves every suite (e.g. a trixie host).
+debian_mirrors() {
+  local sources shown
+  sources="$(apt_sources || true)"
+  shown="${sources//$'\n'/; }"
+  pick() {  # pick SUITE LABEL: the URI of the first entry for SUITE, else of the first labelled LABEL
+    awk -v s="$1" -v l="$2" '$2 == s && !bys { bys = $1 } $3 == l && !byl { byl = $1 }
+                             END { if (bys) print bys; else if (byl) print byl }' <<<"$sources"
+  }
+  MIRROR="${SYFTCHAOS_DEBIAN_MIRROR:-$(pick "$SUITE" Debian)}"
+  SECURITY_MIRROR="${SYFTCHAOS_DEBIAN_SECURITY_MIRROR:-$(pick "$SUITE-security" Debian-Security)}"
+  if [[ -z "$MIRROR" ]]; then
+    die "no Debian mirror for $SUITE: set SYFTCHAOS_DEBIAN_MIRROR=<URL of a Debian archive>, or add a
+  '$SUITE' entry to apt's sources (/etc/apt/sources.list.d/*.sources or /etc/apt/sources.list); apt's
+  binary sources here are: ${shown:-(none)}"
+  fi
+  if [[ -z "$SECURITY_MIRROR" ]]; then
+    die "no Debian security mirror for $SUITE-security: set SYFTCHAOS_DEBIAN_SECURITY_MIRROR=<URL> (or
+  =none to write no security line into the image's sources.list), or add a '$SUITE-security' entry to
+  apt's sources; apt's binary sources here are: ${shown:-(none)}"
+  fi
+  [[ "$SECURITY_MIRROR" != none ]] || SECURITY_MIRROR=
+}
+
 force=0
 case "${1:-}" in
   --force) force=1 ;;
   "") ;;
-  -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
   *) die "unknown argument '$1' (usage: $0 [--force])" ;;
 esac
 
@@ -166,6 +238,8 @@ DOCKERFILE
 else
   method=debootstrap
   log "no registry ($(tail -n1 "$tmp/pull.log" | cut -c1-120)); using debootstrap"
+  debian_mirrors
+  log "Debian mirror $MIRROR, security ${SECURITY_MIRROR:-(none)}"
   if ! command -v debootstrap >/dev/null; then
     log "installing debootstrap with apt-get"
     if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends debootstrap >"$tmp/apt.log" 2>&1; then
@@ -209,8 +283,10 @@ else
   # The build host's resolv.conf/hostname leak in through debootstrap; Docker provides its own.
   : >"$rootfs/etc/resolv.conf"
   : >"$rootfs/etc/hostname"
-  printf 'deb %s %s main\ndeb %s %s-updates main\ndeb http://deb.debian.org/debian-security %s-security main\n' \
-    "$MIRROR" "$SUITE" "$MIRROR" "$SUITE" "$SUITE" >"$rootfs/etc/apt/sources.list"
+  {
+    printf 'deb %s %s main\ndeb %s %s-updates main\n' "$MIRROR" "$SUITE" "$MIRROR" "$SUITE"
+    if [[ -n "$SECURITY_MIRROR" ]]; then printf 'deb %s %s-security main\n' "$SECURITY_MIRROR" "$SUITE"; fi
+  } >"$rootfs/etc/apt/sources.list"
   mounted="$(awk -v p="$rootfs/" 'index($2, p) == 1 { print $2 }' /proc/mounts)"
   [[ -z "$mounted" ]] || die "filesystems still mounted in the rootfs: $mounted"
 

@@ -14,6 +14,7 @@ use super::loops::{Counters, key_label, key_name};
 use super::{Check, Verdict};
 use crate::history::{Event, Record};
 use crate::monitor::Observation;
+use crate::profile::Role;
 
 /// Evidence lists are cut to this many items (the count is always given).
 const MAX_ITEMS: usize = 50;
@@ -120,13 +121,13 @@ fn noticed(counters: &[Counters], liars: &BTreeMap<String, BTreeSet<String>>) ->
         .map(|(peer, c)| {
             let mut rejections: BTreeMap<&str, f64> = BTreeMap::new();
             for (k, v) in &c.values {
-                if key_name(k) == "syncpeer_rejections_total"
+                if key_name(k) == Role::Rejections.as_str()
                     && let Some(reason) = key_label(k, "reason")
                 {
                     *rejections.entry(reason).or_default() += v;
                 }
             }
-            let quarantined = c.values.get("syncpeer_quarantined_peers").copied().unwrap_or(0.0);
+            let quarantined = c.values.get(Role::Quarantined.as_str()).copied().unwrap_or(0.0);
             (
                 peer.to_string(),
                 json!({"rejections": rejections, "quarantined_peers_at_end": quarantined}),

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::PeerFinal;
-use super::causal::{Op, parse_conflict_name};
-use super::loops::{Counters, key_label, key_name};
+use super::causal::Op;
+use super::loops::{Counters, key_name};
 use crate::monitor::{Observation, first_seen};
+use crate::profile::Role;
 
 /// Upper bounds (ms) of the propagation latency histogram's buckets; the last bucket is open.
 pub const LATENCY_BUCKETS_MS: [u64; 12] = [50, 100, 200, 300, 500, 750, 1000, 2000, 5000, 10_000, 30_000, 60_000];
@@ -47,12 +48,15 @@ pub struct Conflicts {
     pub copies: usize,
     /// copies / writes.
     pub rate: f64,
-    /// Sum of the peers' `syncpeer_conflicts_total` at the last scrape, if scraped.
+    /// Sum of the peers' `conflicts` counters (the profile's role) at the last scrape, if scraped.
     pub reported_by_peers: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Traffic {
+    /// Which counter `bytes` is: the daemon's `bytes_sent`, or Docker's `net_tx_bytes`.
+    #[serde(default)]
+    pub bytes_from: String,
     /// Acknowledged operations (writes and deletes).
     pub ops: usize,
     pub peers: usize,
@@ -148,18 +152,23 @@ fn last_per_peer(counters: &[Counters]) -> BTreeMap<&str, &Counters> {
     m
 }
 
-pub fn conflicts(ops: &[Op], peers: &[PeerFinal], counters: &[Counters]) -> Conflicts {
+pub fn conflicts(
+    ops: &[Op],
+    peers: &[PeerFinal],
+    counters: &[Counters],
+    conv: &crate::profile::Conventions,
+) -> Conflicts {
     let writes = ops.iter().filter(|o| o.hash.is_some()).count();
     let copies: std::collections::BTreeSet<&str> = peers
         .iter()
         .flat_map(|p| p.tree.files.keys())
-        .filter(|p| parse_conflict_name(p).is_some())
+        .filter(|p| conv.conflict(p).is_some())
         .map(String::as_str)
         .collect();
     let last = last_per_peer(counters);
     let reported = (!last.is_empty()).then(|| {
         last.values()
-            .map(|c| c.values.get("syncpeer_conflicts_total").copied().unwrap_or(0.0))
+            .map(|c| c.values.get(Role::Conflicts.as_str()).copied().unwrap_or(0.0))
             .sum()
     });
     Conflicts {
@@ -176,20 +185,27 @@ pub fn conflicts(ops: &[Op], peers: &[PeerFinal], counters: &[Counters]) -> Conf
 
 /// `content_bytes`: the sum of the writes' sizes (from the history).
 pub fn traffic(ops: &[Op], content_bytes: u64, peers: usize, counters: &[Counters]) -> Traffic {
-    let (mut messages, mut bytes, mut summary_messages, mut summary_bytes) = (0.0, 0.0, 0.0, 0.0);
     let last = last_per_peer(counters);
-    for c in last.values() {
-        for (key, v) in &c.values {
-            let summary = key_label(key, "kind") == Some("summary");
-            match (key_name(key), summary) {
-                ("syncpeer_messages_sent_total", false) => messages += v,
-                ("syncpeer_messages_sent_total", true) => summary_messages += v,
-                ("syncpeer_bytes_sent_total", false) => bytes += v,
-                ("syncpeer_bytes_sent_total", true) => summary_bytes += v,
-                _ => {}
-            }
-        }
-    }
+    let has = |role: Role| {
+        last.values()
+            .any(|c| c.values.keys().any(|k| key_name(k) == role.as_str()))
+    };
+    // Bytes from the daemon's own counter when its profile maps one, else from Docker's network
+    // counters (every byte the container sent, protocol and background alike).
+    let bytes_role = if has(Role::BytesSent) {
+        Role::BytesSent
+    } else {
+        Role::NetTxBytes
+    };
+    let sum = |role: Role| -> f64 {
+        last.values()
+            .flat_map(|c| c.values.iter())
+            .filter(|(k, _)| key_name(k) == role.as_str())
+            .map(|(_, v)| v)
+            .sum()
+    };
+    let (messages, bytes) = (sum(Role::MessagesSent), sum(bytes_role));
+    let (summary_messages, summary_bytes) = (sum(Role::BackgroundMessagesSent), sum(Role::BackgroundBytesSent));
     let n_ops = ops.len();
     let others = peers.saturating_sub(1) as f64;
     let per_op = |x: f64| (n_ops > 0 && !last.is_empty()).then(|| x / n_ops as f64);
@@ -200,9 +216,10 @@ pub fn traffic(ops: &[Op], content_bytes: u64, peers: usize, counters: &[Counter
         others * content_bytes as f64 / n_ops as f64
     };
     let ratio = |x: Option<f64>, min: f64| x.filter(|_| min > 0.0).map(|x| x / min);
-    let messages_per_op = per_op(messages);
-    let bytes_per_op = per_op(bytes);
+    let messages_per_op = per_op(messages).filter(|_| has(Role::MessagesSent));
+    let bytes_per_op = per_op(bytes).filter(|_| has(bytes_role));
     Traffic {
+        bytes_from: bytes_role.as_str().to_string(),
         ops: n_ops,
         peers,
         content_bytes,

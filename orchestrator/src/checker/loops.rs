@@ -1,14 +1,16 @@
-//! Invariant 6, no loop: once the trees agree, nothing but the periodic digest exchange moves, and no
-//! file changes more often than it was written.
+//! Invariant 6, no loop: once the trees agree, nothing but the periodic background exchange moves, and
+//! no file changes more often than it was written. Counters are read by [`Role`]: the daemon's own
+//! (its profile maps them), or, for a daemon without metrics, Docker's network counters.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::causal::{PathOrder, parse_conflict_name};
+use super::causal::PathOrder;
 use super::{Check, Verdict};
 use crate::monitor::Observation;
+use crate::profile::{Conventions, Role};
 
 /// One scrape of one peer's counters: series key (`name{label="v",...}`, labels sorted) -> value.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -38,16 +40,70 @@ pub fn key_label<'a>(key: &'a str, label: &str) -> Option<&'a str> {
     }
 }
 
-/// Counters that must stay flat after quiescence: protocol messages and bytes except the periodic
-/// `summary` exchange, versions applied and local changes.
+/// Roles that must stay flat after quiescence: protocol messages and bytes (not the background
+/// exchange), versions applied and local changes.
+pub const FLAT_ROLES: [Role; 6] = [
+    Role::MessagesSent,
+    Role::MessagesReceived,
+    Role::BytesSent,
+    Role::BytesReceived,
+    Role::VersionsApplied,
+    Role::LocalChanges,
+];
+
+/// Whether a series key is of a role that must stay flat after quiescence.
 pub fn must_stay_flat(key: &str) -> bool {
-    let name = key_name(key);
-    let traffic = ["messages_sent", "messages_received", "bytes_sent", "bytes_received"]
+    FLAT_ROLES.iter().any(|r| key_name(key) == r.as_str())
+}
+
+/// For a daemon without its own counters: what Docker may see a quiet peer send, in bytes per second
+/// (keep-alives, pings, a background index exchange; a loop that moves files or versions sends more).
+pub const IDLE_TX_BYTES_PER_S: f64 = 4096.0;
+
+/// Whether a peer was quiet between two scrapes: its flat roles did not move, or, when it has none
+/// (no metrics), Docker saw it send at most [`IDLE_TX_BYTES_PER_S`].
+pub fn quiet_between(first: &Counters, last: &Counters) -> bool {
+    quiet_problems(first, last).is_empty()
+}
+
+/// What moved between two scrapes of one peer that should not have: (series, before, after).
+fn quiet_problems(first: &Counters, last: &Counters) -> Vec<(String, f64, f64)> {
+    let own: Vec<(&String, &f64)> = last.values.iter().filter(|(k, _)| must_stay_flat(k)).collect();
+    if !own.is_empty() {
+        return own
+            .into_iter()
+            .filter_map(|(k, after)| {
+                let before = first.values.get(k).copied().unwrap_or(0.0);
+                (*after > before).then(|| (k.clone(), before, *after))
+            })
+            .collect();
+    }
+    let tx = Role::NetTxBytes.as_str();
+    match (first.values.get(tx), last.values.get(tx)) {
+        (Some(b), Some(a)) => {
+            let secs = (last.t_ms.saturating_sub(first.t_ms) as f64 / 1000.0).max(0.001);
+            if (a - b) / secs > IDLE_TX_BYTES_PER_S {
+                vec![(format!("{tx} (more than {IDLE_TX_BYTES_PER_S} B/s)"), *b, *a)]
+            } else {
+                vec![]
+            }
+        }
+        _ => vec![],
+    }
+}
+
+/// What the counter half of `no-loop` rests on for these scrapes.
+fn counters_basis(counters: &[Counters]) -> &'static str {
+    if counters.iter().any(|c| c.values.keys().any(|k| must_stay_flat(k))) {
+        "the daemon's own counters (its profile's roles)"
+    } else if counters
         .iter()
-        .any(|m| name == format!("syncpeer_{m}_total"));
-    (traffic && key_label(key, "kind") != Some("summary"))
-        || name == "syncpeer_versions_applied_total"
-        || name == "syncpeer_local_changes_total"
+        .any(|c| c.values.contains_key(Role::NetTxBytes.as_str()))
+    {
+        "Docker's network counters (the daemon has no metrics of its own)"
+    } else {
+        "no counters"
+    }
 }
 
 /// Changes the nemesis made to peers' files itself (disk faults: a corrupted or truncated file, then
@@ -108,15 +164,23 @@ pub fn no_metadata_version(history: &[crate::history::Record], counters: &[Count
             let n = c
                 .values
                 .iter()
-                .filter(|(k, _)| key_name(k) == "syncpeer_local_changes_total")
+                .filter(|(k, _)| key_name(k) == Role::LocalChanges.as_str())
                 .map(|(_, v)| *v)
                 .sum();
             (*p, n)
         })
         .collect();
     let authored: f64 = per_peer.values().sum();
+    let declared = last
+        .values()
+        .any(|c| c.values.keys().any(|k| key_name(k) == Role::LocalChanges.as_str()));
     let (verdict, summary) = if per_peer.is_empty() {
         (Verdict::Unknown, "no metrics scraped".to_string())
+    } else if !declared {
+        (
+            Verdict::Unknown,
+            "the daemon counts no versions authored (its profile maps no `local_changes` counter); a touch that became a version leaves no trace in the trees".to_string(),
+        )
     } else if authored > writes as f64 {
         (
             Verdict::Invalid,
@@ -147,6 +211,7 @@ pub fn no_metadata_version(history: &[crate::history::Record], counters: &[Count
 
 pub fn no_loop(
     order: &BTreeMap<String, PathOrder>,
+    conv: &Conventions,
     observations: &[Observation],
     damage: &BTreeMap<String, usize>,
     counters: &[Counters],
@@ -164,7 +229,7 @@ pub fn no_loop(
     for ((peer, path), n) in &changes {
         let allowed = match order.get(*path) {
             Some(o) => o.ops.len(),
-            None if parse_conflict_name(path).is_some() => 1,
+            None if conv.conflict(path).is_some() => 1,
             None => 0,
         } + damage.get(*path).copied().unwrap_or(0);
         if *n > allowed && allowed > 0 {
@@ -197,18 +262,12 @@ pub fn no_loop(
                     continue;
                 };
                 watched = watched.max(last.t_ms - first.t_ms);
-                for (key, after) in &last.values {
-                    if !must_stay_flat(key) {
-                        continue;
-                    }
-                    let before = first.values.get(key).copied().unwrap_or(0.0);
-                    if *after > before {
-                        problems.push(json!({
-                            "peer": peer, "series": key,
-                            "from_ms": first.t_ms, "to_ms": last.t_ms,
-                            "expected": before, "found": after,
-                        }));
-                    }
+                for (key, before, after) in quiet_problems(first, last) {
+                    problems.push(json!({
+                        "peer": peer, "series": key,
+                        "from_ms": first.t_ms, "to_ms": last.t_ms,
+                        "expected": before, "found": after,
+                    }));
                 }
             }
         }
@@ -229,7 +288,10 @@ pub fn no_loop(
     } else {
         (
             Verdict::Valid,
-            format!("counters flat for {watched} ms after quiescence; no path changed more often than written"),
+            format!(
+                "quiet for {watched} ms after quiescence by {}; no path changed more often than written",
+                counters_basis(counters)
+            ),
         )
     };
     Check {
@@ -238,6 +300,7 @@ pub fn no_loop(
         summary,
         evidence: json!({
             "quiesced_at_ms": quiesced_at,
+            "counters": counters_basis(counters),
             "problems": problems.iter().take(50).collect::<Vec<_>>(),
             "problem_count": problems.len(),
             "undecided": unknowns,
@@ -289,7 +352,7 @@ mod tests {
         Counters {
             t_ms,
             peer: peer.into(),
-            values: BTreeMap::from([("syncpeer_local_changes_total".to_string(), n)]),
+            values: BTreeMap::from([("local_changes".to_string(), n)]),
         }
     }
 

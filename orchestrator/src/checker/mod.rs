@@ -50,6 +50,8 @@ pub struct Check {
 /// Everything the checkers judge: the plan, the history read back from disk, every peer's final state.
 pub struct Evidence<'a> {
     pub plan: &'a crate::plan::Plan,
+    /// How the daemon names conflict copies and what in its log means a crash (its profile's).
+    pub conventions: &'a crate::profile::Conventions,
     pub history: &'a [Record],
     pub peers: &'a [PeerFinal],
     /// Every change the convergence monitor saw in a peer's tree (`observations.jsonl`).
@@ -93,12 +95,13 @@ pub fn judge(e: &Evidence) -> Judgement {
     let ops = causal::ops(e.history);
     let mut checks = vec![
         converged(e.peers),
-        state::right_final_state(&order, e.peers),
-        state::no_lost_update(&order, e.peers),
+        state::right_final_state(&order, e.peers, e.conventions),
+        state::no_lost_update(&order, e.peers, e.conventions),
         state::no_zombie(&order, e.peers),
         state::no_corruption(&order, e.peers),
         loops::no_loop(
             &order,
+            e.conventions,
             e.observations,
             &loops::disk_damage(e.history),
             e.counters,
@@ -106,7 +109,7 @@ pub fn judge(e: &Evidence) -> Judgement {
             LOOP_WINDOW_MS,
         ),
         recovered_in_time(&recoveries, e.plan.expect.converge_within.ms()),
-        no_crash(e.peers),
+        no_crash(e.peers, e.conventions),
     ];
     checks.extend(loops::no_metadata_version(e.history, e.counters));
     checks.extend(byzantine::no_poisoning(
@@ -132,7 +135,7 @@ pub fn judge(e: &Evidence) -> Judgement {
         .sum();
     let figures = Figures {
         propagation: figures::propagation(&ops, &names, e.observations),
-        conflicts: figures::conflicts(&ops, e.peers, e.counters),
+        conflicts: figures::conflicts(&ops, e.peers, e.counters, e.conventions),
         traffic: figures::traffic(&ops, content_bytes, e.peers.len(), e.counters),
     };
     Judgement {
@@ -154,8 +157,8 @@ pub struct PeerFinal {
     pub tree: Tree,
     pub alive: bool,
     pub log: String,
-    /// The peer's public key (hex) from `/v1/status`, when it answered: conflict copies of its writes
-    /// must carry its first 8 characters.
+    /// The peer's identity (a public key, a device id), when known: a conflict copy whose name
+    /// carries an author (the profile's `author` group) must carry a prefix of it.
     pub id: Option<String>,
 }
 
@@ -216,15 +219,13 @@ pub fn converged(peers: &[PeerFinal]) -> Check {
     }
 }
 
-/// Invariant 8: every peer is alive at the end and no log shows a panic.
-pub fn no_crash(peers: &[PeerFinal]) -> Check {
+/// Invariant 8: every peer is alive at the end and no log shows a crash (the profile's patterns).
+pub fn no_crash(peers: &[PeerFinal], conv: &crate::profile::Conventions) -> Check {
     let dead: Vec<&str> = peers.iter().filter(|p| !p.alive).map(|p| p.name.as_str()).collect();
     let panics: Vec<serde_json::Value> = peers
         .iter()
         .filter_map(|p| {
-            p.log
-                .lines()
-                .find(|l| l.contains("panicked at"))
+            conv.crash_line(&p.log)
                 .map(|l| serde_json::json!({"peer": p.name, "line": l}))
         })
         .collect();
@@ -233,9 +234,9 @@ pub fn no_crash(peers: &[PeerFinal]) -> Check {
         name: "no-crash".into(),
         verdict: if ok { Verdict::Valid } else { Verdict::Invalid },
         summary: if ok {
-            format!("all {} peers alive, no panic in their logs", peers.len())
+            format!("all {} peers alive, no crash in their logs", peers.len())
         } else {
-            format!("{} peers dead, {} logs with a panic", dead.len(), panics.len())
+            format!("{} peers dead, {} logs with a crash", dead.len(), panics.len())
         },
         evidence: serde_json::json!({ "dead": dead, "panics": panics }),
     }

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use super::causal::{Op, PathOrder, parse_conflict_name};
+use super::causal::{Op, PathOrder};
 use super::{Check, PeerFinal, Verdict};
+use crate::profile::Conventions;
 use crate::tree::Tree;
 
 /// Evidence lists are cut to this many items (the count is always given).
@@ -41,18 +42,22 @@ fn found_at(tree: &Tree, path: &str, order: Option<&PathOrder>) -> Value {
     }
 }
 
-/// A peer's conflict copies as (origin path, content hash) -> author prefixes, built once per peer so
-/// that asking "is this write kept as a copy?" costs a lookup, not a walk over the tree.
+/// A peer's conflict copies as (origin path, content hash) -> author prefixes (empty when the daemon
+/// names no author), built once per peer so that asking "is this write kept as a copy?" costs a
+/// lookup, not a walk over the tree. Copies are recognised by the profile's `conflicts` pattern; a
+/// hash prefix in the name, when the daemon writes one, must match the content.
 struct Copies<'a>(BTreeMap<(String, &'a str), Vec<String>>);
 
 impl<'a> Copies<'a> {
-    fn of(tree: &'a Tree) -> Copies<'a> {
+    fn of(tree: &'a Tree, conv: &Conventions) -> Copies<'a> {
         let mut m: BTreeMap<(String, &'a str), Vec<String>> = BTreeMap::new();
         for (p, e) in &tree.files {
-            if let Some(c) = parse_conflict_name(p)
-                && e.hash.starts_with(&c.hash8)
+            if let Some(c) = conv.conflict(p)
+                && c.hash.as_ref().is_none_or(|h| e.hash.starts_with(h.as_str()))
             {
-                m.entry((c.origin, e.hash.as_str())).or_default().push(c.author8);
+                m.entry((c.origin, e.hash.as_str()))
+                    .or_default()
+                    .push(c.author.unwrap_or_default());
             }
         }
         Copies(m)
@@ -119,12 +124,12 @@ fn undecided(order: &BTreeMap<String, PathOrder>) -> BTreeMap<&str, Value> {
 /// Invariant 2: per path, the final content is the causally last write; concurrent last operations
 /// leave one winner at the path and conflict copies of the losing writes. Every other file must be a
 /// conflict copy of some write to its origin path.
-pub fn right_final_state(order: &BTreeMap<String, PathOrder>, peers: &[PeerFinal]) -> Check {
+pub fn right_final_state(order: &BTreeMap<String, PathOrder>, peers: &[PeerFinal], conv: &Conventions) -> Check {
     let undecided = undecided(order);
     let ids = ids(peers);
     let mut problems = Vec::new();
     for p in peers {
-        let copies = Copies::of(&p.tree);
+        let copies = Copies::of(&p.tree, conv);
         for (path, o) in order {
             if undecided.contains_key(path.as_str()) {
                 continue;
@@ -157,11 +162,10 @@ pub fn right_final_state(order: &BTreeMap<String, PathOrder>, peers: &[PeerFinal
                 let h = w.hash.as_deref().expect("writes have content");
                 let author = ids.get(w.peer.as_str()).copied();
                 if found != Some(h) && !copies.has(path, h, author) {
-                    let name = author.map(|a| super::causal::conflict_name(path, a, h));
                     problems.push(json!({
                         "peer": p.name,
                         "path": path,
-                        "expected": {"conflict_copy_of": describe(w), "named": name},
+                        "expected": {"conflict_copy_of": describe(w), "author": author},
                         "found": "no conflict copy with that content and author",
                     }));
                 }
@@ -172,12 +176,14 @@ pub fn right_final_state(order: &BTreeMap<String, PathOrder>, peers: &[PeerFinal
                 continue;
             }
             // A conflict copy of some write to its origin, named after that write's author when known.
-            let legit = parse_conflict_name(path).is_some_and(|c| {
-                e.hash.starts_with(&c.hash8)
+            let legit = conv.conflict(path).is_some_and(|c| {
+                c.hash.as_ref().is_none_or(|h| e.hash.starts_with(h.as_str()))
                     && order.get(&c.origin).is_some_and(|o| {
                         o.ops.iter().any(|op| {
                             op.hash.as_deref() == Some(e.hash.as_str())
-                                && ids.get(op.peer.as_str()).is_none_or(|id| id.starts_with(&c.author8))
+                                && c.author.as_ref().is_none_or(|a| {
+                                    ids.get(op.peer.as_str()).is_none_or(|id| id.starts_with(a.as_str()))
+                                })
                         })
                     })
             });
@@ -203,11 +209,11 @@ pub fn right_final_state(order: &BTreeMap<String, PathOrder>, peers: &[PeerFinal
 
 /// Invariant 3: every acknowledged write that nothing causally overwrote or deleted survives on every
 /// peer, at its path or as a conflict copy.
-pub fn no_lost_update(order: &BTreeMap<String, PathOrder>, peers: &[PeerFinal]) -> Check {
+pub fn no_lost_update(order: &BTreeMap<String, PathOrder>, peers: &[PeerFinal], conv: &Conventions) -> Check {
     let mut problems = Vec::new();
     let mut unknowns = Vec::new();
     let mut survivors = 0usize;
-    let copies: Vec<Copies> = peers.iter().map(|p| Copies::of(&p.tree)).collect();
+    let copies: Vec<Copies> = peers.iter().map(|p| Copies::of(&p.tree, conv)).collect();
     // A write survives as a copy whatever the copy's author part says (a misnamed copy is a wrong
     // final state, not a lost update).
     for (path, o) in order {

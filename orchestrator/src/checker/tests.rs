@@ -63,12 +63,12 @@ fn a_divergent_peer_is_caught_with_the_path_named() {
 #[test]
 fn dead_peers_and_panics_are_crashes() {
     let mut peers = vec![peer("p1", &[]), peer("p2", &[])];
-    assert_eq!(no_crash(&peers).verdict, Verdict::Valid);
+    assert_eq!(no_crash(&peers, &conv()).verdict, Verdict::Valid);
     peers[1].log = "thread 'main' panicked at src/x.rs:1:1".into();
-    assert_eq!(no_crash(&peers).verdict, Verdict::Invalid);
+    assert_eq!(no_crash(&peers, &conv()).verdict, Verdict::Invalid);
     peers[1].log.clear();
     peers[0].alive = false;
-    assert_eq!(no_crash(&peers).verdict, Verdict::Invalid);
+    assert_eq!(no_crash(&peers, &conv()).verdict, Verdict::Invalid);
 }
 
 #[test]
@@ -123,10 +123,11 @@ fn verdicts_compose_worst_wins() {
 
 // ---- the causal checkers: histories and trees with one planted anomaly each ----
 
-use super::causal::{self, conflict_name, parse_conflict_name};
+use super::causal;
 use crate::history::Outcome;
 use crate::monitor::Observation;
 use crate::plan::FileOpKind;
+use crate::profile::Conventions;
 use crate::tree::hash_bytes;
 
 fn write(t_ms: u64, op: u64, peer: &str, path: &str, content: &str) -> Record {
@@ -174,6 +175,33 @@ fn seen(t_ms: u64, peer: &str, path: &str, content: Option<&str>) -> Observation
     }
 }
 
+/// The shipped `syncpeer` profile's conventions: the checkers are tested with the real pattern.
+fn conv() -> Conventions {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../peer-image/profiles");
+    crate::profile::load("syncpeer", &dir)
+        .expect("the shipped profile")
+        .conventions
+}
+
+fn parse_conflict_name(path: &str) -> Option<crate::profile::ConflictName> {
+    conv().conflict(path)
+}
+
+/// A conflict copy's name as `syncpeer` writes it: `<stem>.sync-conflict-<author8>-<hash8><ext>`.
+fn conflict_name(origin: &str, author: &str, hash: &str) -> String {
+    let (dir, file) = origin.rsplit_once('/').map_or(("", origin), |(d, f)| (d, f));
+    let dir = if dir.is_empty() {
+        String::new()
+    } else {
+        format!("{dir}/")
+    };
+    let (stem, ext) = match file.rfind('.') {
+        Some(i) if i > 0 => (&file[..i], &file[i..]),
+        _ => (file, ""),
+    };
+    format!("{dir}{stem}.sync-conflict-{}-{}{ext}", &author[..8], &hash[..8])
+}
+
 fn copy_of(path: &str, content: &str) -> String {
     conflict_name(path, "abcdef0123456789", &hash_bytes(content.as_bytes()))
 }
@@ -188,8 +216,8 @@ struct Judged {
 fn judge_state(h: &[Record], obs: &[Observation], peers: &[PeerFinal]) -> Judged {
     let order = causal::order(h, obs);
     Judged {
-        state: state::right_final_state(&order, peers),
-        lost: state::no_lost_update(&order, peers),
+        state: state::right_final_state(&order, peers, &conv()),
+        lost: state::no_lost_update(&order, peers, &conv()),
         zombie: state::no_zombie(&order, peers),
         corrupt: state::no_corruption(&order, peers),
     }
@@ -377,15 +405,12 @@ fn counters(t_ms: u64, peer: &str, blob: f64, summary: f64) -> Counters {
         t_ms,
         peer: peer.into(),
         values: [
+            ("messages_sent{kind=\"blob\",peer=\"p2\"}".to_string(), blob),
             (
-                "syncpeer_messages_sent_total{kind=\"blob\",peer=\"p2\"}".to_string(),
-                blob,
-            ),
-            (
-                "syncpeer_messages_sent_total{kind=\"summary\",peer=\"p2\"}".to_string(),
+                "background_messages_sent{kind=\"summary\",peer=\"p2\"}".to_string(),
                 summary,
             ),
-            ("syncpeer_versions_applied_total".to_string(), 1.0),
+            ("versions_applied".to_string(), 1.0),
         ]
         .into_iter()
         .collect(),
@@ -399,23 +424,23 @@ fn a_loop_is_caught_by_moving_counters_after_quiescence() {
     // Summaries may tick; blobs may not.
     let flat = [counters(5000, "p1", 3.0, 10.0), counters(7000, "p1", 3.0, 14.0)];
     assert_eq!(
-        loops::no_loop(&order, &obs, &BTreeMap::new(), &flat, Some(4000), 1000).verdict,
+        loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &flat, Some(4000), 1000).verdict,
         Verdict::Valid
     );
     let looping = [counters(5000, "p1", 3.0, 10.0), counters(7000, "p1", 9.0, 14.0)];
-    let c = loops::no_loop(&order, &obs, &BTreeMap::new(), &looping, Some(4000), 1000);
+    let c = loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &looping, Some(4000), 1000);
     assert_eq!(c.verdict, Verdict::Invalid);
     assert_eq!(
         c.evidence["problems"][0]["series"],
-        "syncpeer_messages_sent_total{kind=\"blob\",peer=\"p2\"}"
+        "messages_sent{kind=\"blob\",peer=\"p2\"}"
     );
     // Samples from before quiescence do not count; too short a window is unknown.
     assert_eq!(
-        loops::no_loop(&order, &obs, &BTreeMap::new(), &looping, Some(6000), 1000).verdict,
+        loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &looping, Some(6000), 1000).verdict,
         Verdict::Unknown
     );
     assert_eq!(
-        loops::no_loop(&order, &obs, &BTreeMap::new(), &[], None, 1000).verdict,
+        loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &[], None, 1000).verdict,
         Verdict::Unknown
     );
 }
@@ -428,7 +453,7 @@ fn a_loop_is_caught_by_more_versions_than_writes() {
     obs.push(seen(1500, "p1", "a.txt", Some("v1")));
     obs.push(seen(1700, "p1", "a.txt", Some("v2")));
     let flat = [counters(5000, "p1", 3.0, 10.0), counters(7000, "p1", 3.0, 14.0)];
-    let c = loops::no_loop(&order, &obs, &BTreeMap::new(), &flat, Some(4000), 1000);
+    let c = loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &flat, Some(4000), 1000);
     assert_eq!(c.verdict, Verdict::Invalid, "{}", c.evidence);
     assert_eq!(c.evidence["problems"][0]["peer"], "p1");
     assert_eq!(c.evidence["problems"][0]["path"], "a.txt");
@@ -444,7 +469,7 @@ fn a_loop_is_caught_by_more_versions_than_writes() {
     )];
     let damage = loops::disk_damage(&disk);
     assert_eq!(
-        loops::no_loop(&order, &obs, &damage, &flat, Some(4000), 1000).verdict,
+        loops::no_loop(&order, &conv(), &obs, &damage, &flat, Some(4000), 1000).verdict,
         Verdict::Valid
     );
 }
@@ -474,7 +499,7 @@ fn figures_propagation_quantiles_conflicts_and_traffic() {
     assert_eq!(figures::quantile(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.5), Some(5));
     let copy = copy_of("a.txt", "v1");
     let peers = [peer("p1", &[("a.txt", "v2"), (&copy, "v1")])];
-    let c = figures::conflicts(&ops, &peers, &[]);
+    let c = figures::conflicts(&ops, &peers, &[], &conv());
     assert_eq!((c.writes, c.copies, c.rate), (2, 1, 0.5));
     let t = figures::traffic(&ops, 4, 3, &[counters(1, "p1", 4.0, 9.0), counters(2, "p2", 4.0, 1.0)]);
     assert_eq!(t.messages, 8.0);
@@ -538,7 +563,7 @@ fn conflict_copies_must_carry_their_authors_key_when_it_is_known() {
     assert_eq!(judge_state(&h, &obs, &with_ids(&right)).state.verdict, Verdict::Valid);
     let j = judge_state(&h, &obs, &with_ids(&wrong));
     assert_eq!(j.state.verdict, Verdict::Invalid, "named after p2, but p1 wrote x");
-    assert_eq!(j.state.evidence["problems"][0]["expected"]["named"], right.as_str());
+    assert_eq!(j.state.evidence["problems"][0]["expected"]["author"], key1.as_str());
     assert_eq!(j.lost.verdict, Verdict::Valid, "the content survives");
 }
 
@@ -649,8 +674,8 @@ mod poisoning {
             t_ms: 9000,
             peer: peer.into(),
             values: [
-                ("syncpeer_rejections_total{reason=\"bad_hash\"}".to_string(), bad_hash),
-                ("syncpeer_quarantined_peers".to_string(), 1.0),
+                ("rejections{reason=\"bad_hash\"}".to_string(), bad_hash),
+                ("quarantined".to_string(), 1.0),
             ]
             .into(),
         }

@@ -2,7 +2,6 @@
 //! lock folders, damaged or filled disks, Byzantine control files), and the clock read back from the
 //! peer itself.
 
-use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,7 +12,6 @@ use super::Nemesis;
 use crate::cluster;
 use crate::generator::ConcreteFault;
 use crate::history::Event;
-use crate::peer_profile;
 use crate::plan::{DiskAction, LockAction};
 
 /// libfaketime's relative format: signed seconds and a speed factor. The factor is always written:
@@ -55,7 +53,7 @@ impl Nemesis {
                 .and_then(|()| std::fs::rename(&tmp, p.dir.faketime()))
                 .with_context(|| format!("writing the clock file of {}", p.name))?;
             let down = self.journal.lock().await.down.contains_key(&n);
-            let measured = if down { None } else { self.measure_offset(p.ip).await };
+            let measured = if down { None } else { self.measure_offset(n).await };
             self.history.record(Event::ClockMeasured {
                 peer: p.name.clone(),
                 requested_ms: offset_ms,
@@ -69,17 +67,18 @@ impl Nemesis {
         Ok(out.into())
     }
 
-    /// The peer's reported wall clock minus ours, corrected by half the round trip.
-    pub(super) async fn measure_offset(&self, ip: Ipv4Addr) -> Option<i64> {
+    /// The peer's reported wall clock minus ours, corrected by half the round trip (when its profile
+    /// has a status call that reports it).
+    pub(super) async fn measure_offset(&self, n: usize) -> Option<i64> {
         let now_ms = || {
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64)
         };
         let before = now_ms();
-        let status = cluster::status(&self.http, ip).await.ok()?;
+        let theirs = self.daemon.wall_clock_ms(&self.peers[n], &self.facts[n]).await?;
         let after = now_ms();
-        Some(status.wall_clock_ms - (before + after) / 2)
+        Some(theirs - (before + after) / 2)
     }
 
     /// Writes each peer's Byzantine control file from the journal (the behaviours of every active
@@ -89,7 +88,13 @@ impl Nemesis {
         let mut out = serde_json::Map::new();
         for &n in peers {
             let behaviours = byzantine_behaviours(self.journal.lock().await.active.values(), n);
-            let file = self.peers[n].dir.byzantine();
+            let Some(rel) = &self.daemon.profile.byzantine_file else {
+                bail!(
+                    "the profile `{}` has no byzantine control file",
+                    self.daemon.profile.name
+                );
+            };
+            let file = self.peers[n].dir.root.join(rel);
             if behaviours.is_empty() {
                 match std::fs::remove_file(&file) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -111,17 +116,21 @@ impl Nemesis {
     }
 
     pub(super) fn lock_fault(&self, node: usize, action: &LockAction, on: bool) -> anyhow::Result<serde_json::Value> {
-        let dir = self.peers[node].dir.state().join("locks");
+        let Some(format) = &self.daemon.profile.locks else {
+            bail!("the profile `{}` names no lock format", self.daemon.profile.name);
+        };
+        let peer_dir = &self.peers[node].dir;
+        let dir = peer_dir.root.join(&format.dir);
         std::fs::create_dir_all(&dir)?;
         match (action, on) {
             (LockAction::Stale(path), true) => {
-                let (name, contents) = peer_profile::stale_lock(path);
+                let (name, contents) = stale_lock(format, path)?;
                 std::fs::write(dir.join(&name), contents)?;
-                peer_profile::chown_tree(&dir)?;
+                peer_dir.chown(&dir)?;
                 Ok(serde_json::json!({"lock": name, "path": path}))
             }
             (LockAction::Stale(path), false) => {
-                let (name, _) = peer_profile::stale_lock(path);
+                let (name, _) = stale_lock(format, path)?;
                 let cleared = !dir.join(&name).exists();
                 Ok(serde_json::json!({"lock": name, "cleared": cleared}))
             }
@@ -206,6 +215,18 @@ impl Nemesis {
         let _ = f.sync_all();
         Ok(serde_json::json!({"filled_bytes": written}))
     }
+}
+
+/// A lock for `path` as a crashed daemon leaves it, in the profile's format (name, contents).
+fn stale_lock(format: &crate::profile::LockFormat, path: &str) -> anyhow::Result<(String, String)> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let ctx = minijinja::context! { path => path, path_hash => blake3::hash(path.as_bytes()).to_hex().to_string(), now_ms => now_ms };
+    let env = minijinja::Environment::new();
+    let name = env.render_str(&format.name, &ctx)?;
+    let stale = env.render_str(&format.stale, &ctx)?;
+    Ok((name, stale))
 }
 
 /// The behaviours active byzantine faults give peer `n`, each once, in the order they were listed.

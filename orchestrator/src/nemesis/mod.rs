@@ -7,13 +7,16 @@
 //!
 //! | fault | applied by | undone by |
 //! |---|---|---|
-//! | partition | the peer's `SYFTCHAOS` iptables chain, replaced atomically (`iptables-restore --noflush`) | the chain rewritten without it |
-//! | link | `netfault apply` in the peer (NFQUEUE userspace engine or kernel netem; `tc` for bandwidth) | `netfault clear --id` |
-//! | clock | the peer's libfaketime file (`/data/faketime`), rewritten from the host; measured at once | the file rewritten |
-//! | kill / stop / pause | the Docker API | start (then faults re-applied) / unpause |
-//! | lock | a stale lock file, or the lock folder made read-only (host side) | folder writable again |
+//! | partition | the peer's `SYFTCHAOS` iptables chain, replaced atomically (`iptables-restore --noflush`) in its fault agent | the chain rewritten without it |
+//! | link | `netfault apply` in the peer's fault agent (NFQUEUE userspace engine or kernel netem; `tc` for bandwidth) | `netfault clear --id` |
+//! | clock | the peer's libfaketime file (`<run>/faults/<peer>/faketime`), rewritten from the host; measured at once when the profile has a status call | the file rewritten |
+//! | kill / stop / pause | the Docker API | start, a new fault agent, faults re-applied / unpause |
+//! | lock | a stale lock file in the profile's lock format, or the lock folder made read-only (host side) | folder writable again |
 //! | disk | bits flipped or the file truncated in place, mtime kept (host side) | nothing: the peer must repair it |
-//! | byzantine | the peer's Byzantine control file (`<state>/byzantine`) names its behaviours (host side) | the file rewritten from the journal, removed when none is left |
+//! | byzantine | the peer's Byzantine control file (the profile's `byzantine_file`) names its behaviours (host side) | the file rewritten from the journal, removed when none is left |
+//!
+//! Which kinds a daemon can take is its profile's `faults`; plans asking for others are refused at
+//! validate time.
 
 mod host;
 mod network;
@@ -21,25 +24,28 @@ mod network;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use tokio::sync::Mutex;
 
 pub use host::faketime_spec;
 use network::{cut_nodes, netfault_id};
 
-use crate::cluster::{self, Peer};
+use crate::cluster::daemon::Daemon;
+use crate::cluster::{self, Peer, sidecar};
 use crate::docker::Engine;
 use crate::generator::ConcreteFault;
 use crate::history::{Event, History};
 use crate::plan::{DiskAction, ProcessAction};
+use crate::profile::Facts;
 
 pub struct Nemesis {
     engine: Engine,
+    run_id: String,
     peers: Vec<Peer>,
+    facts: Vec<Facts>,
+    daemon: Daemon,
     history: Arc<History>,
-    http: reqwest::Client,
     journal: Mutex<Journal>,
     /// Whether any link fault was ever installed (only then does a heal need `netfault clear`).
     links_used: std::sync::atomic::AtomicBool,
@@ -53,17 +59,14 @@ struct Journal {
 }
 
 impl Nemesis {
-    pub fn new(engine: Engine, peers: Vec<Peer>, history: Arc<History>) -> Nemesis {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .no_proxy()
-            .build()
-            .expect("http client");
+    pub fn new(cluster: &cluster::Cluster, history: Arc<History>) -> Nemesis {
         Nemesis {
-            engine,
-            peers,
+            engine: cluster.engine.clone(),
+            run_id: cluster.run_id.clone(),
+            peers: cluster.peers.clone(),
+            facts: cluster.facts.clone(),
+            daemon: cluster.daemon(),
             history,
-            http,
             journal: Mutex::new(Journal::default()),
             links_used: Default::default(),
         }
@@ -83,7 +86,7 @@ impl Nemesis {
         self.for_each(&self.all(), |n| self.prepare_one(n)).await?;
         let probe = self
             .engine
-            .exec(&self.peers[0].container, "root", &["netfault", "probe"])
+            .exec(&self.peers[0].agent, "root", &["netfault", "probe"])
             .await?;
         let engines: serde_json::Value = serde_json::from_str(&probe.stdout).unwrap_or(serde_json::Value::Null);
         Ok(engines)
@@ -278,14 +281,18 @@ impl Nemesis {
             ProcessAction::Pause => self.engine.unpause(&p.container).await?,
             ProcessAction::Kill | ProcessAction::Stop => {
                 self.engine.start(&p.container).await?;
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-                while !matches!(cluster::status(&self.http, p.ip).await, Ok(s) if s.name == p.name) {
-                    if tokio::time::Instant::now() > deadline {
-                        bail!("{} did not come back within 60 s after a restart", p.name);
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+                // The old agent holds the old network namespace: a new one joins the new.
+                sidecar::reattach(&self.engine, &self.run_id, p).await?;
                 self.reapply(node).await?;
+                self.daemon
+                    .wait_ready(
+                        std::slice::from_ref(p),
+                        std::slice::from_ref(&self.facts[node]),
+                        cluster::RESTART_TIMEOUT,
+                        |_, _| {},
+                    )
+                    .await
+                    .with_context(|| format!("{} did not come back after a restart", p.name))?;
             }
         }
         self.history.record(Event::PeerBack {
@@ -298,7 +305,7 @@ impl Nemesis {
     async fn root_sh(&self, node: usize, script: &str, args: &[&str]) -> anyhow::Result<()> {
         let mut cmd = vec!["sh", "-c", script, "sh"];
         cmd.extend_from_slice(args);
-        let out = self.engine.exec(&self.peers[node].container, "root", &cmd).await?;
+        let out = self.engine.exec(&self.peers[node].agent, "root", &cmd).await?;
         if out.exit_code != 0 {
             bail!(
                 "`{script}` exited {} on {}: {}",

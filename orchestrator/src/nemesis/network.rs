@@ -1,5 +1,5 @@
-//! The nemesis's network side: the partition chain and `netfault` packet faults, inside each peer's
-//! own network namespace (`docker exec` as root).
+//! The nemesis's network side: the partition chain and `netfault` packet faults, in each peer's network
+//! namespace, exec'd in the peer's fault-agent sidecar ([`crate::cluster::sidecar`]).
 
 use std::collections::BTreeSet;
 
@@ -121,7 +121,7 @@ impl Nemesis {
     pub(super) async fn netfault(&self, node: usize, args: Vec<String>) -> anyhow::Result<serde_json::Value> {
         let mut cmd = vec!["netfault"];
         cmd.extend(args.iter().map(String::as_str));
-        let out = self.engine.exec(&self.peers[node].container, "root", &cmd).await?;
+        let out = self.engine.exec(&self.peers[node].agent, "root", &cmd).await?;
         if out.exit_code != 0 {
             bail!(
                 "`netfault {}` failed on {}: {}",

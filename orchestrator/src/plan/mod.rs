@@ -59,7 +59,7 @@ impl std::error::Error for PlanError {}
 /// The most peers one plan may start (the design's target is 100 on one machine).
 pub const MAX_PEERS: usize = 200;
 
-/// A validated plan. Defaults: seed 1, topology full-mesh, image `syftchaos/peer:latest`, flavor
+/// A validated plan. Defaults: seed 1, topology full-mesh, peer profile `syncpeer`, flavor
 /// `default`, `expect.converge_within` 60s, `expect.quiet` 2s, anti-entropy 1s.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Plan {
@@ -69,7 +69,12 @@ pub struct Plan {
     pub seed: u64,
     pub peers: Vec<String>,
     pub topology: Topology,
-    pub image: String,
+    /// The peer profile (the daemon under test): a name under `peer-image/profiles/` or a folder.
+    pub peer: String,
+    /// Where `peer` was written in the plan (line, column), for errors that the profile finds.
+    pub peer_at: (u64, u64),
+    /// The image, when the plan overrides its profile's.
+    pub image: Option<String>,
     pub flavor: String,
     pub anti_entropy: Dur,
     /// Each peer's data folder is a size-limited tmpfs of this many bytes (needed by `disk: {fill}`).
@@ -175,6 +180,8 @@ pub struct FaultStep {
     /// For rolling partitions: how often the isolated peer moves on.
     pub every: Option<Dur>,
     pub fault: Fault,
+    /// Where the step is in the plan (line, column), for errors found later (e.g. by the profile).
+    pub at_line: (u64, u64),
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -383,7 +390,7 @@ pub fn parse(text: &str, path: &Path, topologies_dir: &Path) -> Result<Plan, Pla
     .plan(raw)
 }
 
-fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> PlanError {
+pub(crate) fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> PlanError {
     let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
     let text = e.without_snippet().to_string();
     // The crate appends its own "at line L, column C"; we print the location first, in one style.

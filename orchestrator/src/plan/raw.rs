@@ -25,6 +25,8 @@ pub(super) struct RawPlan {
     #[serde(default)]
     pub(super) image: Option<String>,
     #[serde(default)]
+    pub(super) peer: Option<Spanned<String>>,
+    #[serde(default)]
     pub(super) flavor: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) anti_entropy: Option<Dur>,

@@ -110,7 +110,15 @@ impl Resolver<'_> {
             seed,
             peers,
             topology,
-            image: raw.image.unwrap_or_else(|| "syftchaos/peer:latest".into()),
+            peer: raw
+                .peer
+                .as_ref()
+                .map_or_else(|| "syncpeer".to_string(), |p| p.value.clone()),
+            peer_at: raw
+                .peer
+                .as_ref()
+                .map_or((1, 1), |p| (p.referenced.line(), p.referenced.column())),
+            image: raw.image,
             flavor,
             anti_entropy: raw.anti_entropy.unwrap_or(Dur::from_ms(1000)),
             disk_limit,
@@ -414,6 +422,7 @@ impl Resolver<'_> {
             duration: raw.duration,
             every: raw.every,
             fault,
+            at_line: (at.line(), at.column()),
         })
     }
 

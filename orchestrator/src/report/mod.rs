@@ -52,6 +52,9 @@ pub struct RunResult {
     pub started_at: String,
     pub duration_ms: u64,
     pub image: String,
+    /// The peer profile (the daemon under test).
+    #[serde(default)]
+    pub profile: String,
     pub flavor: String,
     /// The packet-fault engine used for `link` faults (`userspace` or `netem`), as `netfault probe`
     /// chose it on this kernel, and the whole probe (which kernel features exist).
@@ -428,13 +431,14 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
         h,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>{plan}: {v}</title><style>{CSS}</style></head><body>\
          <h1>{plan} <span class=\"{v}\">{v}</span></h1>\
-         <p class=\"meta\">run <code>{run}</code> · seed {seed} · started {start} · {dur:.1} s · image <code>{image}</code> · flavor {flavor}</p>",
+         <p class=\"meta\">run <code>{run}</code> · seed {seed} · started {start} · {dur:.1} s · daemon <b>{profile}</b> · image <code>{image}</code> · flavor {flavor}</p>",
         plan = esc(&r.plan),
         run = esc(&r.run_id),
         seed = r.seed,
         start = esc(&r.started_at),
         dur = r.duration_ms as f64 / 1000.0,
         image = esc(&r.image),
+        profile = esc(&r.profile),
         flavor = esc(&r.flavor),
     );
     h.push_str("<h2>Checks</h2><table><tr><th>check</th><th>verdict</th><th>summary</th><th>evidence</th></tr>");
@@ -569,7 +573,7 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
         ("conflict copies in the final trees", c.copies.to_string()),
         ("conflict rate (copies / writes)", format!("{:.3}", c.rate)),
         (
-            "conflicts reported by the peers (syncpeer_conflicts_total)",
+            "conflicts reported by the peers (their `conflicts` counter)",
             opt(c.reported_by_peers, 0),
         ),
         ("operations (writes and deletes)", t.ops.to_string()),
@@ -702,6 +706,7 @@ mod tests {
 
     fn result(verdict: Verdict) -> RunResult {
         RunResult {
+            profile: "syncpeer".into(),
             plan: "smoke<&>".into(),
             seed: 1,
             run_id: "abc".into(),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::checker::loops::key_name;
+use crate::profile::Role;
 use crate::scraper::{self, Sample};
 
 /// Points are (run time in ms, value).
@@ -48,14 +49,19 @@ pub fn reduce(samples: impl Iterator<Item = Sample>) -> BTreeMap<String, PeerSer
     let mut last: BTreeMap<String, Last> = BTreeMap::new();
     for s in samples {
         match s {
-            Sample::Metrics { t_ms, peer, values } => {
-                let (mut msgs, mut bytes) = (0.0, 0.0);
+            Sample::Roles { t_ms, peer, values } => {
+                // Every message and byte the daemon counts, changes and background alike; a daemon
+                // without metrics of its own has none (its network line comes from Docker below).
+                let (mut msgs, mut bytes, mut any) = (0.0, 0.0, false);
                 for (k, v) in &values {
-                    match key_name(k) {
-                        "syncpeer_messages_sent_total" => msgs += v,
-                        "syncpeer_bytes_sent_total" => bytes += v,
+                    match Role::parse(key_name(k)) {
+                        Some(Role::MessagesSent | Role::BackgroundMessagesSent) => (msgs, any) = (msgs + v, true),
+                        Some(Role::BytesSent | Role::BackgroundBytesSent) => bytes += v,
                         _ => {}
                     }
+                }
+                if !any {
+                    continue;
                 }
                 let l = last.entry(peer.clone()).or_default();
                 let series = out.entry(peer).or_default();
@@ -88,7 +94,7 @@ pub fn reduce(samples: impl Iterator<Item = Sample>) -> BTreeMap<String, PeerSer
                 l.net = Some((t_ms, net));
                 series.mem_mib.push((t_ms, stats.mem_bytes as f64 / (1024.0 * 1024.0)));
             }
-            Sample::MetricsError { .. } => {}
+            Sample::Metrics { .. } | Sample::MetricsError { .. } => {}
         }
     }
     out
@@ -101,15 +107,12 @@ mod tests {
 
     #[test]
     fn rates_come_from_differences_and_survive_a_restart() {
-        let m = |t_ms, v: f64| Sample::Metrics {
+        let m = |t_ms, v: f64| Sample::Roles {
             t_ms,
             peer: "p1".into(),
             values: BTreeMap::from([
-                ("syncpeer_messages_sent_total{kind=\"blob\",peer=\"p2\"}".to_string(), v),
-                (
-                    "syncpeer_bytes_sent_total{kind=\"blob\",peer=\"p2\"}".to_string(),
-                    v * 100.0,
-                ),
+                ("messages_sent{kind=\"blob\",peer=\"p2\"}".to_string(), v),
+                ("bytes_sent{kind=\"blob\",peer=\"p2\"}".to_string(), v * 100.0),
             ]),
         };
         let d = |t_ms, cpu_ns| Sample::Docker {

@@ -7,6 +7,7 @@ use syftchaos::cluster::{Cluster, ClusterSpec};
 use syftchaos::docker::{Engine, ExecOutput};
 use syftchaos::history::History;
 use syftchaos::nemesis::Nemesis;
+use syftchaos::profile::{self, PlanFacts, Profile};
 
 pub struct Bed {
     pub cluster: Cluster,
@@ -15,9 +16,21 @@ pub struct Bed {
     _dir: tempfile::TempDir,
 }
 
+/// A shipped peer profile (`peer-image/profiles/<name>`).
+pub fn shipped_profile(name: &str) -> Arc<Profile> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../peer-image/profiles");
+    Arc::new(profile::load(name, &dir).unwrap_or_else(|e| panic!("{e}")))
+}
+
 impl Bed {
-    /// `n` peers in a full mesh, started, ready, with the fault chain prepared.
+    /// `n` `syncpeer`s in a full mesh, started, ready, with the fault chain prepared.
     pub async fn up(n: usize) -> Bed {
+        Bed::up_with(n, shipped_profile("syncpeer")).await
+    }
+
+    /// `n` peers of `profile` in a full mesh, started, ready, introduced, with the fault chain
+    /// prepared.
+    pub async fn up_with(n: usize, profile: Arc<Profile>) -> Bed {
         let engine = Engine::connect().await.expect("docker");
         let dir = tempfile::tempdir().unwrap();
         let run_id = format!("{:08x}", rand::random::<u32>());
@@ -25,42 +38,55 @@ impl Bed {
         let spec = ClusterSpec {
             neighbours: (0..n).map(|i| (0..n).filter(|&j| j != i).collect()).collect(),
             names,
-            image: "syftchaos/peer:latest".into(),
+            image: profile.image.clone(),
+            profile,
             key_seed: 1,
-            anti_entropy_ms: 1000,
-            flavor: "default".into(),
+            plan: PlanFacts {
+                name: "bed".into(),
+                seed: 1,
+                flavor: "default".into(),
+                anti_entropy_ms: 1000,
+                quarantine_ms: None,
+            },
             disk_limit: None,
-            quarantine_ms: None,
         };
-        let cluster = Cluster::provision(engine.clone(), &run_id, dir.path(), &spec)
+        let mut cluster = Cluster::provision(engine.clone(), &run_id, dir.path(), &spec)
             .await
             .expect("provision");
         let history = Arc::new(History::create(&dir.path().join("history.jsonl")).unwrap());
-        let nemesis = Nemesis::new(engine, cluster.peers.clone(), history);
-        let bed = Bed {
+        let ready = async {
+            cluster.start_all().await?;
+            cluster.wait_ready(Duration::from_secs(90), |_, _| {}).await?;
+            cluster.introduce().await
+        };
+        if let Err(e) = ready.await {
+            let _ = cluster.teardown().await;
+            panic!("test bed did not come up: {e:#}");
+        }
+        let nemesis = Nemesis::new(&cluster, history);
+        if let Err(e) = nemesis.prepare().await {
+            let _ = cluster.teardown().await;
+            panic!("test bed's fault agents did not come up: {e:#}");
+        }
+        Bed {
             cluster,
             nemesis,
             _dir: dir,
-        };
-        let ready = async {
-            bed.cluster.start_all().await?;
-            let http = reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(2))
-                .build()?;
-            bed.cluster
-                .wait_ready(&http, Duration::from_secs(90), |_, _| {})
-                .await?;
-            bed.nemesis.prepare().await
-        };
-        if let Err(e) = ready.await {
-            let _ = bed.cluster.teardown().await;
-            panic!("test bed did not come up: {e:#}");
         }
-        bed
     }
 
+    /// Runs a shell script as root in the peer's network namespace: in its fault agent (the tools
+    /// image: iptables, ping, nc), never needing anything from the daemon's image.
     pub async fn sh(&self, peer: usize, script: &str) -> ExecOutput {
+        self.cluster
+            .engine
+            .exec(&self.cluster.peers[peer].agent, "root", &["sh", "-c", script])
+            .await
+            .unwrap()
+    }
+
+    /// Runs a shell script as root in the peer's own container.
+    pub async fn sh_peer(&self, peer: usize, script: &str) -> ExecOutput {
         self.cluster
             .engine
             .exec(&self.cluster.peers[peer].container, "root", &["sh", "-c", script])

@@ -1,7 +1,7 @@
 //! Clock faults on real containers: a peer's own reported wall clock moves by the configured offset,
 //! at run time, without a restart, and nobody else's clock moves.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use syftchaos::generator::ConcreteFault;
 
@@ -13,20 +13,17 @@ fn now_ms() -> i64 {
 }
 
 async fn offset(bed: &Bed, peer: usize) -> i64 {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
+    let daemon = bed.cluster.daemon();
     let before = now_ms();
-    let s = syftchaos::cluster::status(&http, bed.cluster.peers[peer].ip)
+    let theirs = daemon
+        .wall_clock_ms(&bed.cluster.peers[peer], &bed.cluster.facts[peer])
         .await
-        .unwrap();
-    s.wall_clock_ms - (before + now_ms()) / 2
+        .expect("the peer reports its clock");
+    theirs - (before + now_ms()) / 2
 }
 
 async fn daemon_pid(bed: &Bed, peer: usize) -> String {
-    bed.sh(peer, "pgrep -x syncpeer").await.stdout.trim().to_string()
+    bed.sh_peer(peer, "pgrep -x syncpeer").await.stdout.trim().to_string()
 }
 
 #[test]

@@ -219,6 +219,10 @@ fn synthetic_run(dir: &Path) {
     std::fs::write(dir.join("history.jsonl"), lines).unwrap();
 
     let mut samples = Vec::new();
+    let roles = crate::bed::shipped_profile("syncpeer")
+        .metrics
+        .clone()
+        .expect("syncpeer has metrics");
     for s in 0..21u64 {
         for (i, p) in peers.iter().enumerate() {
             let t = 500 + s * 1000 + i as u64 * 7;
@@ -237,10 +241,17 @@ fn synthetic_run(dir: &Path) {
                     s as f64,
                 ),
             ]);
+            let mut as_roles = roles.roles(&values);
+            as_roles.insert("net_tx_bytes".into(), (s * 900) as f64);
             samples.push(Sample::Metrics {
                 t_ms: t,
                 peer: p.to_string(),
                 values,
+            });
+            samples.push(Sample::Roles {
+                t_ms: t,
+                peer: p.to_string(),
+                values: as_roles,
             });
             samples.push(Sample::Docker {
                 t_ms: t,
@@ -304,8 +315,10 @@ fn synthetic_run(dir: &Path) {
     )
     .expect("plan parses");
     let counters = syftchaos::scraper::counters_for_checks(&dir.join("metrics.jsonl"), checker::quiesced_at(&h));
+    let conventions = crate::bed::shipped_profile("syncpeer").conventions.clone();
     let judged = checker::judge(&checker::Evidence {
         plan: &plan,
+        conventions: &conventions,
         history: &h,
         peers: &finals,
         observations: &obs,
@@ -313,6 +326,7 @@ fn synthetic_run(dir: &Path) {
     });
     let verdict = checker::compose(&judged.checks);
     let result = RunResult {
+        profile: "syncpeer".into(),
         plan: "synthetic".into(),
         seed: 7,
         run_id: "0badcafe".into(),

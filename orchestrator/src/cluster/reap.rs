@@ -1,0 +1,144 @@
+//! Teardown: removing a run's containers (peers and fault agents), network and size-limited mounts,
+//! and the leftovers of runs whose orchestrator died.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+
+use crate::docker::{Engine, LABEL_PID, LABEL_RUN};
+
+/// The tmpfs "device" name marking a run's size-limited peer folders, so `chaos clean` finds them.
+fn mount_source(run_id: &str) -> String {
+    format!("syftchaos-{run_id}")
+}
+
+/// Mounts a tmpfs of `bytes` at `dir` (a peer's data folder), so a disk-full fault fills it and not the
+/// host's disk.
+pub(super) fn mount_limited(dir: &Path, bytes: u64, run_id: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let out = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={bytes},mode=0755"),
+            &mount_source(run_id),
+        ])
+        .arg(dir)
+        .output()
+        .context("running mount")?;
+    if !out.status.success() {
+        bail!(
+            "cannot mount a {bytes}-byte tmpfs at {} for `disk_limit` (this needs root): {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// True when `dir` is one of our size-limited mounts.
+pub fn is_limited_mount(dir: &Path) -> bool {
+    let Ok(dir) = dir.canonicalize() else { return false };
+    our_mounts(None).iter().any(|m| Path::new(m) == dir)
+}
+
+/// Mount points of our tmpfs folders (all runs, or one).
+fn our_mounts(run_id: Option<&str>) -> Vec<String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (source, point) = (f.next()?, f.next()?);
+            let ours = match run_id {
+                Some(r) => source == mount_source(r),
+                None => source.starts_with("syftchaos-"),
+            };
+            ours.then(|| point.replace("\\040", " "))
+        })
+        .collect()
+}
+
+/// Unmounts the size-limited folders of one run (or of every run); returns how many.
+pub fn unmount_run(run_id: Option<&str>) -> usize {
+    let points = our_mounts(run_id);
+    for p in &points {
+        let _ = std::process::Command::new("umount").arg("-l").arg(p).status();
+    }
+    points.len()
+}
+
+/// Removes the containers and the network of one run, then its size-limited mounts.
+pub async fn reap_run(engine: &Engine, run_id: &str) -> anyhow::Result<()> {
+    let result = reap_containers(engine, run_id).await;
+    unmount_run(Some(run_id));
+    result
+}
+
+async fn reap_containers(engine: &Engine, run_id: &str) -> anyhow::Result<()> {
+    let containers = engine.managed_containers().await?;
+    let mine = containers
+        .iter()
+        .filter(|c| c.labels.get(LABEL_RUN).map(String::as_str) == Some(run_id));
+    for r in futures_util::future::join_all(mine.map(|c| engine.remove_container(&c.id))).await {
+        r?;
+    }
+    for (name, labels) in engine.managed_networks().await? {
+        if labels.get(LABEL_RUN).map(String::as_str) == Some(run_id) {
+            engine.remove_network(&name).await?;
+        }
+    }
+    Ok(())
+}
+
+/// What `chaos clean` or a start-up reap removed.
+#[derive(Debug, Default)]
+pub struct Reaped {
+    pub runs: Vec<String>,
+    pub containers: usize,
+    pub networks: usize,
+}
+
+/// Removes labelled containers and networks. With `only_stale`, only runs whose orchestrator process
+/// is gone (its pid label names no live process) are removed, so concurrent runs are left alone.
+pub async fn reap(engine: &Engine, only_stale: bool) -> anyhow::Result<Reaped> {
+    let alive = |labels: &HashMap<String, String>| {
+        labels
+            .get(LABEL_PID)
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|pid| pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists())
+    };
+    let mut reaped = Reaped::default();
+    let containers = engine.managed_containers().await?;
+    let doomed: Vec<_> = containers
+        .iter()
+        .filter(|c| !(only_stale && alive(&c.labels)))
+        .collect();
+    for r in futures_util::future::join_all(doomed.iter().map(|c| engine.remove_container(&c.id))).await {
+        r?;
+    }
+    reaped.containers = doomed.len();
+    for c in &doomed {
+        if let Some(run) = c.labels.get(LABEL_RUN)
+            && !reaped.runs.contains(run)
+        {
+            reaped.runs.push(run.clone());
+        }
+    }
+    for (name, labels) in engine.managed_networks().await? {
+        if !(only_stale && alive(&labels)) {
+            engine.remove_network(&name).await?;
+            reaped.networks += 1;
+        }
+    }
+    if only_stale {
+        for run in &reaped.runs {
+            unmount_run(Some(run));
+        }
+    } else {
+        unmount_run(None);
+    }
+    Ok(reaped)
+}

@@ -1,0 +1,176 @@
+use super::*;
+
+fn shipped(name: &str) -> Profile {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../peer-image/profiles");
+    load(name, &dir).unwrap_or_else(|e| panic!("{e}"))
+}
+
+const MINIMAL: &str = "name: mine\nimage: {tag: me/mine:1}\ncontainer: {data_dir: /data, sync_dir: /data/sync, ports: {http: 8080}}\nready: {tcp: {port: http}}\nfaults: [partition]\n";
+
+fn parse_err(text: &str) -> PlanError {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("profile.yaml");
+    parse(text, &f).expect_err("should be rejected")
+}
+
+#[test]
+fn the_shipped_profiles_load() {
+    let p = shipped("syncpeer");
+    assert_eq!(
+        (p.image.as_str(), p.sync_rel.as_str()),
+        ("syftchaos/peer:latest", "sync")
+    );
+    assert!(matches!(p.identity, IdentitySource::HostEd25519));
+    assert_eq!(p.clock, ClockMethod::Libfaketime);
+    assert!(p.metrics.as_ref().unwrap().has(Role::LocalChanges));
+    assert_eq!(p.flavors, vec!["default", "legacy"]);
+    let conflict = p.conventions.conflicts.as_ref().unwrap();
+    let c = conflict.captures("d/a.tar.sync-conflict-0123abcd-89ef0123.gz").unwrap();
+    assert_eq!((&c["stem"], &c["ext"], &c["author"]), ("d/a.tar", ".gz", "0123abcd"));
+    let known = known_profiles(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../peer-image/profiles"));
+    assert!(known.contains(&"syncpeer".to_string()), "{known:?}");
+}
+
+#[test]
+fn the_syncpeer_config_renders_neighbours_and_trust() {
+    let p = shipped("syncpeer");
+    let mut f = Facts::sample(&p.ports);
+    f.plan.quarantine_ms = Some(4000);
+    let config = template::render(&p.files[0].template, &f).unwrap();
+    assert!(
+        config.contains("addr: 10.213.0.3:7000") && config.contains("quarantine_ms: 4000"),
+        "{config}"
+    );
+    assert_eq!(
+        config.matches("public_key").count(),
+        5,
+        "2 neighbours + 3 trusted: {config}"
+    );
+    let v: serde_json::Value = serde_saphyr::from_str(&config).expect("valid YAML");
+    assert_eq!(v["trusted"][2]["name"], "p3");
+    f.neighbours.clear();
+    let lone = template::render(&p.files[0].template, &f).unwrap();
+    let v: serde_json::Value = serde_saphyr::from_str(&lone).expect("valid YAML without neighbours");
+    assert_eq!(v["peers"], serde_json::json!([]));
+}
+
+#[test]
+fn a_minimal_profile_is_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = parse(MINIMAL, &dir.path().join("profile.yaml")).unwrap();
+    assert!(matches!(p.ready, Probe::Tcp(8080)));
+    assert!(p.metrics.is_none() && p.conventions.conflicts.is_none());
+    assert!(p.refuses("partition").is_none());
+    let why = p.refuses("clock").unwrap();
+    assert!(why.contains("cannot take `clock`") && why.contains("mine"), "{why}");
+}
+
+#[test]
+fn bad_profiles_are_refused_with_the_place_and_what_is_allowed() {
+    let cases: &[(&str, &str, u64)] = &[
+        (
+            "name: mine\nimage: {tag: x}\ncontainer: {data_dir: /data, sync_dir: /elsewhere}\nready: {tcp: {port: 1}}\nfaults: []\n",
+            "`sync_dir` must be",
+            3,
+        ),
+        (
+            "name: mine\nimage: {tag: x}\ncontainer: {data_dir: /data, sync_dir: /data/s, ports: {http: 70000}}\nready: {tcp: {port: http}}\nfaults: []\n",
+            "allowed: 1 to 65535",
+            3,
+        ),
+        (
+            "name: mine\nimage: {tag: x}\ncontainer: {data_dir: /data, sync_dir: /data/s}\nready: {tcp: {port: web}}\nfaults: []\n",
+            "no port named `web`",
+            4,
+        ),
+        (
+            "name: mine\nimage: {tag: x}\ncontainer: {data_dir: /data, sync_dir: /data/s}\nready: {tcp: {port: 1}, exec: [true]}\nfaults: []\n",
+            "exactly one of `http`, `tcp`, `exec`",
+            4,
+        ),
+        (
+            "name: mine\nimage: {tag: x}\ncontainer: {data_dir: /data, sync_dir: /data/s}\nready: {tcp: {port: 1}}\nfaults: [partition, netem]\n",
+            "unknown fault kind `netem`; allowed: partition",
+            5,
+        ),
+        (
+            "name: mine\nimage: {tag: x}\ncontainer: {data_dir: /data, sync_dir: /data/s}\nready: {tcp: {port: 1}}\nfaults: [clock]\n",
+            "`clock` is not `libfaketime`",
+            5,
+        ),
+        (
+            "name: mine\nimage: {tag: x}\ncontainer: {data_dir: /data, sync_dir: /data/s, env: {A: \"{{ peer.nmae }}\"}}\nready: {tcp: {port: 1}}\nfaults: []\n",
+            "undefined",
+            3,
+        ),
+        (
+            "name: mine\nimage: {tag: x}\ncontainer: {data_dir: /data, sync_dir: /data/s}\nready: {tcp: {port: 1}}\nconflicts: '(.*)\\.conflict'\nfaults: []\n",
+            "needs a group `(?P<stem>",
+            5,
+        ),
+        (
+            "name: mine\nimage: {tag: x}\ncontainer: {data_dir: /data, sync_dir: /data/s}\nready: {tcp: {port: 1}}\nfaults: []\nfiles: [{path: ../x, content: a}]\n",
+            "without `..`",
+            6,
+        ),
+        (
+            "name: mine\nimage: {tag: x}\ncontainer: {data_dir: /data, sync_dir: /data/s}\nready: {tcp: {port: 1}}\nfaults: []\nidentity: {from: http}\n",
+            "takes an `http` call",
+            6,
+        ),
+        (
+            "name: mine\nimage: {tag: x}\ncontainer: {data_dir: /data, sync_dir: /data/s}\nready: {tcp: {port: 1}}\nfaults: []\nmetrics: {port: 1, counters: {msgs: x}}\n",
+            "unknown counter role `msgs`; allowed: messages_sent",
+            6,
+        ),
+        (
+            "name: mine\nimage: {tag: x}\ncontainer: {data_dir: /data, sync_dir: /data/s}\nready: {tcp: {port: 1}}\nfaults: []\nbogus: 1\n",
+            "unknown field",
+            6,
+        ),
+        (
+            "name: mine\nimage: {tag: x}\ncontainer: {data_dir: /data, sync_dir: /data/s, user: bob}\nready: {tcp: {port: 1}}\nfaults: []\n",
+            "numeric `uid` or `uid:gid`",
+            3,
+        ),
+    ];
+    for (text, want, line) in cases {
+        let e = parse_err(text);
+        assert!(e.message.contains(want), "{text}\n=> {e}");
+        assert_eq!(e.line, *line, "{text}\n=> {e}");
+        assert!(e.column > 0, "{e}");
+    }
+}
+
+#[test]
+fn an_unknown_profile_lists_the_known_ones() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../peer-image/profiles");
+    let e = load("nosuch", &dir).unwrap_err();
+    assert!(
+        e.message.contains("cannot read the peer profile `nosuch`") && e.message.contains("syncpeer"),
+        "{e}"
+    );
+}
+
+#[test]
+fn metrics_become_roles_with_their_labels() {
+    let p = shipped("syncpeer");
+    let m = p.metrics.unwrap();
+    let values = BTreeMap::from([
+        (
+            "syncpeer_messages_sent_total{kind=\"blob\",peer=\"p2\"}".to_string(),
+            3.0,
+        ),
+        (
+            "syncpeer_messages_sent_total{kind=\"summary\",peer=\"p2\"}".to_string(),
+            5.0,
+        ),
+        ("syncpeer_rejections_total{reason=\"bad_hash\"}".to_string(), 2.0),
+        ("unrelated_total".to_string(), 9.0),
+    ]);
+    let r = m.roles(&values);
+    assert_eq!(r["messages_sent{kind=\"blob\",peer=\"p2\"}"], 3.0);
+    assert_eq!(r["background_messages_sent{kind=\"summary\",peer=\"p2\"}"], 5.0);
+    assert_eq!(r["rejections{reason=\"bad_hash\"}"], 2.0);
+    assert_eq!(r.len(), 3, "{r:?}");
+}
