@@ -7,17 +7,20 @@
 //! ```
 //!
 //! * [`plan`]: the YAML a user writes, validated into data (file:line:column errors).
+//! * [`profile`]: the daemon under test as data (`peer-image/profiles/<name>/profile.yaml`): image,
+//!   files, readiness, identities, introductions, conventions, counters and the faults it can take.
 //! * [`topology`], [`partition`]: who knows whom, and which links a partition cuts, as pure data.
 //! * [`generator`]: the seeded schedule of file operations and fault starts/stops.
 //! * [`docker`]: the only module that talks to Docker (through bollard).
-//! * [`cluster`]: one run's network and peer containers, and their teardown.
-//! * [`peer_profile`]: what the orchestrator knows about `syncpeer` (config, keys, ports).
+//! * [`cluster`]: one run's network, peer containers and their fault-agent sidecars, acting on the
+//!   profile (readiness, identities, introductions); and their teardown.
 //! * [`workload`], [`nemesis`]: apply file operations and faults.
-//! * [`history`]: every event of a run, streamed to `history.jsonl`.
-//! * [`tree`]: a peer's file tree as (path, size, hash).
 //! * [`monitor`]: reads every tree a few times a second: convergence, and when content appeared where.
-//! * [`scraper`]: every peer's `/metrics` and container stats, streamed to `metrics.jsonl`.
-//! * [`checker`]: pure verdicts over history and trees.
+//! * [`scraper`]: every peer's metrics (when its profile has them) and container stats.
+//! * [`record`]: what a run records (history, observations, metric samples, the run folder's layout):
+//!   the floor under the collectors above and the checkers and report below.
+//! * [`tree`]: a peer's file tree as (path, size, hash).
+//! * [`checker`]: pure verdicts over the records and the final trees.
 //! * [`report`]: `result.json`, `junit.xml`, `index.html`.
 //! * [`run`]: a whole run, start to teardown.
 
@@ -25,15 +28,14 @@ pub mod checker;
 pub mod cluster;
 pub mod docker;
 pub mod generator;
-pub mod history;
 pub mod monitor;
 pub mod nemesis;
 pub mod partition;
 pub mod plan;
 pub mod profile;
+pub mod record;
 pub mod report;
 pub mod run;
-pub mod run_folder;
 pub mod scraper;
 pub mod topology;
 pub mod tree;

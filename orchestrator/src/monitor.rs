@@ -12,17 +12,16 @@
 //! Observation times are taken on the history's clock (`t_ms`) *after* a round's reads finish, so "seen
 //! at `t`" means the content was on disk at `t` at the latest.
 
-use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::history::{Event, History};
+use crate::record::history::{Event, History};
+use crate::record::observations::Observation;
 use crate::tree::{Tree, TreeReader};
 
 /// How often the convergence monitor reads every tree.
@@ -31,9 +30,6 @@ pub const INTERVAL: Duration = Duration::from_millis(200);
 /// Every this many rounds the monitor forgets its cached hashes and rehashes every file: the cache is
 /// keyed by (size, mtime), and damage that keeps both (a disk fault flipping a bit) would stay unseen.
 pub const REHASH_EVERY: u64 = 25;
-
-/// File name of the observation stream in the run folder.
-pub const OBSERVATIONS: &str = "observations.jsonl";
 
 /// What the settle wait needs: are all trees equal, how many distinct trees, since when unchanged.
 #[derive(Clone, Debug)]
@@ -53,16 +49,6 @@ impl Default for MonitorState {
     }
 }
 
-/// A change seen in one peer's tree: `path` now holds `hash`, or is gone (`hash: None`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Observation {
-    pub t_ms: u64,
-    pub peer: String,
-    pub path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hash: Option<String>,
-}
-
 /// The changes from `before` to `after`: (path, new hash or `None` when removed), sorted by path.
 pub fn changes(before: &Tree, after: &Tree) -> Vec<(String, Option<String>)> {
     let mut out = Vec::new();
@@ -78,25 +64,6 @@ pub fn changes(before: &Tree, after: &Tree) -> Vec<(String, Option<String>)> {
     }
     out.sort();
     out
-}
-
-/// Reads `observations.jsonl` back (a missing file is an empty list: runs from before the monitor
-/// recorded observations).
-pub fn read_observations(path: &Path) -> std::io::Result<Vec<Observation>> {
-    let f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut out = Vec::new();
-    for line in BufReader::new(f).lines() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?);
-    }
-    Ok(out)
 }
 
 /// Reads every tree each [`INTERVAL`]; records transitions and observations; publishes the state for
@@ -196,21 +163,10 @@ pub async fn run(
     }
 }
 
-/// First time each (peer, path, hash) was seen: the index propagation latencies and causal order use.
-pub fn first_seen(obs: &[Observation]) -> BTreeMap<(&str, &str, &str), u64> {
-    let mut m = BTreeMap::new();
-    for o in obs {
-        if let Some(h) = &o.hash {
-            m.entry((o.peer.as_str(), o.path.as_str(), h.as_str()))
-                .or_insert(o.t_ms);
-        }
-    }
-    m
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::observations::{OBSERVATIONS, first_seen, read_observations};
     use crate::tree::FileEntry;
 
     fn tree(files: &[(&str, &str)]) -> Tree {
@@ -323,7 +279,7 @@ mod tests {
             ]
         );
         assert!(obs.windows(2).all(|w| w[0].t_ms <= w[1].t_ms));
-        let kinds: Vec<String> = crate::history::read(&dir.path().join("history.jsonl"))
+        let kinds: Vec<String> = crate::record::history::read(&dir.path().join("history.jsonl"))
             .unwrap()
             .map(|r| match r.unwrap().event {
                 Event::Converged { .. } => "converged".to_string(),

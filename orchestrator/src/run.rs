@@ -20,11 +20,12 @@ use crate::checker::{self, PeerFinal, Verdict};
 use crate::cluster::{self, Cluster, sidecar};
 use crate::docker::Engine;
 use crate::generator::{self, Action};
-use crate::history::{self, Event, History};
 use crate::monitor::{self, MonitorState};
 use crate::nemesis::Nemesis;
 use crate::plan::Plan;
 use crate::profile::{PlanFacts, Profile};
+use crate::record::history::{self, Event, History};
+use crate::record::{observations, samples};
 use crate::report::{self, PeerSummary, RunResult};
 use crate::scraper;
 use crate::tree::TreeReader;
@@ -192,7 +193,7 @@ async fn drive_inner(
         sync_dirs,
         crate::tree::ignore_set(&cluster.profile.ignore),
         history.clone(),
-        run_dir.join(monitor::OBSERVATIONS),
+        run_dir.join(observations::OBSERVATIONS),
         stop_rx.clone(),
         state_tx,
     ));
@@ -214,7 +215,7 @@ async fn drive_inner(
         targets,
         Some(cluster.engine.clone()),
         history.clone(),
-        run_dir.join(scraper::METRICS_FILE),
+        run_dir.join(samples::METRICS_FILE),
         scraper::DEFAULT_INTERVAL,
         stop_rx,
     ));
@@ -276,10 +277,16 @@ async fn drive_inner(
         eprintln!();
     }
     // Counters must settle too: a loop is counters that keep moving once the trees agree.
-    let metrics_path = run_dir.join(scraper::METRICS_FILE);
+    let metrics_path = run_dir.join(samples::METRICS_FILE);
     let counters_limit = tokio::time::Instant::now() + checker::LOOP_SETTLE_LIMIT;
     while state_rx.borrow().converged
-        && !scraper::settled_since(&metrics_path, cluster.peers.len(), checker::LOOP_WINDOW_MS, healed_ms)
+        && !samples::settled_since(
+            &metrics_path,
+            cluster.peers.len(),
+            checker::LOOP_WINDOW_MS,
+            healed_ms,
+            checker::loops::quiet_between,
+        )
         && tokio::time::Instant::now() < counters_limit
     {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -305,8 +312,8 @@ async fn drive_inner(
         });
     }
     let records: Vec<history::Record> = history::read(&run_dir.join("history.jsonl"))?.collect::<Result<_, _>>()?;
-    let observations = monitor::read_observations(&run_dir.join(monitor::OBSERVATIONS))?;
-    let counters = scraper::counters_for_checks(&run_dir.join(scraper::METRICS_FILE), checker::quiesced_at(&records));
+    let observations = observations::read_observations(&run_dir.join(observations::OBSERVATIONS))?;
+    let counters = samples::counters_for_checks(&run_dir.join(samples::METRICS_FILE), checker::quiesced_at(&records));
     let judged = checker::judge(&checker::Evidence {
         plan,
         conventions: &cluster.profile.conventions,

@@ -13,51 +13,20 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::checker::Counters;
-use crate::docker::{ContainerStats, Engine};
-use crate::history::History;
+use crate::docker::Engine;
 use crate::profile::{Metrics, Role};
+use crate::record::history::History;
+use crate::record::samples::{Sample, series_key};
 
 /// Default scrape interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// File name of the sample stream in the run folder.
-pub const METRICS_FILE: &str = "metrics.jsonl";
-
-/// One line of `metrics.jsonl`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "source", rename_all = "kebab-case")]
-pub enum Sample {
-    /// A peer's `/metrics`: series key (`name{label="v",...}`, labels sorted) -> value.
-    Metrics {
-        t_ms: u64,
-        peer: String,
-        values: BTreeMap<String, f64>,
-    },
-    /// The peer's `/metrics` could not be read (down, partitioned from the host, paused).
-    MetricsError { t_ms: u64, peer: String, error: String },
-    /// The peer's container, from the Docker stats API.
-    Docker {
-        t_ms: u64,
-        peer: String,
-        #[serde(flatten)]
-        stats: ContainerStats,
-    },
-    /// The scrape as roles: `role{labels}` -> value (see [`Role`]).
-    Roles {
-        t_ms: u64,
-        peer: String,
-        values: BTreeMap<String, f64>,
-    },
-}
 
 /// Who to scrape.
 #[derive(Clone, Debug)]
@@ -68,15 +37,6 @@ pub struct Target {
     pub metrics_url: Option<String>,
     /// The profile's map from metric names to roles.
     pub roles: Option<Arc<Metrics>>,
-}
-
-/// The series key of a sample: its name, then its labels sorted by name.
-pub fn series_key(name: &str, labels: &BTreeMap<String, String>) -> String {
-    if labels.is_empty() {
-        return name.to_string();
-    }
-    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-    format!("{name}{{{}}}", inner.join(","))
 }
 
 /// Parses a Prometheus text page into series keys and values. Counters, gauges and untyped samples
@@ -272,86 +232,12 @@ pub async fn run(
     }
 }
 
-/// Streams the samples of `metrics.jsonl` (a missing file yields nothing; bad lines are skipped).
-pub fn read(path: &Path) -> impl Iterator<Item = Sample> {
-    let lines = File::open(path).ok().map(|f| BufReader::new(f).lines());
-    lines
-        .into_iter()
-        .flatten()
-        .map_while(Result::ok)
-        .filter_map(|l| serde_json::from_str(&l).ok())
-}
-
-/// The counters the checkers need, as roles: every scrape taken at or after `since_ms`, plus the last
-/// scrape of each peer whatever its time (for traffic figures).
-pub fn counters_for_checks(path: &Path, since_ms: Option<u64>) -> Vec<Counters> {
-    let mut window = Vec::new();
-    let mut last: BTreeMap<String, Counters> = BTreeMap::new();
-    for s in read(path) {
-        if let Sample::Roles { t_ms, peer, values } = s {
-            let c = Counters { t_ms, peer, values };
-            if since_ms.is_some_and(|q| t_ms >= q) {
-                window.push(c.clone());
-            }
-            last.insert(c.peer.clone(), c);
-        }
-    }
-    for c in last.into_values() {
-        if !window.contains(&c) {
-            window.push(c);
-        }
-    }
-    window
-}
-
-/// Whether every peer's counters that must stay flat after quiescence
-/// ([`crate::checker::loops::must_stay_flat`]) have not moved over the last `window_ms` of scrapes.
-/// Reads only the tail of `metrics.jsonl` (enough for a few rounds of `peers` scrapes), so it is cheap
-/// to call every half second at the end of a long run.
-pub fn settled(path: &Path, peers: usize, window_ms: u64) -> bool {
-    settled_since(path, peers, window_ms, 0)
-}
-
-/// [`settled`], over a window whose last scrape of every peer is at `since_ms` or later: a window of
-/// scrapes all taken before the final heal would hide the peers' reaction to it (a disk fault is
-/// repaired in milliseconds, between two scrapes).
-pub fn settled_since(path: &Path, peers: usize, window_ms: u64, since_ms: u64) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = File::open(path) else { return false };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let tail = (peers as u64 * 6 * 8192).min(len);
-    if f.seek(SeekFrom::Start(len - tail)).is_err() {
-        return false;
-    }
-    let mut text = String::new();
-    if f.read_to_string(&mut text).is_err() {
-        return false;
-    }
-    let skip_partial = if tail < len { 1 } else { 0 };
-    let mut per_peer: BTreeMap<String, Vec<Counters>> = BTreeMap::new();
-    for line in text.lines().skip(skip_partial) {
-        if let Ok(Sample::Roles { t_ms, peer, values }) = serde_json::from_str(line) {
-            per_peer
-                .entry(peer.clone())
-                .or_default()
-                .push(Counters { t_ms, peer, values });
-        }
-    }
-    per_peer.len() >= peers
-        && per_peer.values().all(|samples| {
-            let last = &samples[samples.len() - 1];
-            last.t_ms >= since_ms
-                && samples
-                    .iter()
-                    .rev()
-                    .find(|s| s.t_ms + window_ms <= last.t_ms)
-                    .is_some_and(|first| crate::checker::loops::quiet_between(first, last))
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checker::loops::quiet_between;
+    use crate::docker::ContainerStats;
+    use crate::record::samples::*;
 
     const FIXTURE: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -380,7 +266,7 @@ mod tests {
 
     #[test]
     fn the_keys_work_with_the_checkers_label_lookup() {
-        use crate::checker::loops::{key_label, key_name, must_stay_flat};
+        use crate::checker::loops::must_stay_flat;
         let m = parse(FIXTURE).unwrap();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../peer-image/profiles");
         let roles = crate::profile::load("syncpeer", &dir)
@@ -441,7 +327,7 @@ mod tests {
         drop(w);
         let back: Vec<Sample> = read(&path).collect();
         assert_eq!(back, samples);
-        assert!(!settled(&path, 2, 1000), "p2 has no window");
+        assert!(!settled(&path, 2, 1000, quiet_between), "p2 has no window");
         let c = counters_for_checks(&path, Some(2000));
         let mut got: Vec<(u64, &str)> = c.iter().map(|c| (c.t_ms, c.peer.as_str())).collect();
         got.sort();
@@ -470,25 +356,31 @@ mod tests {
             m(2000, "p1", 1.0, 5.0),
             m(2000, "p2", 1.0, 5.0),
         ]);
-        assert!(settled(&path, 2, 2000));
-        assert!(!settled(&path, 3, 2000), "a peer without samples is not settled");
-        assert!(!settled(&path, 2, 3000), "window longer than what was watched");
+        assert!(settled(&path, 2, 2000, quiet_between));
+        assert!(
+            !settled(&path, 3, 2000, quiet_between),
+            "a peer without samples is not settled"
+        );
+        assert!(
+            !settled(&path, 2, 3000, quiet_between),
+            "window longer than what was watched"
+        );
         write(&[
             m(0, "p1", 1.0, 1.0),
             m(0, "p2", 1.0, 1.0),
             m(2000, "p1", 1.0, 5.0),
             m(2000, "p2", 2.0, 5.0),
         ]);
-        assert!(!settled(&path, 2, 2000), "p2's index messages moved");
+        assert!(!settled(&path, 2, 2000, quiet_between), "p2's index messages moved");
         write(&[
             m(0, "p1", 1.0, 1.0),
             m(0, "p2", 1.0, 1.0),
             m(2000, "p1", 1.0, 5.0),
             m(2000, "p2", 1.0, 5.0),
         ]);
-        assert!(settled_since(&path, 2, 2000, 2000));
+        assert!(settled_since(&path, 2, 2000, 2000, quiet_between));
         assert!(
-            !settled_since(&path, 2, 2000, 2500),
+            !settled_since(&path, 2, 2000, 2500, quiet_between),
             "no scrape after the heal yet: its effect is unseen"
         );
     }

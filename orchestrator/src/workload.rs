@@ -13,9 +13,9 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::generator::FileOp;
-use crate::history::{Event, History, Outcome};
 use crate::plan::FileOpKind;
-use crate::run_folder::PeerDir;
+use crate::record::history::{Event, History, Outcome};
+use crate::record::run_folder::PeerDir;
 
 /// The bytes op `op` writes: a readable header naming the op, then seeded random bytes.
 pub fn content(seed: u64, op: &FileOp) -> Vec<u8> {
@@ -201,7 +201,9 @@ mod tests {
         );
         let names: Vec<_> = std::fs::read_dir(pd.sync().join("d/e")).unwrap().collect();
         assert!(names.is_empty(), "no temp file left behind");
-        let recs: Vec<_> = crate::history::read(&dir.path().join("h.jsonl")).unwrap().collect();
+        let recs: Vec<_> = crate::record::history::read(&dir.path().join("h.jsonl"))
+            .unwrap()
+            .collect();
         assert_eq!(recs.len(), 3);
     }
 
@@ -235,7 +237,7 @@ mod tests {
         apply(3, &op(5, FileOpKind::Chmod, 0), "p1", &pd, &history);
         assert_eq!(mode(&f), if m0 & 0o044 != 0 { 0o644 } else { 0o600 });
         assert_eq!(std::fs::read(&f).unwrap(), before, "content untouched");
-        let recs: Vec<_> = crate::history::read(&dir.path().join("h.jsonl"))
+        let recs: Vec<_> = crate::record::history::read(&dir.path().join("h.jsonl"))
             .unwrap()
             .map(|r| r.unwrap().event)
             .collect();

@@ -10,11 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::json;
 
 use super::causal::Op;
-use super::loops::{Counters, key_label, key_name};
 use super::{Check, Verdict};
-use crate::history::{Event, Record};
-use crate::monitor::Observation;
 use crate::profile::Role;
+use crate::record::history::{Event, Record};
+use crate::record::observations::Observation;
+use crate::record::samples::{Counters, key_label, key_name};
 
 /// Evidence lists are cut to this many items (the count is always given).
 const MAX_ITEMS: usize = 50;
@@ -97,6 +97,7 @@ pub fn no_poisoning(
     let n = problems.len();
     Some(Check {
         name: "no-poisoning".into(),
+        rests_on: String::new(),
         verdict: if ok { Verdict::Valid } else { Verdict::Invalid },
         summary,
         evidence: json!({

@@ -20,9 +20,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::history::{Event, Outcome, Record};
-use crate::monitor::Observation;
 use crate::plan::FileOpKind;
+use crate::record::history::{Event, Outcome, Record};
+use crate::record::observations::Observation;
 
 /// How long after an operation its peer may still have been applying a remote version unseen by the
 /// monitor (a monitor interval, a tree read, the daemon's change detection, with margin).

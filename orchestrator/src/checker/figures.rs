@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::PeerFinal;
 use super::causal::Op;
-use super::loops::{Counters, key_name};
-use crate::monitor::{Observation, first_seen};
 use crate::profile::Role;
+use crate::record::observations::{Observation, first_seen};
+use crate::record::samples::{Counters, key_name};
 
 /// Upper bounds (ms) of the propagation latency histogram's buckets; the last bucket is open.
 pub const LATENCY_BUCKETS_MS: [u64; 12] = [50, 100, 200, 300, 500, 750, 1000, 2000, 5000, 10_000, 30_000, 60_000];

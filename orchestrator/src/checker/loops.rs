@@ -4,41 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::causal::PathOrder;
 use super::{Check, Verdict};
-use crate::monitor::Observation;
 use crate::profile::{Conventions, Role};
-
-/// One scrape of one peer's counters: series key (`name{label="v",...}`, labels sorted) -> value.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Counters {
-    pub t_ms: u64,
-    pub peer: String,
-    pub values: BTreeMap<String, f64>,
-}
-
-/// The metric name of a series key.
-pub fn key_name(key: &str) -> &str {
-    key.split('{').next().unwrap_or(key)
-}
-
-/// A label's value in a series key.
-pub fn key_label<'a>(key: &'a str, label: &str) -> Option<&'a str> {
-    let inner = key.split_once('{')?.1.strip_suffix('}')?;
-    let pat = format!("{label}=\"");
-    let mut rest = inner;
-    loop {
-        let at = rest.find(&pat)?;
-        if at == 0 || rest.as_bytes()[at - 1] == b',' {
-            let v = &rest[at + pat.len()..];
-            return v.find('"').map(|end| &v[..end]);
-        }
-        rest = &rest[at + pat.len()..];
-    }
-}
+use crate::record::observations::Observation;
+use crate::record::samples::{Counters, key_name};
 
 /// Roles that must stay flat after quiescence: protocol messages and bytes (not the background
 /// exchange), versions applied and local changes.
@@ -109,10 +81,10 @@ fn counters_basis(counters: &[Counters]) -> &'static str {
 /// Changes the nemesis made to peers' files itself (disk faults: a corrupted or truncated file, then
 /// the peer's repair), per path: each damage allows two more visible changes than operations on every
 /// peer (the damaged content may spread before it is repaired; `no-corruption` judges the content).
-pub fn disk_damage(history: &[crate::history::Record]) -> BTreeMap<String, usize> {
+pub fn disk_damage(history: &[crate::record::history::Record]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for r in history {
-        if let crate::history::Event::FaultStarted { kind, detail, .. } = &r.event
+        if let crate::record::history::Event::FaultStarted { kind, detail, .. } = &r.event
             && kind == "disk"
             && let Some(per_peer) = detail.as_object()
         {
@@ -135,8 +107,8 @@ pub fn disk_damage(history: &[crate::history::Record]) -> BTreeMap<String, usize
 /// and none is visible in the trees if one is made anyway. Judged only when the run had metadata
 /// operations: over all peers, the versions authored from local changes (the last scrape of
 /// `syncpeer_local_changes_total`) must not outnumber the content writes that succeeded.
-pub fn no_metadata_version(history: &[crate::history::Record], counters: &[Counters]) -> Option<Check> {
-    use crate::history::{Event, Outcome};
+pub fn no_metadata_version(history: &[crate::record::history::Record], counters: &[Counters]) -> Option<Check> {
+    use crate::record::history::{Event, Outcome};
     let (mut writes, mut metas) = (0u64, 0u64);
     for r in history {
         match &r.event {
@@ -198,6 +170,7 @@ pub fn no_metadata_version(history: &[crate::history::Record], counters: &[Count
     };
     Some(Check {
         name: "no-metadata-version".into(),
+        rests_on: String::new(),
         verdict,
         summary,
         evidence: json!({
@@ -296,6 +269,7 @@ pub fn no_loop(
     };
     Check {
         name: "no-loop".into(),
+        rests_on: String::new(),
         verdict,
         summary,
         evidence: json!({
@@ -311,8 +285,8 @@ pub fn no_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{Event, Outcome, Record};
     use crate::plan::FileOpKind;
+    use crate::record::history::{Event, Outcome, Record};
 
     fn rec(event: Event) -> Record {
         Record {

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::history::{Event, Outcome, Record};
-use crate::monitor::Observation;
+use crate::record::history::{Event, Outcome, Record};
+use crate::record::observations::Observation;
+use crate::record::samples::Counters;
 use crate::tree::Tree;
 
 pub mod byzantine;
@@ -17,7 +18,6 @@ pub mod loops;
 pub mod state;
 
 pub use figures::Figures;
-pub use loops::Counters;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -43,6 +43,9 @@ pub struct Check {
     pub verdict: Verdict,
     /// One line a human reads first.
     pub summary: String,
+    /// What the verdict was judged from (trees, observations, which counters), in words.
+    #[serde(default)]
+    pub rests_on: String,
     /// Machine-readable detail: which peer, which path, expected vs found.
     pub evidence: serde_json::Value,
 }
@@ -119,6 +122,9 @@ pub fn judge(e: &Evidence) -> Judgement {
         e.counters,
         &loops::disk_damage(e.history),
     ));
+    for c in &mut checks {
+        c.rests_on = rests_on(c, e.conventions);
+    }
     let names: Vec<String> = e.peers.iter().map(|p| p.name.clone()).collect();
     let content_bytes = e
         .history
@@ -142,6 +148,33 @@ pub fn judge(e: &Evidence) -> Judgement {
         checks,
         recoveries,
         figures,
+    }
+}
+
+/// What a check's verdict rests on, for the report: a verdict is only as good as its evidence.
+fn rests_on(c: &Check, conv: &crate::profile::Conventions) -> String {
+    let copies = if conv.conflicts.is_some() {
+        "; conflict copies by the profile's pattern"
+    } else {
+        "; the profile names no conflict-copy pattern, so a kept loser counts as an unknown file"
+    };
+    match c.name.as_str() {
+        "converged" => "every peer's final tree (the daemon's own files left out)".into(),
+        "right-final-state" | "no-lost-update" => {
+            format!("the final trees, the history's operations and the monitor's observations{copies}")
+        }
+        "no-zombie" | "no-corruption" => {
+            "the final trees, the history's operations and the monitor's observations".into()
+        }
+        "no-loop" => format!(
+            "versions seen per path (observations); after quiescence, {}",
+            c.evidence["counters"].as_str().unwrap_or("the scraped counters")
+        ),
+        "no-metadata-version" => "the daemon's `local_changes` counter against the history's content writes".into(),
+        "recovered-in-time" => "the monitor's converged/diverged transitions after each heal".into(),
+        "no-crash" => "Docker's container state at the end and the profile's crash patterns in the logs".into(),
+        "no-poisoning" => "the observations against the history's writes; rejection counters as extra evidence".into(),
+        _ => String::new(),
     }
 }
 
@@ -173,6 +206,7 @@ pub fn converged(peers: &[PeerFinal]) -> Check {
         let files = peers.first().map_or(0, |p| p.tree.files.len());
         return Check {
             name: "converged".into(),
+            rests_on: String::new(),
             verdict: Verdict::Valid,
             summary: format!("all {} peers hold the same {files} files", peers.len()),
             evidence: serde_json::json!({ "tree_hash": digests.values().next() }),
@@ -206,6 +240,7 @@ pub fn converged(peers: &[PeerFinal]) -> Check {
     }
     Check {
         name: "converged".into(),
+        rests_on: String::new(),
         verdict: Verdict::Invalid,
         summary: format!(
             "peers hold {} different trees; {} paths differ",
@@ -232,6 +267,7 @@ pub fn no_crash(peers: &[PeerFinal], conv: &crate::profile::Conventions) -> Chec
     let ok = dead.is_empty() && panics.is_empty();
     Check {
         name: "no-crash".into(),
+        rests_on: String::new(),
         verdict: if ok { Verdict::Valid } else { Verdict::Invalid },
         summary: if ok {
             format!("all {} peers alive, no crash in their logs", peers.len())
@@ -311,6 +347,7 @@ pub fn recovered_in_time(recoveries: &[Recovery], limit_ms: u64) -> Check {
     };
     Check {
         name: "recovered-in-time".into(),
+        rests_on: String::new(),
         verdict,
         summary,
         evidence: serde_json::json!({ "limit_ms": limit_ms, "recoveries": recoveries }),

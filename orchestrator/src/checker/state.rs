@@ -93,6 +93,7 @@ fn check(name: &str, problems: Vec<Value>, unknowns: Vec<Value>, ok: String, wha
     let (np, nu) = (problems.len(), unknowns.len());
     Check {
         name: name.into(),
+        rests_on: String::new(),
         verdict,
         summary,
         evidence: json!({

@@ -112,6 +112,7 @@ fn never_converging_after_the_final_heal_is_invalid() {
 fn verdicts_compose_worst_wins() {
     let mk = |v| Check {
         name: "x".into(),
+        rests_on: String::new(),
         verdict: v,
         summary: String::new(),
         evidence: serde_json::Value::Null,
@@ -124,10 +125,11 @@ fn verdicts_compose_worst_wins() {
 // ---- the causal checkers: histories and trees with one planted anomaly each ----
 
 use super::causal;
-use crate::history::Outcome;
-use crate::monitor::Observation;
 use crate::plan::FileOpKind;
 use crate::profile::Conventions;
+use crate::record::history::Outcome;
+use crate::record::observations::Observation;
+use crate::record::samples::Counters;
 use crate::tree::hash_bytes;
 
 fn write(t_ms: u64, op: u64, peer: &str, path: &str, content: &str) -> Record {
@@ -645,7 +647,7 @@ mod poisoning {
     use super::*;
     use crate::checker::byzantine::no_poisoning;
     use crate::checker::causal;
-    use crate::monitor::Observation;
+    use crate::record::observations::Observation;
     use crate::tree::hash_bytes;
 
     fn liar_started(t_ms: u64) -> Record {
@@ -726,4 +728,67 @@ mod poisoning {
         assert_eq!(c.evidence["liars"]["p3"][0], "tamper");
         assert!(c.summary.contains("4 bad hashes"), "{}", c.summary);
     }
+}
+
+/// A daemon without metrics is judged quiet by Docker's network counters: a trickle of keep-alives
+/// passes, a loop that keeps sending does not.
+#[test]
+fn no_loop_judges_a_daemon_without_metrics_by_its_network_counters() {
+    let h = vec![write(0, 1, "p1", "a", "v1")];
+    let obs = vec![seen(5, "p1", "a", Some("v1")), seen(300, "p2", "a", Some("v1"))];
+    let order = causal::order(&h, &obs);
+    let tx = |peer: &str, t_ms: u64, bytes: f64| Counters {
+        t_ms,
+        peer: peer.into(),
+        values: BTreeMap::from([("net_tx_bytes".to_string(), bytes)]),
+    };
+    let idle = [
+        tx("p1", 4000, 1000.0),
+        tx("p1", 6000, 2000.0),
+        tx("p2", 4000, 0.0),
+        tx("p2", 6000, 500.0),
+    ];
+    let c = loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &idle, Some(4000), 1000);
+    assert_eq!(c.verdict, Verdict::Valid, "{}", c.evidence);
+    assert!(
+        c.summary.contains("Docker's network counters"),
+        "says what it rests on: {}",
+        c.summary
+    );
+    let busy = [
+        tx("p1", 4000, 1000.0),
+        tx("p1", 6000, 900_000.0),
+        tx("p2", 4000, 0.0),
+        tx("p2", 6000, 500.0),
+    ];
+    let c = loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &busy, Some(4000), 1000);
+    assert_eq!(c.verdict, Verdict::Invalid, "{}", c.evidence);
+    assert_eq!(c.evidence["problems"][0]["peer"], "p1");
+}
+
+/// A touch that became a version cannot be seen without the daemon's own counter: `unknown`, with
+/// the reason, never a silent `valid`.
+#[test]
+fn no_metadata_version_is_unknown_without_a_local_changes_counter() {
+    let h = vec![
+        write(0, 1, "p1", "a", "v1"),
+        rec(
+            100,
+            Event::Meta {
+                op: 2,
+                peer: "p1".into(),
+                kind: FileOpKind::Touch,
+                path: "a".into(),
+                outcome: Outcome::Ok,
+            },
+        ),
+    ];
+    let net_only = [Counters {
+        t_ms: 1000,
+        peer: "p1".into(),
+        values: BTreeMap::from([("net_tx_bytes".to_string(), 10.0)]),
+    }];
+    let c = loops::no_metadata_version(&h, &net_only).unwrap();
+    assert_eq!(c.verdict, Verdict::Unknown);
+    assert!(c.summary.contains("local_changes"), "{}", c.summary);
 }

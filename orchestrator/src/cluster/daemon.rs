@@ -16,7 +16,7 @@ use super::{ClusterSpec, Peer};
 use crate::docker::Engine;
 use crate::profile::template::render;
 use crate::profile::{Facts, HttpCall, IdentitySource, PeerFacts, Probe, Profile};
-use crate::run_folder::PeerDir;
+use crate::record::run_folder::PeerDir;
 
 /// 32 bytes from a per-run seed: reproducible runs, distinct values per peer and purpose.
 fn seeded_bytes(seed: u64, peer: usize, purpose: u64) -> [u8; 32] {
@@ -71,7 +71,7 @@ pub fn initial_facts(spec: &ClusterSpec, addrs: &[Ipv4Addr], run_id: &str) -> Ve
 pub fn write_peer_dir(profile: &Profile, dir: &PeerDir, facts: &Facts) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.sync())?;
     std::fs::create_dir_all(&dir.faults)?;
-    std::fs::write(dir.faketime(), crate::nemesis::faketime_spec(0, None))?;
+    std::fs::write(dir.faketime(), crate::record::run_folder::faketime_spec(0, None))?;
     for f in &profile.files {
         let text = render(&f.template, facts).map_err(|e| anyhow::anyhow!("rendering {}: {e}", f.path))?;
         let path = dir.root.join(&f.path);

@@ -21,7 +21,7 @@ pub use reap::{Reaped, is_limited_mount, reap, reap_run, unmount_run};
 
 use crate::docker::{ContainerSpec, Engine, LABEL_MANAGED, LABEL_PEER, LABEL_PID, LABEL_RUN};
 use crate::profile::{ClockMethod, Facts, PlanFacts, Profile};
-use crate::run_folder::{self, FAULTS_MOUNT, LIBFAKETIME, PeerDir, TOOLS_MOUNT};
+use crate::record::run_folder::{self, FAULTS_MOUNT, LIBFAKETIME, PeerDir, TOOLS_MOUNT};
 
 #[derive(Clone, Debug)]
 pub struct Peer {

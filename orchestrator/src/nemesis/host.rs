@@ -11,15 +11,8 @@ use rand::{Rng, SeedableRng};
 use super::Nemesis;
 use crate::cluster;
 use crate::generator::ConcreteFault;
-use crate::history::Event;
 use crate::plan::{DiskAction, LockAction};
-
-/// libfaketime's relative format: signed seconds and a speed factor. The factor is always written:
-/// once a rate was set, a file without one keeps the old rate (seen with libfaketime 0.9.10).
-pub fn faketime_spec(offset_ms: i64, rate: Option<f64>) -> String {
-    let secs = offset_ms as f64 / 1000.0;
-    format!("{secs:+} x{}\n", rate.unwrap_or(1.0))
-}
+use crate::record::history::Event;
 
 impl Nemesis {
     /// Writes each peer's libfaketime file from the journal (offsets add up; the last rate wins) and
@@ -49,7 +42,7 @@ impl Nemesis {
             // Written aside and renamed over: libfaketime re-reads the file on every clock call, and a
             // half-written file would read as offset 0 for that call.
             let tmp = p.dir.faketime().with_extension("tmp");
-            std::fs::write(&tmp, faketime_spec(offset_ms, rate))
+            std::fs::write(&tmp, super::faketime_spec(offset_ms, rate))
                 .and_then(|()| std::fs::rename(&tmp, p.dir.faketime()))
                 .with_context(|| format!("writing the clock file of {}", p.name))?;
             let down = self.journal.lock().await.down.contains_key(&n);

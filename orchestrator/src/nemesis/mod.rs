@@ -28,16 +28,16 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use tokio::sync::Mutex;
 
-pub use host::faketime_spec;
+pub use crate::record::run_folder::faketime_spec;
 use network::{cut_nodes, netfault_id};
 
 use crate::cluster::daemon::Daemon;
 use crate::cluster::{self, Peer, sidecar};
 use crate::docker::Engine;
 use crate::generator::ConcreteFault;
-use crate::history::{Event, History};
 use crate::plan::{DiskAction, ProcessAction};
 use crate::profile::Facts;
+use crate::record::history::{Event, History};
 
 pub struct Nemesis {
     engine: Engine,

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::checker::figures::LATENCY_BUCKETS_MS;
 use crate::checker::{Check, Figures, Recovery, Verdict};
-use crate::history::{Event, Record};
+use crate::record::history::{Event, Record};
 
 pub mod index;
 pub mod series;
@@ -73,7 +73,7 @@ pub fn write_all(run_dir: &Path, result: &RunResult, history: &[Record]) -> std:
         serde_json::to_vec_pretty(result).expect("serializable"),
     )?;
     std::fs::write(run_dir.join("junit.xml"), junit(result))?;
-    let series = series::read(&run_dir.join(crate::scraper::METRICS_FILE));
+    let series = series::read(&run_dir.join(crate::record::samples::METRICS_FILE));
     std::fs::write(run_dir.join("index.html"), html(result, history, &series))?;
     Ok(())
 }
@@ -461,10 +461,15 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
         }
         let _ = write!(
             h,
-            "<tr><td>{}</td><td class=\"{v}\">{v}</td><td>{}{detail}</td><td><details{open}><summary>evidence</summary><pre>{}</pre></details></td></tr>",
+            "<tr><td>{}</td><td class=\"{v}\">{v}</td><td>{}{detail}{basis}</td><td><details{open}><summary>evidence</summary><pre>{}</pre></details></td></tr>",
             esc(&c.name),
             esc(&c.summary),
             esc(&ev),
+            basis = if c.rests_on.is_empty() {
+                String::new()
+            } else {
+                format!("<p class=\"meta\">judged from: {}</p>", esc(&c.rests_on))
+            },
             v = c.verdict.as_str()
         );
     }
@@ -720,12 +725,14 @@ mod tests {
             checks: vec![
                 Check {
                     name: "converged".into(),
+                    rests_on: String::new(),
                     verdict: Verdict::Valid,
                     summary: "ok".into(),
                     evidence: serde_json::Value::Null,
                 },
                 Check {
                     name: "no-crash".into(),
+                    rests_on: String::new(),
                     verdict,
                     summary: "bad <peer>".into(),
                     evidence: serde_json::json!({"x": 1}),
@@ -760,7 +767,7 @@ mod tests {
                     size: 1,
                     hash: None,
                     base: None,
-                    outcome: crate::history::Outcome::Ok,
+                    outcome: crate::record::history::Outcome::Ok,
                 },
             })
             .collect();

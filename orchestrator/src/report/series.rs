@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::checker::loops::key_name;
 use crate::profile::Role;
-use crate::scraper::{self, Sample};
+use crate::record::samples::{self, Sample, key_name};
 
 /// Points are (run time in ms, value).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -41,7 +40,7 @@ fn rate(prev: (u64, f64), now: (u64, f64)) -> Option<f64> {
 
 /// Reads `metrics.jsonl` into per-peer series (empty when the file is missing).
 pub fn read(path: &Path) -> BTreeMap<String, PeerSeries> {
-    reduce(scraper::read(path))
+    reduce(samples::read(path))
 }
 
 pub fn reduce(samples: impl Iterator<Item = Sample>) -> BTreeMap<String, PeerSeries> {

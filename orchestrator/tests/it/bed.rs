@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use syftchaos::cluster::{Cluster, ClusterSpec};
 use syftchaos::docker::{Engine, ExecOutput};
-use syftchaos::history::History;
 use syftchaos::nemesis::Nemesis;
 use syftchaos::profile::{self, PlanFacts, Profile};
+use syftchaos::record::history::History;
 
 pub struct Bed {
     pub cluster: Cluster,

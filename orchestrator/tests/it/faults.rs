@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use syftchaos::generator::ConcreteFault;
 use syftchaos::partition::{Cut, CutMode, Shape};
-use syftchaos::plan::{Dur, LinkParams};
+use syftchaos::plan::{Dur, LinkParams, ProcessAction};
 
 use crate::bed::{Bed, ping_stats, with_bed};
 use crate::util::*;
@@ -269,6 +269,76 @@ fn partitions_block_exactly_the_pairs_their_map_says() {
             assert!(!got.contains(&(0, 1)) && got.contains(&(1, 0)), "asymmetric: {got:?}");
             bed.nemesis.heal_all().await.unwrap();
             assert_eq!(reachable(bed, n).await, everyone, "heal-all restores every pair");
+        })
+    });
+}
+
+/// The peer's network namespace as seen from a container (`net:[inode]`).
+async fn netns(bed: &Bed, peer: usize, in_agent: bool) -> String {
+    let script = "readlink /proc/self/ns/net";
+    let out = if in_agent {
+        bed.sh(peer, script).await
+    } else {
+        bed.sh_peer(peer, script).await
+    };
+    out.stdout.trim().to_string()
+}
+
+#[test]
+fn a_restarted_peer_gets_a_new_fault_agent_and_its_partition_back() {
+    if !docker_ready("a_restarted_peer_gets_a_new_fault_agent_and_its_partition_back") {
+        return;
+    }
+    let _lock = docker_lock();
+    with_bed(3, |bed| {
+        Box::pin(async move {
+            // The daemon holds no capability: it cannot undo its own partition.
+            let caps = bed.sh_peer(0, "grep CapEff /proc/$(pgrep -x syncpeer)/status").await;
+            assert!(
+                caps.stdout.contains("0000000000000000"),
+                "daemon capabilities: {}",
+                caps.stdout
+            );
+            assert_eq!(
+                netns(bed, 0, true).await,
+                netns(bed, 0, false).await,
+                "the agent is in the peer's namespace"
+            );
+            let cut = Cut {
+                links: Shape::Groups(vec![vec![0], vec![1, 2]]).links(3, 1),
+                mode: CutMode::Drop,
+                port: None,
+            };
+            bed.nemesis
+                .start("cut", "cut", ConcreteFault::Partition(cut))
+                .await
+                .unwrap();
+            let isolated: BTreeSet<(usize, usize)> = BTreeSet::from([(1, 2), (2, 1)]);
+            assert_eq!(reachable(bed, 3).await, isolated, "p1 is cut off");
+            let before = netns(bed, 0, false).await;
+            let kill = ConcreteFault::Process {
+                peers: vec![0],
+                action: ProcessAction::Kill,
+            };
+            bed.nemesis.start("kill", "kill", kill).await.unwrap();
+            bed.nemesis.stop("kill").await.unwrap();
+            let after = netns(bed, 0, false).await;
+            assert_ne!(before, after, "a restarted container has a new namespace");
+            assert_eq!(
+                netns(bed, 0, true).await,
+                after,
+                "the new agent joined the new namespace"
+            );
+            assert_eq!(
+                reachable(bed, 3).await,
+                isolated,
+                "the partition was re-applied after the restart"
+            );
+            bed.nemesis.stop("cut").await.unwrap();
+            let everyone: BTreeSet<(usize, usize)> = (0..3)
+                .flat_map(|a| (0..3).filter(move |&b| b != a).map(move |b| (a, b)))
+                .collect();
+            assert_eq!(reachable(bed, 3).await, everyone, "heal restores every pair");
         })
     });
 }

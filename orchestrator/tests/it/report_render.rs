@@ -10,11 +10,11 @@ use std::process::Command;
 
 use syftchaos::checker::{self, PeerFinal};
 use syftchaos::docker::ContainerStats;
-use syftchaos::history::{Event, Outcome, Record};
-use syftchaos::monitor::Observation;
 use syftchaos::plan::FileOpKind;
+use syftchaos::record::history::{Event, Outcome, Record};
+use syftchaos::record::observations::Observation;
+use syftchaos::record::samples::Sample;
 use syftchaos::report::{self, PeerSummary, RunResult};
-use syftchaos::scraper::Sample;
 use syftchaos::tree::{FileEntry, Tree, hash_bytes};
 
 use crate::util::*;
@@ -314,7 +314,8 @@ fn synthetic_run(dir: &Path) {
         &repo().join("topologies"),
     )
     .expect("plan parses");
-    let counters = syftchaos::scraper::counters_for_checks(&dir.join("metrics.jsonl"), checker::quiesced_at(&h));
+    let counters =
+        syftchaos::record::samples::counters_for_checks(&dir.join("metrics.jsonl"), checker::quiesced_at(&h));
     let conventions = crate::bed::shipped_profile("syncpeer").conventions.clone();
     let judged = checker::judge(&checker::Evidence {
         plan: &plan,

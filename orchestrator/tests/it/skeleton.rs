@@ -100,15 +100,15 @@ fn sigkilled_orchestrator_leaves_nothing_after_chaos_clean() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         labelled(Some(&run_id)).0,
-        3,
-        "`chaos clean` removed a live run's containers"
+        6,
+        "`chaos clean` removed a live run's containers (3 peers and their 3 fault agents)"
     );
     // SIGKILL the orchestrator mid-run.
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(
         labelled(Some(&run_id)).0,
-        3,
+        6,
         "SIGKILL cannot clean up: the containers are still there"
     );
 

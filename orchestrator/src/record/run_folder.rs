@@ -19,6 +19,13 @@ pub const LIBFAKETIME: &str = "libfaketime.so.1";
 /// The clock file's name, in the fault folder.
 pub const FAKETIME_FILE: &str = "faketime";
 
+/// libfaketime's relative format: signed seconds and a speed factor. The factor is always written:
+/// once a rate was set, a file without one keeps the old rate (seen with libfaketime 0.9.10).
+pub fn faketime_spec(offset_ms: i64, rate: Option<f64>) -> String {
+    let secs = offset_ms as f64 / 1000.0;
+    format!("{secs:+} x{}\n", rate.unwrap_or(1.0))
+}
+
 /// One peer's folders on the host.
 #[derive(Clone, Debug)]
 pub struct PeerDir {

@@ -1,0 +1,12 @@
+//! What a run records, the floor under both the collectors that write it (workload, nemesis, monitor,
+//! scraper) and the checkers and report that read it:
+//!
+//! * [`history`]: every event of a run, streamed to `history.jsonl`;
+//! * [`observations`]: when each content appeared at each peer (`observations.jsonl`);
+//! * [`samples`]: metrics and container counters, raw and as roles (`metrics.jsonl`);
+//! * [`run_folder`]: where each peer's folders are.
+
+pub mod history;
+pub mod observations;
+pub mod run_folder;
+pub mod samples;

@@ -1,0 +1,54 @@
+//! `observations.jsonl`: when each content appeared at each peer, as the convergence monitor saw it.
+//! Propagation latencies and the checkers' causal order ("had this peer seen that write?") come from
+//! these.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the observation stream in the run folder.
+pub const OBSERVATIONS: &str = "observations.jsonl";
+
+/// A change seen in one peer's tree: `path` now holds `hash`, or is gone (`hash: None`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    pub t_ms: u64,
+    pub peer: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+}
+
+/// Reads `observations.jsonl` back (a missing file is an empty list: runs from before the monitor
+/// recorded observations).
+pub fn read_observations(path: &Path) -> std::io::Result<Vec<Observation>> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for line in BufReader::new(f).lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?);
+    }
+    Ok(out)
+}
+
+/// First time each (peer, path, hash) was seen: the index propagation latencies and causal order use.
+pub fn first_seen(obs: &[Observation]) -> BTreeMap<(&str, &str, &str), u64> {
+    let mut m = BTreeMap::new();
+    for o in obs {
+        if let Some(h) = &o.hash {
+            m.entry((o.peer.as_str(), o.path.as_str(), h.as_str()))
+                .or_insert(o.t_ms);
+        }
+    }
+    m
+}

@@ -1,0 +1,162 @@
+//! `metrics.jsonl`: what the scraper saw, one JSON line per (peer, source) and scrape: the daemon's
+//! Prometheus page as it was, Docker's container counters, and the same scrape as [`crate::profile::Role`]s
+//! (what the counters mean). Checkers and the report read it back from here; nothing is kept in memory.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::docker::ContainerStats;
+
+/// File name of the sample stream in the run folder.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "kebab-case")]
+pub enum Sample {
+    /// A peer's `/metrics`: series key (`name{label="v",...}`, labels sorted) -> value.
+    Metrics {
+        t_ms: u64,
+        peer: String,
+        values: BTreeMap<String, f64>,
+    },
+    /// The peer's `/metrics` could not be read (down, partitioned from the host, paused).
+    MetricsError { t_ms: u64, peer: String, error: String },
+    /// The peer's container, from the Docker stats API.
+    Docker {
+        t_ms: u64,
+        peer: String,
+        #[serde(flatten)]
+        stats: ContainerStats,
+    },
+    /// The scrape as roles: `role{labels}` -> value (see [`Role`]).
+    Roles {
+        t_ms: u64,
+        peer: String,
+        values: BTreeMap<String, f64>,
+    },
+}
+
+/// One scrape of one peer's counters: series key (`name{label="v",...}`, labels sorted) -> value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    pub t_ms: u64,
+    pub peer: String,
+    pub values: BTreeMap<String, f64>,
+}
+
+/// The metric name of a series key.
+pub fn key_name(key: &str) -> &str {
+    key.split('{').next().unwrap_or(key)
+}
+
+/// A label's value in a series key.
+pub fn key_label<'a>(key: &'a str, label: &str) -> Option<&'a str> {
+    let inner = key.split_once('{')?.1.strip_suffix('}')?;
+    let pat = format!("{label}=\"");
+    let mut rest = inner;
+    loop {
+        let at = rest.find(&pat)?;
+        if at == 0 || rest.as_bytes()[at - 1] == b',' {
+            let v = &rest[at + pat.len()..];
+            return v.find('"').map(|end| &v[..end]);
+        }
+        rest = &rest[at + pat.len()..];
+    }
+}
+
+/// The series key of a sample: its name, then its labels sorted by name.
+pub fn series_key(name: &str, labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return name.to_string();
+    }
+    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    format!("{name}{{{}}}", inner.join(","))
+}
+
+/// Streams the samples of `metrics.jsonl` (a missing file yields nothing; bad lines are skipped).
+pub fn read(path: &Path) -> impl Iterator<Item = Sample> {
+    let lines = File::open(path).ok().map(|f| BufReader::new(f).lines());
+    lines
+        .into_iter()
+        .flatten()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+}
+
+/// The counters the checkers need, as roles: every scrape taken at or after `since_ms`, plus the last
+/// scrape of each peer whatever its time (for traffic figures).
+pub fn counters_for_checks(path: &Path, since_ms: Option<u64>) -> Vec<Counters> {
+    let mut window = Vec::new();
+    let mut last: BTreeMap<String, Counters> = BTreeMap::new();
+    for s in read(path) {
+        if let Sample::Roles { t_ms, peer, values } = s {
+            let c = Counters { t_ms, peer, values };
+            if since_ms.is_some_and(|q| t_ms >= q) {
+                window.push(c.clone());
+            }
+            last.insert(c.peer.clone(), c);
+        }
+    }
+    for c in last.into_values() {
+        if !window.contains(&c) {
+            window.push(c);
+        }
+    }
+    window
+}
+
+/// Whether every peer was quiet (`quiet(first, last)`, e.g. [`crate::checker::loops::quiet_between`])
+/// over the last `window_ms` of scrapes.
+/// Reads only the tail of `metrics.jsonl` (enough for a few rounds of `peers` scrapes), so it is cheap
+/// to call every half second at the end of a long run.
+pub fn settled(path: &Path, peers: usize, window_ms: u64, quiet: impl Fn(&Counters, &Counters) -> bool) -> bool {
+    settled_since(path, peers, window_ms, 0, quiet)
+}
+
+/// [`settled`], over a window whose last scrape of every peer is at `since_ms` or later: a window of
+/// scrapes all taken before the final heal would hide the peers' reaction to it (a disk fault is
+/// repaired in milliseconds, between two scrapes).
+pub fn settled_since(
+    path: &Path,
+    peers: usize,
+    window_ms: u64,
+    since_ms: u64,
+    quiet: impl Fn(&Counters, &Counters) -> bool,
+) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = File::open(path) else { return false };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let tail = (peers as u64 * 6 * 8192).min(len);
+    if f.seek(SeekFrom::Start(len - tail)).is_err() {
+        return false;
+    }
+    let mut text = String::new();
+    if f.read_to_string(&mut text).is_err() {
+        return false;
+    }
+    let skip_partial = if tail < len { 1 } else { 0 };
+    let mut per_peer: BTreeMap<String, Vec<Counters>> = BTreeMap::new();
+    for line in text.lines().skip(skip_partial) {
+        if let Ok(Sample::Roles { t_ms, peer, values }) = serde_json::from_str(line) {
+            per_peer
+                .entry(peer.clone())
+                .or_default()
+                .push(Counters { t_ms, peer, values });
+        }
+    }
+    per_peer.len() >= peers
+        && per_peer.values().all(|samples| {
+            let last = &samples[samples.len() - 1];
+            last.t_ms >= since_ms
+                && samples
+                    .iter()
+                    .rev()
+                    .find(|s| s.t_ms + window_ms <= last.t_ms)
+                    .is_some_and(|first| quiet(first, last))
+        })
+}
