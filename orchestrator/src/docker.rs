@@ -75,6 +75,8 @@ pub struct ContainerSpec {
     /// `None`: the image's own.
     pub cmd: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
+    /// Kernel settings of the container's namespaces (`--sysctl`).
+    pub sysctls: HashMap<String, String>,
 }
 
 /// A labelled container as listed.
@@ -182,6 +184,7 @@ impl Engine {
             host_config: Some(HostConfig {
                 binds: Some(spec.binds.clone()),
                 cap_add: Some(spec.cap_add.clone()),
+                sysctls: (!spec.sysctls.is_empty()).then(|| spec.sysctls.clone()),
                 network_mode: Some(spec.network.clone()),
                 ..Default::default()
             }),

@@ -199,7 +199,10 @@ pub fn generate(plan: &Plan) -> Schedule {
                     ConcreteFault::Partition(Cut {
                         links: shape.links(n, rng.random()),
                         mode: spec.mode,
-                        port: spec.port,
+                        port: spec.port.as_ref().map(|p| {
+                            p.number()
+                                .expect("named ports are bound to the profile before a schedule is made")
+                        }),
                     })
                 };
                 match (&spec.shape, step.every, window_end) {

@@ -60,6 +60,9 @@ enum Command {
         peer: Option<String>,
         #[arg(long)]
         profiles: Option<PathBuf>,
+        /// Check the plans with this flavor instead of their own.
+        #[arg(long)]
+        flavor: Option<String>,
     },
     /// Remove the containers and networks of runs whose orchestrator is gone (killed, crashed);
     /// runs in progress are left alone unless `--all`.
@@ -110,7 +113,7 @@ fn load(path: &Path, topologies: Option<PathBuf>) -> Result<plan::Plan, ExitCode
 }
 
 /// Loads the plan's peer profile (or `--peer`'s) and checks the plan against it.
-fn load_profile(p: &plan::Plan, peer: Option<&str>, profiles: Option<&Path>) -> Result<profile::Profile, ExitCode> {
+fn load_profile(p: &mut plan::Plan, peer: Option<&str>, profiles: Option<&Path>) -> Result<profile::Profile, ExitCode> {
     let dir = profiles.map_or_else(|| profile::profiles_dir_for(&p.source), Path::to_path_buf);
     let loaded = profile::load(peer.unwrap_or(&p.peer), &dir).and_then(|pr| profile::check_plan(p, &pr).map(|()| pr));
     loaded.map_err(|e| {
@@ -126,11 +129,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             topologies,
             peer,
             profiles,
+            flavor,
         } => {
             let mut code = ExitCode::SUCCESS;
             for path in plans {
                 match load(&path, topologies.clone())
-                    .and_then(|p| load_profile(&p, peer.as_deref(), profiles.as_deref()).map(|pr| (p, pr)))
+                    .map(|mut p| {
+                        if let Some(f) = &flavor {
+                            p.flavor = f.clone();
+                        }
+                        p
+                    })
+                    .and_then(|mut p| load_profile(&mut p, peer.as_deref(), profiles.as_deref()).map(|pr| (p, pr)))
                 {
                     Ok((p, pr)) => {
                         let s = generator::generate(&p);
@@ -174,7 +184,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 p.image = Some(i);
             }
             // The flavor and the faults are checked against the profile (a bad --flavor too).
-            let pr = match load_profile(&p, peer.as_deref(), profiles.as_deref()) {
+            let pr = match load_profile(&mut p, peer.as_deref(), profiles.as_deref()) {
                 Ok(pr) => pr,
                 Err(code) => return Ok(code),
             };

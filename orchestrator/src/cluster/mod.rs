@@ -220,6 +220,7 @@ impl Cluster {
                     cap_add: vec![],
                     cmd,
                     entrypoint,
+                    sysctls: profile.sysctls.clone().into_iter().collect(),
                 })
                 .await?;
             cluster.peers.push(Peer {

@@ -56,6 +56,25 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
+/// A port in a plan: a number, or a name from the peer profile's `container.ports` (`sync`), so one
+/// plan cuts the sync port of whichever daemon it runs; names are bound by [`crate::profile::check_plan`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum PortRef {
+    Number(u16),
+    Named(String),
+}
+
+impl PortRef {
+    /// The port number; `None` for a name not yet bound to a profile.
+    pub fn number(&self) -> Option<u16> {
+        match self {
+            PortRef::Number(n) => Some(*n),
+            PortRef::Named(_) => None,
+        }
+    }
+}
+
 /// The most peers one plan may start (the design's target is 100 on one machine).
 pub const MAX_PEERS: usize = 200;
 
@@ -336,7 +355,7 @@ pub const BYZANTINE_BEHAVIOURS: [&str; 5] = ["tamper", "forge", "withhold", "flo
 pub struct PartitionSpec {
     pub shape: PartitionShape,
     pub mode: CutMode,
-    pub port: Option<u16>,
+    pub port: Option<PortRef>,
 }
 
 /// A partition shape with its selectors still to be drawn (see [`crate::partition::Shape`]).

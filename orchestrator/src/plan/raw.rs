@@ -345,5 +345,5 @@ pub(super) struct RawPartition {
     #[serde(default)]
     pub(super) mode: Option<CutMode>,
     #[serde(default)]
-    pub(super) port: Option<u16>,
+    pub(super) port: Option<super::PortRef>,
 }

@@ -484,7 +484,7 @@ impl Resolver<'_> {
         Ok(PartitionSpec {
             shape,
             mode: raw.mode.unwrap_or(CutMode::Drop),
-            port: raw.port,
+            port: raw.port.clone(),
         })
     }
 }

@@ -48,6 +48,9 @@ pub struct Profile {
     /// The sync folder, relative to `data_dir` (`sync`, or `.` when they are the same).
     pub sync_rel: String,
     pub ports: BTreeMap<String, u16>,
+    /// Kernel settings of the peer's network namespace, set when its container is created (e.g. a
+    /// lower TCP retransmission ceiling, so reconnects after a heal are fast).
+    pub sysctls: BTreeMap<String, String>,
     pub files: Vec<FileSpec>,
     pub identity: IdentitySource,
     pub ready: Probe,
@@ -149,9 +152,18 @@ impl Conventions {
     pub fn conflict(&self, path: &str) -> Option<ConflictName> {
         let c = self.conflicts.as_ref()?.captures(path)?;
         let group = |n: &str| c.name(n).map(|m| m.as_str().to_string());
-        let stem = group("stem").filter(|s| !s.is_empty() && !s.ends_with('/'))?;
+        // Syncthing names a dotfile's copy `.sync-conflict-...-ID.hidden`: an empty stem, the whole
+        // name in `ext`. Whatever the split, the original's file name must not be empty.
+        let origin = format!(
+            "{}{}",
+            group("stem").unwrap_or_default(),
+            group("ext").unwrap_or_default()
+        );
+        if origin.is_empty() || origin.ends_with('/') {
+            return None;
+        }
         Some(ConflictName {
-            origin: format!("{stem}{}", group("ext").unwrap_or_default()),
+            origin,
             author: group("author"),
             hash: group("hash"),
         })
@@ -419,8 +431,29 @@ pub fn known_profiles(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Checks a plan's fault steps against what the profile can take; the error points at the step.
-pub fn check_plan(plan: &crate::plan::Plan, profile: &Profile) -> Result<(), PlanError> {
+/// Checks a plan's fault steps against what the profile can take, and binds the port names its
+/// partitions use (`port: sync`) to the profile's ports; the error points at the step.
+pub fn check_plan(plan: &mut crate::plan::Plan, profile: &Profile) -> Result<(), PlanError> {
+    for step in &mut plan.steps {
+        if let crate::plan::Fault::Partition(spec) = &mut step.fault
+            && let Some(crate::plan::PortRef::Named(name)) = &spec.port
+        {
+            let Some(&n) = profile.ports.get(name) else {
+                return Err(PlanError {
+                    file: plan.source.clone(),
+                    line: step.at_line.0,
+                    column: step.at_line.1,
+                    message: format!(
+                        "step `{}`: no port named `{name}` in the peer profile `{}` (it has: {})",
+                        step.name,
+                        profile.name,
+                        profile.ports.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            };
+            spec.port = Some(crate::plan::PortRef::Number(n));
+        }
+    }
     for step in &plan.steps {
         if let Some(why) = profile.refuses(step.fault.kind()) {
             return Err(PlanError {

@@ -69,6 +69,8 @@ pub(super) struct RawContainer {
     pub(super) sync_dir: Spanned<String>,
     #[serde(default)]
     pub(super) ports: BTreeMap<String, Spanned<i64>>,
+    #[serde(default)]
+    pub(super) sysctls: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]

@@ -246,6 +246,7 @@ impl Resolver<'_> {
             data_dir,
             sync_rel,
             ports,
+            sysctls: c.sysctls.clone(),
             files,
             identity,
             ready,

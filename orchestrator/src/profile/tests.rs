@@ -181,24 +181,49 @@ fn a_plan_with_a_fault_the_profile_cannot_take_is_refused_at_the_step() {
     let profile = parse(MINIMAL, &dir.path().join("profile.yaml")).unwrap();
     let topologies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies");
     let text = "name: t\npeers: 2\npeer: mine\nsteps:\n  - {at: 1s, duration: 1s, partition: {groups: [[p1], [p2]]}}\n  - {at: 1s, duration: 1s, clock: {peers: p1, offset: +1h}}\n";
-    let plan = crate::plan::parse(text, Path::new("t.yaml"), &topologies).unwrap();
+    let mut plan = crate::plan::parse(text, Path::new("t.yaml"), &topologies).unwrap();
     assert_eq!(plan.peer, "mine");
-    let e = check_plan(&plan, &profile).unwrap_err();
+    let e = check_plan(&mut plan, &profile).unwrap_err();
     assert_eq!((e.line, e.column), (6, 5), "{e}");
     assert!(
         e.message.contains("step `step-2`") && e.message.contains("cannot take `clock`"),
         "{e}"
     );
-    let legacy = crate::plan::parse(
+    let mut legacy = crate::plan::parse(
         "name: t\npeers: 2\npeer: mine\nflavor: legacy\n",
         Path::new("t.yaml"),
         &topologies,
     )
     .unwrap();
-    let e = check_plan(&legacy, &profile).unwrap_err();
+    let e = check_plan(&mut legacy, &profile).unwrap_err();
     assert!(
         e.message.contains("flavor `legacy`") && e.message.contains("mine"),
         "{e}"
     );
     assert_eq!(e.line, 3, "points at `peer`: {e}");
+}
+
+#[test]
+fn a_named_port_is_bound_to_the_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = parse(MINIMAL, &dir.path().join("profile.yaml")).unwrap();
+    let topologies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies");
+    let step = |port: &str| {
+        format!(
+            "name: t\npeers: 2\nsteps:\n  - {{at: 1s, duration: 1s, partition: {{groups: [[p1], [p2]], port: {port}}}}}\n"
+        )
+    };
+    let mut plan = crate::plan::parse(&step("http"), Path::new("t.yaml"), &topologies).unwrap();
+    check_plan(&mut plan, &profile).unwrap();
+    let crate::plan::Fault::Partition(spec) = &plan.steps[0].fault else {
+        panic!()
+    };
+    assert_eq!(spec.port, Some(crate::plan::PortRef::Number(8080)));
+    let mut plan = crate::plan::parse(&step("sync"), Path::new("t.yaml"), &topologies).unwrap();
+    let e = check_plan(&mut plan, &profile).unwrap_err();
+    assert!(
+        e.message.contains("no port named `sync`") && e.message.contains("http"),
+        "{e}"
+    );
+    assert_eq!(e.line, 4);
 }
