@@ -352,6 +352,15 @@ impl Profile {
 
     /// Why this profile cannot take a fault kind, or `None` when it can.
     pub fn refuses(&self, kind: &str) -> Option<String> {
+        // A clock the profile says cannot be skewed: its reason says more than the list of kinds.
+        if kind == "clock"
+            && let ClockMethod::Unsupported(why) = &self.clock
+        {
+            return Some(format!(
+                "the peer profile `{}` cannot take clock faults: {why}",
+                self.name
+            ));
+        }
         if !self.faults.contains(kind) {
             let can: Vec<&str> = self.faults.iter().map(String::as_str).collect();
             return Some(format!(
@@ -359,14 +368,6 @@ impl Profile {
                 self.name,
                 can.join(", "),
                 self.source.display()
-            ));
-        }
-        if kind == "clock"
-            && let ClockMethod::Unsupported(why) = &self.clock
-        {
-            return Some(format!(
-                "the peer profile `{}` cannot take clock faults: {why}",
-                self.name
             ));
         }
         None

@@ -62,7 +62,12 @@ fn a_minimal_profile_is_enough() {
     assert!(p.metrics.is_none() && p.conventions.conflicts.is_none());
     assert!(p.refuses("partition").is_none());
     let why = p.refuses("clock").unwrap();
-    assert!(why.contains("cannot take `clock`") && why.contains("mine"), "{why}");
+    assert!(
+        why.contains("cannot take clock faults") && why.contains("mine"),
+        "{why}"
+    );
+    let why = p.refuses("kill").unwrap();
+    assert!(why.contains("cannot take `kill` faults (it takes: partition"), "{why}");
 }
 
 #[test]
@@ -186,7 +191,7 @@ fn a_plan_with_a_fault_the_profile_cannot_take_is_refused_at_the_step() {
     let e = check_plan(&mut plan, &profile).unwrap_err();
     assert_eq!((e.line, e.column), (6, 5), "{e}");
     assert!(
-        e.message.contains("step `step-2`") && e.message.contains("cannot take `clock`"),
+        e.message.contains("step `step-2`") && e.message.contains("cannot take clock faults"),
         "{e}"
     );
     let mut legacy = crate::plan::parse(

@@ -18,4 +18,6 @@ mod legacy;
 mod report_render;
 // Shipped plans with process, lock and disk faults, run for real.
 mod plans;
+// Syncthing, the second daemon under test, through its shipped profile.
+mod syncthing;
 mod util;
