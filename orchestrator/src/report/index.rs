@@ -14,6 +14,8 @@ pub struct RunRow {
     pub folder: String,
     pub plan: String,
     pub flavor: String,
+    /// The daemon under test (runs from before profiles: `syncpeer`).
+    pub profile: String,
     pub verdict: String,
     pub started_at: String,
     pub duration_ms: u64,
@@ -31,6 +33,7 @@ fn row(folder: &str, v: &Value) -> RunRow {
         folder: folder.to_string(),
         plan: v["plan"].as_str().unwrap_or("?").to_string(),
         flavor: v["flavor"].as_str().unwrap_or("?").to_string(),
+        profile: v["profile"].as_str().unwrap_or("syncpeer").to_string(),
         verdict: v["verdict"].as_str().unwrap_or("unknown").to_string(),
         started_at: v["started_at"].as_str().unwrap_or("").to_string(),
         duration_ms: v["duration_ms"].as_u64().unwrap_or(0),
@@ -169,13 +172,14 @@ pub fn html(rows: &[RunRow]) -> String {
         rows.len()
     );
     h.push_str(&trend_chart(rows));
-    h.push_str("<table><tr><th>run</th><th>plan</th><th>flavor</th><th>verdict</th><th>started</th><th>duration</th><th>final recovery</th><th>slowest recovery</th><th>p95 propagation</th></tr>");
+    h.push_str("<table><tr><th>run</th><th>plan</th><th>daemon</th><th>flavor</th><th>verdict</th><th>started</th><th>duration</th><th>final recovery</th><th>slowest recovery</th><th>p95 propagation</th></tr>");
     let ms = |v: Option<u64>| v.map_or("n/a".to_string(), |v| format!("{v} ms"));
     for r in rows.iter().rev() {
         let _ = write!(
             h,
-            "<tr><td><a href=\"{f}/index.html\">{f}</a></td><td>{}</td><td>{}</td><td class=\"{v}\">{v}</td><td>{}</td><td>{:.1} s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"{f}/index.html\">{f}</a></td><td>{}</td><td>{}</td><td>{}</td><td class=\"{v}\">{v}</td><td>{}</td><td>{:.1} s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.plan),
+            esc(&r.profile),
             esc(&r.flavor),
             esc(&r.started_at),
             r.duration_ms as f64 / 1000.0,
