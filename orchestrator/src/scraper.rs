@@ -378,11 +378,12 @@ mod tests {
             m(2000, "p1", 1.0, 5.0),
             m(2000, "p2", 1.0, 5.0),
         ]);
-        assert!(settled_since(&path, 2, 2000, 2000, quiet_between));
+        assert!(settled_since(&path, 2, 2000, 0, quiet_between));
         assert!(
-            !settled_since(&path, 2, 2000, 2500, quiet_between),
-            "no scrape after the heal yet: its effect is unseen"
+            !settled_since(&path, 2, 2000, 1, quiet_between),
+            "the window must start after the heal, or the reaction to it goes unseen"
         );
+        assert!(!settled_since(&path, 2, 2000, 2500, quiet_between), "no scrape after the heal yet");
     }
 
     /// Serves the fixture as `/metrics` on a local port, like a peer would.

@@ -7,15 +7,15 @@
 # 1. makes the base image when missing (build-base.sh; no registry needed),
 # 2. `cargo build --release -p syncpeer -p netfault` (one cargo call for both images),
 # 3. stages the build contexts: peer-image/.build/context/ (Dockerfile, entrypoint.sh, bin/syncpeer and,
-#    unless SYFTCHAOS_PEER_NETFAULT=0, bin/netfault) and peer-image/.build/tools-context/ (the
+#    with SYFTCHAOS_PEER_NETFAULT=1, bin/netfault) and peer-image/.build/tools-context/ (the
 #    Dockerfile of peer-image/tools/, bin/netfault),
 # 4. hashes each context plus the base image id: an image is built only when <repo>:<hash12> is missing
 #    (legacy builder, --pull=false: nothing is ever pulled), smoke-tested, then tagged :latest.
 # A second run with nothing changed does cargo's up-to-date check and nothing else.
 #
 # Environment: SYFTCHAOS_PEER_REPO (default syftchaos/peer), SYFTCHAOS_TOOLS_REPO (default
-# syftchaos/tools), SYFTCHAOS_PEER_NETFAULT (1, the default: the peer image carries netfault too, for
-# orchestrators that still exec it in the peer; 0: only syncpeer), SYFTCHAOS_KEEP_IMAGES (older hash
+# syftchaos/tools), SYFTCHAOS_PEER_NETFAULT (0, the default: the peer image carries only syncpeer, as
+# faults come from the tools image's fault agents; 1: netfault too, for poking at a peer by hand), SYFTCHAOS_KEEP_IMAGES (older hash
 # tags kept per repository, default 3), CARGO (default cargo).
 set -euo pipefail
 
@@ -26,7 +26,7 @@ die() { printf '[build-image] ERROR: %s\n' "$*" >&2; exit 1; }
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 REPO="${SYFTCHAOS_PEER_REPO:-syftchaos/peer}"
 TOOLS_REPO="${SYFTCHAOS_TOOLS_REPO:-syftchaos/tools}"
-PEER_NETFAULT="${SYFTCHAOS_PEER_NETFAULT:-1}"
+PEER_NETFAULT="${SYFTCHAOS_PEER_NETFAULT:-0}"
 BASE_TAG="${SYFTCHAOS_BASE_TAG:-syftchaos/base:bookworm}"
 KEEP="${SYFTCHAOS_KEEP_IMAGES:-3}"
 CARGO="${CARGO:-cargo}"

@@ -118,9 +118,10 @@ pub fn settled(path: &Path, peers: usize, window_ms: u64, quiet: impl Fn(&Counte
     settled_since(path, peers, window_ms, 0, quiet)
 }
 
-/// [`settled`], over a window whose last scrape of every peer is at `since_ms` or later: a window of
-/// scrapes all taken before the final heal would hide the peers' reaction to it (a disk fault is
-/// repaired in milliseconds, between two scrapes).
+/// [`settled`], over a window that starts at `since_ms` or later: a window reaching back before the
+/// final heal would hide the peers' reaction to it (a disk fault is repaired in milliseconds, between
+/// two scrapes; reconnections after a partition begin a second after the heal, and a window whose last
+/// scrape came 13 ms after the heal once judged Syncthing quiet just before its reconnect traffic).
 pub fn settled_since(
     path: &Path,
     peers: usize,
@@ -152,11 +153,10 @@ pub fn settled_since(
     per_peer.len() >= peers
         && per_peer.values().all(|samples| {
             let last = &samples[samples.len() - 1];
-            last.t_ms >= since_ms
-                && samples
-                    .iter()
-                    .rev()
-                    .find(|s| s.t_ms + window_ms <= last.t_ms)
-                    .is_some_and(|first| quiet(first, last))
+            samples
+                .iter()
+                .rev()
+                .find(|s| s.t_ms + window_ms <= last.t_ms)
+                .is_some_and(|first| first.t_ms >= since_ms && quiet(first, last))
         })
 }
