@@ -106,7 +106,7 @@ pub fn disk_damage(history: &[crate::record::history::Record]) -> BTreeMap<Strin
 /// Seed 1.3 "metadata loops": touch and chmod change no content, so no version is due for them,
 /// and none is visible in the trees if one is made anyway. Judged only when the run had metadata
 /// operations: over all peers, the versions authored from local changes (the last scrape of
-/// `syncpeer_local_changes_total`) must not outnumber the content writes that succeeded.
+/// the `local_changes` role) must not outnumber the content writes that succeeded.
 pub fn no_metadata_version(history: &[crate::record::history::Record], counters: &[Counters]) -> Option<Check> {
     use crate::record::history::{Event, Outcome};
     let (mut writes, mut metas) = (0u64, 0u64);
