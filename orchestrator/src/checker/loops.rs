@@ -98,11 +98,6 @@ pub fn disk_damage(history: &[crate::record::history::Record]) -> BTreeMap<Strin
     m
 }
 
-/// `quiesced_at`: when the trees last became equal (the last `converged` record); `counters`: scrapes
-/// from then on; `min_window_ms`: the final window. Per peer, the counters of the last scrape are
-/// compared with those of the latest scrape at least `min_window_ms` earlier (and after quiescence):
-/// the run waits for them to settle before stopping (see [`crate::scraper::settled`]), so trailing
-/// index exchanges right after the trees agree are not mistaken for a loop; a loop never settles.
 /// Seed 1.3 "metadata loops": touch and chmod change no content, so no version is due for them,
 /// and none is visible in the trees if one is made anyway. Judged only when the run had metadata
 /// operations: over all peers, the versions authored from local changes (the last scrape of
@@ -182,6 +177,11 @@ pub fn no_metadata_version(history: &[crate::record::history::Record], counters:
     })
 }
 
+/// `quiesced_at`: when the trees last became equal (the last `converged` record); `counters`: scrapes
+/// from then on; `min_window_ms`: the final window. Per peer, the counters of the last scrape are
+/// compared with those of the latest scrape at least `min_window_ms` earlier (and after quiescence):
+/// the run waits for them to settle before stopping (see [`crate::record::samples::settled_since`]), so trailing
+/// index exchanges right after the trees agree are not mistaken for a loop; a loop never settles.
 pub fn no_loop(
     order: &BTreeMap<String, PathOrder>,
     conv: &Conventions,

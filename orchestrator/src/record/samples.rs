@@ -33,7 +33,7 @@ pub enum Sample {
         #[serde(flatten)]
         stats: ContainerStats,
     },
-    /// The scrape as roles: `role{labels}` -> value (see [`Role`]).
+    /// The scrape as roles: `role{labels}` -> value (see [`crate::profile::Role`]).
     Roles {
         t_ms: u64,
         peer: String,
