@@ -7,7 +7,7 @@ CHAOS := target/debug/chaos
 # Extra flags for `chaos run`, e.g. ARGS="--seed 7 --flavor legacy".
 ARGS ?=
 
-.PHONY: all chaos-run image chaos test unit-test lint validate bench nightly clean ps help
+.PHONY: all chaos-run image chaos test unit-test lint validate bench nightly compare clean ps help
 
 all: chaos image
 
@@ -17,6 +17,7 @@ help:
 	@echo "make image       build the peer and tools images offline (syftchaos/peer:latest, syftchaos/tools:latest)"
 	@echo "make validate    check every plan in chaos-plans/ without starting anything"
 	@echo "make nightly     run every plan in chaos-plans/, one after another"
+	@echo "make compare     every plan on syncpeer and Syncthing, one Markdown table (docs/DAEMONS.md)"
 	@echo "make bench       benchmarks (results go to docs/BENCHMARKS.md by hand)"
 	@echo "make clean       remove what killed runs left behind (chaos clean; live runs are spared)"
 
@@ -52,6 +53,11 @@ nightly: chaos image
 	  echo "=== $$p (expect exit $$want)"; $(CHAOS) run $$p; got=$$?; \
 	  if [ $$got -ne $$want ]; then echo "=== $$p: exit $$got, expected $$want"; failed=$$((failed+1)); fi; \
 	done; echo "nightly: $$failed plan(s) did not end as expected"; test $$failed -eq 0
+
+# Every plan (but scale-100) on each daemon under test; a plan a daemon cannot take is listed with the
+# reason. PEERS="syncpeer syncthing" by default.
+compare: chaos image
+	PLANS="$$(ls chaos-plans/*.yaml | grep -v scale-100)" scripts/compare-daemons.sh
 
 clean: chaos
 	$(CHAOS) clean
