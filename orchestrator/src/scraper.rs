@@ -383,7 +383,10 @@ mod tests {
             !settled_since(&path, 2, 2000, 1, quiet_between),
             "the window must start after the heal, or the reaction to it goes unseen"
         );
-        assert!(!settled_since(&path, 2, 2000, 2500, quiet_between), "no scrape after the heal yet");
+        assert!(
+            !settled_since(&path, 2, 2000, 2500, quiet_between),
+            "no scrape after the heal yet"
+        );
     }
 
     /// Serves the fixture as `/metrics` on a local port, like a peer would.

@@ -6,8 +6,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::resolve::check_path;
-use super::units::{Dur, Size, SizeRange};
+use super::units::{Dur, Size, SizeRange, check_path};
 use super::{LinkParams, Mix};
 use crate::partition::CutMode;
 

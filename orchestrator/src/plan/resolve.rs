@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_saphyr::Spanned;
 
 use super::raw::*;
+use super::units::check_path;
 use super::*;
 use crate::partition::CutMode;
 use crate::topology::{self, Topology};
@@ -653,20 +654,4 @@ fn peer_range(peers: &[String]) -> String {
         1 => "p1".to_string(),
         n => format!("p1..p{n}"),
     }
-}
-
-/// Workload paths are relative, stay inside the sync folder, and avoid the daemon's own `.syncpeer*`.
-pub(super) fn check_path(path: &str) -> Result<String, String> {
-    let p = Path::new(path);
-    let bad = path.is_empty()
-        || p.is_absolute()
-        || p.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
-        || p.components()
-            .any(|c| c.as_os_str().to_string_lossy().starts_with(".syncpeer"));
-    if bad {
-        return Err(format!(
-            "path `{path}` must be relative, without `..`, and not start with `.syncpeer`"
-        ));
-    }
-    Ok(path.to_string())
 }

@@ -193,6 +193,22 @@ impl<'de> Deserialize<'de> for SizeRange {
     }
 }
 
+/// Workload paths are relative, stay inside the sync folder, and avoid the daemon's own `.syncpeer*`.
+pub(super) fn check_path(path: &str) -> Result<String, String> {
+    let p = std::path::Path::new(path);
+    let bad = path.is_empty()
+        || p.is_absolute()
+        || p.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
+        || p.components()
+            .any(|c| c.as_os_str().to_string_lossy().starts_with(".syncpeer"));
+    if bad {
+        return Err(format!(
+            "path `{path}` must be relative, without `..`, and not start with `.syncpeer`"
+        ));
+    }
+    Ok(path.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
