@@ -433,50 +433,48 @@ pub fn known_profiles(dir: &Path) -> Vec<String> {
 }
 
 /// Checks a plan's fault steps against what the profile can take, and binds the port names its
-/// partitions use (`port: sync`) to the profile's ports; the error points at the step.
+/// partitions use (`port: sync`) to the profile's ports; the error points at the step (or, for the
+/// flavor, at the plan's `peer`).
 pub fn check_plan(plan: &mut crate::plan::Plan, profile: &Profile) -> Result<(), PlanError> {
+    let source = plan.source.clone();
+    let at = |(line, column): (u64, u64), message: String| PlanError {
+        file: source.clone(),
+        line,
+        column,
+        message,
+    };
     for step in &mut plan.steps {
         if let crate::plan::Fault::Partition(spec) = &mut step.fault
             && let Some(crate::plan::PortRef::Named(name)) = &spec.port
         {
             let Some(&n) = profile.ports.get(name) else {
-                return Err(PlanError {
-                    file: plan.source.clone(),
-                    line: step.at_line.0,
-                    column: step.at_line.1,
-                    message: format!(
+                let known: Vec<&str> = profile.ports.keys().map(String::as_str).collect();
+                return Err(at(
+                    step.at_line,
+                    format!(
                         "step `{}`: no port named `{name}` in the peer profile `{}` (it has: {})",
                         step.name,
                         profile.name,
-                        profile.ports.keys().cloned().collect::<Vec<_>>().join(", ")
+                        known.join(", ")
                     ),
-                });
+                ));
             };
             spec.port = Some(crate::plan::PortRef::Number(n));
         }
-    }
-    for step in &plan.steps {
         if let Some(why) = profile.refuses(step.fault.kind()) {
-            return Err(PlanError {
-                file: plan.source.clone(),
-                line: step.at_line.0,
-                column: step.at_line.1,
-                message: format!("step `{}`: {why}", step.name),
-            });
+            return Err(at(step.at_line, format!("step `{}`: {why}", step.name)));
         }
     }
     if !profile.flavors.contains(&plan.flavor) {
-        return Err(PlanError {
-            file: plan.source.clone(),
-            line: plan.peer_at.0,
-            column: plan.peer_at.1,
-            message: format!(
+        return Err(at(
+            plan.peer_at,
+            format!(
                 "flavor `{}` is not one of the peer profile `{}`'s flavors: {}",
                 plan.flavor,
                 profile.name,
                 profile.flavors.join(", ")
             ),
-        });
+        ));
     }
     Ok(())
 }
