@@ -341,15 +341,6 @@ pub struct LockFormat {
 }
 
 impl Profile {
-    /// The sync folder inside the container.
-    pub fn sync_dir_in_container(&self) -> String {
-        if self.sync_rel == "." {
-            self.data_dir.clone()
-        } else {
-            format!("{}/{}", self.data_dir.trim_end_matches('/'), self.sync_rel)
-        }
-    }
-
     /// Why this profile cannot take a fault kind, or `None` when it can.
     pub fn refuses(&self, kind: &str) -> Option<String> {
         // A clock the profile says cannot be skewed: its reason says more than the list of kinds.
