@@ -37,12 +37,13 @@ async fn main() {
     for n in sizes {
         let dir = tempfile::tempdir().unwrap();
         let run_id = format!("{:08x}", rand::random::<u32>());
+        let names: Vec<String> = (1..=n).map(|i| format!("p{i}")).collect();
         let spec = ClusterSpec {
-            names: (1..=n).map(|i| format!("p{i}")).collect(),
+            keys: syftchaos::record::recipe::RunKeys::random(&names),
+            names,
             neighbours: (0..n).map(|i| vec![(i + 1) % n, (i + n - 1) % n]).collect(),
             image: syncpeer.image.clone(),
             profile: syncpeer.clone(),
-            key_seed: 1,
             plan: PlanFacts {
                 name: "bench".into(),
                 seed: 1,

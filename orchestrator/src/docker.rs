@@ -43,6 +43,9 @@ pub enum DockerError {
     MissingImage(String),
     #[error("cannot read {0} from the image's archive: {1}")]
     Archive(String, String),
+    /// Another network took the subnet between our look and our create (a concurrent run).
+    #[error("subnet {0} was taken by another network meanwhile")]
+    SubnetTaken(String),
 }
 
 type Result<T> = std::result::Result<T, DockerError>;
@@ -100,9 +103,10 @@ impl Engine {
         Ok(Engine { docker })
     }
 
-    pub async fn require_image(&self, image: &str) -> Result<()> {
+    /// The image's id, or [`DockerError::MissingImage`].
+    pub async fn require_image(&self, image: &str) -> Result<String> {
         match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(()),
+            Ok(i) => Ok(i.id.unwrap_or_default()),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
                 Err(DockerError::MissingImage(image.to_string()))
             }
@@ -145,12 +149,15 @@ impl Engine {
             labels: Some(labels),
             ..Default::default()
         };
-        let resp = self
-            .docker
-            .create_network(req)
-            .await
-            .map_err(op(format!("create network {name} ({subnet})")))?;
-        Ok(resp.id)
+        match self.docker.create_network(req).await {
+            Ok(resp) => Ok(resp.id),
+            // Docker answers 403 "Pool overlaps with other one on this address space".
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 403,
+                message,
+            }) if message.contains("overlaps") => Err(DockerError::SubnetTaken(subnet.to_string())),
+            Err(e) => Err(op(format!("create network {name} ({subnet})"))(e)),
+        }
     }
 
     pub async fn remove_network(&self, name: &str) -> Result<()> {

@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use syftchaos::checker::Verdict;
 use syftchaos::docker::{Engine, LABEL_PEER, LABEL_PID, LABEL_RUN};
+use syftchaos::record::recipe::{self, Recipe, RunKeys};
 use syftchaos::{cluster, generator, plan, profile, run};
 
 #[derive(Parser)]
@@ -48,6 +49,15 @@ enum Command {
         /// Where named peer profiles live (default: `peer-image/profiles/` beside the plan's folder).
         #[arg(long)]
         profiles: Option<PathBuf>,
+    },
+    /// Run a finished run again: its plan (the copy in its folder), seed, flavor, image, peer profile
+    /// and peer keys; the schedule is the same. The new run gets its own folder.
+    Replay {
+        /// The run folder to replay (`reports/<plan>-<time>-<id>`).
+        run_dir: PathBuf,
+        /// Where the new run folder goes.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
     },
     /// Check plans (and their peer profiles) without starting anything.
     Validate {
@@ -122,6 +132,26 @@ fn load_profile(p: &mut plan::Plan, peer: Option<&str>, profiles: Option<&Path>)
     })
 }
 
+/// What `chaos replay` needs from a run folder: the plan as it ran (its copy, with the recorded seed,
+/// flavor and image), its profile, and its keys. Any error is the user's input: exit 2.
+fn load_replay(run_dir: &Path) -> anyhow::Result<(plan::Plan, profile::Profile, run::Replay)> {
+    let recipe = Recipe::load(run_dir)?;
+    let mut p = plan::load(&run_dir.join(recipe::PLAN_COPY), &recipe.topologies)?;
+    p.seed = recipe.seed;
+    p.flavor = recipe.flavor.clone();
+    p.image = Some(recipe.image.clone());
+    let profile = recipe.profile.to_string_lossy().into_owned();
+    let pr = profile::load(&profile, &recipe.profile)?;
+    profile::check_plan(&mut p, &pr)?;
+    let keys = RunKeys::load(run_dir, &p.peers)?;
+    let replay = run::Replay {
+        run_dir: std::path::absolute(run_dir)?,
+        recipe,
+        keys,
+    };
+    Ok((p, pr, replay))
+}
+
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate {
@@ -160,6 +190,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(code)
         }
+        Command::Replay { run_dir, reports } => {
+            let (p, pr, replay) = match load_replay(&run_dir) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let origin = run::Origin {
+                topologies: replay.recipe.topologies.clone(),
+                replay: Some(replay),
+            };
+            run_guarded(p, pr, reports, origin).await
+        }
         Command::Run {
             plan: path,
             reports,
@@ -170,7 +214,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             peer,
             profiles,
         } => {
-            let mut p = match load(&path, topologies) {
+            let topologies = topologies_for(&path, topologies);
+            let mut p = match load(&path, Some(topologies.clone())) {
                 Ok(p) => p,
                 Err(code) => return Ok(code),
             };
@@ -188,7 +233,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(pr) => pr,
                 Err(code) => return Ok(code),
             };
-            run_guarded(p, pr, reports).await
+            let origin = run::Origin {
+                topologies,
+                replay: None,
+            };
+            run_guarded(p, pr, reports, origin).await
         }
         Command::Clean { all } => {
             let engine = Engine::connect().await?;
@@ -239,11 +288,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs the plan in its own task so that a panic, Ctrl-C or SIGTERM still reaches the teardown.
-async fn run_guarded(p: plan::Plan, pr: profile::Profile, reports: PathBuf) -> anyhow::Result<ExitCode> {
+async fn run_guarded(
+    p: plan::Plan,
+    pr: profile::Profile,
+    reports: PathBuf,
+    origin: run::Origin,
+) -> anyhow::Result<ExitCode> {
     let run_id = run::new_run_id();
     let task = {
         let run_id = run_id.clone();
-        tokio::spawn(async move { run::run(&p, std::sync::Arc::new(pr), &run_id, &reports).await })
+        tokio::spawn(async move { run::run(&p, std::sync::Arc::new(pr), &run_id, &reports, origin).await })
     };
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;

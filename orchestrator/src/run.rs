@@ -1,7 +1,7 @@
 //! A whole run: plan in, verdict and report out, nothing left behind.
 //!
 //! ```text
-//! prepare folders, keys, configs -> network + containers -> ready -> schedule (workload + nemesis)
+//! recipe, keys -> prepare folders, configs -> network + containers -> ready -> schedule (workload + nemesis)
 //!   -> heal all -> wait for convergence -> final trees, logs -> checkers -> report -> teardown
 //! ```
 //!
@@ -25,6 +25,7 @@ use crate::nemesis::Nemesis;
 use crate::plan::Plan;
 use crate::profile::{PlanFacts, Profile};
 use crate::record::history::{self, Event, History};
+use crate::record::recipe::{self, Recipe, RunKeys};
 use crate::record::{observations, samples};
 use crate::report::{self, PeerSummary, RunResult};
 use crate::scraper;
@@ -55,7 +56,8 @@ pub fn image_of(plan: &Plan, profile: &Profile) -> String {
 
 /// Makes sure the daemon's image and the tools image exist: a missing daemon image is built with the
 /// profile's `image.build` command (run in the profile's folder), the tools image by `make image`.
-pub async fn ensure_images(engine: &Engine, profile: &Profile, image: &str) -> anyhow::Result<()> {
+/// Returns the daemon image's id.
+pub async fn ensure_images(engine: &Engine, profile: &Profile, image: &str) -> anyhow::Result<String> {
     if engine.require_image(image).await.is_err()
         && let Some(build) = &profile.build
     {
@@ -77,19 +79,47 @@ pub async fn ensure_images(engine: &Engine, profile: &Profile, image: &str) -> a
             profile.name
         );
     }
-    engine.require_image(image).await?;
+    let id = engine.require_image(image).await?;
     engine
         .require_image(&sidecar::tools_image())
         .await
         .context("the fault agents' tools image")?;
-    Ok(())
+    Ok(id)
+}
+
+/// Where a run comes from: the topologies folder its plan was resolved with and, for `chaos replay`,
+/// the run it repeats.
+pub struct Origin {
+    pub topologies: PathBuf,
+    pub replay: Option<Replay>,
+}
+
+/// The run a replay repeats: its folder, recipe and keys.
+pub struct Replay {
+    pub run_dir: PathBuf,
+    pub recipe: Recipe,
+    pub keys: RunKeys,
 }
 
 /// Runs `plan` with the daemon of `profile` and tears the cluster down whatever happens inside.
-pub async fn run(plan: &Plan, profile: Arc<Profile>, run_id: &str, reports: &Path) -> anyhow::Result<RunOutcome> {
+pub async fn run(
+    plan: &Plan,
+    profile: Arc<Profile>,
+    run_id: &str,
+    reports: &Path,
+    origin: Origin,
+) -> anyhow::Result<RunOutcome> {
     let engine = Engine::connect().await?;
     let image = image_of(plan, &profile);
-    ensure_images(&engine, &profile, &image).await?;
+    let image_id = ensure_images(&engine, &profile, &image).await?;
+    if let Some(r) = &origin.replay
+        && r.recipe.image_id.as_deref().is_some_and(|was| was != image_id)
+    {
+        eprintln!(
+            "chaos: warning: {image} is now {image_id}, but the run replayed used {}; the schedule is the same, the daemon may not be",
+            r.recipe.image_id.as_deref().unwrap_or("?")
+        );
+    }
     let stale = cluster::reap(&engine, true).await?;
     if !stale.runs.is_empty() {
         eprintln!(
@@ -102,7 +132,23 @@ pub async fn run(plan: &Plan, profile: Arc<Profile>, run_id: &str, reports: &Pat
     std::fs::create_dir_all(reports).with_context(|| format!("creating {}", reports.display()))?;
     let run_dir = reports.join(run_dir_name(&plan.name, run_id));
     std::fs::create_dir_all(&run_dir)?;
-    std::fs::copy(&plan.source, run_dir.join("plan.yaml")).context("copying the plan into the run folder")?;
+    std::fs::copy(&plan.source, run_dir.join(recipe::PLAN_COPY)).context("copying the plan into the run folder")?;
+    let keys = match &origin.replay {
+        Some(r) => r.keys.clone(),
+        None => RunKeys::random(&plan.peers),
+    };
+    keys.save(&run_dir)?;
+    Recipe {
+        plan_source: std::path::absolute(&plan.source)?,
+        seed: plan.seed,
+        flavor: plan.flavor.clone(),
+        image: image.clone(),
+        image_id: Some(image_id),
+        profile: std::path::absolute(&profile.dir)?,
+        topologies: std::path::absolute(&origin.topologies)?,
+        replay_of: origin.replay.as_ref().map(|r| r.run_dir.clone()),
+    }
+    .save(&run_dir)?;
     let history = Arc::new(History::create(&run_dir.join("history.jsonl"))?);
     history.record(Event::RunStarted {
         run_id: run_id.into(),
@@ -124,7 +170,7 @@ pub async fn run(plan: &Plan, profile: Arc<Profile>, run_id: &str, reports: &Pat
         neighbours: (0..plan.peers.len()).map(|i| plan.topology.neighbours(i)).collect(),
         profile,
         image: image.clone(),
-        key_seed: plan.seed ^ u64::from_str_radix(run_id, 16).unwrap_or(0),
+        keys,
         plan: PlanFacts {
             name: plan.name.clone(),
             seed: plan.seed,
@@ -276,19 +322,32 @@ async fn drive_inner(
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
-    // Counters must settle too: a loop is counters that keep moving once the trees agree.
+    // Counters must settle too: a loop is counters that keep moving once the trees agree. The window
+    // starts after the heal and after the trees last agreed (what the no-loop check judges from). Once
+    // a whole window was watched the wait ends at LOOP_SETTLE_LIMIT (moving counters are the checker's
+    // to judge); until then it goes on, up to LOOP_WATCH_LIMIT, because a busy host scrapes late.
     let metrics_path = run_dir.join(samples::METRICS_FILE);
-    let counters_limit = tokio::time::Instant::now() + checker::LOOP_SETTLE_LIMIT;
-    while state_rx.borrow().converged
-        && !samples::settled_since(
+    let watch_started = tokio::time::Instant::now();
+    loop {
+        let s = state_rx.borrow().clone();
+        if !s.converged {
+            break;
+        }
+        let agreed_ms = history.now_ms().saturating_sub(s.since.elapsed().as_millis() as u64);
+        let settle = samples::settle_since(
             &metrics_path,
             cluster.peers.len(),
             checker::LOOP_WINDOW_MS,
-            healed_ms,
+            healed_ms.max(agreed_ms),
             checker::loops::quiet_between,
-        )
-        && tokio::time::Instant::now() < counters_limit
-    {
+        );
+        let waited = watch_started.elapsed();
+        if settle.quiet
+            || (settle.watched && waited >= checker::LOOP_SETTLE_LIMIT)
+            || waited >= checker::LOOP_WATCH_LIMIT
+        {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let _ = stop_tx.send(true);

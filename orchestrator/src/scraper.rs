@@ -372,19 +372,29 @@ mod tests {
             m(2000, "p2", 2.0, 5.0),
         ]);
         assert!(!settled(&path, 2, 2000, quiet_between), "p2's index messages moved");
+        assert_eq!(
+            settle_since(&path, 2, 2000, 0, quiet_between),
+            Settle {
+                watched: true,
+                quiet: false
+            },
+            "watched long enough to judge: a loop, not an unknown"
+        );
         write(&[
             m(0, "p1", 1.0, 1.0),
             m(0, "p2", 1.0, 1.0),
             m(2000, "p1", 1.0, 5.0),
             m(2000, "p2", 1.0, 5.0),
         ]);
-        assert!(settled_since(&path, 2, 2000, 0, quiet_between));
-        assert!(
-            !settled_since(&path, 2, 2000, 1, quiet_between),
+        assert!(settle_since(&path, 2, 2000, 0, quiet_between).quiet);
+        assert_eq!(
+            settle_since(&path, 2, 2000, 1, quiet_between),
+            Settle::default(),
             "the window must start after the heal, or the reaction to it goes unseen"
         );
-        assert!(
-            !settled_since(&path, 2, 2000, 2500, quiet_between),
+        assert_eq!(
+            settle_since(&path, 2, 2000, 2500, quiet_between),
+            Settle::default(),
             "no scrape after the heal yet"
         );
     }

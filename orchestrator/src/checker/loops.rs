@@ -180,7 +180,7 @@ pub fn no_metadata_version(history: &[crate::record::history::Record], counters:
 /// `quiesced_at`: when the trees last became equal (the last `converged` record); `counters`: scrapes
 /// from then on; `min_window_ms`: the final window. Per peer, the counters of the last scrape are
 /// compared with those of the latest scrape at least `min_window_ms` earlier (and after quiescence):
-/// the run waits for them to settle before stopping (see [`crate::record::samples::settled_since`]), so trailing
+/// the run waits for them to settle before stopping (see [`crate::record::samples::settle_since`]), so trailing
 /// index exchanges right after the trees agree are not mistaken for a loop; a loop never settles.
 pub fn no_loop(
     order: &BTreeMap<String, PathOrder>,

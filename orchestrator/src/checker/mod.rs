@@ -78,6 +78,11 @@ pub const LOOP_WINDOW_MS: u64 = 2000;
 /// before judging (trailing index exchanges settle within a few seconds; a loop never does).
 pub const LOOP_SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(12);
 
+/// How long a run keeps watching, past [`LOOP_SETTLE_LIMIT`], when the counters have not yet been
+/// watched over a whole window: on a loaded host scrapes come late or time out, and giving up early
+/// made verdicts `unknown` that an idle host judged `valid`.
+pub const LOOP_WATCH_LIMIT: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// When the trees last became equal: the last `converged` record not followed by `diverged`.
 pub fn quiesced_at(history: &[Record]) -> Option<u64> {
     let mut at = None;

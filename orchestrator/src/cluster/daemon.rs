@@ -8,9 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ed25519_dalek::SigningKey;
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha20Rng;
 
 use super::{ClusterSpec, Peer};
 use crate::docker::Engine;
@@ -18,28 +15,13 @@ use crate::profile::template::render;
 use crate::profile::{Facts, HttpCall, IdentitySource, PeerFacts, Probe, Profile};
 use crate::record::run_folder::PeerDir;
 
-/// 32 bytes from a per-run seed: reproducible runs, distinct values per peer and purpose.
-fn seeded_bytes(seed: u64, peer: usize, purpose: u64) -> [u8; 32] {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ (peer as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ purpose);
-    let mut b = [0u8; 32];
-    rng.fill_bytes(&mut b);
-    b
-}
-
-/// An ed25519 identity as (secret seed, public key), both in lowercase hex.
-pub fn ed25519_identity(seed: u64, peer: usize) -> (String, String) {
-    let secret = seeded_bytes(seed, peer, 0);
-    let public = SigningKey::from_bytes(&secret).verifying_key().to_bytes();
-    (hex::encode(secret), hex::encode(public))
-}
-
 /// Every peer's template facts before start: identities made on the host are known, others are
 /// filled in by [`Daemon::read_identities`].
 pub fn initial_facts(spec: &ClusterSpec, addrs: &[Ipv4Addr], run_id: &str) -> Vec<Facts> {
     let n = spec.names.len();
     let keys: Vec<(String, String)> = (0..n)
         .map(|i| match spec.profile.identity {
-            IdentitySource::HostEd25519 => ed25519_identity(spec.key_seed, i),
+            IdentitySource::HostEd25519 => spec.keys.peers[i].ed25519(),
             IdentitySource::None => (String::new(), spec.names[i].clone()),
             _ => (String::new(), String::new()),
         })
@@ -55,7 +37,7 @@ pub fn initial_facts(spec: &ClusterSpec, addrs: &[Ipv4Addr], run_id: &str) -> Ve
     (0..n)
         .map(|i| Facts {
             peer: peers[i].clone(),
-            secret: hex::encode(seeded_bytes(spec.key_seed, i, 0x5EC2E7)),
+            secret: spec.keys.peers[i].secret.clone(),
             key_hex: keys[i].0.clone(),
             neighbours: spec.neighbours[i].iter().map(|&j| peers[j].clone()).collect(),
             peers: peers.clone(),
@@ -338,14 +320,6 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identities_are_reproducible_and_distinct() {
-        let a = ed25519_identity(7, 0);
-        assert_eq!(a, ed25519_identity(7, 0));
-        assert_ne!(a.1, ed25519_identity(7, 1).1);
-        assert_eq!((a.0.len(), a.1.len()), (64, 64));
-    }
 
     #[test]
     fn json_pointers_read_strings_and_numbers() {

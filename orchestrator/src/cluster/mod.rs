@@ -21,6 +21,7 @@ pub use reap::{Reaped, is_limited_mount, reap, reap_run, unmount_run};
 
 use crate::docker::{ContainerSpec, Engine, LABEL_MANAGED, LABEL_PEER, LABEL_PID, LABEL_RUN};
 use crate::profile::{ClockMethod, Facts, PlanFacts, Profile};
+use crate::record::recipe::RunKeys;
 use crate::record::run_folder::{self, FAULTS_MOUNT, LIBFAKETIME, PeerDir, TOOLS_MOUNT};
 
 #[derive(Clone, Debug)]
@@ -68,6 +69,39 @@ pub fn pick_subnet(used: &[String]) -> Option<(String, Ipv4Addr)> {
     None
 }
 
+/// How many subnets a run tries before it gives up on finding a free one.
+const NETWORK_ATTEMPTS: usize = 32;
+
+/// Creates the run's network on a free /24 and returns its name and base address. Looking for a free
+/// subnet and creating the network are two calls, so a run started at the same moment can take the
+/// subnet in between (Docker answers "Pool overlaps"): then the next free one is tried, after a short
+/// random pause so that two racing runs do not keep choosing the same one.
+async fn claim_network(engine: &Engine, run_id: &str) -> anyhow::Result<(String, Ipv4Addr)> {
+    let name = format!("syftchaos-{run_id}");
+    let mut lost: Vec<String> = Vec::new();
+    for _ in 0..NETWORK_ATTEMPTS {
+        let mut used = engine.used_subnets().await?;
+        used.extend(lost.iter().cloned());
+        let (subnet, base) = pick_subnet(&used).context("no free /24 subnet for the run's network")?;
+        let gateway = Ipv4Addr::from(u32::from(base) + 1);
+        match engine
+            .create_network(&name, &subnet, &gateway.to_string(), run_labels(run_id))
+            .await
+        {
+            Ok(_) => return Ok((name, base)),
+            Err(crate::docker::DockerError::SubnetTaken(s)) => {
+                eprintln!("chaos: subnet {s} was taken by another network meanwhile; trying the next free one");
+                lost.push(s);
+                tokio::time::sleep(Duration::from_millis(rand::random_range(10..200))).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    anyhow::bail!(
+        "could not create the run's network: {NETWORK_ATTEMPTS} free subnets were taken by other networks as they were tried"
+    )
+}
+
 fn parse_cidr(cidr: &str) -> Option<(u32, u32)> {
     let (ip, len) = cidr.split_once('/')?;
     let ip: Ipv4Addr = ip.parse().ok()?;
@@ -94,8 +128,8 @@ pub struct ClusterSpec {
     pub profile: Arc<Profile>,
     /// The image to run (the profile's, unless the plan overrides it).
     pub image: String,
-    /// Seeds the peers' identity keys and secrets.
-    pub key_seed: u64,
+    /// The peers' identity keys and secrets (random per run; a replay's are the original's).
+    pub keys: RunKeys,
     /// What templates may read about the plan.
     pub plan: PlanFacts,
     /// Each peer's data folder becomes a tmpfs of this size (for disk-full faults); needs root.
@@ -112,8 +146,7 @@ impl Cluster {
         run_dir: &Path,
         spec: &ClusterSpec,
     ) -> anyhow::Result<Cluster> {
-        let (subnet, base) =
-            pick_subnet(&engine.used_subnets().await?).context("no free /24 subnet for the run's network")?;
+        let (network, base) = claim_network(&engine, run_id).await?;
         let addrs: Vec<Ipv4Addr> = (0..spec.names.len()).map(|i| peer_ip(base, i)).collect();
         let facts = daemon::initial_facts(spec, &addrs, run_id);
         let result = async {
@@ -133,7 +166,7 @@ impl Cluster {
                 daemon::write_peer_dir(&spec.profile, &dir, &facts[i])
                     .with_context(|| format!("preparing {}", dir.root.display()))?;
             }
-            Cluster::create(engine.clone(), run_id, spec, base, &subnet, run_dir, facts).await
+            Cluster::create(engine.clone(), run_id, spec, network, base, run_dir, facts).await
         }
         .await;
         if result.is_err() {
@@ -142,21 +175,16 @@ impl Cluster {
         result
     }
 
-    /// Creates the network, then each peer's container (not started). Peer folders must exist.
+    /// Creates each peer's container (not started) on `network`. Peer folders must exist.
     async fn create(
         engine: Engine,
         run_id: &str,
         spec: &ClusterSpec,
+        network: String,
         addrs_base: Ipv4Addr,
-        subnet: &str,
         run_dir: &Path,
         facts: Vec<Facts>,
     ) -> anyhow::Result<Cluster> {
-        let network = format!("syftchaos-{run_id}");
-        let gateway = Ipv4Addr::from(u32::from(addrs_base) + 1);
-        engine
-            .create_network(&network, subnet, &gateway.to_string(), run_labels(run_id))
-            .await?;
         let profile = spec.profile.clone();
         let mut cluster = Cluster {
             engine,

@@ -4,9 +4,11 @@
 //! * [`history`]: every event of a run, streamed to `history.jsonl`;
 //! * [`observations`]: when each content appeared at each peer (`observations.jsonl`);
 //! * [`samples`]: metrics and container counters, raw and as roles (`metrics.jsonl`);
-//! * [`run_folder`]: where each peer's folders are.
+//! * [`run_folder`]: where each peer's folders are;
+//! * [`recipe`]: what a replay needs (plan, seed, image, profile, the peers' keys).
 
 pub mod history;
 pub mod observations;
+pub mod recipe;
 pub mod run_folder;
 pub mod samples;

@@ -112,33 +112,44 @@ pub fn counters_for_checks(path: &Path, since_ms: Option<u64>) -> Vec<Counters> 
 
 /// Whether every peer was quiet (`quiet(first, last)`, e.g. [`crate::checker::loops::quiet_between`])
 /// over the last `window_ms` of scrapes.
+/// What the tail of `metrics.jsonl` says about the counters' last window, for every peer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settle {
+    /// Every peer has samples spanning a full window that starts at `since_ms` or later.
+    pub watched: bool,
+    /// ... and over that window every peer's counters were quiet.
+    pub quiet: bool,
+}
+
 /// Reads only the tail of `metrics.jsonl` (enough for a few rounds of `peers` scrapes), so it is cheap
 /// to call every half second at the end of a long run.
 pub fn settled(path: &Path, peers: usize, window_ms: u64, quiet: impl Fn(&Counters, &Counters) -> bool) -> bool {
-    settled_since(path, peers, window_ms, 0, quiet)
+    settle_since(path, peers, window_ms, 0, quiet).quiet
 }
 
 /// [`settled`], over a window that starts at `since_ms` or later: a window reaching back before the
 /// final heal would hide the peers' reaction to it (a disk fault is repaired in milliseconds, between
 /// two scrapes; reconnections after a partition begin a second after the heal, and a window whose last
 /// scrape came 13 ms after the heal once judged Syncthing quiet just before its reconnect traffic).
-pub fn settled_since(
+pub fn settle_since(
     path: &Path,
     peers: usize,
     window_ms: u64,
     since_ms: u64,
     quiet: impl Fn(&Counters, &Counters) -> bool,
-) -> bool {
+) -> Settle {
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = File::open(path) else { return false };
+    let Ok(mut f) = File::open(path) else {
+        return Settle::default();
+    };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let tail = (peers as u64 * 6 * 8192).min(len);
     if f.seek(SeekFrom::Start(len - tail)).is_err() {
-        return false;
+        return Settle::default();
     }
     let mut text = String::new();
     if f.read_to_string(&mut text).is_err() {
-        return false;
+        return Settle::default();
     }
     let skip_partial = if tail < len { 1 } else { 0 };
     let mut per_peer: BTreeMap<String, Vec<Counters>> = BTreeMap::new();
@@ -150,13 +161,18 @@ pub fn settled_since(
                 .push(Counters { t_ms, peer, values });
         }
     }
-    per_peer.len() >= peers
-        && per_peer.values().all(|samples| {
+    // Each peer's window: from the latest scrape at least `window_ms` before its last one.
+    let windows: Vec<Option<(&Counters, &Counters)>> = per_peer
+        .values()
+        .map(|samples| {
             let last = &samples[samples.len() - 1];
-            samples
-                .iter()
-                .rev()
-                .find(|s| s.t_ms + window_ms <= last.t_ms)
-                .is_some_and(|first| first.t_ms >= since_ms && quiet(first, last))
+            let first = samples.iter().rev().find(|s| s.t_ms + window_ms <= last.t_ms)?;
+            (first.t_ms >= since_ms).then_some((first, last))
         })
+        .collect();
+    let watched = per_peer.len() >= peers && windows.iter().all(Option::is_some);
+    Settle {
+        watched,
+        quiet: watched && windows.iter().flatten().all(|(first, last)| quiet(first, last)),
+    }
 }

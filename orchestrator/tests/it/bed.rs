@@ -36,11 +36,11 @@ impl Bed {
         let run_id = format!("{:08x}", rand::random::<u32>());
         let names: Vec<String> = (1..=n).map(|i| format!("p{i}")).collect();
         let spec = ClusterSpec {
+            keys: syftchaos::record::recipe::RunKeys::random(&names),
             neighbours: (0..n).map(|i| (0..n).filter(|&j| j != i).collect()).collect(),
             names,
             image: profile.image.clone(),
             profile,
-            key_seed: 1,
             plan: PlanFacts {
                 name: "bed".into(),
                 seed: 1,

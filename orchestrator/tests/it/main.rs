@@ -18,6 +18,10 @@ mod legacy;
 mod report_render;
 // Shipped plans with process, lock and disk faults, run for real.
 mod plans;
+// Issue 13: `chaos replay` repeats a run with its seed, keys and image.
+mod replay;
+// Issue 13: several runs started at once, and their verdicts on a shared, loaded host.
+mod concurrent;
 // Syncthing, the second daemon under test, through its shipped profile.
 mod syncthing;
 mod util;
