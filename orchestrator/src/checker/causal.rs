@@ -11,8 +11,13 @@
 //!   that happened before `a`;
 //! * or transitively through other operations on the path.
 //!
+//! With bases, a delete `a` (which records the content it removed) is also ordered against an
+//! operation `b` on X by what X held: if `b` replaced exactly what `a` deleted, X had not applied
+//! `a` (concurrent); if `b` found the path empty, X last showed `a`'s deleted content, and `a` is the
+//! only delete on the path before `b`, then X had applied `a` (before).
+//!
 //! Everything else is concurrent, except pairs the history cannot decide (only when the history has
-//! no bases, or for deletes, which the monitor's samples alone show): `a` came before `b` in time
+//! no bases, or for deletes the rules above leave open, which the monitor's samples alone show): `a` came before `b` in time
 //! (by at least [`MIN_PROPAGATION_MS`]) and X first showed `a`'s effect within [`AMBIGUITY_MS`]
 //! after `b`, so X may already have applied `a` when its daemon turned `b` into a version (the
 //! monitor samples every 200 ms and the daemon notices a local change a little after it happens).
@@ -167,6 +172,27 @@ fn first_effect(a: usize, peer: &str, ord: &PathOrder, tl: &Timelines) -> Option
     }
 }
 
+/// Whether delete `a` had reached `b`'s peer when `b` happened, decided by what that peer held
+/// (see the module's overview); `None` when `a` is not a delete with a base or the rules leave it open.
+fn delete_seen(a: usize, b: usize, ord: &PathOrder, tl: &Timelines) -> Option<bool> {
+    let (del, op) = (&ord.ops[a], &ord.ops[b]);
+    let deleted = del.base.as_deref().filter(|_| del.hash.is_none())?;
+    if op.base.as_deref() == Some(deleted) {
+        return Some(false);
+    }
+    let only_delete = !ord.ops[..b]
+        .iter()
+        .enumerate()
+        .any(|(i, o)| i != a && o.hash.is_none() && o.t_ms <= op.t_ms);
+    let last_held = tl
+        .get(&(op.peer.as_str(), op.path.as_str()))?
+        .iter()
+        .filter(|s| s.0 + WRITE_SLACK_MS < op.t_ms)
+        .filter_map(|s| s.1)
+        .next_back();
+    (op.base.is_none() && only_delete && last_held == Some(deleted)).then_some(true)
+}
+
 /// `bases`: the history records what each operation replaced, which decides every "had X seen this
 /// write?" question exactly; only deletes seen through the monitor's samples can stay undecided.
 fn order_path(ops: Vec<Op>, tl: &Timelines, bases: bool) -> PathOrder {
@@ -186,6 +212,8 @@ fn order_path(ops: Vec<Op>, tl: &Timelines, bases: bool) -> PathOrder {
             let replaced = ord.ops[a].hash.is_some() && ord.ops[a].hash == ord.ops[b].base;
             let before = if ord.ops[a].peer == peer || replaced {
                 Some(true)
+            } else if let Some(decided) = bases.then(|| delete_seen(a, b, &ord, tl)).flatten() {
+                Some(decided)
             } else {
                 match first_effect(a, &peer, &ord, tl) {
                     Some(s) if s + WRITE_SLACK_MS < t_b => Some(true),

@@ -613,6 +613,64 @@ fn bases_decide_what_sampling_could_not() {
     assert_eq!(j.lost.evidence["problems"][0]["lost_write"]["op"], 1);
 }
 
+fn delete_of(t_ms: u64, op: u64, peer: &str, path: &str, content: &str) -> Record {
+    rec(
+        t_ms,
+        Event::Write {
+            op,
+            peer: peer.into(),
+            kind: FileOpKind::Delete,
+            path: path.into(),
+            size: 0,
+            hash: None,
+            base: Some(hash_bytes(content.as_bytes())),
+            outcome: Outcome::Ok,
+        },
+    )
+}
+
+/// Issue 13 item 7: under load `latency-jitter` once had a path "the history cannot order", a delete
+/// against a write on another peer whose effect the monitor saw within a second. With bases, what the
+/// writer held decides it.
+#[test]
+fn bases_order_a_delete_against_a_write_on_another_peer() {
+    // p1 writes v1; p2 deletes it at 1 s; p1 writes v2 at 2 s. The monitor shows p1's path gone at
+    // 1.98 s: too close to p1's write to tell from the samples whether the delete came first.
+    let obs = vec![
+        seen(5, "p1", "f", Some("v1")),
+        seen(300, "p2", "f", Some("v1")),
+        seen(1005, "p2", "f", None),
+        seen(1980, "p1", "f", None),
+        seen(2100, "p1", "f", Some("v2")),
+        seen(2200, "p2", "f", Some("v2")),
+    ];
+    let order = |h: &[Record]| causal::order(h, &obs).remove("f").unwrap();
+
+    // p1's write replaced v1, exactly what p2 deleted: p1 had not applied the delete. Concurrent.
+    let h = vec![
+        write_on(0, 1, "p1", "f", "v1", None),
+        delete_of(1000, 2, "p2", "f", "v1"),
+        write_on(2000, 3, "p1", "f", "v2", Some("v1")),
+    ];
+    let o = order(&h);
+    assert!(o.ambiguous.is_empty(), "undecided: {:?}", o.ambiguous);
+    assert!(!o.preds[2].contains(&1), "the delete was concurrent with the write");
+
+    // p1 found the path empty, had last shown v1, and p2's is the only delete: p1 had applied it.
+    let h = vec![
+        write_on(0, 1, "p1", "f", "v1", None),
+        delete_of(1000, 2, "p2", "f", "v1"),
+        write_on(2000, 3, "p1", "f", "v2", None),
+    ];
+    let o = order(&h);
+    assert!(o.ambiguous.is_empty(), "undecided: {:?}", o.ambiguous);
+    assert!(o.preds[2].contains(&1), "the delete happened before the re-create");
+    let final_v2 = [peer("p1", &[("f", "v2")]), peer("p2", &[("f", "v2")])];
+    let j = judge_state(&h, &obs, &final_v2);
+    assert_eq!(j.state.verdict, Verdict::Valid, "{}", j.state.evidence);
+    assert_eq!(j.lost.verdict, Verdict::Valid, "{}", j.lost.evidence);
+}
+
 #[test]
 fn a_delete_propagates_when_other_peers_see_the_path_gone() {
     let h = vec![
