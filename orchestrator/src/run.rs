@@ -328,13 +328,14 @@ async fn drive_inner(
     // to judge); until then it goes on, up to LOOP_WATCH_LIMIT, because a busy host scrapes late.
     let metrics_path = run_dir.join(samples::METRICS_FILE);
     let watch_started = tokio::time::Instant::now();
+    let mut settle = samples::Settle::default();
     loop {
         let s = state_rx.borrow().clone();
         if !s.converged {
             break;
         }
         let agreed_ms = history.now_ms().saturating_sub(s.since.elapsed().as_millis() as u64);
-        let settle = samples::settle_since(
+        settle = samples::settle_since(
             &metrics_path,
             cluster.peers.len(),
             checker::LOOP_WINDOW_MS,
@@ -350,6 +351,10 @@ async fn drive_inner(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    history.record(Event::CountersWatched {
+        until_ms: settle.until_ms,
+        quiet: settle.quiet,
+    });
     let _ = stop_tx.send(true);
     let _ = monitor.await;
     let _ = scraper.await;

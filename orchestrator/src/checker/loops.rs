@@ -177,8 +177,18 @@ pub fn no_metadata_version(history: &[crate::record::history::Record], counters:
     })
 }
 
+/// What the no-loop check needs to know about the run's counter watch.
+#[derive(Clone, Copy, Debug)]
+pub struct Watch {
+    pub quiesced_at: Option<u64>,
+    pub watched_until: Option<u64>,
+    pub window_ms: u64,
+}
+
 /// `quiesced_at`: when the trees last became equal (the last `converged` record); `counters`: scrapes
-/// from then on; `min_window_ms`: the final window. Per peer, the counters of the last scrape are
+/// from then on; `watched_until`: the last scrape the run's counter watch judged quiet (later scrapes,
+/// such as the one taken as the scraper stops, are left out: the window judged is the one watched);
+/// `min_window_ms`: the final window. Per peer, the counters of the last scrape are
 /// compared with those of the latest scrape at least `min_window_ms` earlier (and after quiescence):
 /// the run waits for them to settle before stopping (see [`crate::record::samples::settle_since`]), so trailing
 /// index exchanges right after the trees agree are not mistaken for a loop; a loop never settles.
@@ -188,9 +198,14 @@ pub fn no_loop(
     observations: &[Observation],
     damage: &BTreeMap<String, usize>,
     counters: &[Counters],
-    quiesced_at: Option<u64>,
-    min_window_ms: u64,
+    watch: Watch,
 ) -> Check {
+    let Watch {
+        quiesced_at,
+        watched_until,
+        window_ms: min_window_ms,
+    } = watch;
+    let until = watched_until.unwrap_or(u64::MAX);
     let mut problems = Vec::new();
     let mut unknowns = Vec::new();
 
@@ -219,7 +234,7 @@ pub fn no_loop(
         None => unknowns.push(json!("the trees never agreed: no quiescent window to watch")),
         Some(q) => {
             let mut per_peer: BTreeMap<&str, Vec<&Counters>> = BTreeMap::new();
-            for c in counters.iter().filter(|c| c.t_ms >= q) {
+            for c in counters.iter().filter(|c| c.t_ms >= q && c.t_ms <= until) {
                 per_peer.entry(&c.peer).or_default().push(c);
             }
             if per_peer.is_empty() {
@@ -274,6 +289,7 @@ pub fn no_loop(
         summary,
         evidence: json!({
             "quiesced_at_ms": quiesced_at,
+            "watched_until_ms": watched_until.filter(|&u| u != u64::MAX),
             "counters": counters_basis(counters),
             "problems": problems.iter().take(50).collect::<Vec<_>>(),
             "problem_count": problems.len(),

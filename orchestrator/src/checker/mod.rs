@@ -96,6 +96,16 @@ pub fn quiesced_at(history: &[Record]) -> Option<u64> {
     at
 }
 
+/// Until when the run watched the counters, if it saw them quiet over a whole window: the no-loop
+/// check judges that window, not a later scrape.
+pub fn counters_watched_until(history: &[Record]) -> Option<u64> {
+    history.iter().rev().find_map(|r| match r.event {
+        Event::CountersWatched { until_ms, quiet: true } => Some(until_ms),
+        Event::CountersWatched { quiet: false, .. } => Some(u64::MAX),
+        _ => None,
+    })
+}
+
 /// Runs every checker over the evidence.
 pub fn judge(e: &Evidence) -> Judgement {
     let recoveries = recoveries(e.history);
@@ -113,8 +123,11 @@ pub fn judge(e: &Evidence) -> Judgement {
             e.observations,
             &loops::disk_damage(e.history),
             e.counters,
-            quiesced_at(e.history),
-            LOOP_WINDOW_MS,
+            loops::Watch {
+                quiesced_at: quiesced_at(e.history),
+                watched_until: counters_watched_until(e.history),
+                window_ms: LOOP_WINDOW_MS,
+            },
         ),
         recovered_in_time(&recoveries, e.plan.expect.converge_within.ms()),
         no_crash(e.peers, e.conventions),

@@ -402,6 +402,14 @@ fn conflict_names_round_trip() {
     assert!(parse_conflict_name("x.sync-conflict-zz-01234567").is_none());
 }
 
+fn watch(quiesced_at: Option<u64>, watched_until: Option<u64>) -> loops::Watch {
+    loops::Watch {
+        quiesced_at,
+        watched_until,
+        window_ms: 1000,
+    }
+}
+
 fn counters(t_ms: u64, peer: &str, blob: f64, summary: f64) -> Counters {
     Counters {
         t_ms,
@@ -426,11 +434,18 @@ fn a_loop_is_caught_by_moving_counters_after_quiescence() {
     // Summaries may tick; blobs may not.
     let flat = [counters(5000, "p1", 3.0, 10.0), counters(7000, "p1", 3.0, 14.0)];
     assert_eq!(
-        loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &flat, Some(4000), 1000).verdict,
+        loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &flat, watch(Some(4000), None)).verdict,
         Verdict::Valid
     );
     let looping = [counters(5000, "p1", 3.0, 10.0), counters(7000, "p1", 9.0, 14.0)];
-    let c = loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &looping, Some(4000), 1000);
+    let c = loops::no_loop(
+        &order,
+        &conv(),
+        &obs,
+        &BTreeMap::new(),
+        &looping,
+        watch(Some(4000), None),
+    );
     assert_eq!(c.verdict, Verdict::Invalid);
     assert_eq!(
         c.evidence["problems"][0]["series"],
@@ -438,13 +453,55 @@ fn a_loop_is_caught_by_moving_counters_after_quiescence() {
     );
     // Samples from before quiescence do not count; too short a window is unknown.
     assert_eq!(
-        loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &looping, Some(6000), 1000).verdict,
+        loops::no_loop(
+            &order,
+            &conv(),
+            &obs,
+            &BTreeMap::new(),
+            &looping,
+            watch(Some(6000), None)
+        )
+        .verdict,
         Verdict::Unknown
     );
     assert_eq!(
-        loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &[], None, 1000).verdict,
+        loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &[], watch(None, None)).verdict,
         Verdict::Unknown
     );
+}
+
+/// Issue 13 item 7, seen under load in `islands`: the run's watch saw a quiet window and stopped;
+/// the scrape taken as the scraper stopped caught one trailing index exchange, and the check judged
+/// that later window: a loop, though the counters had been flat over the window watched.
+#[test]
+fn the_window_judged_is_the_one_the_run_watched() {
+    let (h, obs) = sequential_history();
+    let order = causal::order(&h, &obs);
+    let late = [
+        counters(5000, "p1", 3.0, 10.0),
+        counters(7000, "p1", 3.0, 14.0),
+        counters(7900, "p1", 4.0, 15.0),
+    ];
+    let judged = |until| loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &late, watch(Some(4000), until));
+    assert_eq!(
+        judged(None).verdict,
+        Verdict::Invalid,
+        "without the watch's end, the last window moved"
+    );
+    let c = judged(Some(7000));
+    assert_eq!(c.verdict, Verdict::Valid, "{}", c.evidence);
+    assert_eq!(c.evidence["watched_until_ms"], 7000);
+    // A watch that ended without a quiet window judges up to the last scrape.
+    let h2: Vec<Record> = [rec(
+        8000,
+        Event::CountersWatched {
+            until_ms: 7000,
+            quiet: false,
+        },
+    )]
+    .into();
+    assert_eq!(counters_watched_until(&h2), Some(u64::MAX));
+    assert_eq!(judged(counters_watched_until(&h2)).verdict, Verdict::Invalid);
 }
 
 #[test]
@@ -455,7 +512,7 @@ fn a_loop_is_caught_by_more_versions_than_writes() {
     obs.push(seen(1500, "p1", "a.txt", Some("v1")));
     obs.push(seen(1700, "p1", "a.txt", Some("v2")));
     let flat = [counters(5000, "p1", 3.0, 10.0), counters(7000, "p1", 3.0, 14.0)];
-    let c = loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &flat, Some(4000), 1000);
+    let c = loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &flat, watch(Some(4000), None));
     assert_eq!(c.verdict, Verdict::Invalid, "{}", c.evidence);
     assert_eq!(c.evidence["problems"][0]["peer"], "p1");
     assert_eq!(c.evidence["problems"][0]["path"], "a.txt");
@@ -471,7 +528,7 @@ fn a_loop_is_caught_by_more_versions_than_writes() {
     )];
     let damage = loops::disk_damage(&disk);
     assert_eq!(
-        loops::no_loop(&order, &conv(), &obs, &damage, &flat, Some(4000), 1000).verdict,
+        loops::no_loop(&order, &conv(), &obs, &damage, &flat, watch(Some(4000), None)).verdict,
         Verdict::Valid
     );
 }
@@ -669,6 +726,23 @@ fn bases_order_a_delete_against_a_write_on_another_peer() {
     let j = judge_state(&h, &obs, &final_v2);
     assert_eq!(j.state.verdict, Verdict::Valid, "{}", j.state.evidence);
     assert_eq!(j.lost.verdict, Verdict::Valid, "{}", j.lost.evidence);
+
+    // Seen under load in `latency-jitter`: two peers delete the same content 600 ms apart, and the
+    // second shows the path gone 20 ms after its own delete. Both removed v1: concurrent deletes.
+    let h = vec![
+        write_on(0, 1, "p1", "g", "v1", None),
+        delete_of(1000, 2, "p1", "g", "v1"),
+        delete_of(1600, 3, "p3", "g", "v1"),
+    ];
+    let obs = vec![
+        seen(5, "p1", "g", Some("v1")),
+        seen(300, "p3", "g", Some("v1")),
+        seen(1010, "p1", "g", None),
+        seen(1620, "p3", "g", None),
+    ];
+    let o = causal::order(&h, &obs).remove("g").unwrap();
+    assert!(o.ambiguous.is_empty(), "undecided: {:?}", o.ambiguous);
+    assert!(!o.preds[2].contains(&1));
 }
 
 #[test]
@@ -806,7 +880,7 @@ fn no_loop_judges_a_daemon_without_metrics_by_its_network_counters() {
         tx("p2", 4000, 0.0),
         tx("p2", 6000, 500.0),
     ];
-    let c = loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &idle, Some(4000), 1000);
+    let c = loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &idle, watch(Some(4000), None));
     assert_eq!(c.verdict, Verdict::Valid, "{}", c.evidence);
     assert!(
         c.summary.contains("Docker's network counters"),
@@ -819,7 +893,7 @@ fn no_loop_judges_a_daemon_without_metrics_by_its_network_counters() {
         tx("p2", 4000, 0.0),
         tx("p2", 6000, 500.0),
     ];
-    let c = loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &busy, Some(4000), 1000);
+    let c = loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &busy, watch(Some(4000), None));
     assert_eq!(c.verdict, Verdict::Invalid, "{}", c.evidence);
     assert_eq!(c.evidence["problems"][0]["peer"], "p1");
 }

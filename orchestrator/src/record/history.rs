@@ -86,6 +86,13 @@ pub enum Event {
     },
     /// The convergence monitor saw the trees differ again.
     Diverged,
+    /// The run stopped watching the counters after the trees agreed: `quiet` when every peer's
+    /// counters were flat over a whole window ending at the scrapes up to `until_ms`. The no-loop
+    /// check judges that window; a scrape taken later, as the scraper stops, cannot move it.
+    CountersWatched {
+        until_ms: u64,
+        quiet: bool,
+    },
     RunFinished {
         verdict: String,
     },

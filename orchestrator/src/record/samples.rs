@@ -119,6 +119,8 @@ pub struct Settle {
     pub watched: bool,
     /// ... and over that window every peer's counters were quiet.
     pub quiet: bool,
+    /// The latest scrape read (0: none).
+    pub until_ms: u64,
 }
 
 /// Reads only the tail of `metrics.jsonl` (enough for a few rounds of `peers` scrapes), so it is cheap
@@ -172,6 +174,12 @@ pub fn settle_since(
         .collect();
     let watched = per_peer.len() >= peers && windows.iter().all(Option::is_some);
     Settle {
+        until_ms: per_peer
+            .values()
+            .filter_map(|s| s.last())
+            .map(|c| c.t_ms)
+            .max()
+            .unwrap_or(0),
         watched,
         quiet: watched && windows.iter().flatten().all(|(first, last)| quiet(first, last)),
     }
