@@ -194,9 +194,10 @@ pub fn html(rows: &[RunRow]) -> String {
     h
 }
 
-/// Rewrites `reports/index.html` from every run's `result.json`.
+/// Rewrites `reports/index.html` from every run's `result.json` (through a temporary file of this
+/// process's own: runs finishing together each write a whole index, and the last rename wins).
 pub fn write_index(reports: &Path) -> std::io::Result<()> {
-    let tmp = reports.join(".index.html.tmp");
+    let tmp = reports.join(format!(".index.html.{}.tmp", std::process::id()));
     std::fs::write(&tmp, html(&runs(reports)))?;
     std::fs::rename(tmp, reports.join("index.html"))
 }

@@ -78,10 +78,12 @@ pub fn write_all(run_dir: &Path, result: &RunResult, history: &[Record]) -> std:
     Ok(())
 }
 
-/// Points `reports/latest` at `run_dir` (a relative symlink, replaced atomically).
+/// Points `reports/latest` at `run_dir` (a relative symlink, replaced atomically). The temporary
+/// name is the run's own, so that runs finishing together in one reports folder do not trip on
+/// each other's.
 pub fn link_latest(reports: &Path, run_dir: &Path) -> std::io::Result<()> {
     let name = run_dir.file_name().expect("run folder has a name");
-    let tmp = reports.join(".latest.tmp");
+    let tmp = reports.join(format!(".latest.{}.tmp", name.to_string_lossy()));
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(name, &tmp)?;
     std::fs::rename(&tmp, reports.join("latest"))

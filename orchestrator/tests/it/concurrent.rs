@@ -7,14 +7,19 @@ use std::process::{Child, Stdio};
 
 use crate::util::*;
 
-/// Starts `chaos run PLAN` for every plan at once, each with its own reports folder, and waits for
-/// all; returns (plan, exit code, stderr, reports folder).
-fn run_together(plans: &[PathBuf], tmp: &std::path::Path) -> Vec<(String, Option<i32>, String, PathBuf)> {
+/// Starts `chaos run PLAN` for every plan at once and waits for all; returns (plan, exit code,
+/// stderr, reports folder). `shared`: every run writes into one reports folder, as `make chaos-run`
+/// does (then `latest` and `index.html` are written by all of them).
+fn run_together(plans: &[PathBuf], tmp: &std::path::Path, shared: bool) -> Vec<(String, Option<i32>, String, PathBuf)> {
     let children: Vec<(String, PathBuf, Child)> = plans
         .iter()
         .enumerate()
         .map(|(i, plan)| {
-            let reports = tmp.join(format!("r{i}"));
+            let reports = if shared {
+                tmp.join("reports")
+            } else {
+                tmp.join(format!("r{i}"))
+            };
             let child = chaos()
                 .arg("run")
                 .arg(plan)
@@ -46,12 +51,32 @@ fn runs_started_at_the_same_moment_all_work() {
     let _lock = docker_lock();
     let tmp = tempfile::tempdir().unwrap();
     let plans = vec![plans().join("smoke.yaml"); 3];
-    for (name, code, err, reports) in run_together(&plans, tmp.path()) {
+    let runs = run_together(&plans, tmp.path(), true);
+    for (name, code, err, reports) in &runs {
         assert!(!err.contains("Pool overlaps"), "{name}: {err}");
-        assert_eq!(code, Some(0), "{name} ({}) should be valid: {err}", reports.display());
-        let id = run_id_of(&run_dir(&reports).unwrap());
+        assert_eq!(*code, Some(0), "{name} ({}) should be valid: {err}", reports.display());
+    }
+    let reports = &runs[0].3;
+    let folders: Vec<PathBuf> = std::fs::read_dir(reports)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && !p.is_symlink())
+        .collect();
+    assert_eq!(folders.len(), 3, "one folder per run: {folders:?}");
+    for f in &folders {
+        assert!(f.join("result.json").is_file(), "{} has its result", f.display());
+        let id = run_id_of(f);
         assert_eq!(labelled(Some(&id)), (0, 0), "run {id} left nothing behind");
     }
+    let index = std::fs::read_to_string(reports.join("index.html")).unwrap();
+    assert!(reports.join("latest").is_dir(), "latest points at one of them");
+    let leftovers: Vec<_> = std::fs::read_dir(reports)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    assert!(!index.is_empty());
 }
 
 /// Four plans share the 2 cores; each must get the verdict it gets alone. `islands` was judged
@@ -69,7 +94,7 @@ fn verdicts_hold_when_runs_share_a_loaded_host() {
         .map(|p| plans().join(format!("{p}.yaml")))
         .collect();
     let mut wrong = Vec::new();
-    for (name, code, _, reports) in run_together(&plans, tmp.path()) {
+    for (name, code, _, reports) in run_together(&plans, tmp.path(), false) {
         let result = result_of(&reports);
         if code != Some(0) {
             let checks: Vec<String> = result["checks"]
