@@ -4,8 +4,10 @@
 //! * [`history`]: every event of a run, streamed to `history.jsonl`;
 //! * [`observations`]: when each content appeared at each peer (`observations.jsonl`);
 //! * [`samples`]: metrics and container counters, raw and as roles (`metrics.jsonl`);
-//! * [`run_folder`]: where each peer's folders are.
+//! * [`run_folder`]: where each peer's folders are;
+//! * [`beneath`]: file operations in a peer's folder that never follow its symlinks out of it.
 
+pub mod beneath;
 pub mod history;
 pub mod observations;
 pub mod run_folder;
