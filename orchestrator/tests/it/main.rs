@@ -20,4 +20,6 @@ mod report_render;
 mod plans;
 // Syncthing, the second daemon under test, through its shipped profile.
 mod syncthing;
+// Issue 13: symlinks planted by peers never lead the orchestrator out of the run folder.
+mod symlink_escape;
 mod util;
