@@ -233,3 +233,51 @@ fn a_fifo_is_never_opened_and_a_linked_root_is_refused() {
     assert_eq!(peer.metadata("fifo").unwrap().kind, Kind::Other);
     assert!(Beneath::open(&lab.root.join("mid")).is_err(), "a root that is a link");
 }
+
+#[test]
+fn a_folder_swapped_for_a_link_while_the_orchestrator_works_in_it_is_never_followed() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let lab = lab();
+    let before = snapshot(&lab.outside);
+    std::fs::create_dir_all(lab.root.join("real/sub")).unwrap();
+    std::fs::write(lab.root.join("real/sub/inner"), b"the peer's").unwrap();
+    let peer = Beneath::open(&lab.root).unwrap().owned_by(Some((4321, 4321)));
+    let stop = Arc::new(AtomicBool::new(false));
+    // The peer's side: `real/sub` becomes a link to the outside folder (which holds an `inner` too),
+    // then a folder again, as fast as it can.
+    let swapper = {
+        let (stop, root, outside) = (stop.clone(), lab.root.clone(), lab.outside.clone());
+        std::thread::spawn(move || {
+            let (sub, aside) = (root.join("real/sub"), root.join("real/aside"));
+            let mut swaps = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                std::fs::rename(&sub, &aside).unwrap();
+                symlink(outside.join("dir"), &sub).unwrap();
+                std::thread::yield_now();
+                std::fs::remove_file(&sub).unwrap();
+                std::fs::rename(&aside, &sub).unwrap();
+                swaps += 1;
+                // A folder for a moment, so that some of the work lands.
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            swaps
+        })
+    };
+    let mut done = 0;
+    for i in 0..3000 {
+        done += peer
+            .write_atomically(format!("real/sub/f{}", i % 4), format!("real/sub/.t{i}"), b"x")
+            .is_ok() as u32;
+        let _ = peer.chown_tree("real");
+        let _ = peer.set_mode("real/sub/inner", 0o777);
+        let _ = peer.open_file("real/sub/inner", true).map(|f| f.set_len(0));
+        let _ = peer.read_dir("real/sub");
+        let _ = peer.remove_file(format!("real/sub/f{}", (i + 2) % 4));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    eprintln!("{swaps} swaps, {done} of 3000 writes landed");
+    assert!(swaps > 10 && done > 0, "both sides ran: {swaps} swaps, {done} writes");
+    assert_eq!(snapshot(&lab.outside), before);
+}
