@@ -67,6 +67,17 @@ pub enum Kind {
     Other,
 }
 
+impl Kind {
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::File => "a regular file",
+            Kind::Dir => "a folder",
+            Kind::Symlink => "a symlink",
+            Kind::Other => "a FIFO, a socket or a device node",
+        }
+    }
+}
+
 /// A name's metadata, never through a symlink.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta {
@@ -365,7 +376,11 @@ impl Beneath {
         if !kinds.contains(&meta.kind) {
             return Err(refused(
                 &self.path.join(rel),
-                &format!("is a {:?}, where a {:?} was expected: not opened", meta.kind, kinds[0]),
+                &format!(
+                    "is {}, where {} was expected: not opened",
+                    meta.kind.noun(),
+                    kinds[0].noun()
+                ),
             ));
         }
         std::fs::OpenOptions::new()
