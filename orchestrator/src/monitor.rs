@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::record::history::{Event, History};
 use crate::record::observations::Observation;
+use crate::record::run_folder::PeerDir;
 use crate::tree::{Tree, TreeReader};
 
 /// How often the convergence monitor reads every tree.
@@ -68,9 +69,10 @@ pub fn changes(before: &Tree, after: &Tree) -> Vec<(String, Option<String>)> {
 
 /// Reads every tree each [`INTERVAL`]; records transitions and observations; publishes the state for
 /// the settle wait. "Since" resets whenever the common tree changes, so "stable for `quiet`" means no
-/// file moved.
+/// file moved. Each round opens each peer's sync folder afresh beneath its data folder (a peer may
+/// swap it for a symlink at any time): one that cannot be opened reads as an empty tree.
 pub async fn run(
-    peers: Vec<(String, PathBuf)>,
+    peers: Vec<(String, PeerDir)>,
     ignore: Arc<globset::GlobSet>,
     history: Arc<History>,
     observations: PathBuf,
@@ -84,7 +86,7 @@ pub async fn run(
             None
         }
     };
-    let dirs: Vec<PathBuf> = peers.iter().map(|p| p.1.clone()).collect();
+    let dirs: Vec<PeerDir> = peers.iter().map(|p| p.1.clone()).collect();
     let mut readers: Vec<TreeReader> = dirs.iter().map(|_| TreeReader::new(ignore.clone())).collect();
     let mut previous: Vec<Tree> = vec![Tree::default(); dirs.len()];
     let mut last: Option<(bool, String)> = None;
@@ -101,7 +103,7 @@ pub async fn run(
                 let trees: Vec<Tree> = rs
                     .iter_mut()
                     .zip(&dirs)
-                    .map(|(r, d)| r.read(d).unwrap_or_default())
+                    .map(|(r, d)| d.sync().and_then(|sync| r.read(&sync)).unwrap_or_default())
                     .collect();
                 (rs, trees)
             })
@@ -236,7 +238,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_monitor_records_convergence_and_every_change() {
         let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let (pa, pb) = (PeerDir::new(dir.path(), "a"), PeerDir::new(dir.path(), "b"));
+        let (a, b) = (pa.root.join("sync"), pb.root.join("sync"));
         std::fs::create_dir_all(&a).unwrap();
         std::fs::create_dir_all(&b).unwrap();
         let history = Arc::new(History::create(&dir.path().join("history.jsonl")).unwrap());
@@ -244,7 +247,7 @@ mod tests {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (state_tx, state_rx) = watch::channel(MonitorState::default());
         let task = tokio::spawn(run(
-            vec![("p1".into(), a.clone()), ("p2".into(), b.clone())],
+            vec![("p1".into(), pa), ("p2".into(), pb)],
             crate::tree::ignore_set(&[]),
             history.clone(),
             obs_path.clone(),

@@ -26,10 +26,11 @@ use crate::plan::Plan;
 use crate::profile::{PlanFacts, Profile};
 use crate::record::history::{self, Event, History};
 use crate::record::recipe::{self, Recipe, RunKeys};
+use crate::record::run_folder::PeerDir;
 use crate::record::{observations, samples};
 use crate::report::{self, PeerSummary, RunResult};
 use crate::scraper;
-use crate::tree::TreeReader;
+use crate::tree::{Tree, TreeReader};
 
 pub struct RunOutcome {
     pub verdict: Verdict,
@@ -234,7 +235,7 @@ async fn drive_inner(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (state_tx, mut state_rx) = watch::channel(MonitorState::default());
-    let sync_dirs: Vec<(String, PathBuf)> = cluster.peers.iter().map(|p| (p.name.clone(), p.dir.sync())).collect();
+    let sync_dirs: Vec<(String, PeerDir)> = cluster.peers.iter().map(|p| (p.name.clone(), p.dir.clone())).collect();
     let monitor = tokio::spawn(monitor::run(
         sync_dirs,
         crate::tree::ignore_set(&cluster.profile.ignore),
@@ -363,7 +364,16 @@ async fn drive_inner(
     let mut finals = Vec::new();
     let ignore = crate::tree::ignore_set(&cluster.profile.ignore);
     for ((p, (_, log)), facts) in cluster.peers.iter().zip(logs).zip(&cluster.facts) {
-        let tree = TreeReader::new(ignore.clone()).read(&p.dir.sync()).unwrap_or_default();
+        // Read beneath the data folder, never through a symlink: a sync folder a peer swapped for one
+        // reads as empty, which the checkers then judge.
+        let tree = p
+            .dir
+            .sync()
+            .and_then(|sync| TreeReader::new(ignore.clone()).read(&sync))
+            .unwrap_or_else(|e| {
+                tracing::warn!("reading the tree of {}: {e}", p.name);
+                Tree::default()
+            });
         let alive = cluster.engine.is_running(&p.container).await.unwrap_or(false);
         // The peer's identity (a public key, a device id) may name its conflict copies.
         let id = Some(facts.peer.id.clone()).filter(|id| !id.is_empty());

@@ -1,6 +1,14 @@
 //! A peer's file tree as the checkers see it: every regular file under the sync folder with its size
-//! and BLAKE3 hash, and one hash over the whole tree. The daemon's own files (its profile's `ignore`
-//! globs, e.g. Syncthing's `.stfolder`) are skipped (see `docs/PEER-CONTRACT.md`).
+//! and BLAKE3 hash, every symlink as a symlink, and one hash over the whole tree. The daemon's own
+//! files (its profile's `ignore` globs, e.g. Syncthing's `.stfolder`) are skipped (see
+//! `docs/PEER-CONTRACT.md`); so are FIFOs, sockets and device nodes.
+//!
+//! Trees are read through a [`Beneath`] handle on the sync folder, so no symlink is ever followed,
+//! in the folder or on the way to it. A symlink is an entry of its own: its size is the length of
+//! what it points at, its hash is [`SYMLINK`] followed by the BLAKE3 of that target text (read, not
+//! followed). No write produces such a hash, so the checkers judge a link honestly with no special
+//! case: peers holding the same link agree (`converged`), and a link where a write's content should
+//! be is content no write produced (`no-corruption`, `right-state`).
 //!
 //! The convergence monitor reads every tree several times a second, so a [`TreeReader`] caches hashes by
 //! (size, mtime) and rehashes only files that changed.
@@ -11,10 +19,29 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::record::beneath::{Beneath, Kind, Meta};
+
+/// How a symlink's hash begins (see the module's overview).
+pub const SYMLINK: &str = "symlink:";
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
     pub size: u64,
     pub hash: String,
+}
+
+impl FileEntry {
+    /// A symlink pointing at `target` (its text, never followed).
+    pub fn symlink(target: &[u8]) -> FileEntry {
+        FileEntry {
+            size: target.len() as u64,
+            hash: format!("{SYMLINK}{}", blake3::hash(target).to_hex()),
+        }
+    }
+
+    pub fn is_symlink(&self) -> bool {
+        self.hash.starts_with(SYMLINK)
+    }
 }
 
 /// Relative path (with `/`) -> entry, sorted.
@@ -43,12 +70,13 @@ pub fn hash_bytes(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
-fn hash_file(path: &Path) -> std::io::Result<String> {
+fn hash_file(dir: &Beneath, rel: &Path) -> std::io::Result<String> {
     let mut h = blake3::Hasher::new();
-    h.update_reader(std::fs::File::open(path)?)?;
+    h.update_reader(dir.open_file(rel, false)?)?;
     Ok(h.finalize().to_hex().to_string())
 }
 
+/// Reads one folder's tree, again and again: its cache is keyed by paths relative to that folder.
 #[derive(Default)]
 pub struct TreeReader {
     cache: HashMap<PathBuf, (u64, SystemTime, String)>,
@@ -75,53 +103,62 @@ impl TreeReader {
         }
     }
 
-    /// Reads the tree under `root`. Files that vanish while reading (the peer renamed or deleted them)
-    /// are skipped: the next read will see the settled state.
-    pub fn read(&mut self, root: &Path) -> std::io::Result<Tree> {
+    /// Reads the tree under `dir`. Files that vanish while reading (the peer renamed or deleted them)
+    /// are skipped, and so is a folder that stops being one between its listing and its reading (it
+    /// became a symlink or a file): the next read will see the settled state.
+    pub fn read(&mut self, dir: &Beneath) -> std::io::Result<Tree> {
         let mut tree = Tree::default();
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            let entries = match std::fs::read_dir(&dir) {
+        let mut stack = vec![PathBuf::new()];
+        while let Some(folder) = stack.pop() {
+            let entries = match dir.read_dir(&folder) {
                 Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir != root => continue,
-                Err(e) => return Err(e),
-            };
-            for entry in entries {
-                let Ok(entry) = entry else { continue };
-                let path = entry.path();
-                if let Some(ignore) = &self.ignore
-                    && ignore.is_match(relative(root, &path))
+                Err(_)
+                    if !folder.as_os_str().is_empty() && !dir.metadata(&folder).is_ok_and(|m| m.kind == Kind::Dir) =>
                 {
                     continue;
                 }
-                let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                    continue;
-                };
-                if meta.is_dir() {
-                    stack.push(path);
-                } else if meta.is_file()
-                    && let Some(e) = self.entry(&path, &meta)
+                Err(e) => return Err(e),
+            };
+            for (name, meta) in entries {
+                let rel = folder.join(name);
+                let key = slashed(&rel);
+                if let Some(ignore) = &self.ignore
+                    && ignore.is_match(&key)
                 {
-                    tree.files.insert(relative(root, &path), e);
+                    continue;
+                }
+                match meta.kind {
+                    Kind::Dir => stack.push(rel),
+                    Kind::File => {
+                        if let Some(e) = self.entry(dir, &rel, &meta) {
+                            tree.files.insert(key, e);
+                        }
+                    }
+                    Kind::Symlink => {
+                        if let Ok(target) = dir.read_link(&rel) {
+                            tree.files.insert(key, FileEntry::symlink(&target));
+                        }
+                    }
+                    Kind::Other => {}
                 }
             }
         }
-        self.recheck_unlisted(root, &mut tree);
+        self.recheck_unlisted(dir, &mut tree);
         Ok(tree)
     }
 
     /// Size and hash of a regular file, from the cache when size and mtime are unchanged.
-    fn entry(&mut self, path: &Path, meta: &std::fs::Metadata) -> Option<FileEntry> {
-        let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        let hash = match self.cache.get(path) {
-            Some((size, t, hash)) if *size == meta.len() && *t == mtime => hash.clone(),
+    fn entry(&mut self, dir: &Beneath, rel: &Path, meta: &Meta) -> Option<FileEntry> {
+        let hash = match self.cache.get(rel) {
+            Some((size, t, hash)) if *size == meta.len && *t == meta.modified => hash.clone(),
             _ => {
-                let hash = hash_file(path).ok()?;
-                self.cache.insert(path.to_path_buf(), (meta.len(), mtime, hash.clone()));
+                let hash = hash_file(dir, rel).ok()?;
+                self.cache
+                    .insert(rel.to_path_buf(), (meta.len, meta.modified, hash.clone()));
                 hash
             }
         };
-        Some(FileEntry { size: meta.len(), hash })
+        Some(FileEntry { size: meta.len, hash })
     }
 
     /// A directory listing taken while the peer renames files in that directory can miss a name
@@ -129,39 +166,40 @@ impl TreeReader {
     /// deleted for one round, and `no-loop` counted the flap). So every file seen before but not
     /// listed now is looked up by name; only a failed lookup means it is gone. Gone files leave
     /// the cache.
-    fn recheck_unlisted(&mut self, root: &Path, tree: &mut Tree) {
+    fn recheck_unlisted(&mut self, dir: &Beneath, tree: &mut Tree) {
         let unlisted: Vec<PathBuf> = self
             .cache
             .keys()
-            .filter(|p| p.starts_with(root) && !tree.files.contains_key(&relative(root, p)))
+            .filter(|p| !tree.files.contains_key(&slashed(p)))
             .cloned()
             .collect();
-        for path in unlisted {
-            match std::fs::symlink_metadata(&path) {
-                Ok(meta) if meta.is_file() => {
-                    if let Some(e) = self.entry(&path, &meta) {
-                        tree.files.insert(relative(root, &path), e);
+        for rel in unlisted {
+            match dir.metadata(&rel) {
+                Ok(meta) if meta.kind == Kind::File => {
+                    if let Some(e) = self.entry(dir, &rel, &meta) {
+                        tree.files.insert(slashed(&rel), e);
                     }
                 }
                 _ => {
-                    self.cache.remove(&path);
+                    self.cache.remove(&rel);
                 }
             }
         }
     }
 }
 
-/// `path` relative to `root`, with `/` separators.
-fn relative(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root)
-        .expect("under root")
-        .to_string_lossy()
-        .replace('\\', "/")
+/// A path relative to the sync folder as trees name it, with `/` separators.
+fn slashed(rel: &Path) -> String {
+    rel.to_string_lossy().replace('\\', "/")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn open(dir: &Path) -> Beneath {
+        Beneath::open(dir).unwrap()
+    }
 
     #[test]
     fn trees_list_user_files_and_skip_the_daemons_own() {
@@ -174,9 +212,9 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("a/.stversions")).unwrap();
         std::fs::write(dir.path().join("a/.stversions/old"), b"o").unwrap();
         let ignore = ignore_set(&[".syncpeer*".into(), "**/.stversions".into()]);
-        let tree = TreeReader::new(ignore).read(dir.path()).unwrap();
+        let tree = TreeReader::new(ignore).read(&open(dir.path())).unwrap();
         assert_eq!(tree.files.keys().collect::<Vec<_>>(), vec!["a/b/x.txt", "top"]);
-        let all = TreeReader::default().read(dir.path()).unwrap();
+        let all = TreeReader::default().read(&open(dir.path())).unwrap();
         assert_eq!(all.files.len(), 4, "no profile, nothing skipped");
         assert_eq!(
             tree.files["a/b/x.txt"],
@@ -193,14 +231,14 @@ mod tests {
         std::fs::write(dir.path().join("kept"), b"k").unwrap();
         std::fs::write(dir.path().join("gone"), b"g").unwrap();
         let mut reader = TreeReader::default();
-        let mut tree = reader.read(dir.path()).unwrap();
+        let mut tree = reader.read(&open(dir.path())).unwrap();
         assert_eq!(tree.files.len(), 2);
         // As if a listing raced with a rename and skipped both names; one is really gone.
         std::fs::remove_file(dir.path().join("gone")).unwrap();
         tree.files.clear();
-        reader.recheck_unlisted(dir.path(), &mut tree);
+        reader.recheck_unlisted(&open(dir.path()), &mut tree);
         assert_eq!(tree.files.keys().collect::<Vec<_>>(), vec!["kept"]);
-        assert!(!reader.cache.contains_key(&dir.path().join("gone")));
+        assert!(!reader.cache.contains_key(Path::new("gone")));
     }
 
     #[test]
@@ -208,12 +246,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), b"1").unwrap();
         let mut reader = TreeReader::default();
-        let before = reader.read(dir.path()).unwrap().digest();
+        let before = reader.read(&open(dir.path())).unwrap().digest();
         std::fs::write(dir.path().join("f"), b"2").unwrap();
-        let after = reader.read(dir.path()).unwrap().digest();
+        let after = reader.read(&open(dir.path())).unwrap().digest();
         assert_ne!(
             before, after,
             "a same-size rewrite must be seen (mtime or size changes)"
         );
+    }
+
+    #[test]
+    fn symlinks_are_entries_of_their_own_and_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sync, outside) = (dir.path().join("sync"), dir.path().join("outside"));
+        std::fs::create_dir_all(&sync).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret"), b"not the peer's").unwrap();
+        std::os::unix::fs::symlink(outside.join("secret"), sync.join("to-file")).unwrap();
+        std::os::unix::fs::symlink(&outside, sync.join("to-dir")).unwrap();
+        std::fs::write(sync.join("real"), b"mine").unwrap();
+        let tree = TreeReader::default().read(&open(&sync)).unwrap();
+        assert_eq!(tree.files.keys().collect::<Vec<_>>(), vec!["real", "to-dir", "to-file"]);
+        let link = &tree.files["to-file"];
+        assert!(link.is_symlink() && !tree.files["real"].is_symlink());
+        assert_eq!(
+            *link,
+            FileEntry::symlink(outside.join("secret").as_os_str().as_encoded_bytes())
+        );
+        assert_ne!(
+            link.hash,
+            hash_bytes(b"not the peer's"),
+            "the target's content is never read"
+        );
+        assert!(
+            !tree.files.keys().any(|k| k.contains("secret")),
+            "nothing below a folder link"
+        );
+        // A sync folder that is itself a link is not read at all.
+        let swapped = dir.path().join("swapped");
+        std::os::unix::fs::symlink(&outside, &swapped).unwrap();
+        assert!(Beneath::open(dir.path()).unwrap().dir("swapped").is_err());
     }
 }

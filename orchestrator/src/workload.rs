@@ -5,15 +5,19 @@
 //! save safely: the daemon never sees a half-written file, so every version it syncs is one the
 //! history knows. Content is derived from the run seed and the op id, so every write is distinct and a
 //! run is reproducible.
+//!
+//! Every operation goes through a [`Beneath`] handle on the peer's data folder: a symlink the peer
+//! planted (at the path, or at a folder on the way) is never followed, and the op is recorded as
+//! failed.
 
-use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::generator::FileOp;
 use crate::plan::FileOpKind;
+use crate::record::beneath::{Beneath, Kind};
 use crate::record::history::{Event, History, Outcome};
 use crate::record::run_folder::PeerDir;
 
@@ -31,9 +35,11 @@ pub fn content(seed: u64, op: &FileOp) -> Vec<u8> {
 /// Applies `op` to `dir` and records it. Errors become `Outcome::Fail` in the history, not a crash:
 /// a failing client is something to report, not a harness failure.
 pub fn apply(seed: u64, op: &FileOp, peer_name: &str, dir: &PeerDir, history: &History) -> Outcome {
-    let target = dir.sync().join(&op.path);
+    // Relative to the data folder, so that the sync folder itself is resolved beneath it too.
+    let target = Path::new(&dir.sync_rel).join(&op.path);
+    let data = dir.data();
     if op.kind.is_metadata() {
-        let outcome = match change_metadata(&target, op.kind) {
+        let outcome = match data.and_then(|data| change_metadata(&data, &target, op.kind)) {
             Ok(()) => Outcome::Ok,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Outcome::Noop,
             Err(e) => {
@@ -55,7 +61,7 @@ pub fn apply(seed: u64, op: &FileOp, peer_name: &str, dir: &PeerDir, history: &H
     let (outcome, hash, base) = match op.kind {
         FileOpKind::Create | FileOpKind::Modify => {
             let bytes = content(seed, op);
-            match write_atomically(dir, &target, &bytes, op.id) {
+            match data.and_then(|data| write_atomically(&data, dir, &target, &bytes, op.id)) {
                 Ok(base) => (Outcome::Ok, Some(crate::tree::hash_bytes(&bytes)), base),
                 Err(e) => {
                     tracing::warn!("write {} on {peer_name} failed: {e}", op.path);
@@ -65,8 +71,8 @@ pub fn apply(seed: u64, op: &FileOp, peer_name: &str, dir: &PeerDir, history: &H
         }
         FileOpKind::Touch | FileOpKind::Chmod => unreachable!("handled above"),
         FileOpKind::Delete => {
-            let base = hash_of(&target);
-            match std::fs::remove_file(&target) {
+            let base = data.as_ref().ok().and_then(|data| hash_of(data, &target));
+            match data.and_then(|data| data.remove_file(&target)) {
                 Ok(()) => (Outcome::Ok, None, base),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Outcome::Noop, None, None),
                 Err(e) => {
@@ -90,62 +96,58 @@ pub fn apply(seed: u64, op: &FileOp, peer_name: &str, dir: &PeerDir, history: &H
 }
 
 /// Touch: mtime set to now. Chmod: permission bits flipped between 0644 and 0600 (the daemon
-/// must still read the file, so the owner's bits stay).
-fn change_metadata(target: &Path, kind: FileOpKind) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(target)?;
-    if !meta.is_file() {
-        return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "not a file"));
+/// must still read the file, so the owner's bits stay). A symlink at the path is refused.
+fn change_metadata(data: &Beneath, target: &Path, kind: FileOpKind) -> std::io::Result<()> {
+    let meta = data.metadata(target)?;
+    match meta.kind {
+        Kind::File => {}
+        Kind::Symlink => return Err(symlink_in_the_way(data, target)),
+        _ => return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "not a file")),
     }
     match kind {
-        FileOpKind::Touch => std::fs::File::options()
-            .write(true)
-            .open(target)?
-            .set_modified(std::time::SystemTime::now()),
-        _ => {
-            let mode = if meta.permissions().mode() & 0o044 != 0 {
-                0o600
-            } else {
-                0o644
-            };
-            std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode))
-        }
+        FileOpKind::Touch => data.open_file(target, true)?.set_modified(std::time::SystemTime::now()),
+        _ => data.set_mode(target, if meta.mode & 0o044 != 0 { 0o600 } else { 0o644 }),
     }
 }
 
-fn hash_of(path: &Path) -> Option<String> {
-    std::fs::read(path).ok().map(|b| crate::tree::hash_bytes(&b))
+fn symlink_in_the_way(data: &Beneath, target: &Path) -> std::io::Error {
+    std::io::Error::other(format!(
+        "{} is a symlink: not followed, not replaced",
+        data.path().join(target).display()
+    ))
+}
+
+fn hash_of(data: &Beneath, target: &Path) -> Option<String> {
+    data.read(target).ok().map(|b| crate::tree::hash_bytes(&b))
 }
 
 /// Writes `bytes` at `target` through a temporary file renamed over it; returns the hash of what it
 /// replaced. The temporary file is made outside the sync folder when the data folder holds it (same
-/// file system), so no daemon ever sees a half-written file or a name that is not the user's.
-fn write_atomically(peer: &PeerDir, target: &Path, bytes: &[u8], id: u64) -> std::io::Result<Option<String>> {
-    let sync = peer.sync();
+/// file system), so no daemon ever sees a half-written file or a name that is not the user's. New
+/// folders and the file are handed to the daemon's uid (it runs unprivileged). A symlink at `target`
+/// is refused rather than replaced: no workload op made it, so it is not the user's to overwrite.
+fn write_atomically(
+    data: &Beneath,
+    peer: &PeerDir,
+    target: &Path,
+    bytes: &[u8],
+    id: u64,
+) -> std::io::Result<Option<String>> {
     let parent = target.parent().expect("paths are relative to the sync folder");
-    if !parent.exists() {
-        std::fs::create_dir_all(parent)?;
-        // Hand every new folder level to the daemon's uid (it runs unprivileged).
-        let mut dir = parent;
-        while dir != sync {
-            peer.chown(dir)?;
-            dir = dir.parent().expect("under the sync folder");
-        }
-    }
+    data.create_dir_all(parent)?;
     let tmp = if peer.sync_rel == "." {
         parent.join(format!(".syftchaos-workload-{id}"))
     } else {
-        let staging = peer.root.join(".syftchaos-workload");
-        std::fs::create_dir_all(&staging)?;
-        staging.join(id.to_string())
+        data.create_dir_all(".syftchaos-workload")?;
+        PathBuf::from(".syftchaos-workload").join(id.to_string())
     };
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    peer.chown(&tmp)?;
-    let base = hash_of(target);
-    std::fs::rename(&tmp, target)?;
+    data.write_new(&tmp, bytes)?;
+    if data.metadata(target).is_ok_and(|m| m.kind == Kind::Symlink) {
+        let _ = data.remove_file(&tmp);
+        return Err(symlink_in_the_way(data, target));
+    }
+    let base = hash_of(data, target);
+    data.rename(&tmp, target)?;
     Ok(base)
 }
 
@@ -181,14 +183,14 @@ mod tests {
     fn ops_land_in_the_sync_folder_and_are_recorded() {
         let dir = tempfile::tempdir().unwrap();
         let pd = PeerDir::new(dir.path(), "p1");
-        std::fs::create_dir_all(pd.sync()).unwrap();
+        std::fs::create_dir_all(pd.root.join("sync")).unwrap();
         let history = History::create(&dir.path().join("h.jsonl")).unwrap();
         assert_eq!(
             apply(3, &op(1, FileOpKind::Create, 64), "p1", &pd, &history),
             Outcome::Ok
         );
         assert_eq!(
-            std::fs::read(pd.sync().join("d/e/f.txt")).unwrap(),
+            std::fs::read(pd.root.join("sync/d/e/f.txt")).unwrap(),
             content(3, &op(1, FileOpKind::Create, 64))
         );
         assert_eq!(
@@ -199,7 +201,7 @@ mod tests {
             apply(3, &op(3, FileOpKind::Delete, 0), "p1", &pd, &history),
             Outcome::Noop
         );
-        let names: Vec<_> = std::fs::read_dir(pd.sync().join("d/e")).unwrap().collect();
+        let names: Vec<_> = std::fs::read_dir(pd.root.join("sync/d/e")).unwrap().collect();
         assert!(names.is_empty(), "no temp file left behind");
         let recs: Vec<_> = crate::record::history::read(&dir.path().join("h.jsonl"))
             .unwrap()
@@ -212,9 +214,9 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let pd = PeerDir::new(dir.path(), "p1");
-        std::fs::create_dir_all(pd.sync()).unwrap();
+        std::fs::create_dir_all(pd.root.join("sync")).unwrap();
         let history = History::create(&dir.path().join("h.jsonl")).unwrap();
-        let f = pd.sync().join("d/e/f.txt");
+        let f = pd.root.join("sync/d/e/f.txt");
         assert_eq!(
             apply(3, &op(1, FileOpKind::Touch, 0), "p1", &pd, &history),
             Outcome::Noop
@@ -244,5 +246,67 @@ mod tests {
         let metas = recs.iter().filter(|e| matches!(e, Event::Meta { .. })).count();
         let writes = recs.iter().filter(|e| matches!(e, Event::Write { .. })).count();
         assert_eq!((metas, writes), (4, 1));
+    }
+
+    #[test]
+    fn planted_symlinks_fail_the_op_and_the_outside_stays_as_it_was() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pd = PeerDir::new(dir.path(), "p1");
+        let sync = pd.root.join("sync");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&sync).unwrap();
+        std::fs::create_dir_all(outside.join("e")).unwrap();
+        std::fs::write(outside.join("secret"), b"host file").unwrap();
+        std::os::unix::fs::symlink(&outside, sync.join("d")).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret"), sync.join("x.txt")).unwrap();
+        let state = |p: &Path| {
+            let m = std::fs::symlink_metadata(p).unwrap();
+            (m.mode(), m.mtime(), m.mtime_nsec(), std::fs::read(p).ok())
+        };
+        let before = (
+            state(&outside.join("secret")),
+            state(&outside.join("e")),
+            state(&outside),
+        );
+        let history = History::create(&dir.path().join("h.jsonl")).unwrap();
+        let on = |id, kind, path: &str| FileOp {
+            id,
+            peer: 0,
+            kind,
+            path: path.into(),
+            size: 16,
+        };
+        for (id, kind, path) in [
+            (1, FileOpKind::Create, "d/e/f.txt"),
+            (2, FileOpKind::Create, "d/new.txt"),
+            (3, FileOpKind::Touch, "x.txt"),
+            (4, FileOpKind::Chmod, "x.txt"),
+            (5, FileOpKind::Modify, "x.txt"),
+            (6, FileOpKind::Delete, "x.txt"),
+            (7, FileOpKind::Touch, "d/e"),
+        ] {
+            let outcome = apply(3, &on(id, kind, path), "p1", &pd, &history);
+            assert_eq!(outcome, Outcome::Fail, "{kind:?} {path}");
+        }
+        let after = (
+            state(&outside.join("secret")),
+            state(&outside.join("e")),
+            state(&outside),
+        );
+        assert_eq!(before, after);
+        assert_eq!(std::fs::read_dir(outside.join("e")).unwrap().count(), 0);
+        assert!(
+            std::fs::symlink_metadata(sync.join("x.txt")).unwrap().is_symlink(),
+            "left alone"
+        );
+        let bases: Vec<_> = crate::record::history::read(&dir.path().join("h.jsonl"))
+            .unwrap()
+            .filter_map(|r| match r.unwrap().event {
+                Event::Write { base, .. } => base,
+                _ => None,
+            })
+            .collect();
+        assert!(bases.is_empty(), "nothing was read through a link: {bases:?}");
     }
 }

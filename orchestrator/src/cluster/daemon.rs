@@ -2,8 +2,9 @@
 //! readiness probe, identities read after start, the introductions, and the daemon's own view of its
 //! clock. What to do is the profile's; how (HTTP, TCP, `docker exec`) is here.
 
+use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use super::{ClusterSpec, Peer};
 use crate::docker::Engine;
 use crate::profile::template::render;
 use crate::profile::{Facts, HttpCall, IdentitySource, PeerFacts, Probe, Profile};
-use crate::record::run_folder::PeerDir;
+use crate::record::run_folder::{FAKETIME_FILE, PeerDir, faketime_spec};
 
 /// Every peer's template facts before start: identities made on the host are known, others are
 /// filled in by [`Daemon::read_identities`].
@@ -51,19 +52,24 @@ pub fn initial_facts(spec: &ClusterSpec, addrs: &[Ipv4Addr], run_id: &str) -> Ve
 /// Writes the profile's files for one peer into its data folder, makes its sync and fault folders
 /// (with a neutral clock file), and hands the data folder to the daemon's uid.
 pub fn write_peer_dir(profile: &Profile, dir: &PeerDir, facts: &Facts) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir.sync())?;
+    // The two folders themselves are the orchestrator's; everything in them goes through handles
+    // that never follow a symlink (record::beneath), as it does once the peer runs.
+    std::fs::create_dir_all(&dir.root)?;
     std::fs::create_dir_all(&dir.faults)?;
-    std::fs::write(dir.faketime(), crate::record::run_folder::faketime_spec(0, None))?;
+    let data = dir.data()?;
+    data.create_dir_all(&dir.sync_rel)?;
+    dir.fault_files()?
+        .write_new(FAKETIME_FILE, faketime_spec(0, None).as_bytes())?;
     for f in &profile.files {
         let text = render(&f.template, facts).map_err(|e| anyhow::anyhow!("rendering {}: {e}", f.path))?;
-        let path = dir.root.join(&f.path);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+        if let Some(parent) = Path::new(&f.path).parent() {
+            data.create_dir_all(parent)?;
         }
-        std::fs::write(&path, text)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode))?;
+        // Created with its mode (less the umask), then set exactly: a key is never world-readable.
+        data.create_new(&f.path, f.mode)?.write_all(text.as_bytes())?;
+        data.set_mode(&f.path, f.mode)?;
     }
-    dir.chown(&dir.root)?;
+    data.chown_tree("")?;
     Ok(())
 }
 

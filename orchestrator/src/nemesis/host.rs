@@ -1,8 +1,13 @@
 //! The nemesis's host side: faults applied through the peers' bind-mounted data folders (clock files,
 //! lock folders, damaged or filled disks, Byzantine control files), and the clock read back from the
 //! peer itself.
+//!
+//! Every file operation goes through a [`Beneath`](crate::record::beneath::Beneath) handle, so a
+//! symlink a peer planted is never followed. When one is in the way (or the peer's folder otherwise
+//! refuses the operation), the fault's history detail says `failed` with the reason, and the run goes
+//! on: what a peer does to its own folder is something to record, not a harness failure.
 
-use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
@@ -13,6 +18,10 @@ use crate::cluster;
 use crate::generator::ConcreteFault;
 use crate::plan::{DiskAction, LockAction};
 use crate::record::history::Event;
+use crate::record::run_folder::FAKETIME_FILE;
+
+/// The disk-full fault's file, in the peer's data folder.
+pub(super) const FILLER: &str = ".syftchaos-fill";
 
 impl Nemesis {
     /// Writes each peer's libfaketime file from the journal (offsets add up; the last rate wins) and
@@ -40,10 +49,12 @@ impl Nemesis {
             };
             let p = &self.peers[n];
             // Written aside and renamed over: libfaketime re-reads the file on every clock call, and a
-            // half-written file would read as offset 0 for that call.
-            let tmp = p.dir.faketime().with_extension("tmp");
-            std::fs::write(&tmp, super::faketime_spec(offset_ms, rate))
-                .and_then(|()| std::fs::rename(&tmp, p.dir.faketime()))
+            // half-written file would read as offset 0 for that call. The fault folder is the
+            // orchestrator's (read-only in the peer), so an error here is the harness's own.
+            let spec = super::faketime_spec(offset_ms, rate);
+            p.dir
+                .fault_files()
+                .and_then(|f| f.write_atomically(FAKETIME_FILE, format!("{FAKETIME_FILE}.tmp"), spec.as_bytes()))
                 .with_context(|| format!("writing the clock file of {}", p.name))?;
             let down = self.journal.lock().await.down.contains_key(&n);
             let measured = if down { None } else { self.measure_offset(n).await };
@@ -87,23 +98,24 @@ impl Nemesis {
                     self.daemon.profile.name
                 );
             };
-            let file = self.peers[n].dir.root.join(rel);
-            if behaviours.is_empty() {
-                match std::fs::remove_file(&file) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(e)
-                            .with_context(|| format!("removing the byzantine file of {}", self.peers[n].name));
+            let rel = Path::new(rel);
+            let written = self.peers[n].dir.data().and_then(|data| {
+                if behaviours.is_empty() {
+                    match data.remove_file(rel) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                        _ => Ok(()),
                     }
-                    _ => {}
+                } else {
+                    // Written aside and renamed over, so the peer never reads half a list.
+                    let list = format!("{}\n", behaviours.join("\n"));
+                    data.write_atomically(rel, rel.with_extension("tmp"), list.as_bytes())
                 }
-            } else {
-                // Written aside and renamed over, so the peer never reads half a list.
-                let tmp = file.with_extension("tmp");
-                std::fs::write(&tmp, format!("{}\n", behaviours.join("\n")))
-                    .and_then(|()| std::fs::rename(&tmp, &file))
-                    .with_context(|| format!("writing the byzantine file of {}", self.peers[n].name))?;
-            }
-            out.insert(self.peers[n].name.clone(), behaviours.into());
+            });
+            let detail = match written {
+                Ok(()) => behaviours.into(),
+                Err(e) => failed(&self.peers[n].name, "byzantine file", e),
+            };
+            out.insert(self.peers[n].name.clone(), detail);
         }
         Ok(out.into())
     }
@@ -112,43 +124,53 @@ impl Nemesis {
         let Some(format) = &self.daemon.profile.locks else {
             bail!("the profile `{}` names no lock format", self.daemon.profile.name);
         };
-        let peer_dir = &self.peers[node].dir;
-        let dir = peer_dir.root.join(&format.dir);
-        std::fs::create_dir_all(&dir)?;
-        match (action, on) {
-            (LockAction::Stale(path), true) => {
-                let (name, contents) = stale_lock(format, path)?;
-                std::fs::write(dir.join(&name), contents)?;
-                peer_dir.chown(&dir)?;
-                Ok(serde_json::json!({"lock": name, "path": path}))
+        let stale = match action {
+            LockAction::Stale(path) => Some((stale_lock(format, path)?, path)),
+            LockAction::Unwritable => None,
+        };
+        let applied = self.peers[node].dir.data().and_then(|data| {
+            let locks = data.create_dir_all(&format.dir)?;
+            match (stale, on) {
+                (Some(((name, contents), path)), true) => {
+                    locks.write_new(&name, contents.as_bytes())?;
+                    Ok(serde_json::json!({"lock": name, "path": path}))
+                }
+                (Some(((name, _), _)), false) => {
+                    let cleared = matches!(locks.metadata(&name), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+                    Ok(serde_json::json!({"lock": name, "cleared": cleared}))
+                }
+                (None, on) => {
+                    let mode = if on { 0o555 } else { 0o755 };
+                    locks.set_mode("", mode)?;
+                    Ok(serde_json::json!({"locks_dir_mode": format!("{mode:o}")}))
+                }
             }
-            (LockAction::Stale(path), false) => {
-                let (name, _) = stale_lock(format, path)?;
-                let cleared = !dir.join(&name).exists();
-                Ok(serde_json::json!({"lock": name, "cleared": cleared}))
-            }
-            (LockAction::Unwritable, on) => {
-                let mode = if on { 0o555 } else { 0o755 };
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
-                Ok(serde_json::json!({"locks_dir_mode": format!("{mode:o}")}))
-            }
-        }
+        });
+        Ok(applied.unwrap_or_else(|e| failed(&self.peers[node].name, "lock fault", e)))
     }
 
     /// Damages one file in place the way a failing disk would: the mtime is kept, so only a content
     /// check (a scrub) can notice.
     pub(super) fn disk_fault(&self, node: usize, action: &DiskAction, seed: u64) -> anyhow::Result<serde_json::Value> {
-        let sync = self.peers[node].dir.sync();
         let (path, how) = match action {
             DiskAction::Corrupt(p) => (p.clone(), "corrupt"),
             DiskAction::Truncate(p) => (p.clone(), "truncate"),
             DiskAction::Fill => return self.fill_disk(node),
         };
+        let sync = match self.peers[node].dir.sync() {
+            Ok(s) => s,
+            Err(e) => return Ok(failed(&self.peers[node].name, "disk fault", e)),
+        };
         let path = match path {
             Some(p) => p,
             None => {
                 let tree = crate::tree::TreeReader::default().read(&sync)?;
-                let files: Vec<&String> = tree.files.iter().filter(|(_, e)| e.size > 0).map(|(p, _)| p).collect();
+                let files: Vec<&String> = tree
+                    .files
+                    .iter()
+                    .filter(|(_, e)| e.size > 0 && !e.is_symlink())
+                    .map(|(p, _)| p)
+                    .collect();
                 if files.is_empty() {
                     return Ok(serde_json::json!({"skipped": "no file to damage"}));
                 }
@@ -156,14 +178,16 @@ impl Nemesis {
                 files[rng.random_range(0..files.len())].clone()
             }
         };
-        let file = sync.join(&path);
-        let meta = match std::fs::metadata(&file) {
-            Ok(m) => m,
-            Err(_) => return Ok(serde_json::json!({"path": path, "skipped": "file not present"})),
+        let f = match sync.open_file(&path, true) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(serde_json::json!({"path": path, "skipped": "file not present"}));
+            }
+            Err(e) => return Ok(failed(&self.peers[node].name, "disk fault", e)),
         };
+        let meta = f.metadata()?;
         let mtime = meta.modified()?;
         let size = meta.len();
-        let f = std::fs::OpenOptions::new().read(true).write(true).open(&file)?;
         if how == "corrupt" && size > 0 {
             use std::os::unix::fs::FileExt;
             let at = size / 2;
@@ -179,10 +203,6 @@ impl Nemesis {
         Ok(serde_json::json!({"path": path, "how": how, "size_before": size}))
     }
 
-    pub(super) fn filler(&self, node: usize) -> std::path::PathBuf {
-        self.peers[node].dir.root.join(".syftchaos-fill")
-    }
-
     /// Writes zeros into the peer's data folder until the file system is full. The folder must be a
     /// size-limited mount (plan key `disk_limit`), or this would fill the host's disk: refuse otherwise.
     pub(super) fn fill_disk(&self, node: usize) -> anyhow::Result<serde_json::Value> {
@@ -194,7 +214,15 @@ impl Nemesis {
                 root.display()
             );
         }
-        let mut f = std::fs::File::create(self.filler(node))?;
+        // The lab's own file, not one given to the daemon: it stays root's (no owner), as before.
+        let created = self.peers[node]
+            .dir
+            .data()
+            .and_then(|d| d.owned_by(None).create_new(FILLER, 0o644));
+        let mut f = match created {
+            Ok(f) => f,
+            Err(e) => return Ok(failed(&self.peers[node].name, "disk fill", e)),
+        };
         let chunk = vec![0u8; 1 << 20];
         let mut written = 0u64;
         loop {
@@ -208,6 +236,12 @@ impl Nemesis {
         let _ = f.sync_all();
         Ok(serde_json::json!({"filled_bytes": written}))
     }
+}
+
+/// A fault's detail when the peer's folder refused it (a symlink in the way, most likely).
+fn failed(peer: &str, what: &str, e: std::io::Error) -> serde_json::Value {
+    tracing::warn!("{what} on {peer}: {e}");
+    serde_json::json!({ "failed": e.to_string() })
 }
 
 /// A lock for `path` as a crashed daemon leaves it, in the profile's format (name, contents).

@@ -198,7 +198,7 @@ impl Nemesis {
                 ..
             } => {
                 for &n in peers {
-                    let _ = std::fs::remove_file(self.filler(n));
+                    let _ = self.peers[n].dir.data().and_then(|d| d.remove_file(host::FILLER));
                 }
             }
             ConcreteFault::Disk { .. } => {}

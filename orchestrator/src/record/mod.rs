@@ -5,8 +5,10 @@
 //! * [`observations`]: when each content appeared at each peer (`observations.jsonl`);
 //! * [`samples`]: metrics and container counters, raw and as roles (`metrics.jsonl`);
 //! * [`run_folder`]: where each peer's folders are;
-//! * [`recipe`]: what a replay needs (plan, seed, image, profile, the peers' keys).
+//! * [`recipe`]: what a replay needs (plan, seed, image, profile, the peers' keys);
+//! * [`beneath`]: file operations in a peer's folder that never follow its symlinks out of it.
 
+pub mod beneath;
 pub mod history;
 pub mod observations;
 pub mod recipe;

@@ -7,8 +7,14 @@
 //!                              mounted read-only at `/opt/syftchaos/clock`
 //! <run>/tools/                 files copied out of the tools image (libfaketime), mounted read-only
 //! ```
+//!
+//! A peer can write anything into its data folder, symlinks included, so the orchestrator works in it
+//! (and in the fault folder, for uniformity) only through [`Beneath`] handles, which never follow a
+//! symlink and never leave the folder.
 
 use std::path::{Path, PathBuf};
+
+use super::beneath::Beneath;
 
 /// Where the tools folder is mounted in every peer.
 pub const TOOLS_MOUNT: &str = "/opt/syftchaos/tools";
@@ -49,41 +55,22 @@ impl PeerDir {
         }
     }
 
-    pub fn sync(&self) -> PathBuf {
-        if self.sync_rel == "." {
-            self.root.clone()
-        } else {
-            self.root.join(&self.sync_rel)
-        }
+    /// The data folder, as a handle that never leaves it; what it creates goes to the daemon's uid.
+    pub fn data(&self) -> std::io::Result<Beneath> {
+        Ok(Beneath::open(&self.root)?.owned_by(self.owner))
     }
 
-    /// The libfaketime clock file.
-    pub fn faketime(&self) -> PathBuf {
-        self.faults.join(FAKETIME_FILE)
+    /// The sync folder, resolved beneath the data folder: a peer may have swapped it for a symlink,
+    /// and then this is an error, not the folder the link points at.
+    pub fn sync(&self) -> std::io::Result<Beneath> {
+        self.data()?.dir(&self.sync_rel)
     }
 
-    /// Hands a path (recursively, never through a symlink) to the daemon's uid, so an unprivileged
-    /// daemon can write where the host wrote. Not root (a developer in the docker group): left as is.
-    pub fn chown(&self, path: &Path) -> std::io::Result<()> {
-        match self.owner {
-            Some((uid, gid)) => chown_tree(path, uid, gid),
-            None => Ok(()),
-        }
+    /// The fault folder (the libfaketime clock file). It is mounted read-only in the peer, but it is
+    /// handled like the data folder all the same.
+    pub fn fault_files(&self) -> std::io::Result<Beneath> {
+        Beneath::open(&self.faults)
     }
-}
-
-fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-    match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(()),
-        other => other?,
-    }
-    // symlink_metadata: a link a peer planted is chowned itself, never followed.
-    if std::fs::symlink_metadata(path)?.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            chown_tree(&entry?.path(), uid, gid)?;
-        }
-    }
-    Ok(())
 }
 
 /// The tools folder of a run.

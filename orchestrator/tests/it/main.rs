@@ -24,4 +24,6 @@ mod replay;
 mod concurrent;
 // Syncthing, the second daemon under test, through its shipped profile.
 mod syncthing;
+// Issue 13: symlinks planted by peers never lead the orchestrator out of the run folder.
+mod symlink_escape;
 mod util;
