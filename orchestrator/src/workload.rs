@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::generator::FileOp;
 use crate::plan::FileOpKind;
-use crate::record::beneath::{Beneath, Kind};
+use crate::record::beneath::{Beneath, Kind, RenameFlags};
 use crate::record::history::{Event, History, Outcome};
 use crate::record::run_folder::PeerDir;
 
@@ -56,8 +56,11 @@ pub fn apply(seed: u64, op: &FileOp, peer_name: &str, dir: &PeerDir, history: &H
         });
         return outcome;
     }
-    // The base (what this client replaces) is read at the last moment before the change, so it is
-    // the version the peer held when the user acted: that is what orders this write after others.
+    // The base (what this client replaces) is what the change itself took away: the file the rename
+    // swapped out, or the file a delete moved out of the folder. Reading it first and changing it
+    // after left a window in which the daemon could put another version in place (seen under load:
+    // a version that arrived 10 ms after a neighbour's write was overwritten, but the history named
+    // the older base, and the checker called it a lost update).
     let (outcome, hash, base) = match op.kind {
         FileOpKind::Create | FileOpKind::Modify => {
             let bytes = content(seed, op);
@@ -70,17 +73,14 @@ pub fn apply(seed: u64, op: &FileOp, peer_name: &str, dir: &PeerDir, history: &H
             }
         }
         FileOpKind::Touch | FileOpKind::Chmod => unreachable!("handled above"),
-        FileOpKind::Delete => {
-            let base = data.as_ref().ok().and_then(|data| hash_of(data, &target));
-            match data.and_then(|data| data.remove_file(&target)) {
-                Ok(()) => (Outcome::Ok, None, base),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Outcome::Noop, None, None),
-                Err(e) => {
-                    tracing::warn!("delete {} on {peer_name} failed: {e}", op.path);
-                    (Outcome::Fail, None, base)
-                }
+        FileOpKind::Delete => match data.and_then(|data| delete_taking_base(&data, dir, &target, op.id)) {
+            Ok(base) => (Outcome::Ok, None, base),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Outcome::Noop, None, None),
+            Err(e) => {
+                tracing::warn!("delete {} on {peer_name} failed: {e}", op.path);
+                (Outcome::Fail, None, None)
             }
-        }
+        },
     };
     history.record(Event::Write {
         op: op.id,
@@ -121,11 +121,24 @@ fn hash_of(data: &Beneath, target: &Path) -> Option<String> {
     data.read(target).ok().map(|b| crate::tree::hash_bytes(&b))
 }
 
-/// Writes `bytes` at `target` through a temporary file renamed over it; returns the hash of what it
-/// replaced. The temporary file is made outside the sync folder when the data folder holds it (same
-/// file system), so no daemon ever sees a half-written file or a name that is not the user's. New
-/// folders and the file are handed to the daemon's uid (it runs unprivileged). A symlink at `target`
-/// is refused rather than replaced: no workload op made it, so it is not the user's to overwrite.
+/// Where the workload keeps a file for a moment: outside the sync folder when the data folder holds
+/// it (same file system), so no daemon ever sees a half-written file or a name that is not the
+/// user's; beside the target otherwise.
+fn staging(data: &Beneath, peer: &PeerDir, parent: &Path, name: &str) -> std::io::Result<PathBuf> {
+    if peer.sync_rel == "." {
+        Ok(parent.join(format!(".syftchaos-workload-{name}")))
+    } else {
+        data.create_dir_all(".syftchaos-workload")?;
+        Ok(PathBuf::from(".syftchaos-workload").join(name))
+    }
+}
+
+/// Writes `bytes` at `target` through a temporary file put in its place in one step, and returns
+/// the hash of what that step replaced: `RENAME_NOREPLACE` when nothing is there, else
+/// `RENAME_EXCHANGE`, after which the temporary name holds exactly the file that was swapped out.
+/// (Where the file system lacks these flags, the old way: hash, then rename.) New folders and the
+/// file are handed to the daemon's uid (it runs unprivileged). A symlink at `target` is refused
+/// rather than replaced: no workload op made it, so it is not the user's to overwrite.
 fn write_atomically(
     data: &Beneath,
     peer: &PeerDir,
@@ -135,19 +148,69 @@ fn write_atomically(
 ) -> std::io::Result<Option<String>> {
     let parent = target.parent().expect("paths are relative to the sync folder");
     data.create_dir_all(parent)?;
-    let tmp = if peer.sync_rel == "." {
-        parent.join(format!(".syftchaos-workload-{id}"))
-    } else {
-        data.create_dir_all(".syftchaos-workload")?;
-        PathBuf::from(".syftchaos-workload").join(id.to_string())
-    };
+    let tmp = staging(data, peer, parent, &id.to_string())?;
     data.write_new(&tmp, bytes)?;
     if data.metadata(target).is_ok_and(|m| m.kind == Kind::Symlink) {
         let _ = data.remove_file(&tmp);
         return Err(symlink_in_the_way(data, target));
     }
-    let base = hash_of(data, target);
-    data.rename(&tmp, target)?;
+    let result = replace_taking_base(data, &tmp, target);
+    if result.is_err() {
+        let _ = data.unlink(&tmp);
+    }
+    result
+}
+
+fn replace_taking_base(data: &Beneath, tmp: &Path, target: &Path) -> std::io::Result<Option<String>> {
+    let unsupported = |e: &std::io::Error| matches!(e.raw_os_error(), Some(c) if c == rustix::io::Errno::INVAL.raw_os_error() || c == rustix::io::Errno::NOSYS.raw_os_error());
+    // A file may come and go under the daemon's hands between tries; a few rounds settle it.
+    for _ in 0..8 {
+        match data.rename_with(tmp, target, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) if unsupported(&e) => {
+                let base = hash_of(data, target);
+                data.rename(tmp, target)?;
+                return Ok(base);
+            }
+            Err(e) => return Err(e),
+        }
+        match data.rename_with(tmp, target, RenameFlags::EXCHANGE) {
+            Ok(()) => {
+                // `tmp` now names what was at `target` (a symlink planted meanwhile is unlinked, not
+                // read through: `read` refuses links).
+                let base = hash_of(data, tmp);
+                data.unlink(tmp)?;
+                return Ok(base);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "{} kept appearing and vanishing while it was written",
+        target.display()
+    )))
+}
+
+/// Deletes `target` by moving it out of the sync folder, then reading what was moved: the base is
+/// exactly the file the delete removed. A symlink is refused and left alone. NotFound: nothing there.
+fn delete_taking_base(data: &Beneath, peer: &PeerDir, target: &Path, id: u64) -> std::io::Result<Option<String>> {
+    let meta = data.metadata(target)?;
+    if meta.kind == Kind::Symlink {
+        return Err(symlink_in_the_way(data, target));
+    }
+    if peer.sync_rel == "." {
+        // No folder outside the sync folder to move it to: hash, then unlink.
+        let base = hash_of(data, target);
+        data.remove_file(target)?;
+        return Ok(base);
+    }
+    let parent = target.parent().expect("paths are relative to the sync folder");
+    let moved = staging(data, peer, parent, &format!("delete-{id}"))?;
+    data.rename_with(target, &moved, RenameFlags::NOREPLACE)?;
+    let base = hash_of(data, &moved);
+    data.unlink(&moved)?;
     Ok(base)
 }
 
@@ -207,6 +270,36 @@ mod tests {
             .unwrap()
             .collect();
         assert_eq!(recs.len(), 3);
+    }
+
+    /// Issue 13 item 7: the base is the file the write swapped out and the file the delete moved
+    /// out, whatever was at the path when the op began.
+    #[test]
+    fn bases_are_what_the_write_and_the_delete_took_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let pd = PeerDir::new(dir.path(), "p1");
+        std::fs::create_dir_all(pd.root.join("sync/d/e")).unwrap();
+        let data = pd.data().unwrap();
+        let target = Path::new("sync/d/e/f.txt");
+        assert_eq!(write_atomically(&data, &pd, target, b"one", 1).unwrap(), None);
+        // A daemon put another version in place after the client looked.
+        std::fs::write(pd.root.join("sync/d/e/f.txt"), b"theirs").unwrap();
+        assert_eq!(
+            write_atomically(&data, &pd, target, b"two", 2).unwrap(),
+            Some(crate::tree::hash_bytes(b"theirs"))
+        );
+        assert_eq!(std::fs::read(pd.root.join("sync/d/e/f.txt")).unwrap(), b"two");
+        assert_eq!(
+            delete_taking_base(&data, &pd, target, 3).unwrap(),
+            Some(crate::tree::hash_bytes(b"two"))
+        );
+        assert!(!pd.root.join("sync/d/e/f.txt").exists());
+        assert_eq!(
+            delete_taking_base(&data, &pd, target, 4).unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
+        let staged: Vec<_> = std::fs::read_dir(pd.root.join(".syftchaos-workload")).unwrap().collect();
+        assert!(staged.is_empty(), "nothing left in the staging folder: {staged:?}");
     }
 
     #[test]

@@ -45,6 +45,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use rustix::fs::RenameFlags;
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Uid};
 use rustix::io::Errno;
 
@@ -246,6 +247,28 @@ impl Beneath {
             return Err(refused(from, "a rename names files, not the folder itself"));
         };
         rustix::fs::renameat(&from_dir, from_name, &to_dir, to_name).map_err(|e| self.error(e, "renaming", from))
+    }
+
+    /// Renames `from` to `to` with `renameat2` flags (`RENAME_NOREPLACE`, `RENAME_EXCHANGE`): both
+    /// below this folder, neither last name followed. Errors keep the kernel's code (`EEXIST`,
+    /// `ENOENT`, `EINVAL` where the file system lacks the flag) so callers can act on it.
+    pub fn rename_with(&self, from: impl AsRef<Path>, to: impl AsRef<Path>, flags: RenameFlags) -> io::Result<()> {
+        let (from, to) = (from.as_ref(), to.as_ref());
+        let (from_dir, from_name) = self.split(from, "renaming")?;
+        let (to_dir, to_name) = self.split(to, "renaming onto")?;
+        let (Some(from_name), Some(to_name)) = (from_name, to_name) else {
+            return Err(refused(from, "a rename names files, not the folder itself"));
+        };
+        rustix::fs::renameat_with(&from_dir, from_name, &to_dir, to_name, flags)
+            .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))
+    }
+
+    /// Unlinks `rel` whatever it is but a folder (a file, or a symlink itself: never followed).
+    pub fn unlink(&self, rel: impl AsRef<Path>) -> io::Result<()> {
+        let rel = rel.as_ref();
+        let (dir, leaf) = self.split(rel, "removing")?;
+        let name = leaf.ok_or_else(|| refused(rel, "names the folder itself, not a file"))?;
+        rustix::fs::unlinkat(&dir, name, AtFlags::empty()).map_err(|e| self.error(e, "removing", rel))
     }
 
     /// Writes `bytes` at `rel` through the temporary name `tmp`, renamed over it, so a reader never
