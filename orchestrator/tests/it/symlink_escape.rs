@@ -125,7 +125,7 @@ fn changes(before: &BTreeMap<PathBuf, State>, after: &BTreeMap<PathBuf, State>) 
     out
 }
 
-/// Runs `script` as root inside a peer container, once the container runs (up to 2 minutes).
+/// Runs `script` as root inside a peer container (retried for up to 2 minutes).
 fn plant(container: &str, script: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -173,6 +173,25 @@ fn symlinks_planted_by_peers_never_lead_the_orchestrator_out_of_the_run_folder()
         std::thread::sleep(Duration::from_millis(50));
     };
     let id = run_id_of(&dir);
+    // Planted once every daemon is ready, not before: a daemon that finds its own folders replaced
+    // at start-up exits, and the run would end before reaching the links.
+    let ready = || {
+        std::fs::read_to_string(dir.join("history.jsonl"))
+            .unwrap_or_default()
+            .matches("\"type\":\"peer-ready\"")
+            .count()
+    };
+    while ready() < 4 {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(120),
+            "the peers never became ready"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its peers were ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let o = |rel: &str| outside.join(rel).display().to_string();
     // The links point at host paths: inside the containers they dangle, so the daemons cannot
     // follow them; only the orchestrator on the host could.
