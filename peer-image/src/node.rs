@@ -13,7 +13,7 @@ use crate::config::{Neighbour, Settings};
 use crate::entry::Entry;
 use crate::identity::{Identity, PeerId};
 use crate::index::Index;
-use crate::knowledge::{Knowledge, dot};
+use crate::knowledge::{KNOWLEDGE_RANGES_MAX, Knowledge, dot};
 use crate::locks::Locks;
 use crate::metrics::Metrics;
 
@@ -130,19 +130,17 @@ impl Node {
     /// `i` itself.
     pub fn knowledge_for(&self, i: usize) -> Knowledge {
         // Lock order: pending before index, or one at a time.
-        let queued: Vec<(u64, u64)> = lock(&self.pending).values().map(|p| dot(&p.entry)).collect();
+        let queued = Knowledge::from_dots(lock(&self.pending).values().map(|p| dot(&p.entry)).collect());
         let mut k = self.index().seen().clone();
-        for d in queued {
-            k.insert(d);
-        }
+        k.union(&queued);
         k.union(&lock(&self.peers[i].fills));
         k
     }
 
-    /// Records what neighbour `short` says it knows.
+    /// Records what neighbour `short` says it knows (capped: its claims are unauthenticated).
     pub fn learn_known(&self, short: &str, k: &Knowledge) {
         if let Some(p) = self.peers.iter().find(|p| p.short == short) {
-            lock(&p.known).union(k);
+            lock(&p.known).union_capped(k, KNOWLEDGE_RANGES_MAX);
         }
     }
 

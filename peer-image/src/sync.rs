@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use crate::codec::{self, PullReq};
 use crate::fetch::{self, Offered};
 use crate::hlc::wall_ms;
-use crate::knowledge::{Knowledge, dot};
+use crate::knowledge::{KNOWLEDGE_RANGES_MAX, Knowledge, dot};
 use crate::metrics::Kind;
 use crate::node::{Node, lock};
 use crate::protocol::{INDEX_PAGE, IndexResp, SummaryReq, SummaryResp};
@@ -85,17 +85,19 @@ async fn pull(node: &Arc<Node>, i: usize) -> Result<usize, WireError> {
             .sum();
         node.metrics.received_bytes(&peer.cfg.name, Kind::index, len - content);
         node.metrics.received_bytes(&peer.cfg.name, Kind::blob, content);
-        lock(&peer.fills).union(&page.fills);
+        lock(&peer.fills).union_capped(&page.fills, KNOWLEDGE_RANGES_MAX);
         // A page that names nothing new, or comes from a neighbour its lies just quarantined,
         // ends the pull whatever it says about "more" (a liar could keep us paging forever).
         let news = page.items.iter().any(|it| !got.contains(dot(&it.entry)));
-        for it in &page.items {
-            got.insert(dot(&it.entry));
-        }
+        got.union(&Knowledge::from_dots(
+            page.items.iter().map(|it| dot(&it.entry)).collect(),
+        ));
+        // A neighbour paging out scattered dots would grow `got` (and our requests) without end.
+        let too_much = got.ranges() > KNOWLEDGE_RANGES_MAX;
         let Offered { queued: q } = fetch::offer(node, i, page.items, received);
         queued += q;
         drop(turn);
-        if !page.more || !news || node.is_quarantined(&peer.short) {
+        if !page.more || !news || too_much || node.is_quarantined(&peer.short) {
             break;
         }
     }
