@@ -15,6 +15,7 @@ use crate::index::Index;
 use crate::locks::Locks;
 use crate::metrics::Metrics;
 use crate::node::{Node, PeerState, pick_tmp_dir};
+use crate::rate_limit::RateLimiter;
 use crate::{apply, fetch, scanner, server, status, sync};
 
 /// Runs the daemon until a signal; returns after a clean shutdown.
@@ -79,7 +80,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         peers,
         keys,
         reputation: Mutex::default(),
-        buckets: Mutex::default(),
+        rate: Mutex::new(RateLimiter::new(settings.rate_limit_per_sec, settings.rate_limit_burst)),
         pending: Mutex::default(),
         fetch_wake: Notify::new(),
         pull_turn: tokio::sync::Mutex::new(()),

@@ -30,6 +30,7 @@ pub mod locks;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
+pub mod rate_limit;
 pub mod scanner;
 pub mod scrub;
 pub mod server;

@@ -16,6 +16,7 @@ use crate::index::Index;
 use crate::knowledge::{KNOWLEDGE_RANGES_MAX, Knowledge, dot};
 use crate::locks::Locks;
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
 
 /// Runtime state of one neighbour.
 pub struct PeerState {
@@ -67,12 +68,6 @@ impl Reputation {
     }
 }
 
-/// A token bucket per requesting peer.
-pub struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
 /// A version waiting for its content.
 pub struct PendingItem {
     pub entry: Entry,
@@ -98,7 +93,7 @@ pub struct Node {
     /// Trusted authors: short id -> (name, key). Includes ourselves and every neighbour.
     pub keys: HashMap<String, (String, PeerId)>,
     pub reputation: Mutex<Reputation>,
-    pub buckets: Mutex<HashMap<String, Bucket>>,
+    pub rate: Mutex<RateLimiter>,
     pub pending: Mutex<BTreeMap<String, PendingItem>>,
     pub fetch_wake: Notify,
     /// One pull at a time (briefly, see [`crate::sync`]): a version offered by two neighbours at
@@ -177,24 +172,11 @@ impl Node {
         self.metrics.quarantined_peers.set(rep.count() as i64);
     }
 
-    /// Token bucket check for an incoming request.
+    /// Token bucket check for an incoming request. Senders that are not trusted keys share one
+    /// bucket: a stranger can name itself anew in every request.
     pub fn admit_rate(&self, who: &str) -> bool {
-        let s = &self.settings;
-        let mut b = lock(&self.buckets);
-        let now = Instant::now();
-        let bucket = b.entry(who.to_string()).or_insert(Bucket {
-            tokens: s.rate_limit_burst,
-            last: now,
-        });
-        let refill = now.duration_since(bucket.last).as_secs_f64() * s.rate_limit_per_sec;
-        bucket.tokens = (bucket.tokens + refill).min(s.rate_limit_burst);
-        bucket.last = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        let who = if self.keys.contains_key(who) { who } else { "unknown" };
+        lock(&self.rate).admit(who, Instant::now())
     }
 
     /// Refreshes the index gauges and tells hint senders the index changed.
