@@ -35,24 +35,23 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
     let mut queued = 0;
     let src_short = node.peers[src].short.clone();
     for Item { entry: e, content } in items {
-        // Cheap checks first: a version equal to or dominated by what we hold, or already queued,
-        // changes nothing, so its signature need not be checked (ed25519 verification dominated
-        // the CPU). It still counts as seen, so nobody offers it again.
-        {
-            let mut idx = node.index();
+        // Cheap checks first: a version equal to what we hold, or already queued, changes
+        // nothing, so its signature need not be checked (ed25519 verification dominated the CPU).
+        // A dominated one changes nothing either, but its dot is recorded as seen (so nobody
+        // offers it again), and that is state: only once its signature holds, or a forged dot
+        // would hide the genuine version that has it.
+        let superseded = {
+            let idx = node.index();
             match resolve(idx.get(&e.path), &e) {
                 Resolution::Same => {
                     node.metrics.versions_redundant.inc();
                     continue;
                 }
-                Resolution::Ignore => {
-                    idx.saw(&e);
-                    continue;
-                }
-                _ => {}
+                Resolution::Ignore => true,
+                _ => false,
             }
-        }
-        {
+        };
+        if !superseded {
             let mut pending = lock(&node.pending);
             if let Some(item) = pending.get_mut(&e.path)
                 && item.entry == e
@@ -83,6 +82,10 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
                 node.strike(&src_short);
                 continue;
             }
+        }
+        if superseded {
+            node.index().saw(&e);
+            continue;
         }
         if content.as_ref().is_some_and(|c| c.len() as u64 != e.size) {
             node.metrics.reject(Reason::bad_hash);
