@@ -183,7 +183,7 @@ fn stage_local(node: &Node, e: &Entry) -> Option<PathBuf> {
     let src = node.index().path_for_hash(&e.hash)?;
     let tmp = temp_path(node, &e.hash);
     let ok = (|| -> std::io::Result<bool> {
-        let mut f = std::fs::File::open(node.full_path(&src))?;
+        let mut f = crate::beneath::open_file(&node.settings.sync_dir, &src)?;
         let mut out = std::fs::File::create(&tmp)?;
         let mut h = blake3::Hasher::new();
         let mut buf = vec![0u8; 256 * 1024];

@@ -15,6 +15,7 @@
 //! * [`config`]: YAML + flags + `SYNCPEER_*` environment; [`daemon`] wires it all.
 
 pub mod apply;
+pub mod beneath;
 pub mod byzantine;
 pub mod codec;
 pub mod config;

@@ -71,3 +71,74 @@ fn issue_13_an_unsigned_superseded_version_is_not_recorded_as_seen() {
         "the unsigned version's dot counts as seen"
     );
 }
+
+/// Versions waiting for content at `peer` (its status).
+fn pending(peer: &Peer) -> Option<u64> {
+    peer.status()?["pending"].as_u64()
+}
+
+/// A folder outside every sync folder, with one file in it.
+fn outside(c: &Cluster, file: &str, content: &[u8]) -> std::path::PathBuf {
+    let dir = c._dir.path().join("outside");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(file), content).unwrap();
+    dir
+}
+
+/// A symlink planted in the receiver's sync folder, to a folder outside it: a received file under
+/// it was written through the link, outside the sync folder. A symlink in place of the file itself
+/// was already refused.
+#[test]
+fn issue_13_a_received_file_is_never_written_through_a_symlinked_folder() {
+    let mut c = Cluster::new(2, &[(0, 1)]);
+    let out = outside(&c, "victim.txt", b"precious");
+    std::os::unix::fs::symlink(&out, c.peers[1].sync_dir().join("d")).unwrap();
+    std::os::unix::fs::symlink(out.join("victim.txt"), c.peers[1].sync_dir().join("g.txt")).unwrap();
+    c.start_all();
+    c.peers[0].write("d/victim.txt", b"overwritten through the link");
+    c.peers[0].write("d/new.txt", b"planted through the link");
+    c.peers[0].write("g.txt", b"overwritten through the file link");
+    c.peers[0].write("z.txt", b"marker");
+    wait_until("marker applied, nothing pending", TIMEOUT, || {
+        c.peers[1].read("z.txt").is_some() && pending(&c.peers[1]) == Some(0)
+    });
+    let names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["victim.txt"], "files written through the link");
+    assert_eq!(std::fs::read(out.join("victim.txt")).unwrap(), b"precious");
+    for link in ["d", "g.txt"] {
+        let m = std::fs::symlink_metadata(c.peers[1].sync_dir().join(link)).unwrap();
+        assert!(m.file_type().is_symlink(), "{link} replaced");
+    }
+}
+
+/// A folder replaced by a symlink to a folder outside, while the peer was down: a received
+/// delete of a file under it removed the file outside.
+#[test]
+fn issue_13_a_received_delete_is_never_applied_through_a_symlinked_folder() {
+    let mut c = Cluster::new(2, &[(0, 1)]);
+    c.start_all();
+    c.peers[0].write("d/f.txt", b"same");
+    wait_until("d/f.txt at p1", TIMEOUT, || c.peers[1].read("d/f.txt").is_some());
+    c.peers[1].stop();
+    let out = outside(&c, "f.txt", b"same");
+    let d = c.peers[1].sync_dir().join("d");
+    std::fs::remove_dir_all(&d).unwrap();
+    std::os::unix::fs::symlink(&out, &d).unwrap();
+    c.peers[0].remove("d/f.txt");
+    c.start(1);
+    wait_until("the delete reached p1's index", TIMEOUT, || {
+        crate::fake::entries_of(&c.peers[1].addr())
+            .iter()
+            .any(|e| e.path == "d/f.txt" && e.deleted)
+            && pending(&c.peers[1]) == Some(0)
+    });
+    assert_eq!(
+        std::fs::read(out.join("f.txt")).unwrap(),
+        b"same",
+        "deleted through the link"
+    );
+    assert!(std::fs::symlink_metadata(&d).unwrap().file_type().is_symlink());
+}
