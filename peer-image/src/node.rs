@@ -68,6 +68,11 @@ impl Reputation {
     }
 }
 
+/// Versions waiting for content, at most (~1 KiB each). A version that finds the queue full is
+/// not queued and not counted as seen, so it is offered again once the queue drains (an initial
+/// sync of a larger tree takes more rounds, nothing is lost).
+pub const PENDING_MAX: usize = 100_000;
+
 /// A version waiting for its content.
 pub struct PendingItem {
     pub entry: Entry,
@@ -95,6 +100,8 @@ pub struct Node {
     pub reputation: Mutex<Reputation>,
     pub rate: Mutex<RateLimiter>,
     pub pending: Mutex<BTreeMap<String, PendingItem>>,
+    /// [`PENDING_MAX`] (smaller in tests).
+    pub pending_max: usize,
     pub fetch_wake: Notify,
     /// One pull at a time (briefly, see [`crate::sync`]): a version offered by two neighbours at
     /// once would otherwise cross both links.

@@ -16,8 +16,8 @@ use crate::codec;
 use crate::metrics::{Kind, Reason, header_bytes};
 use crate::node::Node;
 use crate::protocol::{
-    BATCH_BYTES_MAX, BATCH_FILE_MAX, BlobsReq, FROM_HEADER, INDEX_PAGE, IndexQuery, IndexResp, PULL_INLINE_MAX,
-    PULL_ITEMS_MAX, SummaryReq, SummaryResp, frame_blob,
+    BATCH_BYTES_MAX, BATCH_FILE_MAX, BLOBS_HASHES_MAX, BlobsReq, FROM_HEADER, INDEX_PAGE, IndexQuery, IndexResp,
+    PULL_INLINE_MAX, PULL_ITEMS_MAX, SummaryReq, SummaryResp, frame_blob,
 };
 
 type S = State<Arc<Node>>;
@@ -260,7 +260,7 @@ async fn blobs(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(req) = serde_json::from_slice::<BlobsReq>(&body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    if req.hashes.len() > 100_000 {
+    if req.hashes.len() > BLOBS_HASHES_MAX {
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     }
     let n = node.clone();

@@ -94,10 +94,11 @@ async fn pull(node: &Arc<Node>, i: usize) -> Result<usize, WireError> {
         ));
         // A neighbour paging out scattered dots would grow `got` (and our requests) without end.
         let too_much = got.ranges() > KNOWLEDGE_RANGES_MAX;
-        let Offered { queued: q } = fetch::offer(node, i, page.items, received);
+        let Offered { queued: q, full } = fetch::offer(node, i, page.items, received);
         queued += q;
         drop(turn);
-        if !page.more || !news || too_much || node.is_quarantined(&peer.short) {
+        // A full pending queue takes no more: the rest is asked for once it drains.
+        if !page.more || !news || too_much || full || node.is_quarantined(&peer.short) {
             break;
         }
     }

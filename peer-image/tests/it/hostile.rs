@@ -142,3 +142,29 @@ fn issue_13_a_received_delete_is_never_applied_through_a_symlinked_folder() {
     );
     assert!(std::fs::symlink_metadata(&d).unwrap().file_type().is_symlink());
 }
+
+/// `POST /v1/blobs` with more hashes than a fetch batch ever holds is refused before any file is
+/// looked up (it was up to 100 000 lookups and opens per request).
+#[test]
+fn issue_13_a_blob_batch_is_capped() {
+    let mut c = Cluster::new(1, &[]);
+    c.start(0);
+    let from = c.peers[0].id.id().short();
+    let hashes = |n: usize| {
+        let hashes: Vec<String> = (0..n).map(|i| format!("{i:064x}")).collect();
+        serde_json::to_vec(&serde_json::json!({ "hashes": hashes })).unwrap()
+    };
+    let max = syncpeer::protocol::BLOBS_HASHES_MAX;
+    assert_eq!(
+        http_post(&c.peers[0].addr(), "/v1/blobs", &from, &hashes(max))
+            .unwrap()
+            .0,
+        200
+    );
+    assert_eq!(
+        http_post(&c.peers[0].addr(), "/v1/blobs", &from, &hashes(max + 1))
+            .unwrap()
+            .0,
+        413
+    );
+}
