@@ -37,7 +37,7 @@ const FULL_PULL_AFTER: u32 = 3;
 /// How long a pull waits for another neighbour's pull to finish before going ahead anyway (a
 /// partitioned neighbour must not hold up the others for a whole timeout).
 const PULL_TURN_WAIT: Duration = Duration::from_secs(5);
-/// Pages per pull (a neighbour that always says "more" cannot keep us busy forever).
+/// Pages per pull or listing (a neighbour that always says "more" cannot keep us busy forever).
 const MAX_PAGES: usize = 10_000;
 
 /// Pulls from neighbour `i` everything it holds that we lack, page by page.
@@ -110,7 +110,8 @@ async fn full_pull(node: &Arc<Node>, i: usize) -> Result<usize, WireError> {
     let peer = &node.peers[i];
     let mut after = String::new();
     let mut queued = 0;
-    loop {
+    // A neighbour that keeps naming a next page cannot keep us listing forever.
+    for _ in 0..MAX_PAGES {
         let mut url = reqwest::Url::parse(&wire::url(peer, "/v1/index")).map_err(|_| WireError::Malformed {
             peer: peer.cfg.name.clone(),
             what: "address",
@@ -122,6 +123,13 @@ async fn full_pull(node: &Arc<Node>, i: usize) -> Result<usize, WireError> {
         let resp = wire::send(node, peer, Kind::index, req).await?;
         let received = Instant::now();
         let page: IndexResp = wire::json(node, peer, Kind::index, resp).await?;
+        // More than asked for: refused before a signature is checked (a 16 MiB page held ~50 000).
+        if page.entries.len() > INDEX_PAGE {
+            return Err(WireError::Malformed {
+                peer: peer.cfg.name.clone(),
+                what: "listing page larger than asked",
+            });
+        }
         let items = page
             .entries
             .into_iter()

@@ -168,3 +168,30 @@ fn issue_13_a_blob_batch_is_capped() {
         413
     );
 }
+
+/// A listing page (`GET /v1/index`, asked with `limit=250`) with more entries than asked for is
+/// refused before its entries are verified: a 16 MiB page held ~50 000 entries, a signature check
+/// each.
+#[test]
+fn issue_13_a_listing_page_larger_than_asked_is_refused() {
+    let mut c = Cluster::new(1, &[]);
+    let fake = FakePeer::start("fake");
+    fake.state.lock().unwrap().listing_only = true;
+    c.peers[0].extra_peers = fake.peer_yaml();
+    let n = syncpeer::protocol::INDEX_PAGE as u64 + 1;
+    for i in 1..=n {
+        let content = format!("{i}").into_bytes();
+        fake.push(signed(&fake.id, &format!("f-{i}"), &content, i), Some(content));
+    }
+    c.start(0);
+    // Digests that stay apart while pulls bring nothing: the peer lists the fake's whole index.
+    // Then either its entries are taken (queued at once) or, refused, it is listed again later.
+    let taken = |c: &Cluster| {
+        let s = c.peers[0].status().unwrap();
+        s["entries"].as_u64().unwrap() + s["pending"].as_u64().unwrap()
+    };
+    wait_until("a listing taken or listed again", TIMEOUT, || {
+        taken(&c) > 0 || fake.state.lock().unwrap().index_requests >= 2
+    });
+    assert_eq!(taken(&c), 0, "entries of an oversized page were taken");
+}
