@@ -28,7 +28,7 @@
 
 use bytes::Bytes;
 
-use crate::entry::Entry;
+use crate::entry::{Entry, PATH_MAX_BYTES, VV_AUTHORS_MAX};
 use crate::hlc::Hlc;
 use crate::knowledge::{KNOWLEDGE_RANGES_MAX, Knowledge, author_key, author_short};
 use crate::version_vector::VersionVector;
@@ -53,11 +53,12 @@ const I_END: u8 = 0x80;
 pub const PAGE_ITEMS_MAX: usize = 1000;
 /// Authors in a page's table or in one knowledge.
 const MAX_AUTHORS: u64 = 65_536;
-/// Authors in one version vector.
-const MAX_VV: u64 = 4096;
-/// A whole path or origin in bytes (Linux's `PATH_MAX`), prefix shared with the previous item
-/// included: with only the suffix capped, reused prefixes made a 1.2 MiB page decode to 3.1 GiB.
-const MAX_PATH: u64 = 4096;
+/// Authors in one version vector ([`crate::entry::VV_AUTHORS_MAX`]).
+const MAX_VV: u64 = VV_AUTHORS_MAX as u64;
+/// A whole path or origin in bytes ([`crate::entry::PATH_MAX_BYTES`]), prefix shared with the
+/// previous item included: with only the suffix capped, reused prefixes made a 1.2 MiB page
+/// decode to 3.1 GiB.
+const MAX_PATH: u64 = PATH_MAX_BYTES as u64;
 /// Heap the metadata of one decoded page may take (paths, origins, hex hash and signature,
 /// version vectors). A full page of the deepest paths with 64-author vectors and conflict origins
 /// takes ~12 MiB. Inline content is not counted: it stays a slice of the received body.
