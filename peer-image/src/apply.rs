@@ -60,17 +60,14 @@ pub fn observe(root: &Path, rel: &str) -> Observed {
     let Ok(parent) = beneath::parent(root, rel, false) else {
         return Observed::Missing;
     };
-    let f = match parent.open() {
+    let f = match parent.open_regular() {
         Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Observed::Other,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => return Observed::Other,
         Err(_) => return Observed::Missing,
     };
     let Ok(meta) = f.metadata() else {
         return Observed::Missing;
     };
-    if !meta.is_file() {
-        return Observed::Other;
-    }
     let stamp = Stamp::of(&meta);
     match hash_open(f) {
         Ok((hash, size)) => Observed::File { stamp, hash, size },

@@ -81,11 +81,23 @@ impl Parent {
         File::from(fd).metadata()
     }
 
-    /// Opens the last component for reading; a symlink fails (`ELOOP`), and a FIFO does not block.
-    pub fn open(&self) -> io::Result<File> {
+    /// Opens the last component for reading if it is a regular file. It is looked at first
+    /// without being opened (opening a device or a FIFO can have effects), then opened (no
+    /// symlink, no blocking) and checked to be that same file.
+    pub fn open_regular(&self) -> io::Result<File> {
+        use std::os::unix::fs::MetadataExt;
+        let not_regular = || io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+        let before = self.symlink_metadata()?;
+        if !before.is_file() {
+            return Err(not_regular());
+        }
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(&self.dir, self.name.as_str(), flags, Mode::empty())?;
-        Ok(File::from(fd))
+        let f = File::from(rustix::fs::openat(&self.dir, self.name.as_str(), flags, Mode::empty())?);
+        let after = f.metadata()?;
+        if !after.is_file() || (after.dev(), after.ino()) != (before.dev(), before.ino()) {
+            return Err(not_regular());
+        }
+        Ok(f)
     }
 
     /// Renames the file at `from` (an absolute path of ours, e.g. in the temp folder) onto the
@@ -138,13 +150,9 @@ pub fn symlink_metadata(root: &Path, rel: &str) -> io::Result<Metadata> {
     parent(root, rel, false)?.symlink_metadata()
 }
 
-/// [`Parent::open`] of `rel` beneath `root`, only if it is a regular file.
+/// [`Parent::open_regular`] of `rel` beneath `root`.
 pub fn open_file(root: &Path, rel: &str) -> io::Result<File> {
-    let f = parent(root, rel, false)?.open()?;
-    if !f.metadata()?.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
-    }
-    Ok(f)
+    parent(root, rel, false)?.open_regular()
 }
 
 #[cfg(test)]

@@ -152,9 +152,9 @@ fn indexed_under(node: &Node, rel: &str) -> Vec<String> {
 /// instant would send SIGIO, which `main` ignores.
 pub fn being_written(root: &Path, rel: &str) -> bool {
     use std::os::fd::AsRawFd;
-    // Opened without following a symlink and without blocking on a FIFO (a plain open of a FIFO
-    // waited for a writer, forever).
-    let Ok(f) = crate::beneath::parent(root, rel, false).and_then(|p| p.open()) else {
+    // Only a regular file, opened without following a symlink (a plain open of a FIFO waited for
+    // a writer, forever).
+    let Ok(f) = crate::beneath::open_file(root, rel) else {
         return false;
     };
     let fd = f.as_raw_fd();
@@ -321,5 +321,25 @@ mod tests {
         drop(w);
         assert!(!being_written(dir.path(), "f"));
         assert!(!being_written(dir.path(), "missing"));
+    }
+
+    #[test]
+    fn a_fifo_in_the_sync_folder_is_never_opened() {
+        // A plain open of a FIFO waits for a writer: the write probe blocked the scanner forever.
+        let dir = tempfile::tempdir().unwrap();
+        let mode = rustix::fs::Mode::from_raw_mode(0o600);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.path().join("p"),
+            rustix::fs::FileType::Fifo,
+            mode,
+            0,
+        )
+        .unwrap();
+        assert!(!being_written(dir.path(), "p"));
+        assert!(matches!(
+            crate::apply::observe(dir.path(), "p"),
+            crate::apply::Observed::Other
+        ));
     }
 }
