@@ -433,7 +433,7 @@ pub fn decode_pull_resp(body: Bytes) -> Result<PullResp, Malformed> {
     let more = r.u8()? & F_MORE != 0;
     let n_authors = r.bounded(MAX_AUTHORS, "too many authors")?;
     // Each author is 8 bytes on the wire: the count cannot ask for more than the body holds.
-    if n_authors > r.buf.len() / 8 {
+    if n_authors > (r.buf.len() - r.pos) / 8 {
         return Err(Malformed("truncated"));
     }
     let mut budget = Budget(0);
