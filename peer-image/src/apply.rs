@@ -12,6 +12,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use rustix::fs::RenameFlags;
+
+use crate::beneath;
 use crate::entry::{Entry, Resolution, resolve};
 use crate::index::{Index, Stamp};
 use crate::node::Node;
@@ -31,7 +34,11 @@ pub enum Observed {
 
 /// BLAKE3 and size of a file's content.
 pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut f = std::fs::File::open(path)?;
+    hash_open(std::fs::File::open(path)?)
+}
+
+/// BLAKE3 and size of what is left to read in an open file.
+pub fn hash_open(mut f: std::fs::File) -> std::io::Result<(String, u64)> {
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut n = 0u64;
@@ -46,23 +53,39 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((h.finalize().to_hex().to_string(), n))
 }
 
-/// Examines a path (stat, then hash; stat again so a file changing under us is not mistaken).
-pub fn observe(full: &Path) -> Observed {
-    let Ok(meta) = std::fs::symlink_metadata(full) else {
+/// Examines `rel` in the sync folder `root` (open, stat and hash that one file; `reconcile` stats
+/// again so a file changing under us is not mistaken). Never through a symlink: a symlinked
+/// folder hides what is under it (Missing), a symlink in place of the file is Other.
+pub fn observe(root: &Path, rel: &str) -> Observed {
+    let Ok(parent) = beneath::parent(root, rel, false) else {
         return Observed::Missing;
     };
-    if !meta.is_file() {
-        return Observed::Other;
-    }
+    let f = match parent.open_regular() {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => return Observed::Other,
+        Err(_) => return Observed::Missing,
+    };
+    let Ok(meta) = f.metadata() else {
+        return Observed::Missing;
+    };
     let stamp = Stamp::of(&meta);
-    match hash_file(full) {
+    match hash_open(f) {
         Ok((hash, size)) => Observed::File { stamp, hash, size },
         Err(_) => Observed::Missing,
     }
 }
 
-fn stamp_now(full: &Path) -> Option<Stamp> {
-    std::fs::symlink_metadata(full)
+/// The stamp of a file of ours outside the sync folder (staged, linked).
+fn stamp_now(path: &Path) -> Option<Stamp> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| Stamp::of(&m))
+}
+
+/// The stamp of `rel` in the sync folder (None: absent, not a file, or under a symlink).
+pub fn stamp_at(root: &Path, rel: &str) -> Option<Stamp> {
+    beneath::symlink_metadata(root, rel)
         .ok()
         .filter(|m| m.is_file())
         .map(|m| Stamp::of(&m))
@@ -83,8 +106,7 @@ pub fn reconcile(node: &Node, idx: &mut Index, rel: &str, seen: &Observed, count
     if crate::legacy::active() {
         return crate::legacy::reconcile(node, idx, rel, seen, count_echo);
     }
-    let full = node.full_path(rel);
-    let now = stamp_now(&full);
+    let now = stamp_at(&node.settings.sync_dir, rel);
     let cur = idx.get(rel).cloned();
     let live = cur.as_ref().filter(|e| !e.deleted);
     match seen {
@@ -165,7 +187,7 @@ pub fn commit_local(node: &Node, idx: &mut Index, entries: Vec<Entry>) -> anyhow
     // whose size is not the entry's certainly is not of it: none is recorded, the file is hashed).
     let stamps: Vec<Option<Stamp>> = entries
         .iter()
-        .map(|e| stamp_now(&node.full_path(&e.path)).filter(|s| !e.deleted && s.size == e.size))
+        .map(|e| stamp_at(&node.settings.sync_dir, &e.path).filter(|s| !e.deleted && s.size == e.size))
         .collect();
     idx.commit(entries)?;
     for (p, s) in paths.iter().zip(stamps) {
@@ -196,18 +218,18 @@ pub fn matches_index(deleted: Option<bool>, recorded: Option<Stamp>, disk: Optio
 /// Returns the stamp of the file as checked (None: absent), which the apply re-checks right
 /// before it renames over or removes the file.
 fn ensure_indexed(node: &Node, idx: &mut Index, rel: &str) -> anyhow::Result<Option<Stamp>> {
-    let full = node.full_path(rel);
-    let now = stamp_now(&full);
+    let root = &node.settings.sync_dir;
+    let now = stamp_at(root, rel);
     let cur = idx.get(rel).map(|e| e.deleted);
     if matches_index(cur, idx.stamp(rel), now, crate::scrub::real_now_ns()) {
         return Ok(now);
     }
     for _ in 0..3 {
-        let seen = observe(&full);
+        let seen = observe(root, rel);
         let checked = match &seen {
             Observed::File { stamp, .. } => Some(*stamp),
             Observed::Missing => None,
-            Observed::Other => stamp_now(&full),
+            Observed::Other => stamp_at(root, rel),
         };
         match reconcile(node, idx, rel, &seen, false) {
             Reconciled::Unchanged => return Ok(checked),
@@ -288,12 +310,12 @@ fn syncfs(dir: &Path) {
 }
 
 fn remove_empty_parents(root: &Path, rel: &str) {
-    let mut p = Path::new(rel).parent();
-    while let Some(d) = p {
-        if d.as_os_str().is_empty() || std::fs::remove_dir(root.join(d)).is_err() {
+    let mut d = rel;
+    while let Some((up, _)) = d.rsplit_once('/') {
+        if beneath::parent(root, up, false).and_then(|p| p.remove_dir()).is_err() {
             break;
         }
-        p = d.parent();
+        d = up;
     }
 }
 
@@ -304,7 +326,7 @@ fn link_local(node: &Node, from: &str, to: &str, expect: Option<Stamp>) -> std::
     let tmp = node
         .tmp_dir
         .join(format!(".syncpeer-link-{:016x}.tmp", rand::random::<u64>()));
-    std::fs::hard_link(node.full_path(from), &tmp)?;
+    beneath::parent(&node.settings.sync_dir, from, false)?.link_to(&tmp)?;
     // The link is the inode itself: its stamp says which file was linked.
     if stamp_now(&tmp) != expect {
         let _ = std::fs::remove_file(&tmp);
@@ -323,22 +345,21 @@ fn link_local(node: &Node, from: &str, to: &str, expect: Option<Stamp>) -> std::
 /// back and return false. Where is nothing to expect, `RENAME_NOREPLACE` fails if a file appeared.
 /// Filesystems without `renameat2` flags fall back to a plain rename (the old microsecond window).
 fn place_over(node: &Node, from: &Path, to: &str, expect: Option<Stamp>) -> std::io::Result<bool> {
-    let full = node.full_path(to);
-    if let Some(parent) = full.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
+    // The target's folder, opened without following a symlink: what is renamed below lands in it
+    // even if a folder on the way is swapped for a symlink meanwhile.
+    let target = beneath::parent(&node.settings.sync_dir, to, true)?;
     let flags = if expect.is_some() {
-        libc::RENAME_EXCHANGE
+        RenameFlags::EXCHANGE
     } else {
-        libc::RENAME_NOREPLACE
+        RenameFlags::NOREPLACE
     };
-    match renameat2(from, &full, flags) {
+    match target.rename_from(from, flags) {
         Ok(()) => {}
         Err(e) if expect.is_none() && e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
         // The checked file vanished meanwhile (a local delete): nothing to exchange with.
         Err(e) if expect.is_some() && e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) => {
-            std::fs::rename(from, &full)?;
+            target.rename_from(from, RenameFlags::empty())?;
             return Ok(true);
         }
         Err(e) => return Err(e),
@@ -353,29 +374,12 @@ fn place_over(node: &Node, from: &Path, to: &str, expect: Option<Stamp>) -> std:
     }
     // A save landed after the check: give it its place back (our content returns to `from`, which
     // the caller removes with the other staged files).
-    renameat2(from, &full, libc::RENAME_EXCHANGE)?;
+    target.rename_from(from, RenameFlags::EXCHANGE)?;
     Ok(false)
 }
 
-fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let cstr = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
-    let (a, b) = (cstr(from)?, cstr(to)?);
-    // SAFETY: two valid NUL-terminated paths, relative to the cwd only if relative (they are not).
-    let r = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 fn place(node: &Node, from: &Path, to: &str) -> std::io::Result<()> {
-    let full = node.full_path(to);
-    if let Some(parent) = full.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::rename(from, &full)
+    beneath::parent(&node.settings.sync_dir, to, true)?.rename_from(from, RenameFlags::empty())
 }
 
 /// Test-only fault hook: `SYNCPEER_TEST_APPLY_PAUSE_MS` sleeps between the checks of a batch and
@@ -442,8 +446,12 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
                 continue;
             }
         };
-        if matches!(std::fs::symlink_metadata(node.full_path(&path)), Ok(m) if !m.is_file()) {
-            tracing::warn!(%path, "a directory or special file is in the way; not applied");
+        let in_the_way = match beneath::symlink_metadata(&node.settings.sync_dir, &path) {
+            Ok(m) => !m.is_file(),
+            Err(e) => beneath::is_symlink_in_the_way(&e),
+        };
+        if in_the_way {
+            tracing::warn!(%path, "a directory, symlink or special file is in the way; not applied");
             done.push(path);
             continue;
         }
@@ -500,7 +508,7 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
                     if copy_wanted(&idx, &copy) {
                         ops.push(Step {
                             owner: path.clone(),
-                            expect: stamp_now(&node.full_path(&copy.path)),
+                            expect: stamp_at(&node.settings.sync_dir, &copy.path),
                             op: Op::Place {
                                 from: t.clone(),
                                 to: copy.path.clone(),
@@ -557,7 +565,7 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
             Op::LinkLocal { from, .. } => from,
             _ => target,
         };
-        let now = stamp_now(&node.full_path(checked));
+        let now = stamp_at(&node.settings.sync_dir, checked);
         if now != *expect {
             tracing::info!(path = %checked, "changed locally since checked; not overwritten, retried");
             failed.push(target.clone());
@@ -574,15 +582,17 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
                 placed.insert(to.clone(), *expect);
                 link_local(node, from, to, *expect)
             }
-            Op::Remove { path } => match std::fs::remove_file(node.full_path(path)) {
-                Ok(()) => {
-                    placed.insert(path.clone(), None);
-                    remove_empty_parents(&node.settings.sync_dir, path);
-                    Ok(true)
+            Op::Remove { path } => {
+                match beneath::parent(&node.settings.sync_dir, path, false).and_then(|p| p.remove_file()) {
+                    Ok(()) => {
+                        placed.insert(path.clone(), None);
+                        remove_empty_parents(&node.settings.sync_dir, path);
+                        Ok(true)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+                    Err(e) => Err(e),
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-                Err(e) => Err(e),
-            },
+            }
         };
         match r {
             Ok(true) => {}
@@ -635,12 +645,12 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
 pub fn recover_intents(node: &Node, intents: Vec<Entry>) -> anyhow::Result<()> {
     let mut idx = node.index();
     let mut commit = Vec::new();
+    let root = &node.settings.sync_dir;
     for e in intents {
-        let full = node.full_path(&e.path);
         let in_place = if e.deleted {
-            std::fs::symlink_metadata(&full).is_err()
+            beneath::symlink_metadata(root, &e.path).is_err()
         } else {
-            matches!(hash_file(&full), Ok((h, _)) if h == e.hash)
+            matches!(beneath::open_file(root, &e.path).and_then(hash_open), Ok((h, _)) if h == e.hash)
         };
         if in_place && matches!(resolve(idx.get(&e.path), &e), Resolution::TakeRemote { .. }) {
             tracing::info!(path = %e.path, "recovered an interrupted apply");

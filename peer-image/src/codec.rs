@@ -28,9 +28,9 @@
 
 use bytes::Bytes;
 
-use crate::entry::Entry;
+use crate::entry::{Entry, PATH_MAX_BYTES, VV_AUTHORS_MAX};
 use crate::hlc::Hlc;
-use crate::knowledge::{Knowledge, author_key, author_short};
+use crate::knowledge::{KNOWLEDGE_RANGES_MAX, Knowledge, author_key, author_short};
 use crate::version_vector::VersionVector;
 
 const F_MORE: u8 = 1;
@@ -45,12 +45,26 @@ const I_VV_SELF: u8 = 16;
 /// Ends the item list (no item has this flag combination).
 const I_END: u8 = 0x80;
 
-/// Decoding limits: a malformed or hostile body fails cleanly instead of allocating wildly.
-const MAX_ITEMS: u64 = 200_000;
+/// Decoding limits (listed in `docs/PEER.md`, "What a neighbour can make us spend"): a malformed
+/// or hostile body fails cleanly, and every allocation is checked against the bytes received and
+/// these caps before it is made.
+/// Items in one pull page: what a server sends at most (`protocol::PULL_ITEMS_MAX`, checked by a
+/// test; not imported, so that the codec stays below the protocol).
+pub const PAGE_ITEMS_MAX: usize = 1000;
+/// Authors in a page's table or in one knowledge.
 const MAX_AUTHORS: u64 = 65_536;
-const MAX_RANGES: u64 = 1 << 20;
-const MAX_VV: u64 = 4096;
-const MAX_PATH: u64 = 4096;
+/// Authors in one version vector ([`crate::entry::VV_AUTHORS_MAX`]).
+const MAX_VV: u64 = VV_AUTHORS_MAX as u64;
+/// A whole path or origin in bytes ([`crate::entry::PATH_MAX_BYTES`]), prefix shared with the
+/// previous item included: with only the suffix capped, reused prefixes made a 1.2 MiB page
+/// decode to 3.1 GiB.
+const MAX_PATH: u64 = PATH_MAX_BYTES as u64;
+/// Heap the metadata of one decoded page may take (paths, origins, hex hash and signature,
+/// version vectors). A full page of the deepest paths with 64-author vectors and conflict origins
+/// takes ~12 MiB. Inline content is not counted: it stays a slice of the received body.
+pub const PAGE_DECODED_MAX: usize = 16 << 20;
+/// What one version-vector author costs once decoded (its slot plus a 16-byte string).
+const VV_ENTRY_COST: usize = std::mem::size_of::<(String, u64)>() + 16;
 
 #[derive(Debug, thiserror::Error)]
 #[error("malformed binary body: {0}")]
@@ -137,9 +151,22 @@ pub fn put_knowledge(out: &mut Vec<u8>, k: &Knowledge) {
 fn get_knowledge(r: &mut Reader) -> Result<Knowledge, Malformed> {
     let mut k = Knowledge::new();
     let n = r.bounded(MAX_AUTHORS, "too many authors")?;
+    let mut total = 0usize;
+    let mut prev_author = None;
     for _ in 0..n {
         let a = r.u64le()?;
-        let ranges = r.bounded(MAX_RANGES, "too many ranges")?;
+        // Authors come in order (the encoder walks a sorted map) and ranges in order within an
+        // author, so every range appends: decoding is linear. A repeated author would insert into
+        // the middle (quadratic).
+        if prev_author.is_some_and(|p| p >= a) {
+            return Err(Malformed("knowledge authors out of order"));
+        }
+        prev_author = Some(a);
+        let ranges = r.bounded(KNOWLEDGE_RANGES_MAX as u64, "too many ranges")?;
+        total += ranges;
+        if total > KNOWLEDGE_RANGES_MAX {
+            return Err(Malformed("too many ranges"));
+        }
         let mut next = 0u64;
         for _ in 0..ranges {
             let lo = next.checked_add(r.varint()?).ok_or(Malformed("range"))?;
@@ -387,17 +414,42 @@ pub fn encode_pull_page(
     (w.finish(fills, more), n, inline_bytes)
 }
 
+/// What a page's decoded metadata has cost so far, against [`PAGE_DECODED_MAX`]: charged before
+/// each allocation.
+struct Budget(usize);
+
+impl Budget {
+    fn charge(&mut self, bytes: usize) -> Result<(), Malformed> {
+        self.0 = self.0.saturating_add(bytes);
+        if self.0 > PAGE_DECODED_MAX {
+            return Err(Malformed("decoded page too large"));
+        }
+        Ok(())
+    }
+}
+
 pub fn decode_pull_resp(body: Bytes) -> Result<PullResp, Malformed> {
     let mut r = Reader { buf: body, pos: 0 };
     let more = r.u8()? & F_MORE != 0;
     let n_authors = r.bounded(MAX_AUTHORS, "too many authors")?;
-    let mut table = Vec::with_capacity(n_authors.min(1024));
-    for _ in 0..n_authors {
-        table.push(author_short(r.u64le()?));
+    // Each author is 8 bytes on the wire: the count cannot ask for more than the body holds.
+    if n_authors > (r.buf.len() - r.pos) / 8 {
+        return Err(Malformed("truncated"));
     }
-    let author = |r: &mut Reader| -> Result<String, Malformed> {
-        let i = r.varint()?;
-        table.get(i as usize).cloned().ok_or(Malformed("author index"))
+    let mut budget = Budget(0);
+    budget.charge(n_authors * (8 + std::mem::size_of::<String>() + 16))?;
+    let mut keys = Vec::with_capacity(n_authors);
+    for _ in 0..n_authors {
+        keys.push(r.u64le()?);
+    }
+    let table: Vec<String> = keys.iter().map(|k| author_short(*k)).collect();
+    let author = |r: &mut Reader| -> Result<usize, Malformed> {
+        let i = r.varint()? as usize;
+        if i < table.len() {
+            Ok(i)
+        } else {
+            Err(Malformed("author index"))
+        }
     };
     let mut items = Vec::new();
     let mut prev_path = String::new();
@@ -407,32 +459,49 @@ pub fn decode_pull_resp(body: Bytes) -> Result<PullResp, Malformed> {
         if flags == I_END {
             break;
         }
-        if items.len() as u64 >= MAX_ITEMS {
+        if items.len() >= PAGE_ITEMS_MAX {
             return Err(Malformed("too many items"));
         }
         let p = r.bounded(prev_path.len() as u64, "path prefix")?;
-        let suffix_len = r.bounded(MAX_PATH, "path too long")?;
+        let suffix_len = r.bounded(MAX_PATH - p as u64, "path too long")?;
         let suffix = r.take(suffix_len)?;
-        let mut raw = prev_path.as_bytes()[..p].to_vec();
+        budget.charge(std::mem::size_of::<Item>() + p + suffix_len + 64 + 128)?;
+        let mut raw = Vec::with_capacity(p + suffix_len);
+        raw.extend_from_slice(&prev_path.as_bytes()[..p]);
         raw.extend_from_slice(&suffix);
         let path = String::from_utf8(raw).map_err(|_| Malformed("path is not UTF-8"))?;
         let origin = if flags & I_ORIGIN != 0 {
             let len = r.bounded(MAX_PATH, "origin too long")?;
-            Some(String::from_utf8(r.take(len)?.to_vec()).map_err(|_| Malformed("origin is not UTF-8"))?)
+            let bytes = r.take(len)?;
+            budget.charge(len)?;
+            Some(String::from_utf8(bytes.to_vec()).map_err(|_| Malformed("origin is not UTF-8"))?)
         } else {
             None
         };
-        let author_id = author(&mut r)?;
+        let author_i = author(&mut r)?;
+        let author_id = table[author_i].clone();
         let mut vv = VersionVector::new();
         if flags & I_VV_SELF != 0 {
+            budget.charge(VV_ENTRY_COST)?;
             vv.set(&author_id, r.varint()?);
         } else {
             let n_vv = r.bounded(MAX_VV, "version vector too long")?;
+            // Two bytes at least per author on the wire.
+            if n_vv > (r.buf.len() - r.pos) / 2 {
+                return Err(Malformed("truncated"));
+            }
+            budget.charge(n_vv * VV_ENTRY_COST)?;
+            let mut pairs = Vec::with_capacity(n_vv);
             for _ in 0..n_vv {
                 let a = author(&mut r)?;
-                let c = r.varint()?;
-                vv.set(&a, c);
+                // The encoder writes a vector sorted by author; anything else would make each
+                // insert shift the vector (quadratic in a length the sender picks).
+                if pairs.last().is_some_and(|&(last, _)| keys[last] >= keys[a]) {
+                    return Err(Malformed("version vector authors out of order"));
+                }
+                pairs.push((a, r.varint()?));
             }
+            vv = VersionVector::from_sorted(pairs.into_iter().map(|(a, c)| (table[a].clone(), c)).collect());
         }
         let ms = prev_ms.wrapping_add(unzigzag(r.varint()?) as u64);
         prev_ms = ms;
@@ -588,6 +657,135 @@ mod tests {
         });
         let per_file = (bytes.len() - 100 * 1024) / 100;
         assert!(per_file <= 80, "{per_file} bytes of metadata per file");
+    }
+
+    /// A hand-built response page: a one-author table, then `items` as (shared prefix, suffix
+    /// length, vector authors as table indexes) with everything else zero. What a hostile
+    /// neighbour can send without signing anything.
+    fn hostile_page(authors: u64, items: &[(u64, usize, Vec<u64>)]) -> Vec<u8> {
+        let mut out = vec![0u8];
+        put_varint(&mut out, authors);
+        for a in 0..authors {
+            out.extend_from_slice(&(a + 1).to_le_bytes());
+        }
+        for (prefix, suffix, vv) in items {
+            out.push(if vv.is_empty() { I_VV_SELF } else { 0 });
+            put_varint(&mut out, *prefix);
+            put_varint(&mut out, *suffix as u64);
+            out.extend(std::iter::repeat_n(b'a', *suffix));
+            put_varint(&mut out, 0); // author
+            if vv.is_empty() {
+                put_varint(&mut out, 1);
+            } else {
+                put_varint(&mut out, vv.len() as u64);
+                for a in vv {
+                    put_varint(&mut out, *a);
+                    put_varint(&mut out, 1);
+                }
+            }
+            out.extend_from_slice(&[0, 0, 0]); // hlc delta, hlc counter, size
+            out.extend_from_slice(&[0; 64]); // signature
+        }
+        out.push(I_END);
+        put_varint(&mut out, 0); // no fills
+        out
+    }
+
+    /// The error a hostile page is refused with (a short panic if it is accepted: the decoded
+    /// page may be huge).
+    fn refused(body: Vec<u8>) -> String {
+        match decode_pull_resp(Bytes::from(body)) {
+            Ok(p) => panic!("accepted: {} items", p.items.len()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn issue_13_paths_cannot_grow_past_the_cap_through_shared_prefixes() {
+        // Each item reuses all of the previous path and adds 4 KiB: with only the suffix capped,
+        // 256 such items (1 MiB on the wire) made a 1 MiB path that 0.2 MiB of empty-suffix items
+        // then copied 2900 times (3.1 GiB), before any signature was checked.
+        let mut items = vec![(0, 4096, vec![])];
+        items.push((4096, 4096, vec![]));
+        let err = refused(hostile_page(1, &items));
+        assert!(err.contains("path too long"), "{err}");
+        // A path of exactly the cap is fine, and so is reusing it.
+        let ok = [(0, MAX_PATH as usize, vec![]), (MAX_PATH, 0, vec![])];
+        let page = decode_pull_resp(Bytes::from(hostile_page(1, &ok))).unwrap();
+        assert_eq!(page.items[1].entry.path.len(), MAX_PATH as usize);
+    }
+
+    #[test]
+    fn issue_13_a_page_decodes_to_at_most_the_documented_metadata_cap() {
+        // Version vectors of 4096 authors: 8 KiB on the wire each, ~200 KiB once decoded.
+        let authors = 4096;
+        let vv: Vec<u64> = (0..authors).collect();
+        let items: Vec<_> = (0..PAGE_ITEMS_MAX as u64).map(|_| (0, 1, vv.clone())).collect();
+        let body = hostile_page(authors, &items);
+        assert!(body.len() < 12 << 20, "{}", body.len());
+        let err = refused(body);
+        assert!(err.contains("decoded page too large"), "{err}");
+    }
+
+    #[test]
+    fn issue_13_an_honest_page_of_deep_paths_still_decodes() {
+        // The honest worst case: a full page of the deepest paths with the largest vectors a mesh of
+        // 64 authors makes (the fake author table is sorted, like the encoder's vectors).
+        let deep = MAX_PATH as usize - 8;
+        let mut items = vec![(0, deep, (0..64).collect::<Vec<u64>>())];
+        items.extend((1..PAGE_ITEMS_MAX).map(|_| (deep as u64, 8, (0..64).collect())));
+        let page = decode_pull_resp(Bytes::from(hostile_page(64, &items))).unwrap();
+        assert_eq!(page.items.len(), PAGE_ITEMS_MAX);
+    }
+
+    #[test]
+    fn issue_13_more_items_than_a_page_holds_are_malformed() {
+        assert_eq!(PAGE_ITEMS_MAX, crate::protocol::PULL_ITEMS_MAX);
+        let items: Vec<_> = (0..=PAGE_ITEMS_MAX).map(|_| (0, 1, vec![])).collect();
+        let err = refused(hostile_page(1, &items));
+        assert!(err.contains("too many items"), "{err}");
+    }
+
+    #[test]
+    fn issue_13_version_vector_authors_must_come_in_order() {
+        // The encoder writes a vector sorted by author; out of order, each insert shifted the whole
+        // vector (quadratic in a peer-chosen length).
+        let err = refused(hostile_page(2, &[(0, 1, vec![1, 0])]));
+        assert!(err.contains("version vector"), "{err}");
+    }
+
+    /// A hint body: `authors` (given in that order) with `ranges` one-counter ranges each, a gap
+    /// of one between them.
+    fn hint_body(authors: &[u64], ranges: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_varint(&mut out, authors.len() as u64);
+        for a in authors {
+            out.extend_from_slice(&a.to_le_bytes());
+            put_varint(&mut out, ranges as u64);
+            for _ in 0..ranges {
+                out.extend_from_slice(&[1, 0]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn issue_13_a_knowledge_holds_at_most_the_range_cap_over_all_authors() {
+        // The cap was per author: 65 536 authors could each bring a million ranges.
+        let half = KNOWLEDGE_RANGES_MAX / 2 + 1;
+        let err = decode_knowledge(Bytes::from(hint_body(&[1, 2], half))).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("too many ranges")));
+        let k = decode_knowledge(Bytes::from(hint_body(&[1, 2], half - 1))).unwrap();
+        assert_eq!(k.ranges(), 2 * (half - 1));
+    }
+
+    #[test]
+    fn issue_13_knowledge_authors_must_come_in_order() {
+        // A repeated author's ranges were inserted into the middle of the first ones: quadratic.
+        let err = decode_knowledge(Bytes::from(hint_body(&[7, 7], 10))).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("out of order")));
+        assert!(decode_knowledge(Bytes::from(hint_body(&[2, 1], 10))).is_err());
+        assert!(decode_knowledge(Bytes::from(hint_body(&[1, 2], 10))).is_ok());
     }
 
     #[test]

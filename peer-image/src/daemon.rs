@@ -10,88 +10,24 @@ use anyhow::Context;
 use tokio::sync::{Notify, watch};
 
 use crate::config::Settings;
+use crate::entry::Entry;
 use crate::identity::Identity;
 use crate::index::Index;
 use crate::locks::Locks;
 use crate::metrics::Metrics;
+use crate::node::PENDING_MAX;
 use crate::node::{Node, PeerState, pick_tmp_dir};
+use crate::rate_limit::RateLimiter;
 use crate::{apply, fetch, scanner, server, status, sync};
 
+/// The scanner's queue of paths to look at, receiving end.
+pub type ScanRx = tokio::sync::mpsc::UnboundedReceiver<(std::path::PathBuf, scanner::Urgency)>;
+
 /// Runs the daemon until a signal; returns after a clean shutdown.
-pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
     crate::legacy::activate(settings.flavor);
-    let me = Identity::load(&settings.key_file)?;
-    std::fs::create_dir_all(&settings.sync_dir)
-        .with_context(|| format!("cannot create sync_dir {}", settings.sync_dir.display()))?;
-    std::fs::create_dir_all(&settings.state_dir)
-        .with_context(|| format!("cannot create state_dir {}", settings.state_dir.display()))?;
-    // notify reports canonical paths; strip_prefix needs the same spelling.
-    settings.sync_dir = settings.sync_dir.canonicalize()?;
-    settings.state_dir = settings.state_dir.canonicalize()?;
-    let (index, intents) = Index::open(&settings.state_dir)?;
-    let locks = Locks::new(&settings.state_dir, settings.lock_ttl).context("cannot create the locks folder")?;
-    let tmp_dir = pick_tmp_dir(&settings.state_dir, &settings.sync_dir).context("cannot create a temp folder")?;
-    // Leftover staged files from a previous run (partial downloads are kept for resume).
-    if let Ok(rd) = std::fs::read_dir(&tmp_dir) {
-        for e in rd.flatten() {
-            if e.file_name().to_string_lossy().ends_with(".tmp") {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-    let mut keys = HashMap::new();
-    keys.insert(me.id().short(), (settings.name.clone(), me.id()));
-    for t in &settings.trusted {
-        keys.insert(t.key.short(), (t.name.clone(), t.key));
-    }
-    for p in &settings.peers {
-        keys.insert(p.key.short(), (p.name.clone(), p.key));
-    }
-    let peers = settings
-        .peers
-        .iter()
-        .map(|p| PeerState {
-            cfg: p.clone(),
-            short: p.key.short(),
-            pull: Notify::new(),
-            reachable: AtomicBool::new(false),
-            last_sync_ms: AtomicU64::new(0),
-            fills: Mutex::default(),
-            known: Mutex::default(),
-        })
-        .collect();
-    let (scan_tx, scan_rx) = tokio::sync::mpsc::unbounded_channel();
-    // One idle connection per neighbour: each keeps read buffers of up to ~400 KB, which with
-    // several neighbours was a large part of resident memory.
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(1)
-        .no_proxy()
-        .build()?;
-    let names: Vec<String> = settings.peers.iter().map(|p| p.name.clone()).collect();
-    let node = Arc::new(Node {
-        short: me.id().short(),
-        me,
-        index: Mutex::new(index),
-        metrics: Metrics::new(&names),
-        locks,
-        peers,
-        keys,
-        reputation: Mutex::default(),
-        buckets: Mutex::default(),
-        pending: Mutex::default(),
-        fetch_wake: Notify::new(),
-        pull_turn: tokio::sync::Mutex::new(()),
-        pull_builders: tokio::sync::Semaphore::new(2),
-        changed: watch::channel(0).0,
-        tmp_dir,
-        client,
-        scan_tx,
-        scrub: crate::scrub::Scrub::load(&settings.state_dir),
-        byzantine: crate::byzantine::ByzantineSwitch::new(&settings.byzantine_file),
-        settings,
-    });
+    let (node, intents, scan_rx) = build_node(settings)?;
+    let node = Arc::new(node);
     let s = &node.settings;
     tracing::info!(name = %s.name, id = %node.me.id().hex(), sync = %s.sync_dir.display(), "starting");
 
@@ -161,6 +97,86 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(2), servers).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The shared state of a daemon from its settings: folders created, index opened (with the
+/// intents of an interrupted apply), nothing started. Also the receiving end of the scanner's
+/// queue.
+pub fn build_node(mut settings: Settings) -> anyhow::Result<(Node, Vec<Entry>, ScanRx)> {
+    let me = Identity::load(&settings.key_file)?;
+    std::fs::create_dir_all(&settings.sync_dir)
+        .with_context(|| format!("cannot create sync_dir {}", settings.sync_dir.display()))?;
+    std::fs::create_dir_all(&settings.state_dir)
+        .with_context(|| format!("cannot create state_dir {}", settings.state_dir.display()))?;
+    // notify reports canonical paths; strip_prefix needs the same spelling.
+    settings.sync_dir = settings.sync_dir.canonicalize()?;
+    settings.state_dir = settings.state_dir.canonicalize()?;
+    let (index, intents) = Index::open(&settings.state_dir)?;
+    let locks = Locks::new(&settings.state_dir, settings.lock_ttl).context("cannot create the locks folder")?;
+    let tmp_dir = pick_tmp_dir(&settings.state_dir, &settings.sync_dir).context("cannot create a temp folder")?;
+    // Leftover staged files from a previous run (partial downloads are kept for resume).
+    if let Ok(rd) = std::fs::read_dir(&tmp_dir) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let mut keys = HashMap::new();
+    keys.insert(me.id().short(), (settings.name.clone(), me.id()));
+    for t in &settings.trusted {
+        keys.insert(t.key.short(), (t.name.clone(), t.key));
+    }
+    for p in &settings.peers {
+        keys.insert(p.key.short(), (p.name.clone(), p.key));
+    }
+    let peers = settings
+        .peers
+        .iter()
+        .map(|p| PeerState {
+            cfg: p.clone(),
+            short: p.key.short(),
+            pull: Notify::new(),
+            reachable: AtomicBool::new(false),
+            last_sync_ms: AtomicU64::new(0),
+            fills: Mutex::default(),
+            known: Mutex::default(),
+        })
+        .collect();
+    let (scan_tx, scan_rx) = tokio::sync::mpsc::unbounded_channel();
+    // One idle connection per neighbour: each keeps read buffers of up to ~400 KB, which with
+    // several neighbours was a large part of resident memory.
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(1)
+        .no_proxy()
+        .build()?;
+    let names: Vec<String> = settings.peers.iter().map(|p| p.name.clone()).collect();
+    let node = Node {
+        short: me.id().short(),
+        me,
+        index: Mutex::new(index),
+        metrics: Metrics::new(&names),
+        locks,
+        peers,
+        keys,
+        reputation: Mutex::default(),
+        rate: Mutex::new(RateLimiter::new(settings.rate_limit_per_sec, settings.rate_limit_burst)),
+        pending: Mutex::default(),
+        fetch_wake: Notify::new(),
+        pull_turn: tokio::sync::Mutex::new(()),
+        pull_builders: tokio::sync::Semaphore::new(2),
+        changed: watch::channel(0).0,
+        tmp_dir,
+        client,
+        scan_tx,
+        scrub: crate::scrub::Scrub::load(&settings.state_dir),
+        byzantine: crate::byzantine::ByzantineSwitch::new(&settings.byzantine_file),
+        pending_max: PENDING_MAX,
+        settings,
+    };
+    Ok((node, intents, scan_rx))
 }
 
 async fn lock_sweeper(node: Arc<Node>, mut stop: watch::Receiver<bool>) {

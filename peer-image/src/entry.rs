@@ -117,7 +117,14 @@ impl Entry {
         } else {
             self.hash.len() == 64 && self.hash.bytes().all(|c| c.is_ascii_hexdigit())
         };
-        if !hash_ok || !valid_path(&self.path) || self.author.len() != 16 {
+        // Only what the binary encoding carries intact (codec): otherwise the entry, once held,
+        // would make every pull page that includes it malformed for the receivers.
+        let short_id = |a: &str| a.len() == 16 && a.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+        let wire_ok = self.path.len() <= PATH_MAX_BYTES
+            && self.origin.as_ref().is_none_or(|o| o.len() <= PATH_MAX_BYTES)
+            && self.vv.len() <= VV_AUTHORS_MAX
+            && self.vv.iter().all(|(a, _)| short_id(a));
+        if !hash_ok || !wire_ok || !valid_path(&self.path) || self.author.len() != 16 {
             return Err(Invalid::BadSignature);
         }
         if let Some(origin) = &self.origin
@@ -155,6 +162,12 @@ impl Entry {
         Some(copy)
     }
 }
+
+/// The longest path (and conflict origin) an entry may have, in bytes: Linux's `PATH_MAX`, and
+/// what a pull page carries (`codec`).
+pub const PATH_MAX_BYTES: usize = 4096;
+/// The most authors a version vector may name (what a pull page carries).
+pub const VV_AUTHORS_MAX: usize = 4096;
 
 /// A path is relative, `/`-separated, without empty, `.`, `..` or `.syncpeer*` components.
 pub fn valid_path(p: &str) -> bool {
@@ -383,6 +396,29 @@ mod tests {
         let mut p = x.clone();
         p.path = "../etc/passwd".into();
         assert_eq!(p.verify(key_of(&[&a])), Err(Invalid::BadSignature));
+    }
+
+    #[test]
+    fn issue_13_a_signed_entry_the_wire_cannot_carry_does_not_verify() {
+        // A trusted author could sign a path longer than a pull page may carry, or a vector with
+        // author ids that are not 16 lowercase hex: held, such an entry made every page with it
+        // malformed for the receivers, stalling the versions that shared its page.
+        let (a, _, _) = ids();
+        let long = format!("{}/f", "d".repeat(PATH_MAX_BYTES));
+        let odd = ["x", "ABCDEF0123456789", "0123456789abcdefg"];
+        let mut bad = vec![mk(&a, &long, &[(&a, 1)], "a", 1)];
+        for author in odd {
+            let mut vv = VersionVector::new();
+            vv.set(&a.id().short(), 1);
+            vv.set(author, 2);
+            let hash = blake3::hash(b"a").to_hex().to_string();
+            bad.push(Entry::author(&a, "f".into(), vv, hash, 1, false, Hlc { ms: 1, c: 0 }));
+        }
+        for e in bad {
+            assert_eq!(e.verify(key_of(&[&a])), Err(Invalid::BadSignature), "{:?}", e.vv);
+        }
+        let longest = format!("{}/f", "d".repeat(PATH_MAX_BYTES - 2));
+        assert!(mk(&a, &longest, &[(&a, 1)], "a", 1).verify(key_of(&[&a])).is_ok());
     }
 
     #[test]

@@ -28,31 +28,33 @@ use crate::wire::{self, SMALL_TIMEOUT, WireError};
 pub struct Offered {
     /// Versions queued (they would change the index).
     pub queued: usize,
+    /// The pending queue was full: some versions were left for a later pull.
+    pub full: bool,
 }
 
 /// Verifies and queues versions from neighbour `src`, staging content that came inline.
 pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Offered {
     let mut queued = 0;
+    let mut full = false;
     let src_short = node.peers[src].short.clone();
     for Item { entry: e, content } in items {
-        // Cheap checks first: a version equal to or dominated by what we hold, or already queued,
-        // changes nothing, so its signature need not be checked (ed25519 verification dominated
-        // the CPU). It still counts as seen, so nobody offers it again.
-        {
-            let mut idx = node.index();
+        // Cheap checks first: a version equal to what we hold, or already queued, changes
+        // nothing, so its signature need not be checked (ed25519 verification dominated the CPU).
+        // A dominated one changes nothing either, but its dot is recorded as seen (so nobody
+        // offers it again), and that is state: only once its signature holds, or a forged dot
+        // would hide the genuine version that has it.
+        let superseded = {
+            let idx = node.index();
             match resolve(idx.get(&e.path), &e) {
                 Resolution::Same => {
                     node.metrics.versions_redundant.inc();
                     continue;
                 }
-                Resolution::Ignore => {
-                    idx.saw(&e);
-                    continue;
-                }
-                _ => {}
+                Resolution::Ignore => true,
+                _ => false,
             }
-        }
-        {
+        };
+        if !superseded {
             let mut pending = lock(&node.pending);
             if let Some(item) = pending.get_mut(&e.path)
                 && item.entry == e
@@ -84,6 +86,10 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
                 continue;
             }
         }
+        if superseded {
+            node.index().saw(&e);
+            continue;
+        }
         if content.as_ref().is_some_and(|c| c.len() as u64 != e.size) {
             node.metrics.reject(Reason::bad_hash);
             node.strike(&src_short);
@@ -91,8 +97,15 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
         }
         // Never reuse a counter that others saw from us (e.g. our index was lost and restored).
         node.index().observe_counter(e.vv.get(&node.short));
+        let room =
+            |pending: &BTreeMap<String, PendingItem>| pending.len() < node.pending_max || pending.contains_key(&e.path);
+        if !room(&lock(&node.pending)) {
+            full = true;
+            continue;
+        }
         let staged = content.and_then(|c| stage_bytes(node, &e, &c));
         let mut pending = lock(&node.pending);
+        let at_cap = pending.len() >= node.pending_max;
         match pending.get_mut(&e.path) {
             Some(item) if item.entry == e => {
                 if !item.sources.contains(&src) {
@@ -109,6 +122,10 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
                     discard(staged);
                 }
             }
+            None if at_cap => {
+                full = true;
+                discard(staged);
+            }
             None => {
                 pending.insert(e.path.clone(), new_item(e, src, received, staged));
                 queued += 1;
@@ -118,7 +135,7 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
     if queued > 0 {
         node.fetch_wake.notify_one();
     }
-    Offered { queued }
+    Offered { queued, full }
 }
 
 /// Removes a staged temp file nobody will apply.
@@ -180,7 +197,7 @@ fn stage_local(node: &Node, e: &Entry) -> Option<PathBuf> {
     let src = node.index().path_for_hash(&e.hash)?;
     let tmp = temp_path(node, &e.hash);
     let ok = (|| -> std::io::Result<bool> {
-        let mut f = std::fs::File::open(node.full_path(&src))?;
+        let mut f = crate::beneath::open_file(&node.settings.sync_dir, &src)?;
         let mut out = std::fs::File::create(&tmp)?;
         let mut h = blake3::Hasher::new();
         let mut buf = vec![0u8; 256 * 1024];
@@ -567,5 +584,56 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Hlc;
+    use crate::identity::Identity;
+    use crate::knowledge::dot;
+    use crate::version_vector::VersionVector;
+
+    /// A node (nothing started) with one neighbour, `author`, in a temp folder.
+    fn node_with_neighbour(dir: &std::path::Path, author: &Identity) -> Node {
+        let me = Identity::generate();
+        me.save(&dir.join("key")).unwrap();
+        let yaml = format!(
+            "name: me\nlisten: 127.0.0.1:1\nhttp: 127.0.0.1:2\nsync_dir: {d}/sync\nstate_dir: {d}/state\nkey_file: {d}/key\n\
+             peers:\n  - name: n\n    addr: 127.0.0.1:3\n    public_key: {}\ntrusted:\n",
+            author.id().hex(),
+            d = dir.display()
+        );
+        let settings = crate::config::Settings::from_yaml(&yaml, &dir.join("c.yaml"), &Default::default()).unwrap();
+        crate::daemon::build_node(settings).unwrap().0
+    }
+
+    fn version(author: &Identity, path: &str, counter: u64) -> Item {
+        let mut vv = VersionVector::new();
+        vv.set(&author.id().short(), counter);
+        let hash = blake3::hash(path.as_bytes()).to_hex().to_string();
+        let hlc = Hlc { ms: 1_000, c: 0 };
+        Item {
+            entry: Entry::author(author, path.into(), vv, hash, 4, false, hlc),
+            content: None,
+        }
+    }
+
+    #[test]
+    fn issue_13_the_pending_queue_is_bounded_and_what_does_not_fit_comes_again() {
+        // Every verified version that would change the index was queued, however many.
+        let dir = tempfile::tempdir().unwrap();
+        let author = Identity::generate();
+        let mut node = node_with_neighbour(dir.path(), &author);
+        node.pending_max = 10;
+        let items: Vec<Item> = (1..=25).map(|i| version(&author, &format!("f-{i}"), i)).collect();
+        let dots: Vec<_> = items.iter().map(|i| dot(&i.entry)).collect();
+        let offered = offer(&node, 0, items, Instant::now());
+        assert_eq!((offered.queued, offered.full), (10, true));
+        assert_eq!(lock(&node.pending).len(), 10);
+        // Not queued, not seen: the next pull asks for them again.
+        let k = node.knowledge_for(0);
+        assert_eq!(dots.iter().filter(|d| k.contains(**d)).count(), 10);
     }
 }

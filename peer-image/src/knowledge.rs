@@ -13,6 +13,12 @@ use std::collections::BTreeMap;
 
 use crate::entry::Entry;
 
+/// Ranges in one knowledge, all authors together: the decoding cap of a received one (16 MiB
+/// decoded; a hint body, at most 2 MiB, holds about 1M ranges anyway) and the cap of what is kept
+/// about a neighbour (its claims, its fills). Honest knowledge has about one range per author, at
+/// worst one per file held.
+pub const KNOWLEDGE_RANGES_MAX: usize = 1 << 20;
+
 /// The 64-bit form of a short author id (16 hex); 0 for a malformed one, which no key has.
 pub fn author_key(short: &str) -> u64 {
     if short.len() != 16 {
@@ -70,10 +76,33 @@ impl RangeSet {
         self.0.splice(start..end, [(nlo, nhi)]);
     }
 
+    /// Adds every counter of `other`: one merge of the two sorted lists, linear in both (a range
+    /// at a time into the middle was quadratic, and a neighbour chooses `other`).
     pub fn union(&mut self, other: &RangeSet) {
-        for &(lo, hi) in &other.0 {
-            self.insert_range(lo, hi);
+        if other.0.is_empty() {
+            return;
         }
+        if self.0.is_empty() {
+            self.0.clone_from(&other.0);
+            return;
+        }
+        let (a, b) = (std::mem::take(&mut self.0), &other.0);
+        let mut out: Vec<(u64, u64)> = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() || j < b.len() {
+            let next = if j == b.len() || (i < a.len() && a[i].0 <= b[j].0) {
+                i += 1;
+                a[i - 1]
+            } else {
+                j += 1;
+                b[j - 1]
+            };
+            match out.last_mut() {
+                Some(last) if next.0 <= last.1.saturating_add(1) => last.1 = last.1.max(next.1),
+                _ => out.push(next),
+            }
+        }
+        self.0 = out;
     }
 
     /// The counters in `self` that are not in `other`.
@@ -129,6 +158,17 @@ impl Knowledge {
         self.0.entry(author).or_default().insert_range(lo, hi);
     }
 
+    /// The knowledge of a set of dots, in O(n log n): sorted first, so each insert appends
+    /// (dots in arrival order, inserted one by one, each shifted the ranges after it).
+    pub fn from_dots(mut dots: Vec<(u64, u64)>) -> Knowledge {
+        dots.sort_unstable();
+        let mut k = Knowledge::new();
+        for d in dots {
+            k.insert(d);
+        }
+        k
+    }
+
     pub fn contains(&self, (author, n): (u64, u64)) -> bool {
         self.0.get(&author).is_some_and(|r| r.contains(n))
     }
@@ -136,6 +176,20 @@ impl Knowledge {
     pub fn union(&mut self, other: &Knowledge) {
         for (a, r) in &other.0 {
             self.0.entry(*a).or_default().union(r);
+        }
+    }
+
+    /// [`Knowledge::union`] for what is kept about a neighbour (its hints, its fills): past `cap`
+    /// ranges only `other` is kept, or nothing if it alone is over. Knowing less about a
+    /// neighbour costs a hint or a larger request, never a version.
+    pub fn union_capped(&mut self, other: &Knowledge, cap: usize) {
+        self.union(other);
+        if self.ranges() > cap {
+            *self = if other.ranges() <= cap {
+                other.clone()
+            } else {
+                Knowledge::new()
+            };
         }
     }
 
@@ -236,6 +290,46 @@ mod tests {
                 assert_eq!(u.contains(n), x.contains(&n) || y.contains(&n));
             }
         }
+    }
+
+    #[test]
+    fn issue_13_merging_interleaved_200k_range_sets_is_linear() {
+        // What two `/v1/hint`s of 200k ranges each did to a neighbour's `known`: every range of
+        // the second went into the middle of the first (a shift of the whole vector each), seconds
+        // of work under a lock. A merge of the two sorted lists is linear.
+        let n = 200_000u64;
+        let (mut a, mut b) = (Knowledge::new(), Knowledge::new());
+        for i in 0..n {
+            a.insert_range(1, 4 * i, 4 * i);
+            b.insert_range(1, 4 * i + 2, 4 * i + 2);
+        }
+        a.union(&b);
+        assert_eq!(a.ranges(), 2 * n as usize);
+        assert!(a.contains((1, 4 * (n - 1) + 2)) && !a.contains((1, 1)));
+        // Adjacent ranges still merge.
+        let mut c = rs(&[(1, 2), (7, 8)]);
+        c.union(&rs(&[(3, 4), (6, 6), (10, u64::MAX)]));
+        assert_eq!(c.ranges(), &[(1, 4), (6, 8), (10, u64::MAX)]);
+    }
+
+    #[test]
+    fn issue_13_knowledge_kept_about_a_neighbour_is_capped() {
+        // A neighbour's hints and fills accumulate; past the cap only its latest message is kept
+        // (knowing less about it costs hints, never correctness).
+        let mut kept = Knowledge::new();
+        for i in 0..10u64 {
+            let mut msg = Knowledge::new();
+            for j in 0..100 {
+                msg.insert((j, 3 * i));
+            }
+            kept.union_capped(&msg, 250);
+            assert!(kept.ranges() <= 250, "{}", kept.ranges());
+            assert!(msg.is_subset(&kept));
+        }
+        let mut huge = Knowledge::new();
+        (0..300).for_each(|j| huge.insert((j, 1)));
+        kept.union_capped(&huge, 250);
+        assert!(kept.is_empty());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //!   versions are written through temp file + rename under a [`locks`] lock.
 //! * [`sync`], [`fetch`], [`server`], [`wire`]: pull-based anti-entropy over HTTP with push hints.
 //! * [`scrub`]: damaged files (content changed, mtime kept) are repaired, never authored.
+//! * [`beneath`]: every file operation in the sync folder, never through a symlink.
+//! * [`rate_limit`]: bounded per-sender token buckets for incoming requests.
 //! * [`byzantine`]: a control file turns the daemon into a liar (tamper, forge, withhold, flood,
 //!   slowloris) for chaos plans; absent, the peer is honest.
 //! * [`status`], [`metrics`]: `GET /v1/status`, `GET /metrics`.
@@ -15,6 +17,7 @@
 //! * [`config`]: YAML + flags + `SYNCPEER_*` environment; [`daemon`] wires it all.
 
 pub mod apply;
+pub mod beneath;
 pub mod byzantine;
 pub mod codec;
 pub mod config;
@@ -30,6 +33,7 @@ pub mod locks;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
+pub mod rate_limit;
 pub mod scanner;
 pub mod scrub;
 pub mod server;

@@ -119,7 +119,24 @@ impl Locks {
     pub fn hold_batch(&self, paths: &[&str]) -> std::io::Result<LockGuard> {
         use std::io::Write;
         let path = self.dir.join(format!("apply-{}.lock", self.pid));
-        let mut f = std::fs::File::create(&path)?;
+        // Never through a symlink planted at our lock's name (it would truncate its target):
+        // such a link is removed, then the lock created.
+        let open = || {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+        };
+        let mut f = match open() {
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                std::fs::remove_file(&path)?;
+                open()?
+            }
+            r => r?,
+        };
         let mut text = format!(
             "pid={}\nincarnation={}\nstart_ms={}\n",
             self.pid,
@@ -212,5 +229,22 @@ mod tests {
         );
         assert_eq!(locks.sweep(), 0);
         drop(batch);
+    }
+
+    #[test]
+    fn issue_13_the_batch_lock_never_writes_through_a_symlink() {
+        // A symlink planted at the batch lock's name (the locks folder is a chaos target): the
+        // lock was written through it, truncating the file it points to.
+        let dir = tempfile::tempdir().unwrap();
+        let locks = Locks::new(dir.path(), Duration::from_secs(60)).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let name = dir.path().join(format!("locks/apply-{}.lock", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &name).unwrap();
+        let batch = locks.hold_batch(&["x"]).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(std::fs::symlink_metadata(&name).unwrap().is_file());
+        drop(batch);
+        assert!(!name.exists() && victim.exists());
     }
 }

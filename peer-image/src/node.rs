@@ -13,9 +13,10 @@ use crate::config::{Neighbour, Settings};
 use crate::entry::Entry;
 use crate::identity::{Identity, PeerId};
 use crate::index::Index;
-use crate::knowledge::{Knowledge, dot};
+use crate::knowledge::{KNOWLEDGE_RANGES_MAX, Knowledge, dot};
 use crate::locks::Locks;
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
 
 /// Runtime state of one neighbour.
 pub struct PeerState {
@@ -67,11 +68,10 @@ impl Reputation {
     }
 }
 
-/// A token bucket per requesting peer.
-pub struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
+/// Versions waiting for content, at most (~1 KiB each). A version that finds the queue full is
+/// not queued and not counted as seen, so it is offered again once the queue drains (an initial
+/// sync of a larger tree takes more rounds, nothing is lost).
+pub const PENDING_MAX: usize = 100_000;
 
 /// A version waiting for its content.
 pub struct PendingItem {
@@ -98,8 +98,10 @@ pub struct Node {
     /// Trusted authors: short id -> (name, key). Includes ourselves and every neighbour.
     pub keys: HashMap<String, (String, PeerId)>,
     pub reputation: Mutex<Reputation>,
-    pub buckets: Mutex<HashMap<String, Bucket>>,
+    pub rate: Mutex<RateLimiter>,
     pub pending: Mutex<BTreeMap<String, PendingItem>>,
+    /// [`PENDING_MAX`] (smaller in tests).
+    pub pending_max: usize,
     pub fetch_wake: Notify,
     /// One pull at a time (briefly, see [`crate::sync`]): a version offered by two neighbours at
     /// once would otherwise cross both links.
@@ -130,19 +132,17 @@ impl Node {
     /// `i` itself.
     pub fn knowledge_for(&self, i: usize) -> Knowledge {
         // Lock order: pending before index, or one at a time.
-        let queued: Vec<(u64, u64)> = lock(&self.pending).values().map(|p| dot(&p.entry)).collect();
+        let queued = Knowledge::from_dots(lock(&self.pending).values().map(|p| dot(&p.entry)).collect());
         let mut k = self.index().seen().clone();
-        for d in queued {
-            k.insert(d);
-        }
+        k.union(&queued);
         k.union(&lock(&self.peers[i].fills));
         k
     }
 
-    /// Records what neighbour `short` says it knows.
+    /// Records what neighbour `short` says it knows (capped: its claims are unauthenticated).
     pub fn learn_known(&self, short: &str, k: &Knowledge) {
         if let Some(p) = self.peers.iter().find(|p| p.short == short) {
-            lock(&p.known).union(k);
+            lock(&p.known).union_capped(k, KNOWLEDGE_RANGES_MAX);
         }
     }
 
@@ -179,24 +179,11 @@ impl Node {
         self.metrics.quarantined_peers.set(rep.count() as i64);
     }
 
-    /// Token bucket check for an incoming request.
+    /// Token bucket check for an incoming request. Senders that are not trusted keys share one
+    /// bucket: a stranger can name itself anew in every request.
     pub fn admit_rate(&self, who: &str) -> bool {
-        let s = &self.settings;
-        let mut b = lock(&self.buckets);
-        let now = Instant::now();
-        let bucket = b.entry(who.to_string()).or_insert(Bucket {
-            tokens: s.rate_limit_burst,
-            last: now,
-        });
-        let refill = now.duration_since(bucket.last).as_secs_f64() * s.rate_limit_per_sec;
-        bucket.tokens = (bucket.tokens + refill).min(s.rate_limit_burst);
-        bucket.last = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        let who = if self.keys.contains_key(who) { who } else { "unknown" };
+        lock(&self.rate).admit(who, Instant::now())
     }
 
     /// Refreshes the index gauges and tells hint senders the index changed.

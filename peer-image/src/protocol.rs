@@ -24,6 +24,9 @@ pub const BATCH_BYTES_MAX: u64 = 2 << 20;
 /// What the fetcher asks one neighbour for at once (smaller than the bound: less memory at both
 /// ends, measured about 1 MiB of peak RSS with 10k files).
 pub const FETCH_BATCH_BYTES: u64 = 512 << 10;
+/// Hashes in one `/v1/blobs` request: a fetch pass asks for at most 1024 versions in all; each
+/// hash costs the server an index lookup and a file open.
+pub const BLOBS_HASHES_MAX: usize = 4096;
 /// Entries per `/v1/index` page (~100 KB of JSON: small pages keep connection buffers small).
 pub const INDEX_PAGE: usize = 250;
 /// Versions per pull page (~90 KB of metadata without content).

@@ -56,20 +56,26 @@ fn urgency(kind: &EventKind) -> Option<Urgency> {
 pub fn watch(node: &Arc<Node>) -> notify::Result<notify::RecommendedWatcher> {
     let tx = node.scan_tx.clone();
     let root = node.settings.sync_dir.clone();
-    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-        Ok(ev) => {
-            if ev.need_rescan() {
-                // The kernel queue overflowed: events were lost, walk everything.
-                let _ = tx.send((root.clone(), Urgency::Now));
-                return;
+    // Symlinked folders are not watched (notify follows them by default): nothing under a
+    // symlink is synced (see `crate::beneath`).
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut w = notify::RecommendedWatcher::new(
+        move |res: notify::Result<notify::Event>| match res {
+            Ok(ev) => {
+                if ev.need_rescan() {
+                    // The kernel queue overflowed: events were lost, walk everything.
+                    let _ = tx.send((root.clone(), Urgency::Now));
+                    return;
+                }
+                let Some(u) = urgency(&ev.kind) else { return };
+                for p in ev.paths {
+                    let _ = tx.send((p, u));
+                }
             }
-            let Some(u) = urgency(&ev.kind) else { return };
-            for p in ev.paths {
-                let _ = tx.send((p, u));
-            }
-        }
-        Err(e) => tracing::warn!("filesystem watch error: {e}"),
-    })?;
+            Err(e) => tracing::warn!("filesystem watch error: {e}"),
+        },
+        config,
+    )?;
     w.watch(&node.settings.sync_dir, RecursiveMode::Recursive)?;
     Ok(w)
 }
@@ -144,9 +150,11 @@ fn indexed_under(node: &Node, rel: &str) -> Vec<String> {
 /// state (an editor's truncate before its write). Any other failure (not the file's owner, a
 /// filesystem without leases) says nothing. The lease is dropped at once; a lease break in that
 /// instant would send SIGIO, which `main` ignores.
-pub fn being_written(path: &Path) -> bool {
+pub fn being_written(root: &Path, rel: &str) -> bool {
     use std::os::fd::AsRawFd;
-    let Ok(f) = std::fs::File::open(path) else {
+    // Only a regular file, opened without following a symlink (a plain open of a FIFO waited for
+    // a writer, forever).
+    let Ok(f) = crate::beneath::open_file(root, rel) else {
         return false;
     };
     let fd = f.as_raw_fd();
@@ -164,7 +172,6 @@ pub fn being_written(path: &Path) -> bool {
 fn examine(node: &Node, items: Vec<(String, Option<Stamp>)>, count_echo: bool) -> Vec<PathBuf> {
     let mut seen = Vec::with_capacity(items.len());
     for (rel, known) in items {
-        let full = node.full_path(&rel);
         // Skip hashing when the file looks exactly as when last hashed.
         if let Some(st) = known {
             let idx = node.index();
@@ -172,12 +179,13 @@ fn examine(node: &Node, items: Vec<(String, Option<Stamp>)>, count_echo: bool) -
                 continue;
             }
         }
-        if being_written(&full) {
+        if being_written(&node.settings.sync_dir, &rel) {
             // Its close-after-write event (or the settle timer) brings it back.
-            let _ = node.scan_tx.send((full, Urgency::Settle));
+            let _ = node.scan_tx.send((node.full_path(&rel), Urgency::Settle));
             continue;
         }
-        seen.push((rel, observe(&full)));
+        let obs = observe(&node.settings.sync_dir, &rel);
+        seen.push((rel, obs));
     }
     let mut again = Vec::new();
     let mut new = Vec::new();
@@ -307,11 +315,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"x").unwrap();
-        assert!(!being_written(&p));
+        assert!(!being_written(dir.path(), "f"));
         let w = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
-        assert!(being_written(&p));
+        assert!(being_written(dir.path(), "f"));
         drop(w);
-        assert!(!being_written(&p));
-        assert!(!being_written(&dir.path().join("missing")));
+        assert!(!being_written(dir.path(), "f"));
+        assert!(!being_written(dir.path(), "missing"));
+    }
+
+    #[test]
+    fn a_fifo_in_the_sync_folder_is_never_opened() {
+        // A plain open of a FIFO waits for a writer: the write probe blocked the scanner forever.
+        let dir = tempfile::tempdir().unwrap();
+        let mode = rustix::fs::Mode::from_raw_mode(0o600);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.path().join("p"),
+            rustix::fs::FileType::Fifo,
+            mode,
+            0,
+        )
+        .unwrap();
+        assert!(!being_written(dir.path(), "p"));
+        assert!(matches!(
+            crate::apply::observe(dir.path(), "p"),
+            crate::apply::Observed::Other
+        ));
     }
 }

@@ -29,7 +29,8 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::apply::hash_file;
+use crate::apply::hash_open;
+use crate::beneath;
 use crate::entry::Entry;
 use crate::fetch::{Got, fetch_batch, fetch_large};
 use crate::index::Stamp;
@@ -228,22 +229,24 @@ fn verify(node: &Node, full: bool) {
             continue;
         }
         let full_path = node.full_path(&rel);
+        let root = &node.settings.sync_dir;
         let read_at = real_now_ns();
-        let Ok(m1) = std::fs::symlink_metadata(&full_path) else {
+        // Opened once, never through a symlink; the stat and the hash are of that file.
+        let Ok(file) = beneath::open_file(root, &rel) else {
             continue;
         };
-        if !m1.is_file() {
+        let Ok(m1) = file.metadata() else {
             continue;
-        }
+        };
         let stamp = Stamp::of(&m1);
         if !full && !settled(&stamp, read_at) {
             // Too recent to verify (or dated in the future): look again next time, unhashed.
             continue;
         }
-        let Ok((hash, _)) = hash_file(&full_path) else {
+        let Ok((hash, _)) = hash_open(file) else {
             continue;
         };
-        let same = std::fs::symlink_metadata(&full_path).is_ok_and(|m2| Stamp::of(&m2) == stamp);
+        let same = beneath::symlink_metadata(root, &rel).is_ok_and(|m2| Stamp::of(&m2) == stamp);
         if !same {
             continue; // being written: the scanner will see it
         }
@@ -294,7 +297,7 @@ async fn stage(node: &Arc<Node>, e: &Entry) -> Option<PathBuf> {
 /// Puts the staged good content back over a damaged file, unless the file changed since the
 /// damage was found (then the scanner looks at it again) or the entry moved on.
 fn put_back(node: &Node, rel: &str, entry: &Entry, damaged: &Stamp, temp: &Path) -> bool {
-    let full = node.full_path(rel);
+    let root = &node.settings.sync_dir;
     // A foreign per-path lock holds the repair back like any apply. (No batch lock of our own:
     // `apply-<pid>.lock` is the fetcher's; the index lock already serialises us with its applies.)
     let (blocked, removed) = node.locks.blocked(rel);
@@ -304,21 +307,20 @@ fn put_back(node: &Node, rel: &str, entry: &Entry, damaged: &Stamp, temp: &Path)
     }
     let mut idx = node.index();
     let still =
-        idx.get(rel) == Some(entry) && std::fs::symlink_metadata(&full).is_ok_and(|m| Stamp::of(&m) == *damaged);
+        idx.get(rel) == Some(entry) && beneath::symlink_metadata(root, rel).is_ok_and(|m| Stamp::of(&m) == *damaged);
     if !still {
         return true; // nothing to repair any more
     }
     let placed = (|| -> std::io::Result<()> {
         std::fs::File::open(temp)?.sync_all()?;
-        std::fs::rename(temp, &full)?;
-        if let Some(dir) = full.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        // Into the folder as opened (never through a symlink swapped in since the check).
+        let target = beneath::parent(root, rel, false)?;
+        target.rename_from(temp, rustix::fs::RenameFlags::empty())?;
+        target.sync_dir()
     })();
     match placed {
         Ok(()) => {
-            let s = std::fs::symlink_metadata(&full).ok().map(|m| Stamp::of(&m));
+            let s = beneath::symlink_metadata(root, rel).ok().map(|m| Stamp::of(&m));
             idx.set_stamp(rel, s);
             node.metrics.corruptions_repaired.inc();
             tracing::warn!(path = %rel, hash = %entry.hash, "repaired a damaged file from a good copy");

@@ -16,8 +16,8 @@ use crate::codec;
 use crate::metrics::{Kind, Reason, header_bytes};
 use crate::node::Node;
 use crate::protocol::{
-    BATCH_BYTES_MAX, BATCH_FILE_MAX, BlobsReq, FROM_HEADER, INDEX_PAGE, IndexQuery, IndexResp, PULL_INLINE_MAX,
-    PULL_ITEMS_MAX, SummaryReq, SummaryResp, frame_blob,
+    BATCH_BYTES_MAX, BATCH_FILE_MAX, BLOBS_HASHES_MAX, BlobsReq, FROM_HEADER, INDEX_PAGE, IndexQuery, IndexResp,
+    PULL_INLINE_MAX, PULL_ITEMS_MAX, SummaryReq, SummaryResp, frame_blob,
 };
 
 type S = State<Arc<Node>>;
@@ -136,7 +136,7 @@ async fn pull(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
             PULL_INLINE_MAX,
             |e| {
                 let mut b = servable(&n, &e.hash)
-                    .and_then(|p| std::fs::read(p).ok())
+                    .and_then(read_all)
                     .filter(|b| b.len() as u64 == e.size && blake3::hash(b).to_hex().as_str() == e.hash)?;
                 if liar.tamper {
                     byzantine::tamper(&mut b);
@@ -181,21 +181,28 @@ async fn hint(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
     counted(&node, &label, Kind::hint, StatusCode::NO_CONTENT.into_response(), 0)
 }
 
-/// The path currently holding `hash`, if the file on disk is still exactly what was indexed (a
-/// file edited since would be served with the wrong content and get us blamed).
-fn servable(node: &Node, hash: &str) -> Option<std::path::PathBuf> {
+/// The file currently holding `hash`, open, if it is still exactly what was indexed (a file
+/// edited since would be served with the wrong content and get us blamed). Opened without
+/// following a symlink, and the stamp checked is the open file's.
+fn servable(node: &Node, hash: &str) -> Option<std::fs::File> {
     let idx = node.index();
     let rel = idx.path_for_hash(hash)?;
     if node.scrub.is_damaged(&rel) {
         return None;
     }
-    let full = node.full_path(&rel);
-    let meta = std::fs::symlink_metadata(&full).ok()?;
+    let file = crate::beneath::open_file(&node.settings.sync_dir, &rel).ok()?;
+    let meta = file.metadata().ok()?;
     if idx.stamp(&rel) != Some(crate::index::Stamp::of(&meta)) {
-        let _ = node.scan_tx.send((full, crate::scanner::Urgency::Now));
+        let _ = node.scan_tx.send((node.full_path(&rel), crate::scanner::Urgency::Now));
         return None;
     }
-    Some(full)
+    Some(file)
+}
+
+fn read_all(mut f: std::fs::File) -> Option<Vec<u8>> {
+    let mut b = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut b).ok()?;
+    Some(b)
 }
 
 async fn blob(State(node): S, headers: HeaderMap, Path(hash): Path<String>) -> Response {
@@ -204,12 +211,10 @@ async fn blob(State(node): S, headers: HeaderMap, Path(hash): Path<String>) -> R
         Err(r) => return r.into_response(),
     };
     let liar = node.byzantine.current();
-    let Some(full) = servable(&node, &hash).filter(|_| !liar.withhold) else {
+    let Some(file) = servable(&node, &hash).filter(|_| !liar.withhold) else {
         return counted(&node, &label, Kind::blob, StatusCode::NOT_FOUND.into_response(), 0);
     };
-    let Ok(mut file) = tokio::fs::File::open(&full).await else {
-        return counted(&node, &label, Kind::blob, StatusCode::NOT_FOUND.into_response(), 0);
-    };
+    let mut file = tokio::fs::File::from_std(file);
     let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let start = headers
         .get(header::RANGE)
@@ -255,30 +260,34 @@ async fn blobs(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(req) = serde_json::from_slice::<BlobsReq>(&body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    if req.hashes.len() > 100_000 {
+    if req.hashes.len() > BLOBS_HASHES_MAX {
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     }
     let n = node.clone();
     let liar = node.byzantine.current();
     let out = tokio::task::spawn_blocking(move || {
         // Sizes first, so the body is allocated once at its final size (a doubling buffer held up
-        // to twice the batch, for each neighbour at once).
+        // to twice the batch, for each neighbour at once). Files are opened again to be read, not
+        // held open: a batch may name thousands.
         let mut total = 0u64;
-        let plan: Vec<Option<std::path::PathBuf>> = req
+        let plan: Vec<Option<u64>> = req
             .hashes
             .iter()
             .map(|h| {
-                let p = servable(&n, h)
-                    .filter(|_| total < BATCH_BYTES_MAX && !liar.withhold)
-                    .and_then(|p| std::fs::metadata(&p).ok().map(|m| (p, m.len())))
-                    .filter(|(_, len)| *len <= BATCH_FILE_MAX)?;
-                total += p.1;
-                Some(p.0)
+                if total >= BATCH_BYTES_MAX || liar.withhold {
+                    return None;
+                }
+                let len = servable(&n, h)?.metadata().ok()?.len();
+                if len > BATCH_FILE_MAX {
+                    return None;
+                }
+                total += len;
+                Some(len)
             })
             .collect();
         let mut out = Vec::with_capacity(total as usize + 9 * plan.len());
-        for p in plan {
-            let mut content = p.and_then(|p| std::fs::read(p).ok());
+        for (h, len) in req.hashes.iter().zip(plan) {
+            let mut content = len.and_then(|len| servable(&n, h).and_then(read_all).filter(|c| c.len() as u64 == len));
             if let Some(c) = content.as_mut().filter(|_| liar.tamper) {
                 byzantine::tamper(c);
             }

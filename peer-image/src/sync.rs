@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use crate::codec::{self, PullReq};
 use crate::fetch::{self, Offered};
 use crate::hlc::wall_ms;
-use crate::knowledge::{Knowledge, dot};
+use crate::knowledge::{KNOWLEDGE_RANGES_MAX, Knowledge, dot};
 use crate::metrics::Kind;
 use crate::node::{Node, lock};
 use crate::protocol::{INDEX_PAGE, IndexResp, SummaryReq, SummaryResp};
@@ -37,7 +37,7 @@ const FULL_PULL_AFTER: u32 = 3;
 /// How long a pull waits for another neighbour's pull to finish before going ahead anyway (a
 /// partitioned neighbour must not hold up the others for a whole timeout).
 const PULL_TURN_WAIT: Duration = Duration::from_secs(5);
-/// Pages per pull (a neighbour that always says "more" cannot keep us busy forever).
+/// Pages per pull or listing (a neighbour that always says "more" cannot keep us busy forever).
 const MAX_PAGES: usize = 10_000;
 
 /// Pulls from neighbour `i` everything it holds that we lack, page by page.
@@ -85,17 +85,20 @@ async fn pull(node: &Arc<Node>, i: usize) -> Result<usize, WireError> {
             .sum();
         node.metrics.received_bytes(&peer.cfg.name, Kind::index, len - content);
         node.metrics.received_bytes(&peer.cfg.name, Kind::blob, content);
-        lock(&peer.fills).union(&page.fills);
+        lock(&peer.fills).union_capped(&page.fills, KNOWLEDGE_RANGES_MAX);
         // A page that names nothing new, or comes from a neighbour its lies just quarantined,
         // ends the pull whatever it says about "more" (a liar could keep us paging forever).
         let news = page.items.iter().any(|it| !got.contains(dot(&it.entry)));
-        for it in &page.items {
-            got.insert(dot(&it.entry));
-        }
-        let Offered { queued: q } = fetch::offer(node, i, page.items, received);
+        got.union(&Knowledge::from_dots(
+            page.items.iter().map(|it| dot(&it.entry)).collect(),
+        ));
+        // A neighbour paging out scattered dots would grow `got` (and our requests) without end.
+        let too_much = got.ranges() > KNOWLEDGE_RANGES_MAX;
+        let Offered { queued: q, full } = fetch::offer(node, i, page.items, received);
         queued += q;
         drop(turn);
-        if !page.more || !news || node.is_quarantined(&peer.short) {
+        // A full pending queue takes no more: the rest is asked for once it drains.
+        if !page.more || !news || too_much || full || node.is_quarantined(&peer.short) {
             break;
         }
     }
@@ -107,7 +110,8 @@ async fn full_pull(node: &Arc<Node>, i: usize) -> Result<usize, WireError> {
     let peer = &node.peers[i];
     let mut after = String::new();
     let mut queued = 0;
-    loop {
+    // A neighbour that keeps naming a next page cannot keep us listing forever.
+    for _ in 0..MAX_PAGES {
         let mut url = reqwest::Url::parse(&wire::url(peer, "/v1/index")).map_err(|_| WireError::Malformed {
             peer: peer.cfg.name.clone(),
             what: "address",
@@ -119,6 +123,13 @@ async fn full_pull(node: &Arc<Node>, i: usize) -> Result<usize, WireError> {
         let resp = wire::send(node, peer, Kind::index, req).await?;
         let received = Instant::now();
         let page: IndexResp = wire::json(node, peer, Kind::index, resp).await?;
+        // More than asked for: refused before a signature is checked (a 16 MiB page held ~50 000).
+        if page.entries.len() > INDEX_PAGE {
+            return Err(WireError::Malformed {
+                peer: peer.cfg.name.clone(),
+                what: "listing page larger than asked",
+            });
+        }
         let items = page
             .entries
             .into_iter()

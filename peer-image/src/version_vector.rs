@@ -46,6 +46,12 @@ impl VersionVector {
         Self::default()
     }
 
+    /// A vector from pairs already sorted by author, without duplicates (a decoder checks that).
+    pub fn from_sorted(pairs: Vec<(String, u64)>) -> Self {
+        debug_assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0));
+        VersionVector(pairs)
+    }
+
     /// Counter of `author` (0 if absent).
     pub fn get(&self, author: &str) -> u64 {
         self.0

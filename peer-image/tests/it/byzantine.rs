@@ -1,24 +1,5 @@
-use syncpeer::entry::Entry;
-use syncpeer::hlc::Hlc;
-use syncpeer::version_vector::VersionVector;
-
 use crate::fake::FakePeer;
 use crate::util::*;
-
-fn signed(author: &syncpeer::identity::Identity, path: &str, content: &[u8], counter: u64) -> Entry {
-    let mut vv = VersionVector::new();
-    vv.set(&author.id().short(), counter);
-    let hash = blake3::hash(content).to_hex().to_string();
-    Entry::author(
-        author,
-        path.into(),
-        vv,
-        hash,
-        content.len() as u64,
-        false,
-        Hlc { ms: 1_000, c: 0 },
-    )
-}
 
 /// A fake neighbour serves a genuine version with tampered content, and a version with a forged
 /// signature: both are rejected and counted, the liar is quarantined, and the honest copies

@@ -32,6 +32,9 @@ pub struct FakeState {
     /// Say "more pages follow" on every pull page (a liar keeping the puller busy).
     pub always_more: bool,
     pub pull_requests: usize,
+    /// Answer pulls with nothing: the entries are only listed by `/v1/index`.
+    pub listing_only: bool,
+    pub index_requests: usize,
 }
 
 /// An `AsyncRead` that fails: the end of a cut connection.
@@ -65,7 +68,8 @@ async fn summary(State(s): S) -> Json<SummaryResp> {
 }
 
 async fn index(State(s): S, Query(q): Query<IndexQuery>) -> Json<IndexResp> {
-    let st = s.lock().unwrap();
+    let mut st = s.lock().unwrap();
+    st.index_requests += 1;
     let entries = st.entries.iter().filter(|e| e.path > q.after).cloned().collect();
     Json(IndexResp { entries, next: None })
 }
@@ -81,6 +85,7 @@ async fn pull(State(s): S) -> Vec<u8> {
     let items = st
         .entries
         .iter()
+        .filter(|_| !st.listing_only)
         .map(|e| Item {
             entry: e.clone(),
             content: st

@@ -30,5 +30,7 @@ mod scrub;
 mod legacy;
 // A hung neighbour (partition-like) and the heal.
 mod partition;
+// Hostile neighbours: unsigned data, symlinks in the sync folder (issue 13).
+mod hostile;
 // Local safe-saves racing with received versions of the same file (never overwritten).
 mod safesave;

@@ -403,3 +403,12 @@ impl Cluster {
         files.iter().map(|(p, c)| (p.to_string(), c.to_vec())).collect()
     }
 }
+
+/// A first version of `path` by `author` (its counter `counter`), genuinely signed.
+pub fn signed(author: &Identity, path: &str, content: &[u8], counter: u64) -> syncpeer::entry::Entry {
+    let mut vv = syncpeer::version_vector::VersionVector::new();
+    vv.set(&author.id().short(), counter);
+    let hash = blake3::hash(content).to_hex().to_string();
+    let hlc = syncpeer::hlc::Hlc { ms: 1_000, c: 0 };
+    syncpeer::entry::Entry::author(author, path.into(), vv, hash, content.len() as u64, false, hlc)
+}
