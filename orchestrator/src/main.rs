@@ -115,7 +115,18 @@ fn load(path: &Path, topologies: Option<PathBuf>) -> Result<plan::Plan, ExitCode
 /// Loads the plan's peer profile (or `--peer`'s) and checks the plan against it.
 fn load_profile(p: &mut plan::Plan, peer: Option<&str>, profiles: Option<&Path>) -> Result<profile::Profile, ExitCode> {
     let dir = profiles.map_or_else(|| profile::profiles_dir_for(&p.source), Path::to_path_buf);
-    let loaded = profile::load(peer.unwrap_or(&p.peer), &dir).and_then(|pr| profile::check_plan(p, &pr).map(|()| pr));
+    let loaded = profile::load(peer.unwrap_or(&p.peer), &dir)
+        .map_err(|e| match peer {
+            // A profile the plan names but that cannot be read is the plan's error, at its `peer`.
+            None if e.line == 0 => plan::PlanError {
+                file: p.source.clone(),
+                line: p.peer_at.0,
+                column: p.peer_at.1,
+                message: format!("`peer`: {}", e.message),
+            },
+            _ => e,
+        })
+        .and_then(|pr| profile::check_plan(p, &pr).map(|()| pr));
     loaded.map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(2)

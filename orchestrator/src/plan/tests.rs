@@ -80,7 +80,7 @@ fn touch_and_chmod_are_workload_operations() {
     ));
     assert!(
         e.to_string()
-            .contains("exactly one of: create, modify, delete, touch, chmod, random"),
+            .contains("exactly one of create, modify, delete, touch, chmod, random"),
         "{e}"
     );
 }
@@ -109,7 +109,7 @@ fn unknown_peer_is_located() {
     let e = error_of("name: x\npeers: 3\nworkload:\n  - {at: 1s, peer: p9, create: a.txt}\n");
     assert_eq!(e.line, 4, "{e}");
     assert!(
-        e.message.contains("unknown peer `p9`") && e.message.contains("p1..p3"),
+        e.message.contains("unknown peer `p9`") && e.message.contains("p1 to p3"),
         "{e}"
     );
 }
