@@ -336,12 +336,13 @@ impl Resolver<'_> {
             ("random", _) => {
                 let degree = spec.degree.as_ref().map_or(3, |d| d.value);
                 let d_at = spec.degree.as_ref().map_or(kind_at, |d| &d.referenced);
-                if degree == 0 || degree >= n || !(n * degree).is_multiple_of(2) {
+                let most = n.saturating_sub(1).min(topology::MAX_RANDOM_DEGREE);
+                if degree == 0 || degree > most || !(n * degree).is_multiple_of(2) {
                     return self.err(
                         d_at,
                         format!(
-                            "`degree` is {degree} for {n} peers; allowed: a whole number from 1 to {}, with peers x degree even",
-                            n.saturating_sub(1)
+                            "`degree` is {degree} for {n} peers; allowed: a whole number from 1 to {most} (the peer count minus one, at most {}), with peers x degree even",
+                            topology::MAX_RANDOM_DEGREE
                         ),
                     );
                 }
