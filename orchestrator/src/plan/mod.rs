@@ -517,6 +517,7 @@ fn yaml_options() -> serde_saphyr::Options {
 }
 
 pub use explain::{profile_yaml_error, yaml_error};
+pub use image::check_image;
 
 #[cfg(test)]
 mod tests;
