@@ -311,6 +311,10 @@ add("yaml-control-char", "name: b\x01ad\npeers: 3\n", 1, "")
 add("yaml-anchor-loop", "name: &a bad\npeers: 3\nsteps: &s [*s]\n", 3, "")
 add("yaml-many-aliases", "name: bad\npeers: 3\nx: &x " + "y" * 1000 + "\ndescription: [" + ", ".join(["*x"] * 20000) + "]\n", 3, "unknown key `x`")
 add("yaml-many-aliases-in-a-list", "name: &x bad\npeers: 3\nworkload: [" + ", ".join(["*x"] * 5000) + "]\n", 3, "")
+add("yaml-aliases-over-the-limit", "name: bad\npeers: 3\nworkload:\n  - &w {at: 1s, peer: p1, create: a.txt}\n" +
+    "  - *w\n" * 1500, 1005, "too many aliases")
+add("yaml-aliases-per-anchor", "name: bad\npeers: 3\nsteps:\n  - {at: 1s, duration: 1s, partition: {groups: &g [[p1], [p2, p3]]}}\n" +
+    "".join(f"  - {{at: {i}s, duration: 1s, partition: {{groups: *g}}}}\n" for i in range(2, 902)), 905, "per anchor")
 cases.append(("yaml-non-utf8", b"# expect: 2: UTF-8\nname: b\xff\xfead\npeers: 3\n", None))
 
 

@@ -392,24 +392,53 @@ fn kind_in(raw: &str) -> Option<String> {
     })
 }
 
-/// The library's resource limits (aliases, nesting, size), in the plan's terms.
+/// The library's resource limits (aliases, nesting, size), in the plan's terms (the numbers are
+/// the ones `yaml_options` in `plan/mod.rs` sets from `limits`).
 fn budget(raw: &str) -> Option<String> {
-    let l = raw.to_ascii_lowercase();
-    let what = if l.contains("alias") && (l.contains("limit") || l.contains("budget") || l.contains("exceed")) {
-        "too many alias expansions (`*name`)"
-    } else if l.contains("depth") || l.contains("nesting") {
-        "the YAML is nested too deeply"
-    } else if l.contains("budget") || l.contains("exceeded") {
-        "the YAML is too large"
-    } else {
-        return None;
+    use super::limits::{MAX_PLAN_BYTES, MAX_YAML_ALIASES, MAX_YAML_DEPTH, MAX_YAML_NODES, MAX_YAML_REPLAYED};
+    let breach = raw.strip_prefix("budget breached: ").unwrap_or(raw);
+    let kind = breach.split([' ', '{', '(']).next().unwrap_or_default();
+    let (what, allowed) = match kind {
+        "AliasAnchorRatio" => (
+            "too many aliases (`*name`) for the anchors (`&name`) they repeat".to_string(),
+            "at most 10 aliases per anchor once a file has 100 aliases".to_string(),
+        ),
+        "Aliases" => (
+            "too many aliases (`*name`)".into(),
+            format!("at most {MAX_YAML_ALIASES}"),
+        ),
+        "Anchors" => (
+            "too many anchors (`&name`)".into(),
+            format!("at most {MAX_YAML_ALIASES}"),
+        ),
+        "Depth" => (
+            "the YAML is nested too deeply".into(),
+            format!("at most {MAX_YAML_DEPTH} levels"),
+        ),
+        "Nodes" | "Events" | "SequenceUnbalanced" => (
+            "the YAML has too many values".into(),
+            format!("at most {MAX_YAML_NODES} values (maps, lists and scalars)"),
+        ),
+        "ScalarBytes" | "InputBytes" | "CommentBytes" => (
+            "the YAML holds too much text".into(),
+            format!("at most {MAX_PLAN_BYTES} bytes"),
+        ),
+        "Documents" => (
+            "a second YAML document (`---`) in the file".into(),
+            "one plan per file".into(),
+        ),
+        "MergeKeys" => ("too many merge keys (`<<`)".into(), "a few".into()),
+        _ if raw.starts_with("alias replay") => (
+            "aliases (`*name`) repeat too much of the file".into(),
+            format!("at most {MAX_YAML_REPLAYED} values replayed by aliases, nested at most 8 deep"),
+        ),
+        _ if raw.contains("nesting") || raw.contains("recursion") => (
+            "the YAML is nested too deeply".into(),
+            format!("at most {MAX_YAML_DEPTH} levels"),
+        ),
+        _ => return None,
     };
-    Some(format!(
-        "{what} ({raw}); allowed: at most {} levels of nesting, {} nodes, {} aliases",
-        super::limits::MAX_YAML_DEPTH,
-        super::limits::MAX_YAML_NODES,
-        super::limits::MAX_YAML_ALIASES
-    ))
+    Some(format!("{what}; allowed: {allowed}"))
 }
 
 #[cfg(test)]
@@ -450,6 +479,11 @@ mod tests {
         assert!(
             !m.contains("DuplicateKeyPolicy") && m.contains("`at` is given twice"),
             "{m}"
+        );
+        let m = budget("budget breached: AliasAnchorRatio { aliases: 900, anchors: 1 }").unwrap();
+        assert_eq!(
+            m,
+            "too many aliases (`*name`) for the anchors (`&name`) they repeat; allowed: at most 10 aliases per anchor once a file has 100 aliases"
         );
     }
 }
