@@ -49,9 +49,7 @@ pub fn allowed(parent: Option<&str>, key: &str) -> Option<String> {
             s("a whole-number weight from 0 to 4294967295")
         }
         (_, "create" | "modify" | "delete" | "touch" | "chmod" | "stale") => s(PATH),
-        (Some("peer" | "peers" | "to" | "from"), "random") | (_, "random") if parent != Some("workload") => {
-            random_allowed(parent)
-        }
+        (_, "random") => random_allowed(parent),
         (_, "peer" | "peers" | "to" | "from") => s(SELECTOR),
         (_, "size") => s("a size or a range of sizes, e.g. 4KiB or 1KiB..64KiB, at most 1GiB each"),
         (Some("random"), "rate") => s("operations per second, more than 0, at most 1000"),
@@ -145,10 +143,13 @@ fn located(file: &Path, text: &str, e: &serde_saphyr::Error, schema: &Schema) ->
 struct Place {
     /// The place is `word:` (a key, or the first key of a block map that is itself the value).
     here: Option<String>,
-    /// The place opens a block line (only indentation and `- ` before it), and that line is a list item.
+    /// The place opens a block line: only indentation and `- ` before it.
     block: bool,
+    /// That line is a list item (`- `).
     item: bool,
+    /// The key whose value holds the place (found on the line, or on a less indented line above).
     key: Option<String>,
+    /// The key of the map around `key` (`random` for its `rate`), to tell same-named keys apart.
     parent: Option<String>,
     /// The text at the place (after `here:` when the place is a key).
     value: Option<String>,

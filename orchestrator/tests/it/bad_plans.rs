@@ -1,4 +1,5 @@
-//! A malformed plan gets one line with file:line:column and exit 2, and nothing is started.
+//! A malformed plan gets one line with file:line:column and exit 2, and nothing is started; the
+//! corpus in `tests/bad-plans/` (issue 13) is run whole, each plan in bounded time and memory.
 
 use crate::util::*;
 
@@ -310,4 +311,26 @@ fn a_10_mb_plan_and_an_empty_plan_are_refused_at_once() {
         failures.extend(judge(plan, &plan.display().to_string(), "1", needle, &topologies));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_bad_image_flag_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    let out = run(chaos()
+        .args([
+            "run",
+            "chaos-plans/smoke.yaml",
+            "--image",
+            "Not An/Image:ref:x",
+            "--reports",
+        ])
+        .arg(&reports));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--image") && err.contains("allowed: an image reference"),
+        "{err}"
+    );
+    assert!(!reports.exists(), "nothing may start");
 }
