@@ -410,9 +410,12 @@ for plan_name, old, new, needle, *where in NEAR:
 
 
 def main():
-    if os.path.isdir(OUT):
-        shutil.rmtree(OUT)
+    # Rewrite the plans and topology files; keep the README.
+    shutil.rmtree(os.path.join(OUT, "topologies"), ignore_errors=True)
     os.makedirs(os.path.join(OUT, "topologies"))
+    for old in os.listdir(OUT):
+        if old.endswith(".yaml"):
+            os.remove(os.path.join(OUT, old))
     seen = set()
     for i, (slug, text, _) in enumerate(cases, 1):
         base, k = slug, 2
