@@ -277,7 +277,7 @@ fn value_text(rest: &str) -> String {
     if t.starts_with('{') {
         return "a map".to_string();
     }
-    if t.starts_with('[') {
+    if t.starts_with('[') || t.starts_with("- ") {
         return "a list".to_string();
     }
     let end = t.find([',', '}', ']', '#']).unwrap_or(t.len());

@@ -80,6 +80,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// A number as a user would write it: `1e300`, not three hundred digits.
+fn show_f64(v: f64) -> String {
+    if v.abs() >= 1e15 {
+        format!("{v:e}")
+    } else {
+        v.to_string()
+    }
+}
+
 fn too_long(t: &str) -> String {
     format!("`{t}` is too long; allowed: {DURATION_ALLOWED}")
 }
@@ -122,8 +131,9 @@ impl<'de> Deserialize<'de> for Dur {
                 }
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dur, E> {
-                parse_duration(&v.to_string())
-                    .and_then(|d| within_run(d, &v.to_string()))
+                let shown = show_f64(v);
+                parse_duration(&shown)
+                    .and_then(|d| within_run(d, &shown))
                     .map_err(E::custom)
             }
         }
@@ -202,7 +212,7 @@ impl<'de> Deserialize<'de> for Size {
                 }
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Size, E> {
-                parse_size(&v.to_string()).map(Size).map_err(E::custom)
+                parse_size(&show_f64(v)).map(Size).map_err(E::custom)
             }
         }
         d.deserialize_any(V)
@@ -249,7 +259,7 @@ impl<'de> Deserialize<'de> for SizeRange {
                 }
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<SizeRange, E> {
-                self.visit_str(&v.to_string())
+                self.visit_str(&show_f64(v))
             }
         }
         d.deserialize_any(V)
