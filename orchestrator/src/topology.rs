@@ -105,8 +105,13 @@ impl Topology {
 
     /// True when every peer can reach every other over the overlay (else some writes can never spread).
     pub fn is_connected(&self) -> bool {
+        self.unreachable().is_empty()
+    }
+
+    /// The peers the first peer cannot reach over the overlay.
+    pub fn unreachable(&self) -> Vec<usize> {
         if self.size <= 1 {
-            return true;
+            return Vec::new();
         }
         let mut seen = vec![false; self.size];
         let mut stack = vec![0];
@@ -119,7 +124,7 @@ impl Topology {
                 }
             }
         }
-        seen.iter().all(|s| *s)
+        (0..self.size).filter(|p| !seen[*p]).collect()
     }
 }
 

@@ -279,10 +279,15 @@ impl Resolver<'_> {
             Ok(topo) => topo,
             Err(e) => return whole_err(format!("{e}; allowed: a topology that fits {} peers", peers.len())),
         };
-        if !topo.is_connected() {
-            return whole_err(
-                "the topology is not connected, so some writes could never reach every peer; allowed: a connected graph".into(),
-            );
+        let apart = topo.unreachable();
+        if !apart.is_empty() {
+            let names: Vec<&str> = apart.iter().take(8).map(|p| peers[*p].as_str()).collect();
+            let more = if apart.len() > 8 { ", …" } else { "" };
+            return whole_err(format!(
+                "the topology is not connected: p1 cannot reach {}{more} (of {} peers), so some writes could never reach every peer; allowed: a connected graph over all peers",
+                names.join(", "),
+                peers.len()
+            ));
         }
         Ok(topo)
     }
