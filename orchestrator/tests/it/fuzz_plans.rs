@@ -1,5 +1,5 @@
-//! Plans fuzzed (issue 13): mutants of the shipped plans and the bad-plans corpus go through parse,
-//! resolve, the profile check and the generator, in process. Properties: nothing panics, every input
+//! Plans fuzzed (issue 13): mutants of the shipped plans, the bad-plans corpus and the topology
+//! files go through parse, resolve, the profile check and the generator, in process. Properties: nothing panics, every input
 //! is done within a generous bound, every error is located (`line >= 1`) and explained (`; allowed: `),
 //! and every schedule made stays within the documented limits.
 //!
@@ -160,6 +160,8 @@ const LINES: &[&str] = &[
 struct Seeds {
     shipped: Vec<String>,
     corpus: Vec<String>,
+    /// Topology files, shipped and broken: mutated, they are read as `topology: fz`.
+    topologies: Vec<String>,
 }
 
 impl Seeds {
@@ -167,6 +169,13 @@ impl Seeds {
         Seeds {
             shipped: yaml_files(&plans()),
             corpus: yaml_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-plans")),
+            topologies: [
+                repo().join("topologies"),
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-plans/topologies"),
+            ]
+            .iter()
+            .flat_map(|d| yaml_files(d))
+            .collect(),
         }
     }
 
@@ -195,8 +204,8 @@ fn yaml_files(dir: &Path) -> Vec<String> {
 }
 
 /// 1 to 4 mutations: bytes, numbers, durations, words, whole lines (dropped, doubled, spliced, re-indented).
-fn mutate(seeds: &Seeds, rng: &mut ChaCha8Rng) -> String {
-    let mut text = seeds.pick(rng).clone();
+fn mutate(seeds: &Seeds, base: &str, rng: &mut ChaCha8Rng) -> String {
+    let mut text = base.to_string();
     for _ in 0..rng.random_range(1..=4) {
         let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
         if lines.is_empty() {
@@ -353,8 +362,17 @@ fn mutated_plans_never_panic_hang_or_go_unexplained() {
                 (&seeds, &topologies, &pr, &done, &rejected, &stop, &failure);
             s.spawn(move || {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1000).wrapping_add(t));
+                let own = tempfile::tempdir().unwrap();
                 while started.elapsed() < budget && !stop.load(Ordering::Relaxed) {
-                    let text = mutate(seeds, &mut rng);
+                    // One in ten mutants is a topology file, read by a plan that names it.
+                    let (text, topologies) = if rng.random_bool(0.1) {
+                        let base = seeds.topologies.choose(&mut rng).expect("topology files");
+                        std::fs::write(own.path().join("fz.yaml"), mutate(seeds, base, &mut rng)).unwrap();
+                        let n = [1, 2, 3, 4, 5, 6, 10, 100].choose(&mut rng).unwrap();
+                        (format!("name: fz\npeers: {n}\ntopology: fz\n"), own.path())
+                    } else {
+                        (mutate(seeds, seeds.pick(&mut rng), &mut rng), topologies.as_path())
+                    };
                     match check(&text, topologies, pr) {
                         Ok(true) => {}
                         Ok(false) => {
@@ -362,6 +380,12 @@ fn mutated_plans_never_panic_hang_or_go_unexplained() {
                         }
                         Err(why) => {
                             stop.store(true, Ordering::Relaxed);
+                            let text = match std::fs::read_to_string(topologies.join("fz.yaml")) {
+                                Ok(topo) if topologies != repo().join("topologies") => {
+                                    format!("{text}# topologies/fz.yaml:\n{topo}")
+                                }
+                                _ => text,
+                            };
                             failure.lock().unwrap().get_or_insert((text, why));
                         }
                     }
