@@ -113,7 +113,8 @@ pub struct Schedule {
     pub end_ms: u64,
 }
 
-/// Builds the schedule for `plan`.
+/// Builds the schedule for `plan`. Its size was counted and bounded when the plan was resolved
+/// (`plan::limits`), so this only materialises what validation allowed; times saturate rather than wrap.
 pub fn generate(plan: &Plan) -> Schedule {
     let n = plan.peers.len();
     let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
@@ -156,7 +157,7 @@ pub fn generate(plan: &Plan) -> Schedule {
                     (FileOpKind::Chmod, mix.chmod),
                 ];
                 for i in 0..count {
-                    let at_ms = step.at.ms() + (i as f64 * 1000.0 / rate) as u64;
+                    let at_ms = step.at.ms().saturating_add((i as f64 * 1000.0 / rate) as u64);
                     let peer = *peers.choose(&mut rng).expect("selectors draw at least one peer");
                     let kind = weights
                         .choose_weighted(&mut rng, |w| w.1)
@@ -176,22 +177,23 @@ pub fn generate(plan: &Plan) -> Schedule {
                     });
                     next_id += 1;
                 }
-                end_ms = end_ms.max(step.at.ms() + duration.ms());
+                end_ms = end_ms.max(step.at.ms().saturating_add(duration.ms()));
             }
         }
     }
 
     for step in &plan.steps {
         let start = step.at.ms();
-        let window_end = step.duration.map(|d| start + d.ms());
+        let window_end = step.duration.map(|d| start.saturating_add(d.ms()));
         // Each interval is one fault with its own id, so the history shows every flap and hand-over.
         let mut intervals: Vec<(u64, Option<u64>, ConcreteFault)> = Vec::new();
         let flaps = |every: u64, end: u64| {
+            let every = every.max(1);
             let on = (every / 2).max(1);
             (0..)
-                .map(move |k| start + k * every)
+                .map(move |k: u64| start.saturating_add(k.saturating_mul(every)))
                 .take_while(move |t| *t < end)
-                .map(move |t| (t, (t + on).min(end)))
+                .map(move |t| (t, t.saturating_add(on).min(end)))
         };
         match &step.fault {
             Fault::Partition(spec) => {
@@ -212,13 +214,13 @@ pub fn generate(plan: &Plan) -> Schedule {
                         let mut t = start;
                         let mut k = 0;
                         while t < end {
-                            let stop = (t + every.ms()).min(end);
+                            let stop = t.saturating_add(every.ms()).min(end);
                             intervals.push((
                                 t,
                                 Some(stop),
                                 cut_of(partition::Shape::Isolate(vec![order[k % n]]), &mut rng),
                             ));
-                            t += every.ms();
+                            t = t.saturating_add(every.ms().max(1));
                             k += 1;
                         }
                     }
@@ -260,7 +262,7 @@ pub fn generate(plan: &Plan) -> Schedule {
                         for (t, half) in flaps(every.ms(), end) {
                             intervals.push((t, Some(half), clock(*a, None)));
                             if half < end {
-                                intervals.push((half, Some((t + every.ms()).min(end)), clock(*b, None)));
+                                intervals.push((half, Some(t.saturating_add(every.ms()).min(end)), clock(*b, None)));
                             }
                         }
                     }

@@ -28,6 +28,7 @@ pub mod checker;
 pub mod cluster;
 pub mod docker;
 pub mod generator;
+pub mod listing;
 pub mod monitor;
 pub mod nemesis;
 pub mod partition;

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use syftchaos::checker::Verdict;
 use syftchaos::docker::{Engine, LABEL_PEER, LABEL_PID, LABEL_RUN};
 use syftchaos::record::recipe::{self, Recipe, RunKeys};
-use syftchaos::{cluster, generator, plan, profile, run};
+use syftchaos::{cluster, generator, listing, plan, profile, run};
 
 #[derive(Parser)]
 #[command(name = "chaos", version, about = "Chaos-testing lab for peer-to-peer file sync")]
@@ -63,16 +63,21 @@ enum Command {
     Validate {
         #[arg(required = true)]
         plans: Vec<PathBuf>,
+        #[command(flatten)]
+        with: Checked,
+    },
+    /// Print the concrete seeded schedule (every workload operation and fault, with its time and
+    /// targets) without starting anything: no Docker, no run folder.
+    Plan {
+        plan: PathBuf,
+        /// Override the plan's seed.
         #[arg(long)]
-        topologies: Option<PathBuf>,
-        /// Check the plans against this peer profile instead of their own `peer`.
+        seed: Option<u64>,
+        /// One JSON document instead of lines.
         #[arg(long)]
-        peer: Option<String>,
-        #[arg(long)]
-        profiles: Option<PathBuf>,
-        /// Check the plans with this flavor instead of their own.
-        #[arg(long)]
-        flavor: Option<String>,
+        json: bool,
+        #[command(flatten)]
+        with: Checked,
     },
     /// Remove the containers and networks of runs whose orchestrator is gone (killed, crashed);
     /// runs in progress are left alone unless `--all`.
@@ -83,6 +88,35 @@ enum Command {
     },
     /// List runs in progress and their peers.
     Ps,
+}
+
+/// What `validate` and `plan` check a plan with, besides the plan itself.
+#[derive(clap::Args)]
+struct Checked {
+    /// Where named topologies live (default: `topologies/` beside the plan's folder).
+    #[arg(long)]
+    topologies: Option<PathBuf>,
+    /// Check against this peer profile instead of the plan's own `peer`.
+    #[arg(long)]
+    peer: Option<String>,
+    /// Where named peer profiles live (default: `peer-image/profiles/` beside the plan's folder).
+    #[arg(long)]
+    profiles: Option<PathBuf>,
+    /// Use this flavor instead of the plan's.
+    #[arg(long)]
+    flavor: Option<String>,
+}
+
+impl Checked {
+    /// Loads a plan with these overrides and checks it against its peer profile; errors are printed.
+    fn load(&self, path: &Path) -> Result<(plan::Plan, profile::Profile), ExitCode> {
+        let mut p = load(path, self.topologies.clone())?;
+        if let Some(f) = &self.flavor {
+            p.flavor = f.clone();
+        }
+        let pr = load_profile(&mut p, self.peer.as_deref(), self.profiles.as_deref())?;
+        Ok((p, pr))
+    }
 }
 
 fn main() -> ExitCode {
@@ -125,7 +159,18 @@ fn load(path: &Path, topologies: Option<PathBuf>) -> Result<plan::Plan, ExitCode
 /// Loads the plan's peer profile (or `--peer`'s) and checks the plan against it.
 fn load_profile(p: &mut plan::Plan, peer: Option<&str>, profiles: Option<&Path>) -> Result<profile::Profile, ExitCode> {
     let dir = profiles.map_or_else(|| profile::profiles_dir_for(&p.source), Path::to_path_buf);
-    let loaded = profile::load(peer.unwrap_or(&p.peer), &dir).and_then(|pr| profile::check_plan(p, &pr).map(|()| pr));
+    let loaded = profile::load(peer.unwrap_or(&p.peer), &dir)
+        .map_err(|e| match peer {
+            // A profile the plan names but that cannot be read is the plan's error, at its `peer`.
+            None if e.line == 0 => plan::PlanError {
+                file: p.source.clone(),
+                line: p.peer_at.0,
+                column: p.peer_at.1,
+                message: format!("`peer`: {}", e.message),
+            },
+            _ => e,
+        })
+        .and_then(|pr| profile::check_plan(p, &pr).map(|()| pr));
     loaded.map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(2)
@@ -154,24 +199,10 @@ fn load_replay(run_dir: &Path) -> anyhow::Result<(plan::Plan, profile::Profile, 
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Validate {
-            plans,
-            topologies,
-            peer,
-            profiles,
-            flavor,
-        } => {
+        Command::Validate { plans, with } => {
             let mut code = ExitCode::SUCCESS;
             for path in plans {
-                match load(&path, topologies.clone())
-                    .map(|mut p| {
-                        if let Some(f) = &flavor {
-                            p.flavor = f.clone();
-                        }
-                        p
-                    })
-                    .and_then(|mut p| load_profile(&mut p, peer.as_deref(), profiles.as_deref()).map(|pr| (p, pr)))
-                {
+                match with.load(&path) {
                     Ok((p, pr)) => {
                         let s = generator::generate(&p);
                         println!(
@@ -204,6 +235,26 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             run_guarded(p, pr, reports, origin).await
         }
+        Command::Plan {
+            plan: path,
+            seed,
+            json,
+            with,
+        } => {
+            let mut p = match with.load(&path) {
+                Ok((p, _)) => p,
+                Err(code) => return Ok(code),
+            };
+            p.seed = seed.unwrap_or(p.seed);
+            let s = generator::generate(&p);
+            let text = if json {
+                vec![serde_json::to_string_pretty(&listing::json(&p, &s))?]
+            } else {
+                listing::lines(&p, &s)
+            };
+            print_lines(&text)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             plan: path,
             reports,
@@ -226,6 +277,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 p.flavor = f;
             }
             if let Some(i) = image {
+                if let Err(e) = plan::check_image(&i) {
+                    eprintln!("chaos: --image: {e}");
+                    return Ok(ExitCode::from(2));
+                }
                 p.image = Some(i);
             }
             // The flavor and the faults are checked against the profile (a bad --flavor too).
@@ -284,6 +339,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Prints lines; a reader that stops early (`chaos plan P | head`) is not an error.
+fn print_lines(lines: &[String]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = lines
+        .iter()
+        .try_for_each(|l| writeln!(out, "{l}"))
+        .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
 

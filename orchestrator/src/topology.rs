@@ -7,8 +7,8 @@
 
 use std::collections::BTreeSet;
 
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// The shape a plan or a `topologies/*.yaml` file asks for.
@@ -105,8 +105,13 @@ impl Topology {
 
     /// True when every peer can reach every other over the overlay (else some writes can never spread).
     pub fn is_connected(&self) -> bool {
+        self.unreachable().is_empty()
+    }
+
+    /// The peers the first peer cannot reach over the overlay.
+    pub fn unreachable(&self) -> Vec<usize> {
         if self.size <= 1 {
-            return true;
+            return Vec::new();
         }
         let mut seen = vec![false; self.size];
         let mut stack = vec![0];
@@ -119,14 +124,26 @@ impl Topology {
                 }
             }
         }
-        seen.iter().all(|s| *s)
+        (0..self.size).filter(|p| !seen[*p]).collect()
     }
 }
 
-/// A random simple k-regular graph by the configuration model, retried until no loops or multi-edges.
+/// The largest degree a random overlay may have: above it, use `full-mesh` (and the pairing below
+/// stays fast: its work is bounded by attempts x peers x degree x tries).
+pub const MAX_RANDOM_DEGREE: usize = 32;
+
+/// A random simple k-regular graph. Above degree 4, stubs are paired at random, each pair drawn among
+/// the stubs left until it makes a new edge (Steger and Wormald's pairing), restarting when stuck:
+/// the whole configuration model (reject on any loop or repeated edge) almost never succeeds there
+/// (success ~ e^{-(k^2-1)/4}), and its 2000 restarts took seconds (found by fuzzing, issue 13).
 fn random_regular(size: usize, degree: usize, seed: u64) -> Result<BTreeSet<(usize, usize)>, String> {
     if degree >= size {
         return Err(format!("random degree {degree} must be below the peer count {size}"));
+    }
+    if degree > MAX_RANDOM_DEGREE {
+        return Err(format!(
+            "random degree {degree} is above {MAX_RANDOM_DEGREE}; use full-mesh for dense overlays"
+        ));
     }
     if !(size * degree).is_multiple_of(2) {
         return Err(format!(
@@ -134,9 +151,28 @@ fn random_regular(size: usize, degree: usize, seed: u64) -> Result<BTreeSet<(usi
         ));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    // Up to degree 4 the whole configuration model succeeds often enough (>2% per attempt) and is
+    // kept, so the overlays of earlier runs (degree 3 by default, 4 in scale-100) are drawn again.
+    if degree <= 4 {
+        return configuration_model(size, degree, &mut rng)
+            .ok_or_else(|| format!("could not draw a simple {degree}-regular graph on {size} peers"));
+    }
+    // Dense graphs are drawn as the complement of a sparse one, where random pairing rarely sticks.
+    if degree > (size - 1) / 2 {
+        let sparse = pair_stubs(size, size - 1 - degree, &mut rng)
+            .ok_or_else(|| format!("could not draw a simple {degree}-regular graph on {size} peers"))?;
+        let all = (0..size).flat_map(|a| (a + 1..size).map(move |b| (a, b)));
+        return Ok(all.filter(|e| !sparse.contains(e)).collect());
+    }
+    pair_stubs(size, degree, &mut rng)
+        .ok_or_else(|| format!("could not draw a simple {degree}-regular graph on {size} peers"))
+}
+
+/// Shuffles all stubs and pairs them in order, retried until no loops or repeated edges.
+fn configuration_model(size: usize, degree: usize, rng: &mut ChaCha8Rng) -> Option<BTreeSet<(usize, usize)>> {
     'attempt: for _ in 0..2000 {
         let mut stubs: Vec<usize> = (0..size).flat_map(|n| std::iter::repeat_n(n, degree)).collect();
-        stubs.shuffle(&mut rng);
+        stubs.shuffle(rng);
         let mut edges = BTreeSet::new();
         for pair in stubs.chunks(2) {
             let (a, b) = (pair[0].min(pair[1]), pair[0].max(pair[1]));
@@ -144,11 +180,35 @@ fn random_regular(size: usize, degree: usize, seed: u64) -> Result<BTreeSet<(usi
                 continue 'attempt;
             }
         }
-        return Ok(edges);
+        return Some(edges);
     }
-    Err(format!(
-        "could not draw a simple {degree}-regular graph on {size} peers"
-    ))
+    None
+}
+
+/// Pairs `degree` stubs per peer into a simple graph, or `None` after 50 stuck attempts.
+fn pair_stubs(size: usize, degree: usize, rng: &mut ChaCha8Rng) -> Option<BTreeSet<(usize, usize)>> {
+    'attempt: for _ in 0..50 {
+        let mut stubs: Vec<usize> = (0..size).flat_map(|n| std::iter::repeat_n(n, degree)).collect();
+        let mut edges = BTreeSet::new();
+        while !stubs.is_empty() {
+            let mut paired = false;
+            for _ in 0..64 {
+                let (i, j) = (rng.random_range(0..stubs.len()), rng.random_range(0..stubs.len()));
+                let (a, b) = (stubs[i].min(stubs[j]), stubs[i].max(stubs[j]));
+                if i != j && a != b && edges.insert((a, b)) {
+                    stubs.swap_remove(i.max(j));
+                    stubs.swap_remove(i.min(j));
+                    paired = true;
+                    break;
+                }
+            }
+            if !paired {
+                continue 'attempt;
+            }
+        }
+        return Some(edges);
+    }
+    None
 }
 
 #[cfg(test)]
@@ -180,6 +240,23 @@ mod tests {
             Topology::build(&Shape::Random { degree: 3 }, 5, 1).is_err(),
             "odd stub count"
         );
+    }
+
+    #[test]
+    fn random_regular_graphs_up_to_the_limit_are_drawn() {
+        // The fuzzer's find (issue 13): degree 16 on 100 peers took seconds of futile restarts.
+        for (n, d) in [
+            (100, 16),
+            (200, 32),
+            (40, 32),
+            (34, 33 - 1),
+            (10, 9 - 1),
+            (200, 3),
+            (4, 2),
+        ] {
+            let t = Topology::build(&Shape::Random { degree: d }, n, 3).unwrap_or_else(|e| panic!("{n} x {d}: {e}"));
+            assert_eq!(degrees(&t), vec![d; n], "{n} x {d}");
+        }
     }
 
     #[test]

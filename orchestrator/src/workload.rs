@@ -298,7 +298,9 @@ mod tests {
             delete_taking_base(&data, &pd, target, 4).unwrap_err().kind(),
             std::io::ErrorKind::NotFound
         );
-        let staged: Vec<_> = std::fs::read_dir(pd.root.join(".syftchaos-workload")).unwrap().collect();
+        let staged: Vec<_> = std::fs::read_dir(pd.root.join(".syftchaos-workload"))
+            .unwrap()
+            .collect();
         assert!(staged.is_empty(), "nothing left in the staging folder: {staged:?}");
     }
 

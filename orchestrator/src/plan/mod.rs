@@ -3,8 +3,10 @@
 //! Two stages (ripgrep's habit): the `Raw*` types in `raw` mirror the YAML exactly (unknown keys
 //! rejected, every name spanned), `resolve` turns them into a [`Plan`], the validated data the generator
 //! consumes: peer names are indexes, topologies are graphs, selectors are checked. `units` parses
-//! durations and sizes. Every error is one line naming
-//! `file:line:column`, what is wrong and what is allowed.
+//! durations and sizes, `image` image references; `limits` holds every limit (and counts the schedule
+//! a plan will make before it is made); `conflicts` checks across steps (unique names, one process
+//! fault per peer at a time); `explain` words the YAML library's errors. Every error is one line
+//! `file:line:column: what is wrong; allowed: what is allowed`.
 //!
 //! ```yaml
 //! name: smoke
@@ -21,6 +23,10 @@
 //!   converge_within: 30s
 //! ```
 
+mod conflicts;
+mod explain;
+mod image;
+pub mod limits;
 pub mod units;
 
 use std::fmt;
@@ -58,11 +64,48 @@ impl std::error::Error for PlanError {}
 
 /// A port in a plan: a number, or a name from the peer profile's `container.ports` (`sync`), so one
 /// plan cuts the sync port of whichever daemon it runs; names are bound by [`crate::profile::check_plan`].
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(untagged)]
 pub enum PortRef {
     Number(u16),
     Named(String),
+}
+
+// Hand-written: an untagged enum would answer "data did not match any variant" to `port: 99999`.
+impl<'de> serde::Deserialize<'de> for PortRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        const ALLOWED: &str = "a port number from 1 to 65535, or a port name of the peer profile (e.g. sync)";
+        impl serde::de::Visitor<'_> for V {
+            type Value = PortRef;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(ALLOWED)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PortRef, E> {
+                match u16::try_from(v) {
+                    Ok(n) if n > 0 => Ok(PortRef::Number(n)),
+                    _ => Err(E::custom(format!("port {v} is out of range; allowed: {ALLOWED}"))),
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PortRef, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!("port {v} is negative; allowed: {ALLOWED}"))),
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PortRef, E> {
+                let ok = !v.is_empty()
+                    && v.len() <= 64
+                    && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if ok {
+                    Ok(PortRef::Named(v.to_string()))
+                } else {
+                    Err(E::custom(format!("port `{v}` is not a port; allowed: {ALLOWED}")))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl PortRef {
@@ -75,8 +118,7 @@ impl PortRef {
     }
 }
 
-/// The most peers one plan may start (the design's target is 100 on one machine).
-pub const MAX_PEERS: usize = 200;
+pub use limits::MAX_PEERS;
 
 /// A validated plan. Defaults: seed 1, topology full-mesh, peer profile `syncpeer`, flavor
 /// `default`, `expect.converge_within` 60s, `expect.quiet` 2s, anti-entropy 1s.
@@ -390,18 +432,48 @@ pub use resolve::{parse_rate_kbit, parse_signed_ms};
 
 /// Reads and validates a plan file. `topologies_dir` is where named topology files live.
 pub fn load(path: &Path, topologies_dir: &Path) -> Result<Plan, PlanError> {
-    let text = std::fs::read_to_string(path).map_err(|e| PlanError {
-        file: path.to_path_buf(),
-        line: 0,
-        column: 0,
-        message: format!("cannot read the plan: {e}"),
-    })?;
+    let text = read_yaml(path, "plan")?;
     parse(&text, path, topologies_dir)
+}
+
+/// Reads a YAML file the plan names (the plan itself, a topology): at most [`MAX_PLAN_BYTES`], UTF-8,
+/// and not empty, each an error located in the file.
+pub(crate) fn read_yaml(path: &Path, what: &str) -> Result<String, PlanError> {
+    let at = |line, column, message: String| PlanError {
+        file: path.to_path_buf(),
+        line,
+        column,
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| at(0, 0, format!("cannot read the {what}: {e}")))?;
+    if meta.len() > limits::MAX_PLAN_BYTES as u64 {
+        return Err(at(
+            1,
+            1,
+            format!(
+                "the {what} is {} bytes; allowed: at most {} bytes (1 MiB)",
+                meta.len(),
+                limits::MAX_PLAN_BYTES
+            ),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| at(0, 0, format!("cannot read the {what}: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+        let column = good.iter().rev().take_while(|b| **b != b'\n').count() as u64 + 1;
+        at(
+            line,
+            column,
+            format!("the {what} is not UTF-8 text here; allowed: UTF-8 YAML"),
+        )
+    })?;
+    Ok(text)
 }
 
 /// Parses plan text; `path` is used for messages and to find the plan's folder.
 pub fn parse(text: &str, path: &Path, topologies_dir: &Path) -> Result<Plan, PlanError> {
-    let raw: RawPlan = serde_saphyr::from_str(text).map_err(|e| yaml_error(path, &e))?;
+    let raw: RawPlan = from_yaml(text, path, "plan")?;
     Resolver {
         file: path,
         topologies_dir,
@@ -409,21 +481,43 @@ pub fn parse(text: &str, path: &Path, topologies_dir: &Path) -> Result<Plan, Pla
     .plan(raw)
 }
 
-pub(crate) fn yaml_error(file: &Path, e: &serde_saphyr::Error) -> PlanError {
-    let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-    let text = e.without_snippet().to_string();
-    // The crate appends its own "at line L, column C"; we print the location first, in one style.
-    let message = match text.rfind(" at line ") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    };
-    PlanError {
-        file: file.to_path_buf(),
-        line,
-        column,
-        message: message.trim().to_string(),
+/// Deserializes one YAML document within the plan's YAML limits; an empty document is an error.
+pub(crate) fn from_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &Path, what: &str) -> Result<T, PlanError> {
+    if text.lines().all(|l| {
+        let t = l.trim_start_matches('\u{feff}').trim();
+        t.is_empty() || t.starts_with('#') || t == "---" || t == "..."
+    }) {
+        return Err(PlanError {
+            file: file.to_path_buf(),
+            line: 1,
+            column: 1,
+            message: format!("the {what} is empty; allowed: a YAML map (see docs/PLANS.md)"),
+        });
+    }
+    serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| yaml_error(file, text, &e))
+}
+
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: limits::MAX_YAML_DEPTH,
+            flow_nesting_limit: limits::MAX_YAML_DEPTH,
+            max_nodes: limits::MAX_YAML_NODES,
+            max_events: 4 * limits::MAX_YAML_NODES,
+            max_aliases: limits::MAX_YAML_ALIASES,
+            max_anchors: limits::MAX_YAML_ALIASES,
+            max_documents: 1,
+            max_total_scalar_bytes: limits::MAX_PLAN_BYTES,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: limits::MAX_YAML_REPLAYED,
+            max_replay_stack_depth: 8,
+        },
     }
 }
+
+pub use explain::{profile_yaml_error, yaml_error};
+pub use image::check_image;
 
 #[cfg(test)]
 mod tests;

@@ -22,15 +22,15 @@ pub(super) struct RawPlan {
     #[serde(default)]
     pub(super) topology: Option<Spanned<RawTopology>>,
     #[serde(default)]
-    pub(super) image: Option<String>,
+    pub(super) image: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) peer: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) flavor: Option<Spanned<String>>,
     #[serde(default)]
-    pub(super) anti_entropy: Option<Dur>,
+    pub(super) anti_entropy: Option<Spanned<Dur>>,
     #[serde(default)]
-    pub(super) disk_limit: Option<Size>,
+    pub(super) disk_limit: Option<Spanned<Size>>,
     #[serde(default)]
     pub(super) engine: Option<Spanned<String>>,
     #[serde(default)]
@@ -47,28 +47,28 @@ pub(super) struct RawPlan {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawExpect {
     #[serde(default)]
-    pub(super) converge_within: Option<Dur>,
+    pub(super) converge_within: Option<Spanned<Dur>>,
     #[serde(default)]
-    pub(super) quiet: Option<Dur>,
+    pub(super) quiet: Option<Spanned<Dur>>,
 }
 
 /// `topology: ring` (a built-in shape or a file `topologies/<name>.yaml`) or an inline map.
 pub(super) enum RawTopology {
     Named(String),
-    Inline(RawTopologySpec),
+    Inline(Box<RawTopologySpec>),
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTopologySpec {
     #[serde(default)]
-    pub(super) kind: Option<String>,
+    pub(super) kind: Option<Spanned<String>>,
     #[serde(default)]
-    pub(super) fanout: Option<usize>,
+    pub(super) fanout: Option<Spanned<usize>>,
     #[serde(default)]
-    pub(super) degree: Option<usize>,
+    pub(super) degree: Option<Spanned<usize>>,
     #[serde(default)]
-    pub(super) edges: Option<Vec<(String, String)>>,
+    pub(super) edges: Option<Vec<Spanned<(String, String)>>>,
     /// Free text for people reading the file; accepted and ignored.
     #[serde(default, rename = "description")]
     pub(super) _description: Option<String>,
@@ -79,12 +79,6 @@ pub(super) enum RawTargets {
     Word(String),
     List(Vec<String>),
     Random { random: usize },
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawRandomPick {
-    pub(super) random: usize,
 }
 
 // Hand-written instead of `#[serde(untagged)]`: untagged enums replace every inner error (an unknown
@@ -100,8 +94,12 @@ impl<'de> Deserialize<'de> for RawTopology {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawTopology, E> {
                 Ok(RawTopology::Named(v.to_string()))
             }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawTopology, E> {
+                Ok(RawTopology::Named(v.to_string()))
+            }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawTopology, A::Error> {
-                RawTopologySpec::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(RawTopology::Inline)
+                RawTopologySpec::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|s| RawTopology::Inline(Box::new(s)))
             }
         }
         d.deserialize_any(V)
@@ -119,6 +117,13 @@ impl<'de> Deserialize<'de> for RawTargets {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawTargets, E> {
                 Ok(RawTargets::Word(v.to_string()))
             }
+            // `peer: 42` reads as a name, so the resolver can say which names the plan has.
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawTargets, E> {
+                Ok(RawTargets::Word(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawTargets, E> {
+                Ok(RawTargets::Word(v.to_string()))
+            }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawTargets, A::Error> {
                 let mut names = Vec::new();
                 while let Some(n) = seq.next_element::<String>()? {
@@ -126,9 +131,22 @@ impl<'de> Deserialize<'de> for RawTargets {
                 }
                 Ok(RawTargets::List(names))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawTargets, A::Error> {
-                let pick = RawRandomPick::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawTargets::Random { random: pick.random })
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawTargets, A::Error> {
+                use serde::de::Error;
+                const ALLOWED: &str = "a peer name, a list of peer names, all, one, minority, majority, or {random: k}";
+                let mut random = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "random" || random.is_some() {
+                        return Err(A::Error::custom(format!(
+                            "unknown key `{key}`; allowed: random (as in {{random: k}})"
+                        )));
+                    }
+                    random = Some(map.next_value::<usize>()?);
+                }
+                match random {
+                    Some(random) => Ok(RawTargets::Random { random }),
+                    None => Err(A::Error::custom(format!("an empty map; allowed: {ALLOWED}"))),
+                }
             }
         }
         d.deserialize_any(V)
@@ -153,16 +171,16 @@ pub(super) struct RawWrite {
     #[serde(default)]
     pub(super) random: Option<RawRandom>,
     #[serde(default)]
-    pub(super) size: Option<SizeRange>,
+    pub(super) size: Option<Spanned<SizeRange>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRandom {
     pub(super) duration: Dur,
-    pub(super) rate: f64,
+    pub(super) rate: Spanned<f64>,
     #[serde(default)]
-    pub(super) files: Option<u32>,
+    pub(super) files: Option<Spanned<u32>>,
     #[serde(default)]
     pub(super) mix: Option<Mix>,
 }
@@ -171,12 +189,12 @@ pub(super) struct RawRandom {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStep {
     #[serde(default)]
-    pub(super) name: Option<String>,
+    pub(super) name: Option<Spanned<String>>,
     pub(super) at: Dur,
     #[serde(default)]
     pub(super) duration: Option<Dur>,
     #[serde(default)]
-    pub(super) every: Option<Dur>,
+    pub(super) every: Option<Spanned<Dur>>,
     #[serde(default)]
     pub(super) partition: Option<Spanned<RawPartition>>,
     #[serde(default)]
@@ -320,7 +338,9 @@ impl<'de> Deserialize<'de> for RawPathOrPick {
                 if v {
                     Ok(RawPathOrPick::Pick)
                 } else {
-                    Err(E::custom("use `true` or a path"))
+                    Err(E::custom(
+                        "`false` is not an action; allowed: a path in the sync folder, or true for a seeded pick",
+                    ))
                 }
             }
         }

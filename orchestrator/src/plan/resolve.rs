@@ -5,6 +5,11 @@ use std::path::Path;
 
 use serde_saphyr::Spanned;
 
+use super::image::check_image;
+use super::limits::{
+    MAX_CLOCK_OFFSET, MAX_CLOCK_RATE, MAX_DISK_LIMIT, MAX_FAULT_INTERVALS, MAX_FILES, MAX_LINK_DELAY, MAX_LINK_KBIT,
+    MAX_NAME_LEN, MAX_RATE, MAX_RUN, MAX_WORKLOAD_OPS, MAX_WRITE_SIZE, MIN_DISK_LIMIT, MIN_EVERY,
+};
 use super::raw::*;
 use super::units::check_path;
 use super::*;
@@ -17,57 +22,105 @@ pub(super) struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
+    /// An error at `at`; an unknown location (a topology file as a whole) is the file's start.
     fn err<T>(&self, at: &serde_saphyr::Location, message: impl Into<String>) -> Result<T, PlanError> {
+        let (line, column) = match (at.line(), at.column()) {
+            (0, _) => (1, 1),
+            lc => lc,
+        };
         Err(PlanError {
             file: self.file.to_path_buf(),
-            line: at.line(),
-            column: at.column(),
+            line,
+            column,
             message: message.into(),
         })
     }
 
     pub(super) fn plan(&self, raw: RawPlan) -> Result<Plan, PlanError> {
         let name = raw.name.value.trim().to_string();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if !is_name(&name, false) {
             return self.err(
                 &raw.name.referenced,
-                "`name` must be non-empty letters, digits, `-` or `_` (it names the run folder)",
+                format!(
+                    "`name` is `{}`; allowed: letters, digits, `-`, `_`, at most {MAX_NAME_LEN} characters (it names the run folder)",
+                    shorten(&name)
+                ),
             );
         }
         let count = raw.peers.value;
-        if count < 1 || count as usize > MAX_PEERS {
-            return self.err(
-                &raw.peers.referenced,
-                format!("`peers` is {count}; allowed: 1 to {MAX_PEERS}"),
-            );
-        }
+        let count = match usize::try_from(count) {
+            Ok(c) if (1..=MAX_PEERS).contains(&c) => c,
+            _ => {
+                return self.err(
+                    &raw.peers.referenced,
+                    format!("`peers` is {count}; allowed: a whole number from 1 to {MAX_PEERS}"),
+                );
+            }
+        };
         let peers: Vec<String> = (1..=count).map(|i| format!("p{i}")).collect();
         let seed = raw.seed.unwrap_or(1);
         let topology = match &raw.topology {
             None => Topology::build(&topology::Shape::FullMesh, peers.len(), seed).expect("full mesh always builds"),
             Some(t) => self.topology(t, &peers, seed)?,
         };
+        if let Some(image) = &raw.image {
+            check_image(&image.value).or_else(|e| self.err(&image.referenced, e))?;
+        }
         let flavor = match raw.flavor {
             None => "default".to_string(),
             Some(f) if ["default", "legacy"].contains(&f.value.as_str()) => f.value,
             Some(f) => {
                 return self.err(
                     &f.referenced,
-                    format!("unknown flavor `{}`; allowed: default, legacy", f.value),
+                    format!("unknown flavor `{}`; allowed: default, legacy", shorten(&f.value)),
                 );
             }
         };
-        let workload = raw
-            .workload
-            .iter()
-            .map(|w| self.write(w, &peers))
-            .collect::<Result<Vec<_>, _>>()?;
-        let steps = raw
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(i, s)| self.step(i, s, &peers))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut ops = 0u64;
+        let mut workload = Vec::new();
+        for w in &raw.workload {
+            let step = self.write(w, &peers)?;
+            let end = step.at.0.saturating_add(match &step.kind {
+                WorkloadKind::Random { duration, .. } => duration.0,
+                WorkloadKind::Single { .. } => std::time::Duration::ZERO,
+            });
+            self.within_run(&w.referenced, "this workload entry", end)?;
+            let more = limits::workload_ops(&step, peers.len());
+            self.count(
+                &w.referenced,
+                &mut ops,
+                more,
+                (MAX_WORKLOAD_OPS, "MAX_WORKLOAD_OPS"),
+                "workload operations",
+            )?;
+            workload.push(step);
+        }
+        let mut intervals = 0u64;
+        let mut steps = Vec::new();
+        for (i, s) in raw.steps.iter().enumerate() {
+            let step = self.step(i, s, &peers)?;
+            let end = step
+                .at
+                .0
+                .saturating_add(step.duration.map_or(std::time::Duration::ZERO, |d| d.0));
+            self.within_run(&s.referenced, &format!("step `{}`", step.name), end)?;
+            let more = limits::fault_intervals(&step);
+            let limit = (MAX_FAULT_INTERVALS, "MAX_FAULT_INTERVALS");
+            self.count(
+                &s.referenced,
+                &mut intervals,
+                more,
+                limit,
+                "fault steps (each flap counts)",
+            )?;
+            steps.push(step);
+        }
+        conflicts::check(&steps, peers.len()).map_err(|(at, message)| PlanError {
+            file: self.file.to_path_buf(),
+            line: at.0,
+            column: at.1,
+            message,
+        })?;
         let expect = raw.expect.unwrap_or_default();
         let engine = match raw.engine {
             None => "auto".to_string(),
@@ -75,7 +128,10 @@ impl Resolver<'_> {
             Some(e) => {
                 return self.err(
                     &e.referenced,
-                    format!("unknown engine `{}`; allowed: auto, netem, userspace", e.value),
+                    format!(
+                        "unknown engine `{}`; allowed: auto, netem, userspace",
+                        shorten(&e.value)
+                    ),
                 );
             }
         };
@@ -88,22 +144,29 @@ impl Resolver<'_> {
                 })
             )
         });
-        // A disk can only be filled if it is small: default to 64 MiB when a plan fills without a limit.
-        let disk_limit = raw.disk_limit.map(|s| s.0).or(fills.then_some(64 << 20));
-        if let Some(limit) = disk_limit
-            && limit < (4 << 20)
+        if let Some(limit) = &raw.disk_limit
+            && !(MIN_DISK_LIMIT..=MAX_DISK_LIMIT).contains(&limit.value.0)
         {
             return self.err(
-                &raw.name.referenced,
-                format!("`disk_limit` is {limit} bytes; allowed: at least 4MiB"),
+                &limit.referenced,
+                format!(
+                    "`disk_limit` is {} bytes; allowed: 4MiB to 4GiB (the peer's tmpfs lives in host memory)",
+                    limit.value.0
+                ),
             );
         }
-        let quarantine = match raw.quarantine {
-            Some(q) if q.value.0.is_zero() => {
-                return self.err(&q.referenced, "`quarantine` must be more than 0");
-            }
-            q => q.map(|q| q.value),
+        // A disk can only be filled if it is small: default to 64 MiB when a plan fills without a limit.
+        let disk_limit = raw.disk_limit.map(|s| s.value.0).or(fills.then_some(64 << 20));
+        let positive = |d: &Option<Spanned<Dur>>, key: &str| match d {
+            Some(d) if d.value.0.is_zero() => self.err(
+                &d.referenced,
+                format!("`{key}` is 0; allowed: more than 0, at most 24h"),
+            ),
+            _ => Ok(d.as_ref().map(|d| d.value)),
         };
+        let quarantine = positive(&raw.quarantine, "quarantine")?;
+        let anti_entropy = positive(&raw.anti_entropy, "anti_entropy")?;
+        let converge_within = positive(&expect.converge_within, "converge_within")?;
         Ok(Plan {
             name,
             description: raw.description,
@@ -119,53 +182,112 @@ impl Resolver<'_> {
                 .peer
                 .as_ref()
                 .map_or((1, 1), |p| (p.referenced.line(), p.referenced.column())),
-            image: raw.image,
+            image: raw.image.map(|i| i.value),
             flavor,
-            anti_entropy: raw.anti_entropy.unwrap_or(Dur::from_ms(1000)),
+            anti_entropy: anti_entropy.unwrap_or(Dur::from_ms(1000)),
             disk_limit,
             engine,
             quarantine,
             workload,
             steps,
             expect: Expect {
-                converge_within: expect.converge_within.unwrap_or(Dur::from_ms(60_000)),
-                quiet: expect.quiet.unwrap_or(Dur::from_ms(2_000)),
+                converge_within: converge_within.unwrap_or(Dur::from_ms(60_000)),
+                quiet: expect.quiet.map_or(Dur::from_ms(2_000), |q| q.value),
             },
         })
     }
 
+    /// Adds what one entry makes to a schedule count, refusing the entry that takes it past the limit:
+    /// counted on the resolved plan, before the generator makes anything.
+    fn count(
+        &self,
+        at: &serde_saphyr::Location,
+        total: &mut u64,
+        more: u64,
+        (limit, name): (u64, &str),
+        what: &str,
+    ) -> Result<(), PlanError> {
+        *total = total.saturating_add(more);
+        if *total > limit {
+            return self.err(
+                at,
+                format!(
+                    "with this entry the plan makes {total} {what}; allowed: at most {limit} in a plan ({name}, docs/PLANS.md#limits)"
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// Every time in a plan lies within [`MAX_RUN`] of the start.
+    fn within_run(&self, at: &serde_saphyr::Location, what: &str, end: std::time::Duration) -> Result<(), PlanError> {
+        if end > MAX_RUN {
+            return self.err(
+                at,
+                format!(
+                    "{what} ends at {}, past the end of the longest run; allowed: every entry and step within {} of the start",
+                    humantime::format_duration(std::time::Duration::from_secs(end.as_secs())),
+                    humantime::format_duration(MAX_RUN)
+                ),
+            );
+        }
+        Ok(())
+    }
+
     fn topology(&self, t: &Spanned<RawTopology>, peers: &[String], seed: u64) -> Result<Topology, PlanError> {
-        let spec = match &t.value {
-            RawTopology::Inline(spec) => self.topology_spec(spec, &t.referenced, peers)?,
+        // Errors about the graph as a whole point at the plan's `topology`, or into the topology file.
+        let (spec, whole) = match &t.value {
+            RawTopology::Inline(spec) => (self.topology_spec(spec, &t.referenced, peers)?, None),
             RawTopology::Named(name) => match builtin_shape(name) {
-                Some(shape) => shape,
+                Some(shape) => (shape, None),
                 None => {
+                    let known = is_name(name, false);
                     let file = self.topologies_dir.join(format!("{name}.yaml"));
-                    let text = std::fs::read_to_string(&file).or_else(|_| {
-                        self.err(
+                    if !known || !file.is_file() {
+                        return self.err(
                             &t.referenced,
                             format!(
-                                "unknown topology `{name}`; allowed: {} or a file in {}",
+                                "unknown topology `{}`; allowed: {} or a file in {}",
+                                shorten(name),
                                 topology::SHAPE_NAMES,
                                 self.topologies_dir.display()
                             ),
-                        )
-                    })?;
-                    let spec: RawTopologySpec = serde_saphyr::from_str(&text).map_err(|e| yaml_error(&file, &e))?;
+                        );
+                    }
+                    let text = read_yaml(&file, "topology")?;
+                    let spec: RawTopologySpec = from_yaml(&text, &file, "topology")?;
                     let nested = Resolver {
                         file: &file,
                         topologies_dir: self.topologies_dir,
                     };
-                    nested.topology_spec(&spec, &serde_saphyr::Location::UNKNOWN, peers)?
+                    // Errors about the file as a whole (no key to point at) go to its start.
+                    let start = serde_saphyr::Location::UNKNOWN;
+                    (nested.topology_spec(&spec, &start, peers)?, Some(file))
                 }
             },
         };
-        let topo = Topology::build(&spec, peers.len(), seed).or_else(|e| self.err(&t.referenced, e))?;
-        if !topo.is_connected() {
-            return self.err(
-                &t.referenced,
-                "the topology is not connected: some writes could never reach every peer",
-            );
+        let whole_err = |message: String| match &whole {
+            Some(file) => Err(PlanError {
+                file: file.clone(),
+                line: 1,
+                column: 1,
+                message,
+            }),
+            None => self.err(&t.referenced, message),
+        };
+        let topo = match Topology::build(&spec, peers.len(), seed) {
+            Ok(topo) => topo,
+            Err(e) => return whole_err(format!("{e}; allowed: a topology that fits {} peers", peers.len())),
+        };
+        let apart = topo.unreachable();
+        if !apart.is_empty() {
+            let names: Vec<&str> = apart.iter().take(8).map(|p| peers[*p].as_str()).collect();
+            let more = if apart.len() > 8 { ", …" } else { "" };
+            return whole_err(format!(
+                "the topology is not connected: p1 cannot reach {}{more} (of {} peers), so some writes could never reach every peer; allowed: a connected graph over all peers",
+                names.join(", "),
+                peers.len()
+            ));
         }
         Ok(topo)
     }
@@ -176,25 +298,69 @@ impl Resolver<'_> {
         at: &serde_saphyr::Location,
         peers: &[String],
     ) -> Result<topology::Shape, PlanError> {
+        let n = peers.len();
         if let Some(edges) = &spec.edges {
             let mut list = Vec::new();
-            for (a, b) in edges {
-                list.push((self.peer_index(a, at, peers)?, self.peer_index(b, at, peers)?));
+            for e in edges {
+                let (a, b) = &e.value;
+                let (a, b) = (
+                    self.peer_index(a, &e.referenced, peers)?,
+                    self.peer_index(b, &e.referenced, peers)?,
+                );
+                if a == b {
+                    return self.err(
+                        &e.referenced,
+                        format!(
+                            "edge [{}, {}] joins a peer to itself; allowed: two different peers",
+                            peers[a], peers[b]
+                        ),
+                    );
+                }
+                list.push((a, b));
             }
             return Ok(topology::Shape::Edges { edges: list });
         }
-        let kind = spec.kind.as_deref().unwrap_or("full-mesh");
+        let kind = spec.kind.as_ref().map_or("full-mesh", |k| k.value.as_str());
+        let kind_at = spec.kind.as_ref().map_or(at, |k| &k.referenced);
         match (kind, builtin_shape(kind)) {
-            ("tree", _) => Ok(topology::Shape::Tree {
-                fanout: spec.fanout.unwrap_or(2),
-            }),
-            ("random", _) => Ok(topology::Shape::Random {
-                degree: spec.degree.unwrap_or(3),
-            }),
+            ("tree", _) => {
+                let fanout = spec.fanout.as_ref().map_or(2, |f| f.value);
+                if let Some(f) = &spec.fanout
+                    && !(1..=n.max(1)).contains(&f.value)
+                {
+                    return self.err(
+                        &f.referenced,
+                        format!(
+                            "`fanout` is {}; allowed: a whole number from 1 to {n} (the peer count)",
+                            f.value
+                        ),
+                    );
+                }
+                Ok(topology::Shape::Tree { fanout })
+            }
+            ("random", _) => {
+                let degree = spec.degree.as_ref().map_or(3, |d| d.value);
+                let d_at = spec.degree.as_ref().map_or(kind_at, |d| &d.referenced);
+                let most = n.saturating_sub(1).min(topology::MAX_RANDOM_DEGREE);
+                if degree == 0 || degree > most || !(n * degree).is_multiple_of(2) {
+                    return self.err(
+                        d_at,
+                        format!(
+                            "`degree` is {degree} for {n} peers; allowed: a whole number from 1 to {most} (the peer count minus one, at most {}), with peers x degree even",
+                            topology::MAX_RANDOM_DEGREE
+                        ),
+                    );
+                }
+                Ok(topology::Shape::Random { degree })
+            }
             (_, Some(shape)) => Ok(shape),
             (other, None) => self.err(
-                at,
-                format!("unknown topology kind `{other}`; allowed: {}", topology::SHAPE_NAMES),
+                kind_at,
+                format!(
+                    "unknown topology kind `{}`; allowed: {}",
+                    shorten(other),
+                    topology::SHAPE_NAMES
+                ),
             ),
         }
     }
@@ -204,7 +370,11 @@ impl Resolver<'_> {
             || {
                 self.err(
                     at,
-                    format!("unknown peer `{name}`; this plan has {}", peer_range(peers)),
+                    format!(
+                        "unknown peer `{}`; allowed: {}, all, one, minority, majority or {{random: k}}",
+                        shorten(name),
+                        peer_range(peers)
+                    ),
                 )
             },
             Ok,
@@ -222,18 +392,33 @@ impl Resolver<'_> {
             },
             RawTargets::List(names) => {
                 if names.is_empty() {
-                    return self.err(at, "an empty peer list selects nobody");
+                    return self.err(
+                        at,
+                        format!(
+                            "an empty peer list selects nobody; allowed: a list of {}",
+                            peer_range(peers)
+                        ),
+                    );
                 }
-                Ok(Selector::Peers(
-                    names
-                        .iter()
-                        .map(|n| self.peer_index(n, at, peers))
-                        .collect::<Result<_, _>>()?,
-                ))
+                let mut picked = Vec::new();
+                for n in names {
+                    let i = self.peer_index(n, at, peers)?;
+                    if picked.contains(&i) {
+                        return self.err(at, format!("peer `{n}` is listed twice; allowed: each peer once"));
+                    }
+                    picked.push(i);
+                }
+                Ok(Selector::Peers(picked))
             }
             RawTargets::Random { random } => {
                 if *random == 0 || *random > peers.len() {
-                    return self.err(at, format!("`random: {random}` must pick 1 to {} peers", peers.len()));
+                    return self.err(
+                        at,
+                        format!(
+                            "`random` is {random}; allowed: a whole number of peers from 1 to {}",
+                            peers.len()
+                        ),
+                    );
                 }
                 Ok(Selector::Random(*random))
             }
@@ -244,7 +429,21 @@ impl Resolver<'_> {
         let at = &w.referenced;
         let raw = &w.value;
         let selected = self.targets(&raw.peer.value, &raw.peer.referenced, peers)?;
-        let size = raw.size.unwrap_or(SizeRange { min: 1024, max: 1024 });
+        if let Some(size) = &raw.size
+            && size.value.max > MAX_WRITE_SIZE
+        {
+            return self.err(
+                &size.referenced,
+                format!(
+                    "`size` is up to {} bytes; allowed: at most 1GiB ({MAX_WRITE_SIZE} bytes) per write",
+                    size.value.max
+                ),
+            );
+        }
+        let size = raw
+            .size
+            .as_ref()
+            .map_or(SizeRange { min: 1024, max: 1024 }, |s| s.value);
         let singles = [
             (FileOpKind::Create, &raw.create),
             (FileOpKind::Modify, &raw.modify),
@@ -259,13 +458,19 @@ impl Resolver<'_> {
             .collect::<Result<_, String>>()
             .or_else(|e| self.err(at, e))?;
         if let Some(r) = &raw.random {
-            if !(r.rate > 0.0 && r.rate <= 1000.0) {
+            let rate = r.rate.value;
+            if !(rate > 0.0 && rate <= MAX_RATE) {
                 return self.err(
-                    at,
-                    format!(
-                        "`rate` is {}; allowed: more than 0, at most 1000 ops per second",
-                        r.rate
-                    ),
+                    &r.rate.referenced,
+                    format!("`rate` is {rate}; allowed: more than 0, at most {MAX_RATE} operations per second"),
+                );
+            }
+            let files = r.files.as_ref().map_or(20, |f| f.value);
+            if !(1..=MAX_FILES).contains(&files) {
+                let f_at = r.files.as_ref().map_or(at, |f| &f.referenced);
+                return self.err(
+                    f_at,
+                    format!("`files` is {files}; allowed: a whole number from 1 to {MAX_FILES}"),
                 );
             }
             let mix = r.mix.unwrap_or(Mix {
@@ -275,17 +480,26 @@ impl Resolver<'_> {
                 touch: 0,
                 chmod: 0,
             });
-            if mix.create + mix.modify + mix.delete + mix.touch + mix.chmod == 0 {
-                return self.err(at, "`mix` weights are all zero");
+            let weights = [mix.create, mix.modify, mix.delete, mix.touch, mix.chmod];
+            let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+            if total == 0 || total > u64::from(u32::MAX) {
+                return self.err(
+                    at,
+                    format!(
+                        "`mix` weights add up to {total}; allowed: a total from 1 to {}, e.g. {{create: 50, modify: 40, delete: 10}}",
+                        u32::MAX
+                    ),
+                );
             }
             chosen.push(WorkloadKind::Random {
                 duration: r.duration,
-                rate: r.rate,
-                files: r.files.unwrap_or(20).max(1),
+                rate,
+                files,
                 size,
                 mix,
             });
         }
+        const OPS: &str = "create, modify, delete, touch, chmod, random";
         match chosen.len() {
             1 => Ok(WorkloadStep {
                 at: raw.at,
@@ -294,11 +508,11 @@ impl Resolver<'_> {
             }),
             0 => self.err(
                 at,
-                "a workload entry needs one of: create, modify, delete, touch, chmod, random",
+                format!("a workload entry needs one of: {OPS}; allowed: exactly one of {OPS}"),
             ),
             _ => self.err(
                 at,
-                "a workload entry takes exactly one of: create, modify, delete, touch, chmod, random",
+                format!("a workload entry takes exactly one operation; allowed: exactly one of {OPS}"),
             ),
         }
     }
@@ -342,7 +556,7 @@ impl Resolver<'_> {
                 _ => {
                     return self.err(
                         &l.referenced,
-                        "a lock fault takes one of: `stale: <path>`, `unwritable: true`",
+                        "a lock fault takes one action; allowed: exactly one of `stale: <path>`, `unwritable: true`",
                     );
                 }
             };
@@ -360,7 +574,7 @@ impl Resolver<'_> {
                 _ => {
                     return self.err(
                         &d.referenced,
-                        "a disk fault takes one of: `corrupt: <path>|true`, `truncate: <path>|true`, `fill: true`",
+                        "a disk fault takes one action; allowed: exactly one of `corrupt: <path>|true`, `truncate: <path>|true`, `fill: true`",
                     );
                 }
             };
@@ -379,28 +593,42 @@ impl Resolver<'_> {
                 action,
             })
         };
+        let every = raw.every.as_ref().map(|e| e.value);
         if let Fault::Clock(ClockSpec {
             change: ClockChange::Strobe(..),
             ..
         }) = &fault
-            && raw.every.is_none()
+            && every.is_none()
         {
             return self.err(
                 at,
-                "a clock strobe needs `every` (how often the clock flips) and a `duration`",
+                "a clock strobe needs `every` (how often the clock flips); allowed: a strobe with `every` and `duration`",
             );
         }
-        if raw.every.is_some() && !matches!(fault, Fault::Partition(_) | Fault::Clock(_) | Fault::Link(_)) {
-            return self.err(at, "`every` (flapping) applies to partition, link and clock faults");
-        }
-        if let Some(every) = raw.every {
-            if every.0.is_zero() {
-                return self.err(at, "`every` must be more than 0");
+        if let Some(e) = &raw.every {
+            if !matches!(fault, Fault::Partition(_) | Fault::Clock(_) | Fault::Link(_)) {
+                return self.err(
+                    &e.referenced,
+                    format!(
+                        "`every` (flapping) does not apply to a {} fault; allowed: `every` with partition, link and clock faults",
+                        fault.kind()
+                    ),
+                );
             }
-            if raw.duration.is_none() {
+            let Some(duration) = raw.duration else {
                 return self.err(
                     at,
-                    "`every` needs a `duration` (the window in which the fault flaps or rolls)",
+                    "`every` needs a `duration` (the window in which the fault flaps or rolls); allowed: `every` with `duration`",
+                );
+            };
+            if e.value.0 < MIN_EVERY || e.value > duration {
+                return self.err(
+                    &e.referenced,
+                    format!(
+                        "`every` is {}; allowed: from {} to the step's `duration` ({duration})",
+                        e.value,
+                        humantime::format_duration(MIN_EVERY)
+                    ),
                 );
             }
         }
@@ -410,20 +638,45 @@ impl Resolver<'_> {
                 ..
             }),
             None,
-        ) = (&fault, raw.every)
+        ) = (&fault, every)
         {
             return self.err(
                 at,
-                "a rolling partition needs `every` (how often the isolated peer moves on)",
+                "a rolling partition needs `every` (how often the isolated peer moves on); allowed: `every` with `duration`",
             );
         }
+        if let Some(d) = raw.duration
+            && d.0.is_zero()
+        {
+            return self.err(
+                at,
+                "`duration` is 0; allowed: more than 0, or no `duration` (until the final heal)",
+            );
+        }
+        let name = match &raw.name {
+            Some(n) if is_name(n.value.trim(), true) => n.value.trim().to_string(),
+            Some(n) => {
+                return self.err(
+                    &n.referenced,
+                    format!(
+                        "step `name` is `{}`; allowed: letters, digits, `-`, `_`, `.`, at most {MAX_NAME_LEN} characters",
+                        shorten(&n.value)
+                    ),
+                );
+            }
+            None => format!("step-{}", index + 1),
+        };
+        let at_line = match &raw.name {
+            Some(n) => (n.referenced.line(), n.referenced.column()),
+            None => (at.line(), at.column()),
+        };
         Ok(FaultStep {
-            name: raw.name.clone().unwrap_or_else(|| format!("step-{}", index + 1)),
+            name,
             at: raw.at,
             duration: raw.duration,
-            every: raw.every,
+            every,
             fault,
-            at_line: (at.line(), at.column()),
+            at_line,
         })
     }
 
@@ -431,10 +684,15 @@ impl Resolver<'_> {
         let at = &p.referenced;
         let raw = &p.value;
         let shape = match (&raw.groups, raw.shape.as_deref()) {
-            (Some(_), Some(_)) => return self.err(at, "give either `groups` or `shape`, not both"),
+            (Some(_), Some(_)) => {
+                return self.err(at, "a partition with both `groups` and `shape`; allowed: one of them");
+            }
             (Some(groups), None) => {
                 let mut out = Vec::new();
                 for g in groups {
+                    if g.is_empty() {
+                        return self.err(at, "a group in `groups` is empty; allowed: groups of at least one peer");
+                    }
                     out.push(
                         g.iter()
                             .map(|n| self.peer_index(n, at, peers))
@@ -442,14 +700,17 @@ impl Resolver<'_> {
                     );
                 }
                 if out.len() < 2 {
-                    return self.err(at, "`groups` needs at least two groups");
+                    return self.err(
+                        at,
+                        "`groups` has fewer than two groups; allowed: at least two groups, e.g. [[p1], [p2, p3]]",
+                    );
                 }
                 PartitionShape::Groups(out)
             }
             (None, None) => {
                 return self.err(
                     at,
-                    format!("a partition needs `groups` or `shape`; shapes: {PARTITION_SHAPES}"),
+                    format!("a partition needs `groups` or `shape`; allowed: shapes {PARTITION_SHAPES}"),
                 );
             }
             (None, Some(shape)) => match shape {
@@ -464,7 +725,10 @@ impl Resolver<'_> {
                 }),
                 "one-way" => {
                     let (Some(from), Some(to)) = (&raw.from, &raw.to) else {
-                        return self.err(at, "a one-way partition needs `from` and `to` peers");
+                        return self.err(
+                            at,
+                            "a one-way partition needs `from` and `to` peers; allowed: {shape: one-way, from: <peers>, to: <peers>}",
+                        );
                     };
                     PartitionShape::OneWay {
                         from: self.targets(from, at, peers)?,
@@ -474,13 +738,48 @@ impl Resolver<'_> {
                 other => {
                     return self.err(
                         at,
-                        format!("unknown partition shape `{other}`; allowed: {PARTITION_SHAPES}"),
+                        format!(
+                            "unknown partition shape `{}`; allowed: {PARTITION_SHAPES}",
+                            shorten(other)
+                        ),
                     );
                 }
             },
         };
         if peers.len() < 2 {
-            return self.err(at, "a partition needs at least two peers");
+            return self.err(
+                at,
+                "a partition in a plan of one peer; allowed: partitions with at least two peers",
+            );
+        }
+        let shape_name = raw.shape.as_deref().unwrap_or("groups");
+        for (key, given, takes) in [
+            ("peers", raw.peers.is_some(), "isolate"),
+            ("from", raw.from.is_some(), "one-way"),
+            ("to", raw.to.is_some(), "one-way"),
+        ] {
+            if given && shape_name != takes {
+                return self.err(
+                    at,
+                    format!(
+                        "`{key}` does nothing in a `{shape_name}` partition; allowed: `{key}` with `shape: {takes}`"
+                    ),
+                );
+            }
+        }
+        if let PartitionShape::OneWay {
+            from: Selector::Peers(from),
+            to: Selector::Peers(to),
+        } = &shape
+            && let Some(p) = from.iter().find(|p| to.contains(p))
+        {
+            return self.err(
+                at,
+                format!(
+                    "peer `{}` is in both `from` and `to`; allowed: `to` peers other than the `from` peers",
+                    peers[*p]
+                ),
+            );
         }
         Ok(PartitionSpec {
             shape,
@@ -511,7 +810,7 @@ impl Resolver<'_> {
         }
         let allowed = |name: &str, v: &Option<String>, set: &[&str]| match v {
             Some(v) if !set.contains(&v.as_str()) => {
-                self.err(at, format!("`{name}: {v}` is unknown; allowed: {}", set.join(", ")))
+                self.err(at, format!("`{name}` is `{}`; allowed: {}", shorten(v), set.join(", ")))
             }
             _ => Ok(()),
         };
@@ -520,6 +819,23 @@ impl Resolver<'_> {
         allowed("engine", &p.engine, &["auto", "netem", "userspace"])?;
         if let Some(r) = &p.rate {
             parse_rate_kbit(r).or_else(|e| self.err(at, e))?;
+        }
+        for (name, d) in [
+            ("delay", p.delay),
+            ("jitter", p.jitter),
+            ("reorder_delay", p.reorder_delay),
+        ] {
+            if let Some(d) = d
+                && d.0 > MAX_LINK_DELAY
+            {
+                return self.err(
+                    at,
+                    format!(
+                        "`{name}` is {d}; allowed: at most {} (a longer hold is a partition)",
+                        humantime::format_duration(MAX_LINK_DELAY)
+                    ),
+                );
+            }
         }
         let nothing = p.delay.is_none()
             && p.loss.is_none()
@@ -530,11 +846,14 @@ impl Resolver<'_> {
         if nothing {
             return self.err(
                 at,
-                "a link fault needs at least one of: delay, loss, corrupt, duplicate, reorder, rate",
+                "a link fault without a fault; allowed: at least one of delay, loss, corrupt, duplicate, reorder, rate",
             );
         }
         if p.jitter.is_some() && p.delay.is_none() {
-            return self.err(at, "`jitter` needs a `delay` to spread around");
+            return self.err(
+                at,
+                "`jitter` needs a `delay` to spread around; allowed: `jitter` with `delay`",
+            );
         }
         Ok(LinkSpec {
             peers: sel(&raw.peers)?,
@@ -559,10 +878,16 @@ impl Resolver<'_> {
         let mut behaviours: Vec<String> = Vec::new();
         for n in names {
             if !BYZANTINE_BEHAVIOURS.contains(&n.as_str()) {
-                return self.err(at, format!("unknown byzantine behaviour `{n}`; allowed: {allowed}"));
+                return self.err(
+                    at,
+                    format!("unknown byzantine behaviour `{}`; allowed: {allowed}", shorten(n)),
+                );
             }
             if behaviours.contains(n) {
-                return self.err(at, format!("byzantine behaviour `{n}` is given twice"));
+                return self.err(
+                    at,
+                    format!("byzantine behaviour `{n}` is given twice; allowed: each behaviour once"),
+                );
             }
             behaviours.push(n.clone());
         }
@@ -575,25 +900,28 @@ impl Resolver<'_> {
     fn clock(&self, c: &Spanned<RawClock>, peers: &[String], flapping: bool) -> Result<ClockSpec, PlanError> {
         let at = &c.referenced;
         let raw = &c.value;
-        let offset = |s: &str| parse_signed_ms(s).or_else(|e| self.err(at, e));
+        let offset = |key: &str, s: &str| parse_signed_ms(s).or_else(|e| self.err(at, format!("`{key}`: {e}")));
         let change = match (&raw.offset, &raw.strobe, raw.rate) {
-            (Some(o), None, None) => ClockChange::Offset(offset(o)?),
-            (None, Some((a, b)), None) => ClockChange::Strobe(offset(a)?, offset(b)?),
-            (None, None, Some(r)) if r > 0.0 && r <= 100.0 => ClockChange::Rate(r),
+            (Some(o), None, None) => ClockChange::Offset(offset("offset", o)?),
+            (None, Some((a, b)), None) => ClockChange::Strobe(offset("strobe", a)?, offset("strobe", b)?),
+            (None, None, Some(r)) if r > 0.0 && r <= MAX_CLOCK_RATE => ClockChange::Rate(r),
             (None, None, Some(r)) => {
-                return self.err(at, format!("clock `rate: {r}`; allowed: more than 0, at most 100"));
+                return self.err(
+                    at,
+                    format!("clock `rate` is {r}; allowed: a speed factor more than 0, at most {MAX_CLOCK_RATE}"),
+                );
             }
             _ => {
                 return self.err(
                     at,
-                    "a clock fault takes one of: `offset: +1h`, `strobe: [+0s, +1h]`, `rate: 2`",
+                    "a clock fault takes one change; allowed: exactly one of `offset: +1h`, `strobe: [+0s, +1h]`, `rate: 2`",
                 );
             }
         };
         if flapping && !matches!(change, ClockChange::Strobe(..)) {
             return self.err(
                 at,
-                "`every` with a clock fault is a strobe: write `strobe: [<offset>, <offset>]`",
+                "`every` with a clock fault is a strobe; allowed: `strobe: [<offset>, <offset>]` with `every`",
             );
         }
         Ok(ClockSpec {
@@ -603,38 +931,75 @@ impl Resolver<'_> {
     }
 }
 
-/// `+1h`, `-30m`, `+90s`, `-2d`: a signed offset in milliseconds (a bare duration is positive).
+/// `+1h`, `-30m`, `+90s`, `-2d`: a signed offset in milliseconds (a bare duration is positive), at
+/// most [`MAX_CLOCK_OFFSET`] either way.
 pub fn parse_signed_ms(text: &str) -> Result<i64, String> {
     let t = text.trim();
+    const ALLOWED: &str = "a signed offset such as +1h, -30m, +90s, -2d, at most 3650d either way";
     let (sign, rest) = match t.strip_prefix('-') {
         Some(r) => (-1, r),
         None => (1, t.strip_prefix('+').unwrap_or(t)),
     };
-    units::parse_duration(rest)
-        .map(|d| sign * d.as_millis() as i64)
-        .map_err(|_| format!("`{t}` is not a clock offset; write e.g. +1h, -30m, +90s, -2d"))
+    let d = units::parse_duration(rest).map_err(|e| {
+        let what = if e.contains("too long") {
+            "is too large"
+        } else {
+            "is not a clock offset"
+        };
+        format!("`{}` {what}; allowed: {ALLOWED}", shorten(t))
+    })?;
+    if d > MAX_CLOCK_OFFSET {
+        return Err(format!(
+            "clock offset `{}` is too large; allowed: {ALLOWED}",
+            shorten(t)
+        ));
+    }
+    // Within ten years: the milliseconds fit an i64 many times over.
+    let ms = i64::try_from(d.as_millis())
+        .map_err(|_| format!("clock offset `{}` is too large; allowed: {ALLOWED}", shorten(t)))?;
+    Ok(sign * ms)
 }
 
-/// `500kbit`, `2mbit`, `1gbit`, or a bare number of kbit/s.
+/// `500kbit`, `2mbit`, `1gbit`, or a bare number of kbit/s: 1 kbit/s to [`MAX_LINK_KBIT`].
 pub fn parse_rate_kbit(text: &str) -> Result<u64, String> {
+    const ALLOWED: &str = "a bandwidth from 1kbit to 100gbit, e.g. 500kbit, 2mbit, 1gbit";
     let t = text.trim().to_ascii_lowercase();
+    let bad = || format!("`rate` `{}` is not a bandwidth; allowed: {ALLOWED}", shorten(text));
     let idx = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let v: f64 = t[..idx]
-        .parse()
-        .map_err(|_| format!("`{text}` is not a rate; write e.g. 500kbit, 2mbit"))?;
+    let v: f64 = t[..idx].parse().map_err(|_| bad())?;
     let scale = match t[idx..].trim() {
         "" | "kbit" => 1.0,
         "mbit" => 1000.0,
         "gbit" => 1_000_000.0,
-        _ => return Err(format!("`{text}` is not a rate; write e.g. 500kbit, 2mbit, 1gbit")),
+        _ => return Err(bad()),
     };
-    let kbit = (v * scale).round() as u64;
-    if kbit == 0 {
+    let kbit = (v * scale).round();
+    if !(kbit.is_finite() && kbit >= 1.0 && kbit <= MAX_LINK_KBIT as f64) {
         return Err(format!(
-            "rate `{text}` is zero; a partition cuts a link, a rate slows it"
+            "`rate` `{}` is out of range (a partition cuts a link, a rate slows it); allowed: {ALLOWED}",
+            shorten(text)
         ));
     }
-    Ok(kbit)
+    // In range: a whole number from 1 to 10^8.
+    Ok(kbit as u64)
+}
+
+/// A plan or step name: it names the run folder or the step's faults in the journal.
+fn is_name(name: &str, dots: bool) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || (dots && c == '.'))
+}
+
+/// A value as quoted in a message: at most 60 characters of it.
+fn shorten(v: &str) -> String {
+    let mut s: String = v.chars().take(60).collect();
+    if v.chars().count() > 60 {
+        s.push('…');
+    }
+    s
 }
 
 fn builtin_shape(name: &str) -> Option<topology::Shape> {
@@ -652,6 +1017,6 @@ fn builtin_shape(name: &str) -> Option<topology::Shape> {
 fn peer_range(peers: &[String]) -> String {
     match peers.len() {
         1 => "p1".to_string(),
-        n => format!("p1..p{n}"),
+        n => format!("p1 to p{n}"),
     }
 }

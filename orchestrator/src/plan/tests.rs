@@ -80,7 +80,7 @@ fn touch_and_chmod_are_workload_operations() {
     ));
     assert!(
         e.to_string()
-            .contains("exactly one of: create, modify, delete, touch, chmod, random"),
+            .contains("exactly one of create, modify, delete, touch, chmod, random"),
         "{e}"
     );
 }
@@ -109,7 +109,7 @@ fn unknown_peer_is_located() {
     let e = error_of("name: x\npeers: 3\nworkload:\n  - {at: 1s, peer: p9, create: a.txt}\n");
     assert_eq!(e.line, 4, "{e}");
     assert!(
-        e.message.contains("unknown peer `p9`") && e.message.contains("p1..p3"),
+        e.message.contains("unknown peer `p9`") && e.message.contains("p1 to p3"),
         "{e}"
     );
 }
@@ -233,4 +233,80 @@ fn byzantine_steps_resolve_and_bad_behaviours_say_what_is_allowed() {
         "name: x\npeers: 3\nsteps:\n  - {at: 1s, duration: 4s, every: 2s, byzantine: {peers: p3, behaviour: flood}}\n",
     );
     assert!(e.message.contains("`every`"), "{e}");
+}
+
+/// docs/plan.schema.json (for editors) and the parser know the same keys, map by map: the parser's
+/// own "unknown key; allowed: …" list is compared with the schema's `properties`.
+#[test]
+fn the_json_schema_has_exactly_the_parsers_keys() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/plan.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let head = "name: x\npeers: 3\n";
+    let cases = [
+        ("zzz: 1\n", "/properties"),
+        ("expect: {zzz: 1}\n", "/properties/expect/properties"),
+        ("topology: {zzz: 1}\n", "/definitions/topologySpec/properties"),
+        (
+            "workload:\n  - {at: 1s, peer: p1, zzz: 1}\n",
+            "/definitions/workloadEntry/properties",
+        ),
+        (
+            "workload:\n  - {at: 1s, peer: p1, random: {duration: 1s, rate: 1, zzz: 1}}\n",
+            "/definitions/random/properties",
+        ),
+        (
+            "workload:\n  - {at: 1s, peer: p1, random: {duration: 1s, rate: 1, mix: {zzz: 1}}}\n",
+            "/definitions/mix/properties",
+        ),
+        ("steps:\n  - {at: 1s, zzz: 1}\n", "/definitions/step/properties"),
+        (
+            "steps:\n  - {at: 1s, partition: {zzz: 1}}\n",
+            "/definitions/partition/properties",
+        ),
+        ("steps:\n  - {at: 1s, link: {zzz: 1}}\n", "/definitions/link/properties"),
+        (
+            "steps:\n  - {at: 1s, clock: {peers: p1, zzz: 1}}\n",
+            "/definitions/clock/properties",
+        ),
+        (
+            "steps:\n  - {at: 1s, kill: {peers: p1, zzz: 1}}\n",
+            "/definitions/peersOnly/properties",
+        ),
+        (
+            "steps:\n  - {at: 1s, lock: {peers: p1, zzz: 1}}\n",
+            "/definitions/lock/properties",
+        ),
+        (
+            "steps:\n  - {at: 1s, disk: {peers: p1, zzz: 1}}\n",
+            "/definitions/disk/properties",
+        ),
+        (
+            "steps:\n  - {at: 1s, byzantine: {peers: p1, zzz: 1}}\n",
+            "/definitions/byzantine/properties",
+        ),
+    ];
+    for (tail, pointer) in cases {
+        let e = error_of(&format!("{head}{tail}"));
+        let list = e
+            .message
+            .split_once("unknown key `zzz`; allowed: ")
+            .unwrap_or_else(|| panic!("{tail}: {e}"))
+            .1;
+        let mut parser: Vec<&str> = list.split(", ").map(str::trim).collect();
+        parser.sort();
+        let mut keys: Vec<&str> = schema
+            .pointer(pointer)
+            .and_then(|p| p.as_object())
+            .unwrap_or_else(|| panic!("no {pointer} in the schema"))
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort();
+        assert_eq!(
+            parser, keys,
+            "{pointer}: the parser's keys (left) and the schema's (right)"
+        );
+    }
 }

@@ -8,19 +8,25 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, de};
 
+use super::limits::{MAX_CLOCK_OFFSET, MAX_DISK_LIMIT, MAX_PATH_COMPONENT, MAX_PATH_LEN, MAX_RUN};
+
 /// A non-negative duration written the human way. Negative values are rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize)]
 #[serde(into = "String")]
 pub struct Dur(pub Duration);
 
 impl Dur {
+    /// Milliseconds; saturates (a resolved plan's durations are all within [`MAX_RUN`]).
     pub fn ms(self) -> u64 {
-        self.0.as_millis() as u64
+        u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX)
     }
     pub fn from_ms(ms: u64) -> Self {
         Dur(Duration::from_millis(ms))
     }
 }
+
+/// What a duration key accepts, for messages.
+pub const DURATION_ALLOWED: &str = "a duration from 0 to 24h, e.g. 500ms, 3s, 1.5s, 2m, 1h";
 
 impl From<Dur> for String {
     fn from(d: Dur) -> String {
@@ -34,19 +40,23 @@ impl fmt::Display for Dur {
     }
 }
 
-/// Parses `250ms`, `3s`, `1.5s`, `2m`, `1h 30m`, or a bare number of seconds.
+/// Parses `250ms`, `3s`, `1.5s`, `2m`, `1h 30m`, or a bare number of seconds. Never panics: values
+/// beyond [`MAX_CLOCK_OFFSET`] (the longest duration any key takes) are errors, not overflows.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     if t.starts_with('-') {
-        return Err(format!(
-            "duration `{t}` is negative; durations are >= 0 (e.g. 500ms, 3s, 2m)"
-        ));
+        return Err(format!("`{t}` is negative; allowed: {DURATION_ALLOWED}"));
     }
-    if let Ok(secs) = t.parse::<f64>()
-        && secs.is_finite()
-        && secs >= 0.0
-    {
-        return Ok(Duration::from_secs_f64(secs));
+    let secs = |v: f64, t: &str| match Duration::try_from_secs_f64(v) {
+        Ok(d) if d <= MAX_CLOCK_OFFSET => Ok(d),
+        _ => Err(too_long(t)),
+    };
+    if let Ok(v) = t.parse::<f64>() {
+        return if v.is_finite() && v >= 0.0 {
+            secs(v, t)
+        } else {
+            Err(bad_duration(t))
+        };
     }
     // humantime has no fractions ("1.5s"): handle a single fractional unit ourselves.
     if let Some((num, unit)) = split_number(t)
@@ -61,13 +71,38 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "d" => 86400.0,
             _ => return Err(bad_duration(t)),
         };
-        return Ok(Duration::from_secs_f64(v * scale));
+        return secs(v * scale, t);
     }
-    humantime::parse_duration(t).map_err(|_| bad_duration(t))
+    match humantime::parse_duration(t) {
+        Ok(d) if d <= MAX_CLOCK_OFFSET => Ok(d),
+        Ok(_) | Err(humantime::DurationError::NumberOverflow) => Err(too_long(t)),
+        Err(_) => Err(bad_duration(t)),
+    }
+}
+
+/// A number as a user would write it: `1e300`, not three hundred digits.
+fn show_f64(v: f64) -> String {
+    if v.abs() >= 1e15 {
+        format!("{v:e}")
+    } else {
+        v.to_string()
+    }
+}
+
+fn too_long(t: &str) -> String {
+    format!("`{t}` is too long; allowed: {DURATION_ALLOWED}")
+}
+
+/// A duration key's value: parsed, then held to [`MAX_RUN`].
+fn within_run(d: Duration, t: &str) -> Result<Dur, String> {
+    if d > MAX_RUN {
+        return Err(too_long(t));
+    }
+    Ok(Dur(d))
 }
 
 fn bad_duration(t: &str) -> String {
-    format!("`{t}` is not a duration; write e.g. 500ms, 3s, 1.5s, 2m, 1h")
+    format!("`{t}` is not a duration; allowed: {DURATION_ALLOWED}")
 }
 
 fn split_number(t: &str) -> Option<(&str, &str)> {
@@ -84,22 +119,22 @@ impl<'de> Deserialize<'de> for Dur {
                 f.write_str("a duration such as 500ms, 3s or 2m")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
-                parse_duration(v).map(Dur).map_err(E::custom)
+                parse_duration(v).and_then(|d| within_run(d, v)).map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
-                Ok(Dur(Duration::from_secs(v)))
+                within_run(Duration::from_secs(v.min(u64::MAX / 2)), &v.to_string()).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
-                if v < 0 {
-                    return Err(E::custom(format!("duration `{v}` is negative; durations are >= 0")));
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!("`{v}` is negative; allowed: {DURATION_ALLOWED}"))),
                 }
-                Ok(Dur(Duration::from_secs(v as u64)))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dur, E> {
-                if !(v.is_finite() && v >= 0.0) {
-                    return Err(E::custom(format!("duration `{v}` is negative; durations are >= 0")));
-                }
-                Ok(Dur(Duration::from_secs_f64(v)))
+                let shown = show_f64(v);
+                parse_duration(&shown)
+                    .and_then(|d| within_run(d, &shown))
+                    .map_err(E::custom)
             }
         }
         d.deserialize_any(V)
@@ -110,9 +145,17 @@ impl<'de> Deserialize<'de> for Dur {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct Size(pub u64);
 
+/// What a size accepts, for messages.
+pub const SIZE_ALLOWED: &str = "bytes, e.g. 100, 4KiB, 1MiB, 2MB, 1GiB";
+
+/// Parses a size; anything over [`MAX_DISK_LIMIT`] (the largest size any key takes) is an error, so
+/// nothing saturates or wraps.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let bad = || format!("`{t}` is not a size; write e.g. 100, 4KiB, 1MiB, 2MB (bytes, >= 0)");
+    let bad = || format!("`{t}` is not a size; allowed: {SIZE_ALLOWED}");
+    if t.starts_with('-') {
+        return Err(format!("`{t}` is negative; allowed: {SIZE_ALLOWED}"));
+    }
     let idx = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = (&t[..idx], t[idx..].trim());
     let v: f64 = num.parse().map_err(|_| bad())?;
@@ -126,7 +169,26 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "gib" => 1024.0 * 1024.0 * 1024.0,
         _ => return Err(bad()),
     };
-    Ok((v * scale).round() as u64)
+    let bytes = (v * scale).round();
+    if !(bytes.is_finite() && bytes >= 0.0) {
+        return Err(bad());
+    }
+    if bytes > MAX_DISK_LIMIT as f64 {
+        return Err(too_large(t));
+    }
+    // In range: the float holds a whole number of bytes no larger than 4 GiB.
+    Ok(bytes as u64)
+}
+
+fn too_large(t: &str) -> String {
+    format!("`{t}` is too large; allowed: {SIZE_ALLOWED}, at most 4GiB")
+}
+
+fn size_of_u64(v: u64) -> Result<u64, String> {
+    if v > MAX_DISK_LIMIT {
+        return Err(too_large(&v.to_string()));
+    }
+    Ok(v)
 }
 
 impl<'de> Deserialize<'de> for Size {
@@ -141,12 +203,16 @@ impl<'de> Deserialize<'de> for Size {
                 parse_size(v).map(Size).map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Size, E> {
-                Ok(Size(v))
+                size_of_u64(v).map(Size).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
-                u64::try_from(v)
-                    .map(Size)
-                    .map_err(|_| E::custom(format!("size `{v}` is negative; sizes are >= 0 bytes")))
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!("`{v}` is negative; allowed: {SIZE_ALLOWED}"))),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Size, E> {
+                parse_size(&show_f64(v)).map(Size).map_err(E::custom)
             }
         }
         d.deserialize_any(V)
@@ -173,7 +239,9 @@ impl<'de> Deserialize<'de> for SizeRange {
                     Some((a, b)) => {
                         let (min, max) = (parse_size(a).map_err(E::custom)?, parse_size(b).map_err(E::custom)?);
                         if min > max {
-                            return Err(E::custom(format!("size range `{v}` has min > max")));
+                            return Err(E::custom(format!(
+                                "size range `{v}` has its larger size first; allowed: MIN..MAX, e.g. 1KiB..64KiB"
+                            )));
                         }
                         Ok(SizeRange { min, max })
                     }
@@ -181,29 +249,41 @@ impl<'de> Deserialize<'de> for SizeRange {
                 }
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<SizeRange, E> {
-                Ok(SizeRange { min: v, max: v })
+                let s = size_of_u64(v).map_err(E::custom)?;
+                Ok(SizeRange { min: s, max: s })
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<SizeRange, E> {
-                let s =
-                    u64::try_from(v).map_err(|_| E::custom(format!("size `{v}` is negative; sizes are >= 0 bytes")))?;
-                Ok(SizeRange { min: s, max: s })
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!("`{v}` is negative; allowed: {SIZE_ALLOWED}"))),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<SizeRange, E> {
+                self.visit_str(&show_f64(v))
             }
         }
         d.deserialize_any(V)
     }
 }
 
-/// Workload paths are relative, stay inside the sync folder, and avoid the daemon's own `.syncpeer*`.
+/// Workload paths are relative, stay inside the sync folder, avoid the daemon's own `.syncpeer*`, and
+/// fit the file system's limits.
 pub(super) fn check_path(path: &str) -> Result<String, String> {
     let p = std::path::Path::new(path);
     let bad = path.is_empty()
+        || path.len() > MAX_PATH_LEN
+        || path.chars().any(char::is_control)
         || p.is_absolute()
         || p.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
-        || p.components()
-            .any(|c| c.as_os_str().to_string_lossy().starts_with(".syncpeer"));
+        || p.components().any(|c| {
+            let c = c.as_os_str().to_string_lossy();
+            c.starts_with(".syncpeer") || c.len() > MAX_PATH_COMPONENT
+        });
     if bad {
+        let shown: String = path.chars().take(60).collect();
         return Err(format!(
-            "path `{path}` must be relative, without `..`, and not start with `.syncpeer`"
+            "path `{shown}` is not allowed; allowed: a relative path inside the sync folder, without `..`, \
+             not starting with `.syncpeer`, at most {MAX_PATH_LEN} bytes and {MAX_PATH_COMPONENT} per name"
         ));
     }
     Ok(path.to_string())

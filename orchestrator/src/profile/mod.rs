@@ -348,14 +348,20 @@ impl Profile {
             && let ClockMethod::Unsupported(why) = &self.clock
         {
             return Some(format!(
-                "the peer profile `{}` cannot take clock faults: {why}",
-                self.name
+                "the peer profile `{}` cannot take clock faults: {why}; allowed: the faults it declares ({})",
+                self.name,
+                self.faults
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|k| *k != "clock")
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         if !self.faults.contains(kind) {
             let can: Vec<&str> = self.faults.iter().map(String::as_str).collect();
             return Some(format!(
-                "the peer profile `{}` cannot take `{kind}` faults (it takes: {}; see {})",
+                "the peer profile `{}` cannot take `{kind}` faults; allowed: {} (see {})",
                 self.name,
                 can.join(", "),
                 self.source.display()
@@ -391,7 +397,7 @@ pub fn load(name_or_dir: &str, profiles_dir: &Path) -> Result<Profile, PlanError
             line: 0,
             column: 0,
             message: format!(
-                "cannot read the peer profile `{name_or_dir}`: {e}; profiles in {}: {}",
+                "cannot read the peer profile `{name_or_dir}`: {e}; allowed: a folder with a profile.yaml, or one of the profiles in {}: {}",
                 profiles_dir.display(),
                 if known.is_empty() {
                     "none".to_string()
@@ -406,7 +412,8 @@ pub fn load(name_or_dir: &str, profiles_dir: &Path) -> Result<Profile, PlanError
 
 /// Parses profile text; `source` names the file in messages and its folder holds templates.
 pub fn parse(text: &str, source: &Path) -> Result<Profile, PlanError> {
-    let raw: raw::RawProfile = serde_saphyr::from_str(text).map_err(|e| crate::plan::yaml_error(source, &e))?;
+    let raw: raw::RawProfile =
+        serde_saphyr::from_str(text).map_err(|e| crate::plan::profile_yaml_error(source, text, &e))?;
     resolve::Resolver { file: source }.profile(raw)
 }
 
@@ -443,7 +450,7 @@ pub fn check_plan(plan: &mut crate::plan::Plan, profile: &Profile) -> Result<(),
                 return Err(at(
                     step.at_line,
                     format!(
-                        "step `{}`: no port named `{name}` in the peer profile `{}` (it has: {})",
+                        "step `{}`: no port named `{name}` in the peer profile `{}`; allowed: a port number or one of {}",
                         step.name,
                         profile.name,
                         known.join(", ")
@@ -460,7 +467,7 @@ pub fn check_plan(plan: &mut crate::plan::Plan, profile: &Profile) -> Result<(),
         return Err(at(
             plan.peer_at,
             format!(
-                "flavor `{}` is not one of the peer profile `{}`'s flavors: {}",
+                "flavor `{}` is not one of the peer profile `{}`'s flavors; allowed: {}",
                 plan.flavor,
                 profile.name,
                 profile.flavors.join(", ")

@@ -4,6 +4,10 @@
 
 // Plans rejected before anything starts: no Docker needed.
 mod bad_plans;
+// Mutated plans through parse, resolve, profile check and generator: no panic, hang or bare error.
+mod fuzz_plans;
+// `chaos plan`: the seeded schedule printed, nothing started.
+mod plan_cmd;
 // The walking skeleton on real containers: smoke plan, SIGKILL + `chaos clean`.
 mod skeleton;
 // A started cluster with its nemesis, for measuring faults.
