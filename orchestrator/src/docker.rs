@@ -425,6 +425,13 @@ pub struct ContainerStats {
     /// Memory in use, in bytes (the cgroup's usage; page cache included, as `docker stats` without
     /// subtracting the cache).
     pub mem_bytes: u64,
+    /// Memory the processes hold themselves: the cgroup's anonymous memory (`anon`, cgroup v2; `rss`
+    /// on v1), without the page cache, which grows with every file synced and says nothing of a leak.
+    #[serde(default)]
+    pub anon_bytes: u64,
+    /// Tasks (processes and threads) in the container.
+    #[serde(default)]
+    pub tasks: u64,
     /// Bytes received and sent on all the container's interfaces.
     pub rx_bytes: u64,
     pub tx_bytes: u64,
@@ -452,7 +459,13 @@ impl Engine {
                 .and_then(|c| c.cpu_usage)
                 .and_then(|u| u.total_usage)
                 .unwrap_or(0),
-            mem_bytes: s.memory_stats.and_then(|m| m.usage).unwrap_or(0),
+            mem_bytes: s.memory_stats.as_ref().and_then(|m| m.usage).unwrap_or(0),
+            anon_bytes: s
+                .memory_stats
+                .and_then(|m| m.stats)
+                .and_then(|st| st.get("anon").or_else(|| st.get("rss")).copied())
+                .unwrap_or(0),
+            tasks: s.pids_stats.and_then(|p| p.current).unwrap_or(0),
             rx_bytes,
             tx_bytes,
         })

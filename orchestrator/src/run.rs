@@ -395,6 +395,7 @@ async fn drive_inner(
         peers: &finals,
         observations: &observations,
         counters: &counters,
+        resources: &samples::resources(&run_dir.join(samples::METRICS_FILE)),
     });
     let (checks, recoveries, figures) = (judged.checks, judged.recoveries, judged.figures);
     let verdict = checker::compose(&checks);

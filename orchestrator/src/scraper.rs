@@ -313,6 +313,7 @@ mod tests {
                     mem_bytes: 6,
                     rx_bytes: 7,
                     tx_bytes: 8,
+                    ..Default::default()
                 },
             },
             Sample::MetricsError {

@@ -14,6 +14,7 @@ use crate::tree::Tree;
 pub mod byzantine;
 pub mod causal;
 pub mod figures;
+pub mod growth;
 pub mod loops;
 pub mod state;
 
@@ -61,6 +62,8 @@ pub struct Evidence<'a> {
     pub observations: &'a [Observation],
     /// Metrics scrapes from the last time the trees became equal on (at least the last one per peer).
     pub counters: &'a [Counters],
+    /// Every peer's container memory and task count over the run (for the growth check).
+    pub resources: &'a BTreeMap<String, Vec<crate::record::samples::Resource>>,
 }
 
 /// The checks of a run and the figures they were computed from.
@@ -133,6 +136,7 @@ pub fn judge(e: &Evidence) -> Judgement {
         no_crash(e.peers, e.conventions),
     ];
     checks.extend(loops::no_metadata_version(e.history, e.counters));
+    checks.extend(growth::no_leak(e.resources, &growth::GrowthLimits::default()));
     checks.extend(byzantine::no_poisoning(
         e.history,
         &ops,

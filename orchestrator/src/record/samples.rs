@@ -110,8 +110,30 @@ pub fn counters_for_checks(path: &Path, since_ms: Option<u64>) -> Vec<Counters> 
     window
 }
 
-/// Whether every peer was quiet (`quiet(first, last)`, e.g. [`crate::checker::loops::quiet_between`])
-/// over the last `window_ms` of scrapes.
+/// One peer's container at one scrape: what the growth check needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Resource {
+    pub t_ms: u64,
+    /// Anonymous memory (no page cache), bytes.
+    pub anon_bytes: u64,
+    pub tasks: u64,
+}
+
+/// Every peer's container resources over the run, in time order per peer (Docker samples only).
+pub fn resources(path: &Path) -> BTreeMap<String, Vec<Resource>> {
+    let mut out: BTreeMap<String, Vec<Resource>> = BTreeMap::new();
+    for s in read(path) {
+        if let Sample::Docker { t_ms, peer, stats } = s {
+            out.entry(peer).or_default().push(Resource {
+                t_ms,
+                anon_bytes: stats.anon_bytes,
+                tasks: stats.tasks,
+            });
+        }
+    }
+    out
+}
+
 /// What the tail of `metrics.jsonl` says about the counters' last window, for every peer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Settle {

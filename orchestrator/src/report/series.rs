@@ -122,6 +122,7 @@ mod tests {
                 mem_bytes: 2 * 1024 * 1024,
                 rx_bytes: cpu_ns / 1000,
                 tx_bytes: 0,
+                ..Default::default()
             },
         };
         let s = reduce(vec![m(0, 0.0), d(0, 0), m(1000, 10.0), d(1000, 500_000_000), m(2000, 4.0)].into_iter());

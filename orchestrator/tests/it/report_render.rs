@@ -261,6 +261,7 @@ fn synthetic_run(dir: &Path) {
                     mem_bytes: (12 + i as u64 * 3 + s / 4) * 1024 * 1024,
                     rx_bytes: s * 1000,
                     tx_bytes: s * 900,
+                    ..Default::default()
                 },
             });
         }
@@ -324,6 +325,7 @@ fn synthetic_run(dir: &Path) {
         peers: &finals,
         observations: &obs,
         counters: &counters,
+        resources: &syftchaos::record::samples::resources(&dir.join("metrics.jsonl")),
     });
     let verdict = checker::compose(&judged.checks);
     let result = RunResult {
