@@ -194,6 +194,7 @@ pub fn commit_local(node: &Node, idx: &mut Index, entries: Vec<Entry>) -> anyhow
         idx.set_stamp(p, s);
     }
     node.metrics.local_changes.inc_by(n);
+    crate::leak::versions(n);
     node.index_changed(idx);
     Ok(())
 }
@@ -630,6 +631,7 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
     drop(idx);
     drop(batch_lock);
     node.metrics.versions_applied.inc_by(applied);
+    crate::leak::versions(applied);
     node.metrics.conflicts.inc_by(conflicts);
     if applied >= 64 {
         crate::node::release_memory();

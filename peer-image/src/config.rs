@@ -165,6 +165,8 @@ struct TrustedConf {
 pub enum Flavor {
     Default,
     Legacy,
+    /// Leaks memory per version (see [`crate::leak`]): proves the lab's leak verdict.
+    Leak,
 }
 
 impl Flavor {
@@ -172,6 +174,7 @@ impl Flavor {
         match self {
             Flavor::Default => "default",
             Flavor::Legacy => "legacy",
+            Flavor::Leak => "leak",
         }
     }
 }
@@ -278,9 +281,10 @@ impl Settings {
         let flavor = match args.flavor.clone().or(file.flavor).as_deref() {
             None | Some("default") => Flavor::Default,
             Some("legacy") => Flavor::Legacy,
+            Some("leak") => Flavor::Leak,
             Some(other) => {
                 return Err(ConfigError::Invalid(format!(
-                    "flavor `{other}` is not supported (supported: default, legacy)"
+                    "flavor `{other}` is not supported (supported: default, legacy, leak)"
                 )));
             }
         };

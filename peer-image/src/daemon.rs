@@ -26,6 +26,7 @@ pub type ScanRx = tokio::sync::mpsc::UnboundedReceiver<(std::path::PathBuf, scan
 /// Runs the daemon until a signal; returns after a clean shutdown.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     crate::legacy::activate(settings.flavor);
+    crate::leak::activate(settings.flavor);
     let (node, intents, scan_rx) = build_node(settings)?;
     let node = Arc::new(node);
     let s = &node.settings;

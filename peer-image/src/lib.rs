@@ -28,6 +28,7 @@ pub mod hlc;
 pub mod identity;
 pub mod index;
 pub mod knowledge;
+pub mod leak;
 pub mod legacy;
 pub mod locks;
 pub mod metrics;

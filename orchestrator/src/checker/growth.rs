@@ -30,6 +30,9 @@ pub struct GrowthLimits {
     pub memory_floor_bytes: f64,
     /// Allowed task growth per hour.
     pub tasks_per_hour: f64,
+    /// Growth of at most this many tasks over the judged span is never a leak: thread pools (tokio's
+    /// blocking pool) start a thread or two under load and let them go when idle.
+    pub tasks_floor: u64,
 }
 
 impl Default for GrowthLimits {
@@ -40,6 +43,19 @@ impl Default for GrowthLimits {
             memory_pct_per_hour: 5.0,
             memory_floor_bytes: 4.0 * 1024.0 * 1024.0,
             tasks_per_hour: 10.0,
+            tasks_floor: 4,
+        }
+    }
+}
+
+impl From<&crate::plan::LeakLimits> for GrowthLimits {
+    fn from(l: &crate::plan::LeakLimits) -> Self {
+        GrowthLimits {
+            warmup_ms: l.warmup.ms(),
+            min_span_ms: l.min_span.ms(),
+            memory_pct_per_hour: l.memory_pct_per_hour,
+            tasks_per_hour: l.tasks_per_hour,
+            ..GrowthLimits::default()
         }
     }
 }
@@ -120,7 +136,7 @@ pub fn no_leak(resources: &BTreeMap<String, Vec<Resource>>, limits: &GrowthLimit
                 "series_points": downsample(&mem, 20),
             }));
         }
-        if task_slope > limits.tasks_per_hour && last.tasks > first.tasks {
+        if task_slope > limits.tasks_per_hour && last.tasks > first.tasks + limits.tasks_floor {
             problems.push(json!({
                 "peer": peer, "series": "tasks",
                 "expected": format!("at most {} more tasks per hour", limits.tasks_per_hour),
@@ -216,6 +232,16 @@ mod tests {
         let c = no_leak(&r, &GrowthLimits::default()).unwrap();
         assert_eq!(c.verdict, Verdict::Invalid);
         assert_eq!(c.evidence["problems"][0]["series"], "tasks");
+    }
+
+    #[test]
+    fn a_thread_or_two_more_is_not_a_leak() {
+        // Seen on an honest syncpeer: 7 tasks, then 8 for the rest of a one-minute run (80/h).
+        let r = BTreeMap::from([(
+            "p1".to_string(),
+            series(20, |_| 30 * MIB, |t| if t < 600_000 { 7 } else { 9 }),
+        )]);
+        assert_eq!(no_leak(&r, &GrowthLimits::default()).unwrap().verdict, Verdict::Valid);
     }
 
     #[test]

@@ -136,7 +136,7 @@ pub fn judge(e: &Evidence) -> Judgement {
         no_crash(e.peers, e.conventions),
     ];
     checks.extend(loops::no_metadata_version(e.history, e.counters));
-    checks.extend(growth::no_leak(e.resources, &growth::GrowthLimits::default()));
+    checks.extend(growth::no_leak(e.resources, &(&e.plan.expect.leak).into()));
     checks.extend(byzantine::no_poisoning(
         e.history,
         &ops,

@@ -32,15 +32,20 @@ pub fn allowed(parent: Option<&str>, key: &str) -> Option<String> {
             s("an image reference such as syftchaos/peer:latest or registry.example:5000/team/peer@sha256:<64 hex>")
         }
         (None, "peer") => s("a peer profile's name (syncpeer, syncthing) or folder"),
-        (_, "flavor") => s("default, legacy"),
-        (_, "anti_entropy" | "quarantine" | "converge_within" | "quiet" | "at" | "duration") => s(DURATION_ALLOWED),
+        (_, "flavor") => s("default, legacy, leak (syncpeer's; other profiles list their own)"),
+        (
+            _,
+            "anti_entropy" | "quarantine" | "converge_within" | "quiet" | "at" | "duration" | "warmup" | "min_span",
+        ) => s(DURATION_ALLOWED),
+        (_, "memory_pct_per_hour" | "tasks_per_hour") => s("a number from 0 to 1000000"),
+        (_, "leak") => s("a map with `warmup`, `min_span`, `memory_pct_per_hour` and `tasks_per_hour`"),
         (_, "every") => s("a duration from 100ms to the step's `duration`, e.g. 2s"),
         (_, "delay" | "jitter" | "reorder_delay") => s("a duration from 0 to 1m, e.g. 150ms"),
         (_, "disk_limit") => Some(format!("a size from 4MiB to 4GiB ({SIZE_ALLOWED})")),
         (_, "engine") => s("auto, netem, userspace"),
         (_, "workload") => s("a list of entries such as {at: 1s, peer: p1, create: a.txt}"),
         (_, "steps") => s("a list of steps such as {at: 1s, duration: 2s, partition: {shape: halves}}"),
-        (_, "expect") => s("a map with `converge_within` and `quiet`"),
+        (_, "expect") => s("a map with `converge_within`, `quiet` and `leak`"),
         (_, "kind") => s("full-mesh, ring, line, star, tree, random"),
         (_, "fanout") => s("a whole number from 1 to the peer count"),
         (_, "degree") => s("a whole number from 1 to the peer count minus one, with peers x degree even"),

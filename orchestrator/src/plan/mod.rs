@@ -156,6 +156,30 @@ pub struct Expect {
     pub converge_within: Dur,
     /// Trees must stay identical (and counters flat) for this long to count as settled.
     pub quiet: Dur,
+    /// Limits of the growth check (`no-leak`).
+    pub leak: LeakLimits,
+}
+
+/// `expect.leak`: how much a peer's memory and task count may grow, judged after `warmup` over at
+/// least `min_span` (shorter runs are not judged). Defaults: 2m, 5m, 5 % of the median per hour,
+/// 10 tasks per hour.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct LeakLimits {
+    pub warmup: Dur,
+    pub min_span: Dur,
+    pub memory_pct_per_hour: f64,
+    pub tasks_per_hour: f64,
+}
+
+impl Default for LeakLimits {
+    fn default() -> Self {
+        LeakLimits {
+            warmup: Dur::from_ms(120_000),
+            min_span: Dur::from_ms(300_000),
+            memory_pct_per_hour: 5.0,
+            tasks_per_hour: 10.0,
+        }
+    }
 }
 
 /// Which peers a step acts on; seeded selectors are drawn by the generator.

@@ -50,6 +50,22 @@ pub(super) struct RawExpect {
     pub(super) converge_within: Option<Spanned<Dur>>,
     #[serde(default)]
     pub(super) quiet: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub(super) leak: Option<RawLeak>,
+}
+
+/// `expect.leak`: the limits of the growth check (`no-leak`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLeak {
+    #[serde(default)]
+    pub(super) warmup: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub(super) min_span: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub(super) memory_pct_per_hour: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub(super) tasks_per_hour: Option<Spanned<f64>>,
 }
 
 /// `topology: ring` (a built-in shape or a file `topologies/<name>.yaml`) or an inline map.

@@ -167,6 +167,7 @@ impl Resolver<'_> {
         let quarantine = positive(&raw.quarantine, "quarantine")?;
         let anti_entropy = positive(&raw.anti_entropy, "anti_entropy")?;
         let converge_within = positive(&expect.converge_within, "converge_within")?;
+        let leak = self.leak_limits(expect.leak.as_ref())?;
         Ok(Plan {
             name,
             description: raw.description,
@@ -193,7 +194,35 @@ impl Resolver<'_> {
             expect: Expect {
                 converge_within: converge_within.unwrap_or(Dur::from_ms(60_000)),
                 quiet: expect.quiet.map_or(Dur::from_ms(2_000), |q| q.value),
+                leak,
             },
+        })
+    }
+
+    /// `expect.leak`, each limit range-checked, defaults for the rest.
+    fn leak_limits(&self, raw: Option<&super::raw::RawLeak>) -> Result<LeakLimits, PlanError> {
+        let d = LeakLimits::default();
+        let Some(raw) = raw else { return Ok(d) };
+        let rate = |v: &Option<Spanned<f64>>, key: &str, default: f64| match v {
+            Some(v) if !(v.value >= 0.0 && v.value <= 1e6) => self.err(
+                &v.referenced,
+                format!("`{key}` is {}; allowed: a number from 0 to 1000000", v.value),
+            ),
+            Some(v) => Ok(v.value),
+            None => Ok(default),
+        };
+        let min_span = match &raw.min_span {
+            Some(m) if m.value.0.is_zero() => {
+                return self.err(&m.referenced, "`min_span` is 0; allowed: more than 0, at most 24h");
+            }
+            Some(m) => m.value,
+            None => d.min_span,
+        };
+        Ok(LeakLimits {
+            warmup: raw.warmup.as_ref().map_or(d.warmup, |w| w.value),
+            min_span,
+            memory_pct_per_hour: rate(&raw.memory_pct_per_hour, "memory_pct_per_hour", d.memory_pct_per_hour)?,
+            tasks_per_hour: rate(&raw.tasks_per_hour, "tasks_per_hour", d.tasks_per_hour)?,
         })
     }
 

@@ -247,6 +247,7 @@ fn the_json_schema_has_exactly_the_parsers_keys() {
     let cases = [
         ("zzz: 1\n", "/properties"),
         ("expect: {zzz: 1}\n", "/properties/expect/properties"),
+        ("expect: {leak: {zzz: 1}}\n", "/definitions/leak/properties"),
         ("topology: {zzz: 1}\n", "/definitions/topologySpec/properties"),
         (
             "workload:\n  - {at: 1s, peer: p1, zzz: 1}\n",

@@ -26,6 +26,8 @@ mod plans;
 mod replay;
 // Issue 13: several runs started at once, and their verdicts on a shared, loaded host.
 mod concurrent;
+// Issue 12: a deliberately leaking daemon is caught by the growth check, an honest one is not.
+mod leak;
 // Syncthing, the second daemon under test, through its shipped profile.
 mod syncthing;
 // Issue 13: symlinks planted by peers never lead the orchestrator out of the run folder.

@@ -1,0 +1,54 @@
+//! The `leak` flavor: a deliberately leaking daemon, for proving the lab's leak verdict (issue 12:
+//! "a test with a deliberately leaking peer"). Every version the node authors or applies holds
+//! [`LEAK_PER_VERSION`] bytes for the rest of the process's life. Only `flavor: leak` (a plan's
+//! `flavor`, or `--flavor leak`) switches it on; nothing else behaves differently.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::config::Flavor;
+
+/// What each version leaks: enough that a few versions a second grow the heap by megabytes a
+/// minute, far past any honest growth.
+pub const LEAK_PER_VERSION: usize = 256 * 1024;
+
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static HELD: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
+
+/// Selects the flavor for this process (the daemon calls it once, before anything runs).
+pub fn activate(flavor: Flavor) {
+    ACTIVE.store(flavor == Flavor::Leak, Ordering::Relaxed);
+}
+
+/// Holds memory for `versions` versions, when the flavor is on. The bytes are written, so the
+/// pages are really resident (anonymous memory), not just reserved.
+pub fn versions(versions: u64) {
+    if !ACTIVE.load(Ordering::Relaxed) || versions == 0 {
+        return;
+    }
+    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..versions {
+        held.push(vec![0x5a; LEAK_PER_VERSION].into_boxed_slice());
+    }
+}
+
+/// Bytes held so far.
+pub fn held_bytes() -> usize {
+    HELD.lock().map(|h| h.len() * LEAK_PER_VERSION).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_leak_flavor_holds_memory() {
+        activate(Flavor::Default);
+        versions(3);
+        assert_eq!(held_bytes(), 0);
+        activate(Flavor::Leak);
+        versions(2);
+        assert_eq!(held_bytes(), 2 * LEAK_PER_VERSION);
+        activate(Flavor::Default);
+    }
+}
