@@ -144,39 +144,7 @@ pub async fn scrape_all(
     history: &History,
 ) -> Vec<Sample> {
     let rounds = targets.iter().map(|t| scrape_one(http, engine, t, history));
-    let mut out = Vec::new();
-    // Sequential awaits of already-created futures would serialize them; join them instead.
-    let mut set = Vec::with_capacity(targets.len());
-    for r in rounds {
-        set.push(Box::pin(r));
-    }
-    for s in join_all(set).await {
-        out.extend(s);
-    }
-    out
-}
-
-/// Awaits every future concurrently (a small `join_all`, to avoid a dependency for it).
-async fn join_all<F: std::future::Future + Unpin>(mut futs: Vec<F>) -> Vec<F::Output> {
-    let mut results: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, r) in futs.iter_mut().zip(results.iter_mut()) {
-            if r.is_none() {
-                match std::pin::Pin::new(f).poll(cx) {
-                    std::task::Poll::Ready(v) => *r = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    results.into_iter().map(|r| r.expect("every future finished")).collect()
+    futures_util::future::join_all(rounds).await.into_iter().flatten().collect()
 }
 
 fn write_samples(out: &mut BufWriter<File>, samples: &[Sample]) -> std::io::Result<()> {
