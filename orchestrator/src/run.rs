@@ -256,6 +256,7 @@ async fn drive_inner(
                 .as_ref()
                 .map(|m| format!("http://{}:{}{}", p.ip, m.port, m.path)),
             roles: cluster.profile.metrics.clone().map(Arc::new),
+            data: Some(p.dir.clone()),
         })
         .collect();
     let scraper = tokio::spawn(scraper::run(

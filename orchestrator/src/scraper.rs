@@ -22,7 +22,9 @@ use tokio::sync::watch;
 
 use crate::docker::Engine;
 use crate::profile::{Metrics, Role};
+use crate::record::beneath::Kind;
 use crate::record::history::History;
+use crate::record::run_folder::PeerDir;
 use crate::record::samples::{Sample, series_key};
 
 /// Default scrape interval.
@@ -37,7 +39,46 @@ pub struct Target {
     pub metrics_url: Option<String>,
     /// The profile's map from metric names to roles.
     pub roles: Option<Arc<Metrics>>,
+    /// The peer's data folder, whose size outside the sync folder (its state: index, database,
+    /// logs) is sampled for the growth check; `None`: not sampled.
+    pub data: Option<PeerDir>,
 }
+
+/// Bytes in the peer's data folder outside its sync folder (and the workload's staging folder),
+/// never through a symlink; at most [`STATE_WALK_MAX`] entries are looked at, so a state folder of
+/// millions of files costs a bounded walk (the sum is then a lower bound).
+pub fn state_bytes(dir: &PeerDir) -> Option<u64> {
+    let data = dir.data().ok()?;
+    let sync_top = std::path::Path::new(&dir.sync_rel)
+        .components()
+        .next()
+        .map(|c| c.as_os_str().to_owned());
+    let mut total = 0u64;
+    let mut seen = 0usize;
+    let mut stack = vec![std::path::PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let Ok(entries) = data.read_dir(&rel) else { continue };
+        for (name, meta) in entries {
+            seen += 1;
+            if seen > STATE_WALK_MAX {
+                return Some(total);
+            }
+            let top = rel.as_os_str().is_empty();
+            if top && (Some(&name) == sync_top.as_ref() || name == ".syftchaos-workload") {
+                continue;
+            }
+            match meta.kind {
+                Kind::File => total += meta.len,
+                Kind::Dir => stack.push(rel.join(&name)),
+                _ => {}
+            }
+        }
+    }
+    Some(total)
+}
+
+/// How many entries [`state_bytes`] looks at, at most.
+pub const STATE_WALK_MAX: usize = 100_000;
 
 /// Parses a Prometheus text page into series keys and values. Counters, gauges and untyped samples
 /// are kept; histogram buckets and summary quantiles are dropped (their `_sum` and `_count` stay).
@@ -124,6 +165,13 @@ async fn scrape_one(http: &reqwest::Client, engine: Option<&Engine>, t: &Target,
             values: roles,
         });
     }
+    if let Some(state_bytes) = t.data.as_ref().and_then(state_bytes) {
+        out.push(Sample::State {
+            t_ms: history.now_ms(),
+            peer: t.peer.clone(),
+            state_bytes,
+        });
+    }
     match stats {
         Some((t_ms, Ok(stats))) => out.push(Sample::Docker {
             t_ms,
@@ -144,7 +192,11 @@ pub async fn scrape_all(
     history: &History,
 ) -> Vec<Sample> {
     let rounds = targets.iter().map(|t| scrape_one(http, engine, t, history));
-    futures_util::future::join_all(rounds).await.into_iter().flatten().collect()
+    futures_util::future::join_all(rounds)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 fn write_samples(out: &mut BufWriter<File>, samples: &[Sample]) -> std::io::Result<()> {
@@ -404,6 +456,7 @@ mod tests {
                 container: "none".into(),
                 metrics_url: Some(url),
                 roles: None,
+                data: None,
             },
             Target {
                 peer: "p2".into(),
@@ -411,6 +464,7 @@ mod tests {
                 // Nothing listens on port 9 here: the scrape fails and is recorded as such.
                 metrics_url: Some("http://127.0.0.1:9/metrics".into()),
                 roles: None,
+                data: None,
             },
         ];
         let (stop_tx, stop_rx) = watch::channel(false);

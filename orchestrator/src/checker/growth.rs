@@ -1,7 +1,8 @@
 //! Growth over a long run (issue 12 item 4, the seed's "memory growth" and "resource leaks"): per
 //! peer, the trend of the daemon's own memory (the container's anonymous memory: no page cache, which
 //! grows with every file synced and says nothing of a leak) and of its task count (processes and
-//! threads), after a warm-up, against limits.
+//! threads) and of the size of its state folder (its data folder outside the sync folder: index,
+//! database, logs: the seed's "log growth over time"), after a warm-up, against limits.
 //!
 //! The trend is a least-squares slope over every sample after the warm-up, so one spike or one
 //! garbage collection does not decide it; memory growth is that slope per hour as a share of the
@@ -33,6 +34,9 @@ pub struct GrowthLimits {
     /// Growth of at most this many tasks over the judged span is never a leak: thread pools (tokio's
     /// blocking pool) start a thread or two under load and let them go when idle.
     pub tasks_floor: u64,
+    /// Allowed growth of the state folder (index, database, logs: the seed's "log growth over
+    /// time"), bytes per hour.
+    pub state_bytes_per_hour: f64,
 }
 
 impl Default for GrowthLimits {
@@ -44,6 +48,7 @@ impl Default for GrowthLimits {
             memory_floor_bytes: 4.0 * 1024.0 * 1024.0,
             tasks_per_hour: 10.0,
             tasks_floor: 4,
+            state_bytes_per_hour: 64.0 * 1024.0 * 1024.0,
         }
     }
 }
@@ -120,6 +125,11 @@ pub fn no_leak(resources: &BTreeMap<String, Vec<Resource>>, limits: &GrowthLimit
         let mem_pct = if level > 0.0 { mem_slope / level * 100.0 } else { 0.0 };
         let grown = mem_slope * span_ms as f64 / 3_600_000.0;
         let task_slope = slope_per_hour(&tasks).unwrap_or(0.0);
+        let state: Vec<(u64, f64)> = judged
+            .iter()
+            .filter_map(|s| s.state_bytes.map(|b| (s.t_ms, b as f64)))
+            .collect();
+        let state_slope = slope_per_hour(&state);
         let summary = json!({
             "peer": peer,
             "from_ms": first.t_ms, "to_ms": last.t_ms,
@@ -127,7 +137,19 @@ pub fn no_leak(resources: &BTreeMap<String, Vec<Resource>>, limits: &GrowthLimit
             "memory_pct_per_hour": (mem_pct * 100.0).round() / 100.0,
             "tasks_start": first.tasks, "tasks_end": last.tasks,
             "tasks_per_hour": (task_slope * 100.0).round() / 100.0,
+            "state_start": state.first().map(|p| p.1), "state_end": state.last().map(|p| p.1),
+            "state_bytes_per_hour": state_slope.map(f64::round),
         });
+        if let Some(slope) = state_slope
+            && slope > limits.state_bytes_per_hour
+        {
+            problems.push(json!({
+                "peer": peer, "series": "state folder",
+                "expected": format!("at most {:.0} MiB per hour", limits.state_bytes_per_hour / 1048576.0),
+                "found": format!("{:.1} MiB per hour", slope / 1048576.0),
+                "series_points": downsample(&state, 20),
+            }));
+        }
         if mem_pct > limits.memory_pct_per_hour && grown > limits.memory_floor_bytes {
             problems.push(json!({
                 "peer": peer, "series": "memory",
@@ -195,6 +217,7 @@ mod tests {
                     t_ms,
                     anon_bytes: mem(t_ms),
                     tasks: tasks(t_ms),
+                    state_bytes: None,
                 }
             })
             .collect()
@@ -232,6 +255,26 @@ mod tests {
         let c = no_leak(&r, &GrowthLimits::default()).unwrap();
         assert_eq!(c.verdict, Verdict::Invalid);
         assert_eq!(c.evidence["problems"][0]["series"], "tasks");
+    }
+
+    #[test]
+    fn a_state_folder_that_keeps_growing_is_caught() {
+        let mut s = series(20, |_| 30 * MIB, |_| 8);
+        for r in &mut s {
+            r.state_bytes = Some(MIB + r.t_ms / 60_000 * 4 * MIB);
+        }
+        let c = no_leak(
+            &BTreeMap::from([("p1".to_string(), s.clone())]),
+            &GrowthLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(c.verdict, Verdict::Invalid);
+        assert_eq!(c.evidence["problems"][0]["series"], "state folder");
+        for r in &mut s {
+            r.state_bytes = Some(MIB + r.t_ms / 600);
+        }
+        let c = no_leak(&BTreeMap::from([("p1".to_string(), s)]), &GrowthLimits::default()).unwrap();
+        assert_eq!(c.verdict, Verdict::Valid, "6 MB/h is within 64 MiB/h: {}", c.evidence);
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum Sample {
         #[serde(flatten)]
         stats: ContainerStats,
     },
+    /// The size of the peer's state (its data folder outside the sync folder), read on the host.
+    State { t_ms: u64, peer: String, state_bytes: u64 },
     /// The scrape as roles: `role{labels}` -> value (see [`crate::profile::Role`]).
     Roles {
         t_ms: u64,
@@ -117,18 +119,30 @@ pub struct Resource {
     /// Anonymous memory (no page cache), bytes.
     pub anon_bytes: u64,
     pub tasks: u64,
+    /// The peer's state folder at that scrape, bytes (`None`: not sampled).
+    pub state_bytes: Option<u64>,
 }
 
 /// Every peer's container resources over the run, in time order per peer (Docker samples only).
 pub fn resources(path: &Path) -> BTreeMap<String, Vec<Resource>> {
     let mut out: BTreeMap<String, Vec<Resource>> = BTreeMap::new();
+    // A scrape writes the state size just before the Docker sample: it joins that sample.
+    let mut state: BTreeMap<String, u64> = BTreeMap::new();
     for s in read(path) {
-        if let Sample::Docker { t_ms, peer, stats } = s {
-            out.entry(peer).or_default().push(Resource {
-                t_ms,
-                anon_bytes: stats.anon_bytes,
-                tasks: stats.tasks,
-            });
+        match s {
+            Sample::State { peer, state_bytes, .. } => {
+                state.insert(peer, state_bytes);
+            }
+            Sample::Docker { t_ms, peer, stats } => {
+                let state_bytes = state.remove(&peer);
+                out.entry(peer).or_default().push(Resource {
+                    t_ms,
+                    anon_bytes: stats.anon_bytes,
+                    tasks: stats.tasks,
+                    state_bytes,
+                });
+            }
+            _ => {}
         }
     }
     out

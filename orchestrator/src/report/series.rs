@@ -93,7 +93,7 @@ pub fn reduce(samples: impl Iterator<Item = Sample>) -> BTreeMap<String, PeerSer
                 l.net = Some((t_ms, net));
                 series.mem_mib.push((t_ms, stats.mem_bytes as f64 / (1024.0 * 1024.0)));
             }
-            Sample::Metrics { .. } | Sample::MetricsError { .. } => {}
+            Sample::Metrics { .. } | Sample::MetricsError { .. } | Sample::State { .. } => {}
         }
     }
     out
