@@ -90,7 +90,7 @@ async fn claim_network(engine: &Engine, run_id: &str) -> anyhow::Result<(String,
         {
             Ok(_) => return Ok((name, base)),
             Err(crate::docker::DockerError::SubnetTaken(s)) => {
-                eprintln!("chaos: subnet {s} was taken by another network meanwhile; trying the next free one");
+                crate::say!("chaos: subnet {s} was taken by another network meanwhile; trying the next free one");
                 lost.push(s);
                 tokio::time::sleep(Duration::from_millis(rand::random_range(10..200))).await;
             }
