@@ -277,7 +277,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("chaos: prune: {} is not a folder", reports.display());
                 return Ok(ExitCode::from(2));
             }
-            let r = run::rotate(&reports, keep_runs, None);
+            // Runs in progress are known by their folder's `chaos.pid`, and by their containers when
+            // Docker answers.
+            let live = match Engine::connect().await {
+                Ok(engine) => cluster::live_runs(&engine).await.unwrap_or_default(),
+                Err(_) => Default::default(),
+            };
+            let r = run::rotate(&reports, keep_runs, None, &live);
             for (name, why) in &r.spared {
                 println!("kept {name}: {}", why.describe());
             }

@@ -8,7 +8,8 @@
 //!   keys, plan.
 //! * **Rotation.** A reports folder keeps its newest [`DEFAULT_KEEP_RUNS`] run folders
 //!   (`--keep-runs N`, or `all`); older ones are removed, oldest first ([`doomed`]). Never removed:
-//!   the run just made, a run whose orchestrator is alive (its pid is in `chaos.pid`), and a run
+//!   the run just made, a run whose orchestrator is alive (its pid is in `chaos.pid`, or its
+//!   containers carry a live orchestrator's pid), and a run
 //!   folder without `result.json` (killed, crashed, or still running) younger than
 //!   [`UNFINISHED_GRACE`].
 //!
@@ -18,6 +19,7 @@
 //! follows a symlink: `std::fs::remove_dir_all` removes links, not what they point at, and a peer may
 //! have planted any.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -102,8 +104,10 @@ pub struct RunFolder {
     pub idle: Duration,
 }
 
-/// Every run folder under `reports` (not the `latest` link, not other folders), oldest first.
-pub fn run_folders(reports: &Path) -> std::io::Result<Vec<RunFolder>> {
+/// Every run folder under `reports` (not the `latest` link, not other folders), oldest first. A run
+/// is live when its `chaos.pid` names a live process or its id is in `live_ids` (runs whose containers
+/// carry a live orchestrator's pid).
+pub fn run_folders(reports: &Path, live_ids: &BTreeSet<String>) -> std::io::Result<Vec<RunFolder>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(reports)?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -112,7 +116,7 @@ pub fn run_folders(reports: &Path) -> std::io::Result<Vec<RunFolder>> {
         if !e.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
-        let Some((_, stamp, _)) = parse_run_name(&name) else {
+        let Some((_, stamp, id)) = parse_run_name(&name) else {
             continue;
         };
         let marked = [recipe::RECIPE, "history.jsonl", RESULT]
@@ -135,7 +139,7 @@ pub fn run_folders(reports: &Path) -> std::io::Result<Vec<RunFolder>> {
         out.push(RunFolder {
             stamp: stamp.to_string(),
             finished: path.join(RESULT).is_file(),
-            live: orchestrator_alive(&path),
+            live: live_ids.contains(id) || orchestrator_alive(&path),
             idle,
             name,
             path,
@@ -271,9 +275,14 @@ pub struct Rotated {
 }
 
 /// Removes the run folders beyond `keep` under `reports`, oldest first, never `current` (a folder
-/// name), a live run or an unfinished one younger than a day.
-pub fn rotate(reports: &Path, keep: KeepRuns, current: Option<&str>) -> std::io::Result<Rotated> {
-    let folders = run_folders(reports)?;
+/// name), a live run (see [`run_folders`]) or an unfinished one younger than a day.
+pub fn rotate(
+    reports: &Path,
+    keep: KeepRuns,
+    current: Option<&str>,
+    live_ids: &BTreeSet<String>,
+) -> std::io::Result<Rotated> {
+    let folders = run_folders(reports, live_ids)?;
     let (gone, spared) = doomed(&folders, keep, current);
     let mut r = Rotated {
         spared: spared.into_iter().map(|(f, w)| (f.name.clone(), w)).collect(),
@@ -388,12 +397,17 @@ mod tests {
         std::fs::create_dir_all(r.join(name("empty", 0, 9))).unwrap();
         std::os::unix::fs::symlink(newer[2].file_name().unwrap(), r.join("latest")).unwrap();
 
-        let folders = run_folders(r).unwrap();
+        let folders = run_folders(r, &BTreeSet::new()).unwrap();
         assert_eq!(folders.len(), 7);
         assert!(folders[1].live && !folders[0].live && !folders[3].live);
+        let by_containers = run_folders(r, &BTreeSet::from(["00000003".to_string()])).unwrap();
+        assert!(
+            by_containers[2].live,
+            "a run whose containers have a live orchestrator is live"
+        );
 
         let current = newer[2].file_name().unwrap().to_string_lossy().into_owned();
-        let rot = rotate(r, KeepRuns::Newest(2), Some(&current)).unwrap();
+        let rot = rotate(r, KeepRuns::Newest(2), Some(&current), &BTreeSet::new()).unwrap();
         assert_eq!(
             rot.removed,
             [name("smoke", 1, 1), name("smoke", 4, 4), name("smoke", 5, 5)],

@@ -211,10 +211,12 @@ pub async fn run(
             ),
         }
     }
+    let live = cluster::live_runs(&engine).await.unwrap_or_default();
     rotate(
         reports,
         retention.keep_runs,
         run_dir.file_name().map(|n| n.to_string_lossy()).as_deref(),
+        &live,
     );
     if let Err(e) = report::write_index(reports) {
         crate::say!("chaos: cannot regenerate {}/index.html: {e}", reports.display());
@@ -222,9 +224,15 @@ pub async fn run(
     outcome
 }
 
-/// Removes the run folders beyond `keep` under `reports`, saying what it removed and what it could not.
-pub fn rotate(reports: &Path, keep: retention::KeepRuns, current: Option<&str>) -> retention::Rotated {
-    let r = retention::rotate(reports, keep, current).unwrap_or_else(|e| {
+/// Removes the run folders beyond `keep` under `reports`, saying what it removed and what it could not;
+/// `live` are the ids of runs in progress by their containers (besides each folder's `chaos.pid`).
+pub fn rotate(
+    reports: &Path,
+    keep: retention::KeepRuns,
+    current: Option<&str>,
+    live: &std::collections::BTreeSet<String>,
+) -> retention::Rotated {
+    let r = retention::rotate(reports, keep, current, live).unwrap_or_else(|e| {
         crate::say!(
             "chaos: warning: cannot rotate the run folders in {}: {e}",
             reports.display()
