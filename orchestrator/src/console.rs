@@ -7,7 +7,8 @@
 //! * [`Writer`] is tracing's writer: stderr, and kept.
 //!
 //! What is printed before the run folder exists (image builds, leftovers of dead runs) is held after
-//! [`begin`] and written once [`attach`] names the file. The sink is one per process, like stderr
+//! [`begin`] and written once [`attach`] names the file; [`end`] closes it when the run is over (a
+//! run that failed keeps its error line first, so that the runs index can show it). The sink is one per process, like stderr
 //! itself and tracing's subscriber: one `chaos` process runs one run. The log holds plain text: the
 //! colour codes tracing puts on a terminal are taken out.
 
@@ -73,6 +74,11 @@ pub fn begin() {
 /// From now on, what is printed is kept in `path` too, after what was held since [`begin`].
 pub fn attach(path: &Path) -> std::io::Result<()> {
     sink().attach(path)
+}
+
+/// Stops keeping: the run is over, and what `chaos` prints after it is not the run's.
+pub fn end() {
+    *sink() = Sink::Off;
 }
 
 /// Keeps `bytes` without printing them.

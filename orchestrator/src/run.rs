@@ -196,6 +196,11 @@ pub async fn run(
     }
     let down = cluster.teardown().await;
     let outcome = outcome.and_then(|o| down.context("removing the run's containers").map(|()| o));
+    if let Err(e) = &outcome {
+        // Kept now, so that the index written below can say why the run ended; `chaos` prints it
+        // when it exits, to stderr only (the log ends with this function).
+        crate::console::keep(format!("chaos: error: {e:#}\n").as_bytes());
+    }
     // The peers' files go only once their containers are gone, and only for a valid run; a run that
     // failed keeps them (a person needs them).
     if let Ok(o) = &outcome {
@@ -221,6 +226,7 @@ pub async fn run(
     if let Err(e) = report::write_index(reports) {
         crate::say!("chaos: cannot regenerate {}/index.html: {e}", reports.display());
     }
+    crate::console::end();
     outcome
 }
 
