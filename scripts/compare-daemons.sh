@@ -41,7 +41,8 @@ for plan in "${plans[@]}"; do
       echo "| $name | $peer | not run | ${why##*: } | | |"
       continue
     fi
-    out="$("$CHAOS" run "$plan" --reports "$REPORTS" "${args[@]}" 2>&1)"
+    # --keep-runs all: the table names every run folder, so none may be rotated away meanwhile.
+    out="$("$CHAOS" run "$plan" --reports "$REPORTS" --keep-runs all "${args[@]}" 2>&1)"
     code=$?
     folder="$(sed -n 's/^report: \(.*\)\/index.html$/\1/p' <<<"$out")"
     if [[ -z "$folder" || ! -f "$folder/result.json" ]]; then

@@ -22,10 +22,17 @@
 //! * [`tree`]: a peer's file tree as (path, size, hash).
 //! * [`checker`]: pure verdicts over the records and the final trees.
 //! * [`report`]: `result.json`, `junit.xml`, `index.html`.
-//! * [`run`]: a whole run, start to teardown.
+//! * [`run`]: a whole run, start to teardown; [`retention`]: what a run folder keeps, and rotation.
+//! * [`console`]: what `chaos` prints to stderr, kept in the run folder as `chaos.log`.
+
+/// `chaos`'s version (the crate's), recorded in every `result.json`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit `chaos` was built from (`build.rs`), or `unknown`.
+pub const COMMIT: &str = env!("SYFTCHAOS_COMMIT");
 
 pub mod checker;
 pub mod cluster;
+pub mod console;
 pub mod docker;
 pub mod generator;
 pub mod listing;
@@ -36,6 +43,7 @@ pub mod plan;
 pub mod profile;
 pub mod record;
 pub mod report;
+pub mod retention;
 pub mod run;
 pub mod scraper;
 pub mod topology;

@@ -12,10 +12,11 @@ use clap::{Parser, Subcommand};
 use syftchaos::checker::Verdict;
 use syftchaos::docker::{Engine, LABEL_PEER, LABEL_PID, LABEL_RUN};
 use syftchaos::record::recipe::{self, Recipe, RunKeys};
+use syftchaos::retention::{KeepRuns, Retention};
 use syftchaos::{cluster, generator, listing, plan, profile, run};
 
 #[derive(Parser)]
-#[command(name = "chaos", version, about = "Chaos-testing lab for peer-to-peer file sync")]
+#[command(name = "chaos", version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SYFTCHAOS_COMMIT"), ")"), about = "Chaos-testing lab for peer-to-peer file sync")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,6 +50,8 @@ enum Command {
         /// Where named peer profiles live (default: `peer-image/profiles/` beside the plan's folder).
         #[arg(long)]
         profiles: Option<PathBuf>,
+        #[command(flatten)]
+        keep: Keep,
     },
     /// Run a finished run again: its plan (the copy in its folder), seed, flavor, image, peer profile
     /// and peer keys; the schedule is the same. The new run gets its own folder.
@@ -58,6 +61,18 @@ enum Command {
         /// Where the new run folder goes.
         #[arg(long, default_value = "reports")]
         reports: PathBuf,
+        #[command(flatten)]
+        keep: Keep,
+    },
+    /// Remove the oldest run folders beyond `--keep-runs`: never a run in progress, nor one without
+    /// `result.json` (killed, crashed) changed in the last day. Rewrites the reports' index.
+    Prune {
+        /// The reports folder to prune.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+        /// How many run folders to keep, newest first (a number, or `all`).
+        #[arg(long, default_value_t = KeepRuns::default())]
+        keep_runs: KeepRuns,
     },
     /// Check plans (and their peer profiles) without starting anything.
     Validate {
@@ -88,6 +103,28 @@ enum Command {
     },
     /// List runs in progress and their peers.
     Ps,
+}
+
+/// What a run keeps: its peers' files, and how many run folders its reports folder keeps.
+#[derive(clap::Args)]
+struct Keep {
+    /// Keep the peers' data folders (`peers/`) even when the run is valid (they are always kept
+    /// for invalid and unknown runs, and runs that ended in an error).
+    #[arg(long)]
+    keep_files: bool,
+    /// How many run folders the reports folder keeps, newest first (a number, or `all`); older ones
+    /// are removed after the run, but never one in progress.
+    #[arg(long, default_value_t = KeepRuns::default())]
+    keep_runs: KeepRuns,
+}
+
+impl Keep {
+    fn retention(&self) -> Retention {
+        Retention {
+            keep_files: self.keep_files,
+            keep_runs: self.keep_runs,
+        }
+    }
 }
 
 /// What `validate` and `plan` check a plan with, besides the plan itself.
@@ -122,7 +159,7 @@ impl Checked {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
+        .with_writer(syftchaos::console::Writer)
         .init();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -132,7 +169,7 @@ fn main() -> ExitCode {
     match rt.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("chaos: error: {e:#}");
+            syftchaos::say!("chaos: error: {e:#}");
             ExitCode::from(2)
         }
     }
@@ -221,7 +258,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(code)
         }
-        Command::Replay { run_dir, reports } => {
+        Command::Replay { run_dir, reports, keep } => {
             let (p, pr, replay) = match load_replay(&run_dir) {
                 Ok(r) => r,
                 Err(e) => {
@@ -233,7 +270,37 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 topologies: replay.recipe.topologies.clone(),
                 replay: Some(replay),
             };
-            run_guarded(p, pr, reports, origin).await
+            run_guarded(p, pr, reports, origin, keep.retention()).await
+        }
+        Command::Prune { reports, keep_runs } => {
+            if !reports.is_dir() {
+                eprintln!("chaos: prune: {} is not a folder", reports.display());
+                return Ok(ExitCode::from(2));
+            }
+            // Runs in progress are known by their folder's `chaos.pid`, and by their containers when
+            // Docker answers.
+            let live = match Engine::connect().await {
+                Ok(engine) => cluster::live_runs(&engine).await.unwrap_or_default(),
+                Err(_) => Default::default(),
+            };
+            let r = run::rotate(&reports, keep_runs, None, &live);
+            for (name, why) in &r.spared {
+                println!("kept {name}: {}", why.describe());
+            }
+            println!(
+                "removed {} run folders ({:.1} MB); {} could not be removed",
+                r.removed.len(),
+                r.bytes as f64 / 1e6,
+                r.failed.len()
+            );
+            if let Err(e) = syftchaos::report::write_index(&reports) {
+                eprintln!("chaos: cannot regenerate {}/index.html: {e}", reports.display());
+            }
+            Ok(if r.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
         }
         Command::Plan {
             plan: path,
@@ -264,6 +331,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             image,
             peer,
             profiles,
+            keep,
         } => {
             let topologies = topologies_for(&path, topologies);
             let mut p = match load(&path, Some(topologies.clone())) {
@@ -292,7 +360,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 topologies,
                 replay: None,
             };
-            run_guarded(p, pr, reports, origin).await
+            run_guarded(p, pr, reports, origin, keep.retention()).await
         }
         Command::Clean { all } => {
             let engine = Engine::connect().await?;
@@ -362,19 +430,20 @@ async fn run_guarded(
     pr: profile::Profile,
     reports: PathBuf,
     origin: run::Origin,
+    retention: Retention,
 ) -> anyhow::Result<ExitCode> {
     let run_id = run::new_run_id();
     let task = {
         let run_id = run_id.clone();
-        tokio::spawn(async move { run::run(&p, std::sync::Arc::new(pr), &run_id, &reports, origin).await })
+        tokio::spawn(async move { run::run(&p, std::sync::Arc::new(pr), &run_id, &reports, origin, retention).await })
     };
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;
     let abort = task.abort_handle();
     let result = tokio::select! {
         r = task => r,
-        _ = tokio::signal::ctrl_c() => { abort.abort(); eprintln!("\nchaos: interrupted; removing the run's containers"); return teardown_after(&run_id, "interrupted").await }
-        _ = term.recv() => { abort.abort(); eprintln!("\nchaos: terminated; removing the run's containers"); return teardown_after(&run_id, "terminated").await }
+        _ = tokio::signal::ctrl_c() => { abort.abort(); syftchaos::say!("\nchaos: interrupted; removing the run's containers"); return teardown_after(&run_id, "interrupted").await }
+        _ = term.recv() => { abort.abort(); syftchaos::say!("\nchaos: terminated; removing the run's containers"); return teardown_after(&run_id, "terminated").await }
     };
     match result {
         Ok(Ok(outcome)) => {
@@ -387,7 +456,7 @@ async fn run_guarded(
         }
         Ok(Err(e)) => Err(e),
         Err(join) => {
-            eprintln!("chaos: the run crashed: {join}");
+            syftchaos::say!("chaos: the run crashed: {join}");
             teardown_after(&run_id, "crashed").await
         }
     }

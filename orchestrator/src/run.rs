@@ -29,6 +29,7 @@ use crate::record::recipe::{self, Recipe, RunKeys};
 use crate::record::run_folder::PeerDir;
 use crate::record::{observations, samples};
 use crate::report::{self, PeerSummary, RunResult};
+use crate::retention::{self, Retention};
 use crate::scraper;
 use crate::tree::{Tree, TreeReader};
 
@@ -62,7 +63,7 @@ pub async fn ensure_images(engine: &Engine, profile: &Profile, image: &str) -> a
     if engine.require_image(image).await.is_err()
         && let Some(build) = &profile.build
     {
-        eprintln!(
+        crate::say!(
             "chaos: image {image} is missing; building it with the profile `{}`: {build}",
             profile.name
         );
@@ -109,21 +110,23 @@ pub async fn run(
     run_id: &str,
     reports: &Path,
     origin: Origin,
+    retention: Retention,
 ) -> anyhow::Result<RunOutcome> {
+    crate::console::begin();
     let engine = Engine::connect().await?;
     let image = image_of(plan, &profile);
     let image_id = ensure_images(&engine, &profile, &image).await?;
     if let Some(r) = &origin.replay
         && r.recipe.image_id.as_deref().is_some_and(|was| was != image_id)
     {
-        eprintln!(
+        crate::say!(
             "chaos: warning: {image} is now {image_id}, but the run replayed used {}; the schedule is the same, the daemon may not be",
             r.recipe.image_id.as_deref().unwrap_or("?")
         );
     }
     let stale = cluster::reap(&engine, true).await?;
     if !stale.runs.is_empty() {
-        eprintln!(
+        crate::say!(
             "chaos: removed leftovers of dead runs {} ({} containers)",
             stale.runs.join(", "),
             stale.containers
@@ -133,6 +136,10 @@ pub async fn run(
     std::fs::create_dir_all(reports).with_context(|| format!("creating {}", reports.display()))?;
     let run_dir = reports.join(run_dir_name(&plan.name, run_id));
     std::fs::create_dir_all(&run_dir)?;
+    if let Err(e) = crate::console::attach(&run_dir.join(crate::console::LOG_FILE)) {
+        tracing::warn!("cannot keep the orchestrator's log in {}: {e}", run_dir.display());
+    }
+    crate::record::run_folder::mark_live(&run_dir).context("writing the orchestrator's pid into the run folder")?;
     std::fs::copy(&plan.source, run_dir.join(recipe::PLAN_COPY)).context("copying the plan into the run folder")?;
     let keys = match &origin.replay {
         Some(r) => r.keys.clone(),
@@ -144,7 +151,7 @@ pub async fn run(
         seed: plan.seed,
         flavor: plan.flavor.clone(),
         image: image.clone(),
-        image_id: Some(image_id),
+        image_id: Some(image_id.clone()),
         profile: std::path::absolute(&profile.dir)?,
         topologies: std::path::absolute(&origin.topologies)?,
         replay_of: origin.replay.as_ref().map(|r| r.run_dir.clone()),
@@ -157,7 +164,7 @@ pub async fn run(
         seed: plan.seed,
         peers: plan.peers.clone(),
     });
-    eprintln!(
+    crate::say!(
         "chaos: run {run_id} of plan {} (seed {}), {} peers of {} ({image}); folder {}",
         plan.name,
         plan.seed,
@@ -182,21 +189,80 @@ pub async fn run(
         disk_limit: plan.disk_limit,
     };
     let cluster = Cluster::provision(engine.clone(), run_id, &run_dir, &spec).await?;
-    let outcome = drive(plan, &image, cluster, &history, &run_dir, reports).await;
+    let outcome = drive(plan, (&image, &image_id), cluster, &history, &run_dir, reports).await;
     let (cluster, outcome) = outcome;
     if outcome.is_err() {
         let _ = cluster.save_logs(&run_dir).await;
     }
     let down = cluster.teardown().await;
-    let outcome = outcome?;
-    down.context("removing the run's containers")?;
-    Ok(outcome)
+    let outcome = outcome.and_then(|o| down.context("removing the run's containers").map(|()| o));
+    if let Err(e) = &outcome {
+        // Kept now, so that the index written below can say why the run ended; `chaos` prints it
+        // when it exits, to stderr only (the log ends with this function).
+        crate::console::keep(format!("chaos: error: {e:#}\n").as_bytes());
+    }
+    // The peers' files go only once their containers are gone, and only for a valid run; a run that
+    // failed keeps them (a person needs them).
+    if let Ok(o) = &outcome {
+        match retention::after_run(&run_dir, o.verdict, retention.keep_files) {
+            Ok(Some(bytes)) => crate::say!(
+                "chaos: removed the peers' files ({:.1} MB; --keep-files keeps them)",
+                bytes as f64 / 1e6
+            ),
+            Ok(None) => {}
+            Err(e) => crate::say!(
+                "chaos: warning: cannot remove the peers' files of {}: {e}",
+                run_dir.display()
+            ),
+        }
+    }
+    let live = cluster::live_runs(&engine).await.unwrap_or_default();
+    rotate(
+        reports,
+        retention.keep_runs,
+        run_dir.file_name().map(|n| n.to_string_lossy()).as_deref(),
+        &live,
+    );
+    if let Err(e) = report::write_index(reports) {
+        crate::say!("chaos: cannot regenerate {}/index.html: {e}", reports.display());
+    }
+    crate::console::end();
+    outcome
+}
+
+/// Removes the run folders beyond `keep` under `reports`, saying what it removed and what it could not;
+/// `live` are the ids of runs in progress by their containers (besides each folder's `chaos.pid`).
+pub fn rotate(
+    reports: &Path,
+    keep: retention::KeepRuns,
+    current: Option<&str>,
+    live: &std::collections::BTreeSet<String>,
+) -> retention::Rotated {
+    let r = retention::rotate(reports, keep, current, live).unwrap_or_else(|e| {
+        crate::say!(
+            "chaos: warning: cannot rotate the run folders in {}: {e}",
+            reports.display()
+        );
+        retention::Rotated::default()
+    });
+    if !r.removed.is_empty() {
+        crate::say!(
+            "chaos: removed {} old run folder(s) beyond the newest {keep} ({:.1} MB): {}",
+            r.removed.len(),
+            r.bytes as f64 / 1e6,
+            r.removed.join(", ")
+        );
+    }
+    for (name, why) in &r.failed {
+        crate::say!("chaos: warning: cannot remove the old run folder {name}: {why}");
+    }
+    r
 }
 
 /// Runs the plan on a provisioned cluster; hands the cluster back (identities filled in) for teardown.
 async fn drive(
     plan: &Plan,
-    image: &str,
+    image: (&str, &str),
     mut cluster: Cluster,
     history: &Arc<History>,
     run_dir: &Path,
@@ -208,7 +274,7 @@ async fn drive(
 
 async fn drive_inner(
     plan: &Plan,
-    image: &str,
+    (image, image_id): (&str, &str),
     cluster: &mut Cluster,
     history: &Arc<History>,
     run_dir: &Path,
@@ -269,7 +335,7 @@ async fn drive_inner(
     ));
 
     let schedule = generator::generate(plan);
-    eprintln!(
+    crate::say!(
         "chaos: schedule: {} operations over {:.1} s",
         schedule.ops.len(),
         schedule.end_ms as f64 / 1000.0
@@ -290,18 +356,18 @@ async fn drive_inner(
             }
             Action::FaultStart { id, step, fault } => {
                 nemesis.start(id, step, fault.clone()).await?;
-                eprintln!("chaos: {:>7.1}s  fault {id} started", op.at_ms as f64 / 1000.0);
+                crate::say!("chaos: {:>7.1}s  fault {id} started", op.at_ms as f64 / 1000.0);
             }
             Action::FaultStop { id } => {
                 nemesis.stop(id).await?;
-                eprintln!("chaos: {:>7.1}s  fault {id} healed", op.at_ms as f64 / 1000.0);
+                crate::say!("chaos: {:>7.1}s  fault {id} healed", op.at_ms as f64 / 1000.0);
             }
         }
     }
     tokio::time::sleep_until(t0 + Duration::from_millis(schedule.end_ms)).await;
     nemesis.heal_all().await?;
     let healed_ms = history.now_ms();
-    eprintln!(
+    crate::say!(
         "chaos: all faults healed; waiting up to {} for convergence",
         plan.expect.converge_within
     );
@@ -411,6 +477,10 @@ async fn drive_inner(
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
         image: image.to_string(),
+        image_id: Some(image_id.to_string()),
+        version: crate::VERSION.into(),
+        commit: crate::COMMIT.into(),
+        replay: report::replay_command(run_dir),
         profile: cluster.profile.name.clone(),
         flavor: plan.flavor.clone(),
         engine: engines["auto_engine"].as_str().unwrap_or("unknown").to_string(),
@@ -422,11 +492,8 @@ async fn drive_inner(
     };
     report::write_all(run_dir, &result, &records)?;
     report::link_latest(reports, run_dir)?;
-    if let Err(e) = report::write_index(reports) {
-        eprintln!("chaos: cannot regenerate {}/index.html: {e}", reports.display());
-    }
     for c in &result.checks {
-        eprintln!("chaos: {:<20} {:<8} {}", c.name, c.verdict.as_str(), c.summary);
+        crate::say!("chaos: {:<20} {:<8} {}", c.name, c.verdict.as_str(), c.summary);
     }
     Ok(RunOutcome {
         verdict,
@@ -439,11 +506,7 @@ fn progress_line(what: &'static str) -> impl FnMut(usize, usize) {
     let mut last = usize::MAX;
     move |n, total| {
         if n != last {
-            if std::io::stderr().is_terminal() {
-                eprint!("\rchaos: {what}: {n}/{total}   ");
-            } else {
-                eprintln!("chaos: {what}: {n}/{total}");
-            }
+            crate::console::progress(&format!("chaos: {what}: {n}/{total}"));
             last = n;
         }
     }

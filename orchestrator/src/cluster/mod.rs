@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-pub use reap::{Reaped, is_limited_mount, reap, reap_run, unmount_run};
+pub use reap::{Reaped, is_limited_mount, live_runs, reap, reap_run, unmount_run};
 
 use crate::docker::{ContainerSpec, Engine, LABEL_MANAGED, LABEL_PEER, LABEL_PID, LABEL_RUN};
 use crate::profile::{ClockMethod, Facts, PlanFacts, Profile};
@@ -90,7 +90,7 @@ async fn claim_network(engine: &Engine, run_id: &str) -> anyhow::Result<(String,
         {
             Ok(_) => return Ok((name, base)),
             Err(crate::docker::DockerError::SubnetTaken(s)) => {
-                eprintln!("chaos: subnet {s} was taken by another network meanwhile; trying the next free one");
+                crate::say!("chaos: subnet {s} was taken by another network meanwhile; trying the next free one");
                 lost.push(s);
                 tokio::time::sleep(Duration::from_millis(rand::random_range(10..200))).await;
             }

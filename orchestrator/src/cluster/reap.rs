@@ -1,7 +1,7 @@
 //! Teardown: removing a run's containers (peers and fault agents), network and size-limited mounts,
 //! and the leftovers of runs whose orchestrator died.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -101,15 +101,28 @@ pub struct Reaped {
     pub networks: usize,
 }
 
+/// True when a labelled resource's orchestrator (its pid label) is another live process.
+fn alive(labels: &HashMap<String, String>) -> bool {
+    labels
+        .get(LABEL_PID)
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|pid| pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// The ids of the runs whose containers belong to another live orchestrator: runs in progress.
+pub async fn live_runs(engine: &Engine) -> anyhow::Result<BTreeSet<String>> {
+    Ok(engine
+        .managed_containers()
+        .await?
+        .iter()
+        .filter(|c| alive(&c.labels))
+        .filter_map(|c| c.labels.get(LABEL_RUN).cloned())
+        .collect())
+}
+
 /// Removes labelled containers and networks. With `only_stale`, only runs whose orchestrator process
 /// is gone (its pid label names no live process) are removed, so concurrent runs are left alone.
 pub async fn reap(engine: &Engine, only_stale: bool) -> anyhow::Result<Reaped> {
-    let alive = |labels: &HashMap<String, String>| {
-        labels
-            .get(LABEL_PID)
-            .and_then(|p| p.parse::<u32>().ok())
-            .is_some_and(|pid| pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists())
-    };
     let mut reaped = Reaped::default();
     let containers = engine.managed_containers().await?;
     let doomed: Vec<_> = containers

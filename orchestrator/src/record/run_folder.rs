@@ -73,7 +73,96 @@ impl PeerDir {
     }
 }
 
+/// The orchestrator's pid, written into the run folder when it is made: rotation and the runs index
+/// tell a run in progress from an interrupted one by it.
+pub const PID_FILE: &str = "chaos.pid";
+
+/// Writes this process's pid and start time into a new run folder, so rotation and the index can
+/// tell a run in progress from an interrupted one.
+pub fn mark_live(run_dir: &Path) -> std::io::Result<()> {
+    let pid = std::process::id();
+    let start = start_time(pid).map_or(String::new(), |t| format!(" {t}"));
+    std::fs::write(run_dir.join(PID_FILE), format!("{pid}{start}\n"))
+}
+
+/// A process's start time (clock ticks after boot, `/proc/<pid>/stat` field 22): with the pid, it
+/// names one process, not whichever reused its pid later.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces; field 22 is the 20th after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// True when the run folder's orchestrator (its `chaos.pid`: pid, and start time when recorded) is a
+/// live process.
+pub fn orchestrator_alive(run_dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(run_dir.join(PID_FILE)) else {
+        return false;
+    };
+    let mut fields = text.split_whitespace();
+    let Some(pid) = fields.next().and_then(|p| p.parse::<u32>().ok()).filter(|p| *p > 0) else {
+        return false;
+    };
+    match fields.next().and_then(|t| t.parse::<u64>().ok()) {
+        Some(start) => start_time(pid) == Some(start),
+        None => Path::new(&format!("/proc/{pid}")).exists(),
+    }
+}
+
+/// `<plan>-<UTC stamp>-<id>` split into its parts, when the name has that shape (the plan name
+/// may hold `-` itself; the stamp is `YYYYMMDDTHHMMSSZ`, the id 8 hex digits).
+pub fn parse_run_name(name: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = name.rsplitn(3, '-');
+    let (id, stamp, plan) = (parts.next()?, parts.next()?, parts.next()?);
+    let stamp_ok = stamp.len() == 16
+        && stamp.as_bytes()[8] == b'T'
+        && stamp.ends_with('Z')
+        && stamp
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| i == 8 || i == 15 || b.is_ascii_digit());
+    let id_ok = id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    (!plan.is_empty() && stamp_ok && id_ok).then_some((plan, stamp, id))
+}
+
 /// The tools folder of a run.
 pub fn tools_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("tools")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_names_parse_with_dashes_in_the_plan() {
+        assert_eq!(
+            parse_run_name("partition-halves-20261124T050102Z-1a2b3c4d"),
+            Some(("partition-halves", "20261124T050102Z", "1a2b3c4d"))
+        );
+        for bad in [
+            "latest",
+            "x-20261124T050102Z-xyz",
+            "x-2026-1a2b3c4d",
+            "-20261124T050102Z-1a2b3c4d",
+        ] {
+            assert_eq!(parse_run_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_run_folder_names_a_live_orchestrator() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!orchestrator_alive(dir.path()), "no pid file");
+        mark_live(dir.path()).unwrap();
+        assert!(orchestrator_alive(dir.path()), "this test's own pid");
+        std::fs::write(dir.path().join(PID_FILE), "4194304999\n").unwrap();
+        assert!(!orchestrator_alive(dir.path()), "no such process");
+        let me = std::process::id();
+        std::fs::write(dir.path().join(PID_FILE), format!("{me} 1\n")).unwrap();
+        assert!(!orchestrator_alive(dir.path()), "the pid of another, earlier process");
+        std::fs::write(dir.path().join(PID_FILE), format!("{me}\n")).unwrap();
+        assert!(orchestrator_alive(dir.path()), "a pid alone: any live process");
+    }
 }

@@ -52,6 +52,15 @@ pub struct RunResult {
     pub started_at: String,
     pub duration_ms: u64,
     pub image: String,
+    /// The image's id when the run started (as in `recipe.json`): which build of the daemon ran.
+    pub image_id: Option<String>,
+    /// The orchestrator that ran it: `chaos`'s crate version, and the git commit it was built from
+    /// (`unknown` for a build outside a git checkout).
+    pub version: String,
+    pub commit: String,
+    /// The command that runs this run again: `chaos replay <run folder>` (same plan, seed, keys,
+    /// image; see `README.md`).
+    pub replay: String,
     /// The peer profile (the daemon under test).
     #[serde(default)]
     pub profile: String,
@@ -65,6 +74,25 @@ pub struct RunResult {
     /// Propagation latency, conflict rate, traffic per operation (see `docs/REPORTS.md`).
     pub figures: Figures,
     pub peers: Vec<PeerSummary>,
+}
+
+/// The command that replays the run in `run_dir`: the folder as an absolute path, so that it works
+/// from any working directory, quoted for a POSIX shell when it needs to be.
+pub fn replay_command(run_dir: &Path) -> String {
+    let dir = std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.to_path_buf());
+    format!("chaos replay {}", shell_quote(&dir.to_string_lossy()))
+}
+
+/// `s` as one POSIX shell word.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:,=@%".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 pub fn write_all(run_dir: &Path, result: &RunResult, history: &[Record]) -> std::io::Result<()> {
@@ -89,13 +117,15 @@ pub fn link_latest(reports: &Path, run_dir: &Path) -> std::io::Result<()> {
     std::fs::rename(&tmp, reports.join("latest"))
 }
 
+/// One `<testcase>` per check. `invalid` and `unknown` are both `<failure>`s (with `type` saying
+/// which), carrying the summary and the evidence: the run exits 1 for either, and a CI system that
+/// showed `unknown` as skipped would look green while the job failed.
 pub fn junit(r: &RunResult) -> String {
-    let failures = r.checks.iter().filter(|c| c.verdict == Verdict::Invalid).count();
-    let skipped = r.checks.iter().filter(|c| c.verdict == Verdict::Unknown).count();
+    let failures = r.checks.iter().filter(|c| c.verdict != Verdict::Valid).count();
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         x,
-        "<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{:.3}\">",
+        "<testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{:.3}\">",
         esc(&r.plan),
         r.checks.len(),
         r.duration_ms as f64 / 1000.0
@@ -113,19 +143,14 @@ pub fn junit(r: &RunResult) -> String {
             esc(&r.plan),
             esc(&c.name)
         );
-        match c.verdict {
-            Verdict::Valid => {}
-            Verdict::Invalid => {
-                let _ = write!(
-                    x,
-                    "<failure message=\"{}\">{}</failure>",
-                    esc(&c.summary),
-                    esc(&c.evidence.to_string())
-                );
-            }
-            Verdict::Unknown => {
-                let _ = write!(x, "<skipped message=\"{}\"/>", esc(&c.summary));
-            }
+        if c.verdict != Verdict::Valid {
+            let v = c.verdict.as_str();
+            let _ = write!(
+                x,
+                "<failure type=\"{v}\" message=\"{v}: {}\">{}</failure>",
+                esc(&c.summary),
+                esc(&c.evidence.to_string())
+            );
         }
         x.push_str("</testcase>\n");
     }
@@ -721,6 +746,10 @@ mod tests {
             started_at: "now".into(),
             duration_ms: 1500,
             image: "img".into(),
+            image_id: Some("sha256:0123".into()),
+            version: crate::VERSION.into(),
+            commit: crate::COMMIT.into(),
+            replay: replay_command(Path::new("/r/smoke-20261124T050102Z-abc")),
             flavor: "default".into(),
             engine: "userspace".into(),
             engines_probed: serde_json::Value::Null,
@@ -751,8 +780,50 @@ mod tests {
         let x = junit(&result(Verdict::Invalid));
         assert_eq!(x.matches("<testcase ").count(), 2);
         assert!(x.contains("failures=\"1\""));
-        assert!(x.contains("<failure message=\"bad &lt;peer&gt;\""));
+        assert!(x.contains("<failure type=\"invalid\" message=\"invalid: bad &lt;peer&gt;\""));
         assert!(x.contains("name=\"smoke&lt;&amp;&gt;\""), "escaped: {x}");
+    }
+
+    #[test]
+    fn junit_reports_unknown_as_a_failure_with_its_reason() {
+        let x = junit(&result(Verdict::Unknown));
+        assert!(x.contains("failures=\"1\""), "{x}");
+        assert!(x.contains("skipped=\"0\""), "{x}");
+        assert!(!x.contains("<skipped"), "unknown is not skipped: {x}");
+        assert!(
+            x.contains("<failure type=\"unknown\" message=\"unknown: bad &lt;peer&gt;\">{&quot;x&quot;:1}</failure>"),
+            "the reason and the evidence: {x}"
+        );
+        let valid = junit(&result(Verdict::Valid));
+        assert!(
+            valid.contains("failures=\"0\"") && !valid.contains("<failure"),
+            "{valid}"
+        );
+    }
+
+    #[test]
+    fn result_json_names_the_tool_the_image_and_the_replay() {
+        let v: serde_json::Value = serde_json::to_value(result(Verdict::Valid)).unwrap();
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+        let commit = v["commit"].as_str().unwrap();
+        assert!(
+            commit == "unknown" || (commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+            "{commit}"
+        );
+        assert_eq!(v["image_id"], "sha256:0123");
+        assert_eq!(v["replay"], "chaos replay /r/smoke-20261124T050102Z-abc");
+    }
+
+    #[test]
+    fn the_replay_command_is_absolute_and_quoted() {
+        let rel = replay_command(Path::new("reports/smoke-x"));
+        let cwd = std::env::current_dir().unwrap();
+        assert!(rel.starts_with(&format!("chaos replay {}", cwd.display())), "{rel}");
+        assert!(rel.ends_with("/reports/smoke-x"), "{rel}");
+        assert_eq!(
+            replay_command(Path::new("/r/it's here")),
+            "chaos replay '/r/it'\\''s here'"
+        );
     }
 
     #[test]

@@ -32,4 +32,6 @@ mod leak;
 mod syncthing;
 // Issue 13: symlinks planted by peers never lead the orchestrator out of the run folder.
 mod symlink_escape;
+// Issue 12: what a run folder keeps, result.json's provenance, chaos.log, `chaos prune`.
+mod retention;
 mod util;

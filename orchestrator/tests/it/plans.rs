@@ -20,8 +20,9 @@ fn run_plan_kept(
     Vec<serde_json::Value>,
 ) {
     let reports = tempfile::tempdir().unwrap();
+    // --keep-files: some tests look into the peers' folders after a valid run.
     let out = run(chaos()
-        .args(["run", &format!("chaos-plans/{name}.yaml"), "--reports"])
+        .args(["run", &format!("chaos-plans/{name}.yaml"), "--keep-files", "--reports"])
         .arg(reports.path()));
     let dir = run_dir(reports.path()).expect("a run folder");
     assert_eq!(labelled(Some(&run_id_of(&dir))), (0, 0), "{name}: nothing left behind");
