@@ -44,20 +44,22 @@ lint:
 bench:
 	$(CARGO) bench --workspace
 
-# Every plan, one after another; exits non-zero if any plan did not end as it should: valid (exit 0),
-# except the legacy-* plans, which run the seed's original design and must be caught (exit 1).
+# Every plan but soak plans (`chaos run` refuses them), one after another; exits non-zero if any plan
+# did not end as it should: valid (exit 0), except the legacy-* plans, which run the seed's original
+# design and must be caught (exit 1).
 # Reports stay in reports/, and reports/index.html shows the trend across runs.
 nightly: chaos image
 	@failed=0; for p in chaos-plans/*.yaml; do \
+	  if grep -q '^soak:' $$p; then echo "=== $$p: a soak plan, not for chaos run (skipped)"; continue; fi; \
 	  want=0; case $$p in */legacy-*) want=1;; esac; \
 	  echo "=== $$p (expect exit $$want)"; $(CHAOS) run $$p; got=$$?; \
 	  if [ $$got -ne $$want ]; then echo "=== $$p: exit $$got, expected $$want"; failed=$$((failed+1)); fi; \
 	done; echo "nightly: $$failed plan(s) did not end as expected"; test $$failed -eq 0
 
-# Every plan (but scale-100) on each daemon under test; a plan a daemon cannot take is listed with the
-# reason. PEERS="syncpeer syncthing" by default.
+# Every plan (but scale-100 and soak plans) on each daemon under test; a plan a daemon cannot take is
+# listed with the reason. PEERS="syncpeer syncthing" by default.
 compare: chaos image
-	PLANS="$$(ls chaos-plans/*.yaml | grep -v scale-100)" scripts/compare-daemons.sh
+	PLANS="$$(grep -L '^soak:' chaos-plans/*.yaml | grep -v scale-100)" scripts/compare-daemons.sh
 
 clean: chaos
 	$(CHAOS) clean

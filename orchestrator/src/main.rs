@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use syftchaos::checker::Verdict;
 use syftchaos::docker::{Engine, LABEL_PEER, LABEL_PID, LABEL_RUN};
 use syftchaos::record::recipe::{self, Recipe, RunKeys};
+use syftchaos::soak::SoakSchedule;
 use syftchaos::{cluster, generator, listing, plan, profile, run};
 
 #[derive(Parser)]
@@ -76,6 +77,12 @@ enum Command {
         /// One JSON document instead of lines.
         #[arg(long)]
         json: bool,
+        /// For a soak plan: how many of its first actions to print.
+        #[arg(long, default_value_t = 200)]
+        limit: usize,
+        /// For a soak plan: print window K's actions (from 0), exactly as the whole soak makes them.
+        #[arg(long, value_name = "K")]
+        window: Option<u64>,
         #[command(flatten)]
         with: Checked,
     },
@@ -203,6 +210,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut code = ExitCode::SUCCESS;
             for path in plans {
                 match with.load(&path) {
+                    Ok((p, pr)) if p.soak.is_some() => {
+                        let s = p.soak.as_ref().expect("checked");
+                        println!(
+                            "{}: ok: soak plan {}, {} peers of {}, {} in {} windows of {}, {}, {} faults in the mix",
+                            path.display(),
+                            p.name,
+                            p.peers.len(),
+                            pr.name,
+                            s.duration,
+                            s.windows(),
+                            s.window,
+                            s.workload
+                                .as_ref()
+                                .map_or("no workload".to_string(), |w| format!("{} ops/s", w.rate)),
+                            s.faults.len()
+                        );
+                    }
                     Ok((p, pr)) => {
                         let s = generator::generate(&p);
                         println!(
@@ -239,6 +263,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             plan: path,
             seed,
             json,
+            limit,
+            window,
             with,
         } => {
             let mut p = match with.load(&path) {
@@ -246,6 +272,40 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             p.seed = seed.unwrap_or(p.seed);
+            if let Some(soak) = SoakSchedule::new(&p) {
+                if let Some(k) = window
+                    && k >= soak.windows()
+                {
+                    eprintln!(
+                        "chaos: --window {k}: the soak has windows 0 to {}",
+                        soak.windows().saturating_sub(1)
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+                let ops: Box<dyn Iterator<Item = generator::ScheduledOp> + '_> = match window {
+                    Some(k) => Box::new(soak.window(k)),
+                    None => Box::new(soak.actions().take(limit)),
+                };
+                let text = if json {
+                    let ops: Vec<_> = ops.collect();
+                    vec![serde_json::to_string_pretty(&listing::soak_json(
+                        &p, &soak, window, &ops,
+                    ))?]
+                } else {
+                    std::iter::once(listing::soak_header(&p, &soak, window, limit))
+                        .chain(ops.map(|op| listing::line(&op)))
+                        .collect()
+                };
+                print_lines(&text)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if window.is_some() {
+                eprintln!(
+                    "chaos: --window: {} has no `soak:` section (windows are a soak's)",
+                    path.display()
+                );
+                return Ok(ExitCode::from(2));
+            }
             let s = generator::generate(&p);
             let text = if json {
                 vec![serde_json::to_string_pretty(&listing::json(&p, &s))?]
@@ -270,6 +330,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(p) => p,
                 Err(code) => return Ok(code),
             };
+            if p.soak.is_some() {
+                // `chaos soak` (issue 12's next step) runs soak plans with rolling checks.
+                eprintln!(
+                    "chaos: {} is a soak plan (it has a `soak:` section); allowed: plans without `soak:` (`chaos plan` shows a soak's schedule)",
+                    path.display()
+                );
+                return Ok(ExitCode::from(2));
+            }
             if let Some(s) = seed {
                 p.seed = s;
             }
