@@ -286,17 +286,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     Some(k) => Box::new(soak.window(k)),
                     None => Box::new(soak.actions().take(limit)),
                 };
-                let text = if json {
+                if json {
                     let ops: Vec<_> = ops.collect();
-                    vec![serde_json::to_string_pretty(&listing::soak_json(
-                        &p, &soak, window, &ops,
-                    ))?]
+                    let doc = listing::soak_json(&p, &soak, window, &ops);
+                    print_lines([serde_json::to_string_pretty(&doc)?])?;
                 } else {
-                    std::iter::once(listing::soak_header(&p, &soak, window, limit))
-                        .chain(ops.map(|op| listing::line(&op)))
-                        .collect()
-                };
-                print_lines(&text)?;
+                    // Line by line as drawn: a window at 1000 ops/s is 600 000 lines, never held.
+                    let header = listing::soak_header(&p, &soak, window, limit);
+                    print_lines(std::iter::once(header).chain(ops.map(|op| listing::line(&op))))?;
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             if window.is_some() {
@@ -312,7 +310,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 listing::lines(&p, &s)
             };
-            print_lines(&text)?;
+            print_lines(text)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
@@ -411,11 +409,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints lines; a reader that stops early (`chaos plan P | head`) is not an error.
-fn print_lines(lines: &[String]) -> std::io::Result<()> {
+fn print_lines(lines: impl IntoIterator<Item = String>) -> std::io::Result<()> {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = lines
-        .iter()
+        .into_iter()
         .try_for_each(|l| writeln!(out, "{l}"))
         .and_then(|()| out.flush());
     match written {
