@@ -306,7 +306,7 @@ impl Resolver<'_> {
     ) -> Result<SoakFault, PlanError> {
         let at = f.referenced;
         let raw = f.value;
-        let kind = [
+        let keys = [
             ("partition", raw.partition.is_some()),
             ("link", raw.link.is_some()),
             ("clock", raw.clock.is_some()),
@@ -316,10 +316,26 @@ impl Resolver<'_> {
             ("lock", raw.lock.is_some()),
             ("disk", raw.disk.is_some()),
             ("byzantine", raw.byzantine.is_some()),
-        ]
-        .iter()
-        .find(|(_, given)| *given)
-        .map_or("fault", |(k, _)| *k);
+        ];
+        let given: Vec<&str> = keys.iter().filter(|(_, g)| *g).map(|(k, _)| *k).collect();
+        let kind = match given[..] {
+            [kind] => kind,
+            [] => {
+                return self.err(
+                    &at,
+                    format!("a soak fault needs a fault key; allowed: one of {FAULT_KINDS}"),
+                );
+            }
+            _ => {
+                return self.err(
+                    &at,
+                    format!(
+                        "a soak fault takes exactly one fault key, not {}; allowed: one of {FAULT_KINDS}",
+                        given.join(" and ")
+                    ),
+                );
+            }
+        };
         let name = match &raw.name {
             None => format!("{kind}-{}", index + 1),
             Some(n) => {
