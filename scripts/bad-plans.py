@@ -434,7 +434,7 @@ def soak(old, new, needle, slug, where=None, body=None):
     add(f"soak-{slug}", text, where or (new.split("\n")[0] or old), needle)
 
 
-for v in ["31d", "0s", "soon", "-1h", "{}", "99999999999d"]:
+for v in ["31d", "0s", "soon", "-1h", "{}", "99999999999d", "0.0000001s", "9s"]:
     soak("duration: 1h", f"duration: {v}", "`duration`", f"duration-{tag(v)}")
 for v in ["1s", "25h", "-1m", "[10m]"]:
     soak("window: 10m", f"window: {v}", "`window`", f"window-{tag(v)}")

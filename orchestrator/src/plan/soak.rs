@@ -27,7 +27,7 @@ use super::limits::{
 };
 use super::raw::{RawByzantine, RawClock, RawDisk, RawLink, RawLock, RawPartition, RawPeersOnly, RawStep, RawTargets};
 use super::resolve::{Resolver, is_name, shorten};
-use super::units::{Dur, LongDur, SizeRange};
+use super::units::{Dur, LongDur, SOAK_DURATION_ALLOWED, SizeRange};
 use super::{FAULT_KEYS, FAULT_KINDS, FaultStep, Mix, PlanError, Selector, limits};
 
 /// A validated soak. Defaults: `window` 10m, no workload, no faults, `max_concurrent` 1, `stagger`
@@ -170,10 +170,11 @@ impl Resolver<'_> {
     pub(super) fn soak(&self, s: Spanned<RawSoak>, peers: &[String]) -> Result<Soak, PlanError> {
         let raw = s.value;
         let duration = raw.duration.value;
-        if duration.0.is_zero() {
+        // Shorter than the shortest window is no soak (and under a millisecond, no window at all).
+        if duration.0 < MIN_SOAK_WINDOW {
             return self.err(
                 &raw.duration.referenced,
-                "soak `duration` is 0; allowed: more than 0, at most 30d",
+                format!("soak `duration` is {duration}; allowed: {SOAK_DURATION_ALLOWED}"),
             );
         }
         let window = raw.window.as_ref().map_or(Dur::from_ms(600_000), |w| w.value);

@@ -187,7 +187,7 @@ impl fmt::Display for LongDur {
 }
 
 /// What a soak's `duration` accepts, for messages.
-pub const SOAK_DURATION_ALLOWED: &str = "a duration of more than 0, at most 30d, e.g. 30m, 8h, 7d";
+pub const SOAK_DURATION_ALLOWED: &str = "a duration from 10s to 30d, e.g. 30m, 8h, 7d";
 
 impl<'de> Deserialize<'de> for LongDur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -327,7 +327,7 @@ fn check(text: &str, topologies: &Path, pr: &profile::Profile) -> Result<bool, S
         if let Some(soak) = SoakSchedule::new(&p) {
             for ops in [
                 soak.actions().take(2_000).collect::<Vec<_>>(),
-                soak.window(soak.windows() - 1).take(2_000).collect(),
+                soak.window(soak.windows().saturating_sub(1)).take(2_000).collect(),
             ] {
                 assert!(
                     ops.windows(2).all(|w| w[0].at_ms <= w[1].at_ms),
