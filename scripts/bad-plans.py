@@ -409,6 +409,68 @@ for plan_name, old, new, needle, *where in NEAR:
     add(f"near-{plan_name}-{tag(new or 'removed')}", body, where, needle, nth=nth)
 
 
+# ---------------------------------------------------------------------------------------------------
+# Soak sections (issue 12): added last, so the plans above keep their numbers.
+SOAK = """name: bad
+seed: 7
+peers: 3
+soak:
+  duration: 1h
+  window: 10m
+  workload: {rate: 5, files: 50}
+  max_concurrent: 2
+  stagger: {min: 10s, max: 1m}
+  exclusive: [[partition], [crash]]
+  faults:
+    - {weight: 3, partition: {shape: halves}}
+    - {name: crash, duration: {min: 2s, max: 20s}, kill: {peers: one}}
+"""
+
+
+def soak(old, new, needle, slug, where=None, body=None):
+    text = body if body is not None else SOAK
+    assert old in text, f"soak-{slug}: `{old}` not in the soak plan"
+    text = text.replace(old, new, 1)
+    add(f"soak-{slug}", text, where or (new.split("\n")[0] or old), needle)
+
+
+for v in ["31d", "0s", "soon", "-1h", "{}", "99999999999d", "0.0000001s", "9s"]:
+    soak("duration: 1h", f"duration: {v}", "`duration`", f"duration-{tag(v)}")
+for v in ["1s", "25h", "-1m", "[10m]"]:
+    soak("window: 10m", f"window: {v}", "`window`", f"window-{tag(v)}")
+for v, n in [("{rate: 0, files: 50}", "`rate`"), ("{rate: 1001}", "`rate`"), ("{rate: 5, files: 0}", "`files`"),
+             ("{files: 50}", "`rate`"), ("{rate: 5, mix: {create: 0}}", "`mix`"), ("{rate: 5, peers: p9}", "unknown peer `p9`"),
+             ("{rate: 5, size: 2GiB}", "`size`"), ("{rate: 5, at: 1s}", "unknown key `at`"), ("[5]", "`workload`")]:
+    soak("{rate: 5, files: 50}", v, n, f"workload-{tag(v)}", where="workload:")
+for v in ["0", "17", "abc", "-1"]:
+    soak("max_concurrent: 2", f"max_concurrent: {v}", "`max_concurrent`", f"max-concurrent-{tag(v)}")
+for v, n in [("{min: 1m, max: 10s}", "`stagger`"), ("{min: 10ms, max: 1s}", "`stagger`"), ("{min: 10s}", "`max`"),
+             ("10s", "`stagger`"), ("{min: soon, max: 1m}", "`min`")]:
+    soak("stagger: {min: 10s, max: 1m}", f"stagger: {v}", n, f"stagger-{tag(v)}", where="stagger:")
+for v, n in [("[[partition], [nosuch]]", "`exclusive` names `nosuch`"), ("[[]]", "empty `exclusive` group"),
+             ("[partition]", "`exclusive`"), ("{a: 1}", "`exclusive`")]:
+    soak("exclusive: [[partition], [crash]]", f"exclusive: {v}", n, f"exclusive-{tag(v)}", where="exclusive:")
+for v, n in [("{weight: -1, partition: {shape: halves}}", "`weight`"),
+             ("{weight: 3, partition: {shape: halfs}}", "unknown partition shape `halfs`"),
+             ("{weight: 3, every: 10s, partition: {shape: halves}}", "`every`"),
+             ("{weight: 3, at: 1s, partition: {shape: halves}}", "unknown key `at`"),
+             ("{weight: 3, partition: {shape: halves}, kill: {peers: p1}}", "exactly one fault"),
+             ("{weight: 3}", "needs a fault"),
+             ("{weight: 3, every: 2s, partition: {shape: rolling}, duration: {min: 1s, max: 5s}}", "`every`"),
+             ("{weight: 3, kill: {peers: p9}}", "unknown peer `p9`")]:
+    soak("{weight: 3, partition: {shape: halves}}", v, n, f"fault-{tag(v)}", where="- {weight")
+for v, n in [("{min: 2s, max: 20m}", "longer than a window"), ("{min: 20s, max: 2s}", "`duration`"),
+             ("{min: 0s, max: 2s}", "`duration`"), ("5s", "`duration`")]:
+    soak("duration: {min: 2s, max: 20s}", f"duration: {v}", n, f"fault-duration-{tag(v)}", where="name: crash")
+soak("name: crash", "name: kill", "not a fault key", "fault-name-is-a-key", where="name: kill")
+soak("name: crash", "name: \"a b\"", "`name`", "fault-name-bad", where="name: \"a b")
+soak("  faults:", "  foo: 1\n  faults:", "unknown key `foo`", "unknown-key", where="foo: 1")
+soak("stagger: {min: 10s, max: 1m}", "stagger: {min: 1s, max: 2s}", "fault intervals", "window-too-many-faults",
+     body=SOAK.replace("window: 10m", "window: 24h"), where="stagger:")
+soak("peers: 3\n", "peers: 3\nsteps:\n  - {at: 1s, partition: {shape: halves}}\n", "`soak`", "with-steps",
+     where="- {at: 1s")
+
+
 def main():
     # Rewrite the plans and topology files; keep the README.
     shutil.rmtree(os.path.join(OUT, "topologies"), ignore_errors=True)

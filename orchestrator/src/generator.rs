@@ -8,8 +8,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::partition::{self, Cut};
 use crate::plan::{
-    ClockChange, DiskAction, Fault, FileOpKind, LinkParams, LockAction, PartitionShape, Plan, ProcessAction, Selector,
-    WorkloadKind,
+    ClockChange, DiskAction, Fault, FaultStep, FileOpKind, LinkParams, LockAction, PartitionShape, Plan, ProcessAction,
+    Selector, WorkloadKind,
 };
 
 /// One file operation a client performs on one peer's sync folder.
@@ -91,7 +91,7 @@ pub enum Action {
 
 impl Action {
     /// At equal times: stops, then starts, then writes (a rolling partition hands over before writes).
-    fn rank(&self) -> u8 {
+    pub fn rank(&self) -> u8 {
         match self {
             Action::FaultStop { .. } => 0,
             Action::FaultStart { .. } => 1,
@@ -183,99 +183,7 @@ pub fn generate(plan: &Plan) -> Schedule {
     }
 
     for step in &plan.steps {
-        let start = step.at.ms();
-        let window_end = step.duration.map(|d| start.saturating_add(d.ms()));
-        // Each interval is one fault with its own id, so the history shows every flap and hand-over.
-        let mut intervals: Vec<(u64, Option<u64>, ConcreteFault)> = Vec::new();
-        let flaps = |every: u64, end: u64| {
-            let every = every.max(1);
-            let on = (every / 2).max(1);
-            (0..)
-                .map(move |k: u64| start.saturating_add(k.saturating_mul(every)))
-                .take_while(move |t| *t < end)
-                .map(move |t| (t, t.saturating_add(on).min(end)))
-        };
-        match &step.fault {
-            Fault::Partition(spec) => {
-                let cut_of = |shape: partition::Shape, rng: &mut ChaCha8Rng| {
-                    ConcreteFault::Partition(Cut {
-                        links: shape.links(n, rng.random()),
-                        mode: spec.mode,
-                        port: spec.port.as_ref().map(|p| {
-                            p.number()
-                                .expect("named ports are bound to the profile before a schedule is made")
-                        }),
-                    })
-                };
-                match (&spec.shape, step.every, window_end) {
-                    (PartitionShape::Rolling, Some(every), Some(end)) => {
-                        let mut order: Vec<usize> = (0..n).collect();
-                        order.shuffle(&mut rng);
-                        let mut t = start;
-                        let mut k = 0;
-                        while t < end {
-                            let stop = t.saturating_add(every.ms()).min(end);
-                            intervals.push((
-                                t,
-                                Some(stop),
-                                cut_of(partition::Shape::Isolate(vec![order[k % n]]), &mut rng),
-                            ));
-                            t = t.saturating_add(every.ms().max(1));
-                            k += 1;
-                        }
-                    }
-                    (shape, Some(every), Some(end)) => {
-                        let cut = cut_of(concrete_shape(shape, n, &mut rng), &mut rng);
-                        intervals.extend(flaps(every.ms(), end).map(|(a, b)| (a, Some(b), cut.clone())));
-                    }
-                    (shape, _, _) => {
-                        intervals.push((start, window_end, cut_of(concrete_shape(shape, n, &mut rng), &mut rng)))
-                    }
-                }
-            }
-            Fault::Link(spec) => {
-                let fault = ConcreteFault::Link {
-                    peers: draw(&spec.peers, n, &mut rng),
-                    to: draw(&spec.to, n, &mut rng),
-                    params: Box::new(LinkParams {
-                        engine: spec.params.engine.clone().or_else(|| Some(plan.engine.clone())),
-                        ..spec.params.clone()
-                    }),
-                    seed: rng.random(),
-                };
-                match (step.every, window_end) {
-                    (Some(every), Some(end)) => {
-                        intervals.extend(flaps(every.ms(), end).map(|(a, b)| (a, Some(b), fault.clone())))
-                    }
-                    _ => intervals.push((start, window_end, fault)),
-                }
-            }
-            Fault::Clock(spec) => {
-                let peers = draw(&spec.peers, n, &mut rng);
-                let clock = |offset_ms, rate| ConcreteFault::Clock {
-                    peers: peers.clone(),
-                    offset_ms,
-                    rate,
-                };
-                match (&spec.change, step.every, window_end) {
-                    (ClockChange::Strobe(a, b), Some(every), Some(end)) => {
-                        for (t, half) in flaps(every.ms(), end) {
-                            intervals.push((t, Some(half), clock(*a, None)));
-                            if half < end {
-                                intervals.push((half, Some(t.saturating_add(every.ms()).min(end)), clock(*b, None)));
-                            }
-                        }
-                    }
-                    (ClockChange::Rate(r), _, _) => intervals.push((start, window_end, clock(0, Some(*r)))),
-                    (ClockChange::Offset(o), _, _) | (ClockChange::Strobe(o, _), _, _) => {
-                        intervals.push((start, window_end, clock(*o, None)))
-                    }
-                }
-            }
-            Fault::Process(_) | Fault::Lock(_) | Fault::Disk(_) | Fault::Byzantine(_) => {
-                intervals.push((start, window_end, whole_window(&step.fault, n, &mut rng)))
-            }
-        }
+        let intervals = intervals(step, n, &plan.engine, &mut rng);
         for (k, (from, to, fault)) in intervals.into_iter().enumerate() {
             let id = format!("{}#{}", step.name, k + 1);
             ops.push(ScheduledOp {
@@ -300,6 +208,109 @@ pub fn generate(plan: &Plan) -> Schedule {
     ops.sort_by_key(|op| (op.at_ms, op.action.rank()));
     end_ms = end_ms.max(ops.last().map_or(0, |op| op.at_ms));
     Schedule { ops, end_ms }
+}
+
+/// The intervals one fault step makes, each `(start, stop, fault)` in ms (`None`: until the final
+/// heal), with every selector drawn from `rng`: one interval, or one per flap, hand-over or strobe
+/// half. The soak schedule draws its faults through this too, from step templates.
+pub fn intervals(
+    step: &FaultStep,
+    n: usize,
+    engine: &str,
+    rng: &mut ChaCha8Rng,
+) -> Vec<(u64, Option<u64>, ConcreteFault)> {
+    let start = step.at.ms();
+    let window_end = step.duration.map(|d| start.saturating_add(d.ms()));
+    // Each interval is one fault with its own id, so the history shows every flap and hand-over.
+    let mut intervals: Vec<(u64, Option<u64>, ConcreteFault)> = Vec::new();
+    let flaps = |every: u64, end: u64| {
+        let every = every.max(1);
+        let on = (every / 2).max(1);
+        (0..)
+            .map(move |k: u64| start.saturating_add(k.saturating_mul(every)))
+            .take_while(move |t| *t < end)
+            .map(move |t| (t, t.saturating_add(on).min(end)))
+    };
+    match &step.fault {
+        Fault::Partition(spec) => {
+            let cut_of = |shape: partition::Shape, rng: &mut ChaCha8Rng| {
+                ConcreteFault::Partition(Cut {
+                    links: shape.links(n, rng.random()),
+                    mode: spec.mode,
+                    port: spec.port.as_ref().map(|p| {
+                        p.number()
+                            .expect("named ports are bound to the profile before a schedule is made")
+                    }),
+                })
+            };
+            match (&spec.shape, step.every, window_end) {
+                (PartitionShape::Rolling, Some(every), Some(end)) => {
+                    let mut order: Vec<usize> = (0..n).collect();
+                    order.shuffle(rng);
+                    let mut t = start;
+                    let mut k = 0;
+                    while t < end {
+                        let stop = t.saturating_add(every.ms()).min(end);
+                        intervals.push((
+                            t,
+                            Some(stop),
+                            cut_of(partition::Shape::Isolate(vec![order[k % n]]), &mut *rng),
+                        ));
+                        t = t.saturating_add(every.ms().max(1));
+                        k += 1;
+                    }
+                }
+                (shape, Some(every), Some(end)) => {
+                    let cut = cut_of(concrete_shape(shape, n, rng), &mut *rng);
+                    intervals.extend(flaps(every.ms(), end).map(|(a, b)| (a, Some(b), cut.clone())));
+                }
+                (shape, _, _) => intervals.push((start, window_end, cut_of(concrete_shape(shape, n, rng), &mut *rng))),
+            }
+        }
+        Fault::Link(spec) => {
+            let fault = ConcreteFault::Link {
+                peers: draw(&spec.peers, n, rng),
+                to: draw(&spec.to, n, rng),
+                params: Box::new(LinkParams {
+                    engine: spec.params.engine.clone().or_else(|| Some(engine.to_string())),
+                    ..spec.params.clone()
+                }),
+                seed: rng.random(),
+            };
+            match (step.every, window_end) {
+                (Some(every), Some(end)) => {
+                    intervals.extend(flaps(every.ms(), end).map(|(a, b)| (a, Some(b), fault.clone())))
+                }
+                _ => intervals.push((start, window_end, fault)),
+            }
+        }
+        Fault::Clock(spec) => {
+            let peers = draw(&spec.peers, n, rng);
+            let clock = |offset_ms, rate| ConcreteFault::Clock {
+                peers: peers.clone(),
+                offset_ms,
+                rate,
+            };
+            match (&spec.change, step.every, window_end) {
+                (ClockChange::Strobe(a, b), Some(every), Some(end)) => {
+                    for (t, half) in flaps(every.ms(), end) {
+                        intervals.push((t, Some(half), clock(*a, None)));
+                        if half < end {
+                            intervals.push((half, Some(t.saturating_add(every.ms()).min(end)), clock(*b, None)));
+                        }
+                    }
+                }
+                (ClockChange::Rate(r), _, _) => intervals.push((start, window_end, clock(0, Some(*r)))),
+                (ClockChange::Offset(o), _, _) | (ClockChange::Strobe(o, _), _, _) => {
+                    intervals.push((start, window_end, clock(*o, None)))
+                }
+            }
+        }
+        Fault::Process(_) | Fault::Lock(_) | Fault::Disk(_) | Fault::Byzantine(_) => {
+            intervals.push((start, window_end, whole_window(&step.fault, n, rng)))
+        }
+    }
+    intervals
 }
 
 /// A fault that holds for its whole window (it never flaps), with its selectors drawn.

@@ -11,6 +11,7 @@
 //!   files, readiness, identities, introductions, conventions, counters and the faults it can take.
 //! * [`topology`], [`partition`]: who knows whom, and which links a partition cuts, as pure data.
 //! * [`generator`]: the seeded schedule of file operations and fault starts/stops.
+//! * [`soak`]: a soak plan's schedule, drawn lazily window by window from the seed.
 //! * [`docker`]: the only module that talks to Docker (through bollard).
 //! * [`cluster`]: one run's network, peer containers and their fault-agent sidecars, acting on the
 //!   profile (readiness, identities, introductions); and their teardown.
@@ -46,6 +47,7 @@ pub mod report;
 pub mod retention;
 pub mod run;
 pub mod scraper;
+pub mod soak;
 pub mod topology;
 pub mod tree;
 pub mod workload;

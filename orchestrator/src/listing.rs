@@ -1,6 +1,7 @@
 //! A plan's concrete schedule for people and tools (`chaos plan`): every workload operation and every
 //! fault start and stop, with its time and its drawn targets, one per line, or as JSON. Nothing here
-//! starts anything; it reads a resolved [`Plan`] and the [`Schedule`] the generator made from it.
+//! starts anything; it reads a resolved [`Plan`] and the [`Schedule`] the generator made from it (or,
+//! for a soak, a part of the [`SoakSchedule`]: its first actions or one window).
 //!
 //! ```text
 //!     1.000s  write  p1 create notes/from-p1.txt (4096 B) [op 1]
@@ -8,57 +9,126 @@
 //!     8.000s  stop   cut-p1#1
 //! ```
 
-use crate::generator::{Action, ConcreteFault, Schedule};
+use crate::generator::{Action, ConcreteFault, Schedule, ScheduledOp};
 use crate::plan::{DiskAction, FileOpKind, LinkParams, LockAction, Plan};
+use crate::soak::SoakSchedule;
 
 /// The header and one line per scheduled operation.
 pub fn lines(plan: &Plan, schedule: &Schedule) -> Vec<String> {
     let mut out = vec![format!(
-        "# plan {}, seed {}, {} peers (p1..p{}), {} overlay edges; {} operations over {}; then heal all, converge within {}",
-        plan.name,
-        plan.seed,
-        plan.peers.len(),
-        plan.peers.len(),
-        plan.topology.edges.len(),
+        "# plan {}; {} operations over {}; then heal all, converge within {}",
+        identity(plan),
         schedule.ops.len(),
         seconds(schedule.end_ms),
         plan.expect.converge_within
     )];
-    for op in &schedule.ops {
-        let what = match &op.action {
-            Action::Write(w) => {
-                let size = match w.kind {
-                    FileOpKind::Create | FileOpKind::Modify => format!(" ({} B)", w.size),
-                    _ => String::new(),
-                };
-                format!(
-                    "write  {} {} {}{size} [op {}]",
-                    peer(w.peer),
-                    op_name(w.kind),
-                    w.path,
-                    w.id
-                )
-            }
-            Action::FaultStart { id, fault, .. } => format!("start  {id} {}", fault_text(fault)),
-            Action::FaultStop { id } => format!("stop   {id}"),
-        };
-        out.push(format!("{:>12}  {what}", seconds(op.at_ms)));
-    }
+    out.extend(schedule.ops.iter().map(line));
     out
+}
+
+/// One scheduled operation as a line: its time, then what happens.
+pub fn line(op: &ScheduledOp) -> String {
+    let what = match &op.action {
+        Action::Write(w) => {
+            let size = match w.kind {
+                FileOpKind::Create | FileOpKind::Modify => format!(" ({} B)", w.size),
+                _ => String::new(),
+            };
+            format!(
+                "write  {} {} {}{size} [op {}]",
+                peer(w.peer),
+                op_name(w.kind),
+                w.path,
+                w.id
+            )
+        }
+        Action::FaultStart { id, fault, .. } => format!("start  {id} {}", fault_text(fault)),
+        Action::FaultStop { id } => format!("stop   {id}"),
+    };
+    format!("{:>12}  {what}", seconds(op.at_ms))
+}
+
+/// A soak's header line: what the soak is, and which part of it follows (`window`, or the first
+/// `limit` actions).
+pub fn soak_header(plan: &Plan, soak: &SoakSchedule, window: Option<u64>, limit: usize) -> String {
+    let s = plan.soak.as_ref().expect("a soak schedule comes from a soak plan");
+    let workload = s.workload.as_ref().map_or("no workload".to_string(), |w| {
+        format!("{} ops/s over {} files", w.rate, w.files)
+    });
+    let part = match window {
+        Some(k) => {
+            let (a, b) = soak.span(k);
+            format!("window {k} ({} to {})", seconds(a), seconds(b))
+        }
+        None => format!("the first {limit} actions"),
+    };
+    format!(
+        "# soak plan {}; {} in {} windows of {}; {workload}; {} faults in the mix, at most {} at once; {part}",
+        identity(plan),
+        s.duration,
+        soak.windows(),
+        s.window,
+        s.faults.len(),
+        s.max_concurrent,
+    )
+}
+
+/// A soak's part as JSON: the plan's identity, the soak's shape and the actions shown (`ops` as the
+/// generator makes them).
+pub fn soak_json(plan: &Plan, soak: &SoakSchedule, window: Option<u64>, ops: &[ScheduledOp]) -> serde_json::Value {
+    let s = plan.soak.as_ref().expect("a soak schedule comes from a soak plan");
+    with_identity(
+        plan,
+        serde_json::json!({
+            "soak": {
+                "duration_ms": s.duration.ms(),
+                "window_ms": s.window.ms(),
+                "windows": soak.windows(),
+            },
+            "window": window,
+            "span_ms": window.map(|k| soak.span(k)),
+            "ops": ops,
+        }),
+    )
 }
 
 /// The same as JSON: the plan's identity and the schedule's operations as the generator holds them.
 pub fn json(plan: &Plan, schedule: &Schedule) -> serde_json::Value {
-    serde_json::json!({
+    with_identity(
+        plan,
+        serde_json::json!({
+            "end_ms": schedule.end_ms,
+            "converge_within_ms": plan.expect.converge_within.ms(),
+            "ops": schedule.ops,
+        }),
+    )
+}
+
+/// `rest` (a JSON map) after the plan's identity: name, source, seed, peers, overlay edges.
+fn with_identity(plan: &Plan, rest: serde_json::Value) -> serde_json::Value {
+    let mut v = serde_json::json!({
         "plan": plan.name,
         "source": plan.source,
         "seed": plan.seed,
         "peers": plan.peers,
         "topology": plan.topology.edges.iter().map(|(a, b)| [peer(*a), peer(*b)]).collect::<Vec<_>>(),
-        "end_ms": schedule.end_ms,
-        "converge_within_ms": plan.expect.converge_within.ms(),
-        "ops": schedule.ops,
-    })
+    });
+    if let (Some(map), serde_json::Value::Object(rest)) = (v.as_object_mut(), rest) {
+        map.extend(rest);
+    }
+    v
+}
+
+/// `smoke, seed 42, 3 peers (p1..p3), 3 overlay edges`: which plan, drawn how.
+fn identity(plan: &Plan) -> String {
+    format!(
+        "{}, seed {}, {} peers (p1..p{}), {} overlay edges",
+        plan.name,
+        plan.seed,
+        plan.peers.len(),
+        plan.peers.len(),
+        plan.topology.edges.len()
+    )
 }
 
 fn seconds(ms: u64) -> String {

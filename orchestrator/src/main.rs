@@ -13,6 +13,7 @@ use syftchaos::checker::Verdict;
 use syftchaos::docker::{Engine, LABEL_PEER, LABEL_PID, LABEL_RUN};
 use syftchaos::record::recipe::{self, Recipe, RunKeys};
 use syftchaos::retention::{KeepRuns, Retention};
+use syftchaos::soak::SoakSchedule;
 use syftchaos::{cluster, generator, listing, plan, profile, run};
 
 #[derive(Parser)]
@@ -91,6 +92,12 @@ enum Command {
         /// One JSON document instead of lines.
         #[arg(long)]
         json: bool,
+        /// For a soak plan: how many of its first actions to print.
+        #[arg(long, default_value_t = 200)]
+        limit: usize,
+        /// For a soak plan: print window K's actions (from 0), exactly as the whole soak makes them.
+        #[arg(long, value_name = "K")]
+        window: Option<u64>,
         #[command(flatten)]
         with: Checked,
     },
@@ -240,6 +247,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut code = ExitCode::SUCCESS;
             for path in plans {
                 match with.load(&path) {
+                    Ok((p, pr)) if p.soak.is_some() => {
+                        let s = p.soak.as_ref().expect("checked");
+                        println!(
+                            "{}: ok: soak plan {}, {} peers of {}, {} in {} windows of {}, {}, {} faults in the mix",
+                            path.display(),
+                            p.name,
+                            p.peers.len(),
+                            pr.name,
+                            s.duration,
+                            s.windows(),
+                            s.window,
+                            s.workload
+                                .as_ref()
+                                .map_or("no workload".to_string(), |w| format!("{} ops/s", w.rate)),
+                            s.faults.len()
+                        );
+                    }
                     Ok((p, pr)) => {
                         let s = generator::generate(&p);
                         println!(
@@ -306,6 +330,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             plan: path,
             seed,
             json,
+            limit,
+            window,
             with,
         } => {
             let mut p = match with.load(&path) {
@@ -313,13 +339,45 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             p.seed = seed.unwrap_or(p.seed);
+            if let Some(soak) = SoakSchedule::new(&p) {
+                if let Some(k) = window
+                    && k >= soak.windows()
+                {
+                    eprintln!(
+                        "chaos: --window {k}: the soak has windows 0 to {}",
+                        soak.windows().saturating_sub(1)
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+                let ops: Box<dyn Iterator<Item = generator::ScheduledOp> + '_> = match window {
+                    Some(k) => Box::new(soak.window(k)),
+                    None => Box::new(soak.actions().take(limit)),
+                };
+                if json {
+                    let ops: Vec<_> = ops.collect();
+                    let doc = listing::soak_json(&p, &soak, window, &ops);
+                    print_lines([serde_json::to_string_pretty(&doc)?])?;
+                } else {
+                    // Line by line as drawn: a window at 1000 ops/s is 600 000 lines, never held.
+                    let header = listing::soak_header(&p, &soak, window, limit);
+                    print_lines(std::iter::once(header).chain(ops.map(|op| listing::line(&op))))?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            if window.is_some() {
+                eprintln!(
+                    "chaos: --window: {} has no `soak:` section (windows are a soak's)",
+                    path.display()
+                );
+                return Ok(ExitCode::from(2));
+            }
             let s = generator::generate(&p);
             let text = if json {
                 vec![serde_json::to_string_pretty(&listing::json(&p, &s))?]
             } else {
                 listing::lines(&p, &s)
             };
-            print_lines(&text)?;
+            print_lines(text)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
@@ -338,6 +396,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(p) => p,
                 Err(code) => return Ok(code),
             };
+            if p.soak.is_some() {
+                // `chaos soak` (issue 12's next step) runs soak plans with rolling checks.
+                eprintln!(
+                    "chaos: {} is a soak plan (it has a `soak:` section); allowed: plans without `soak:` (`chaos plan` shows a soak's schedule)",
+                    path.display()
+                );
+                return Ok(ExitCode::from(2));
+            }
             if let Some(s) = seed {
                 p.seed = s;
             }
@@ -411,11 +477,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints lines; a reader that stops early (`chaos plan P | head`) is not an error.
-fn print_lines(lines: &[String]) -> std::io::Result<()> {
+fn print_lines(lines: impl IntoIterator<Item = String>) -> std::io::Result<()> {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = lines
-        .iter()
+        .into_iter()
         .try_for_each(|l| writeln!(out, "{l}"))
         .and_then(|()| out.flush());
     match written {

@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use super::PlanError;
-use super::limits::{MAX_FILES, MAX_NAME_LEN, MAX_PEERS};
-use super::units::{DURATION_ALLOWED, SIZE_ALLOWED};
+use super::limits::{MAX_FILES, MAX_NAME_LEN, MAX_PEERS, MAX_SOAK_CONCURRENT};
+use super::units::{DURATION_ALLOWED, SIZE_ALLOWED, SOAK_DURATION_ALLOWED};
 
 const SELECTOR: &str = "a peer name, a list of peer names, all, one, minority, majority, or {random: k}";
 const PERCENT: &str = "a percentage from 0 to 100";
@@ -33,12 +33,26 @@ pub fn allowed(parent: Option<&str>, key: &str) -> Option<String> {
         }
         (None, "peer") => s("a peer profile's name (syncpeer, syncthing) or folder"),
         (_, "flavor") => s("default, legacy, leak (syncpeer's; other profiles list their own)"),
+        (Some("soak"), "duration") => s(SOAK_DURATION_ALLOWED),
+        (Some("faults"), "duration") => {
+            s("a map {min: <duration>, max: <duration>}, e.g. {min: 5s, max: 1m}, max at most the soak's window")
+        }
+        (Some("stagger" | "duration"), "min" | "max") => s(DURATION_ALLOWED),
         (
             _,
             "anti_entropy" | "quarantine" | "converge_within" | "quiet" | "at" | "duration" | "warmup" | "min_span",
         ) => s(DURATION_ALLOWED),
         (_, "memory_pct_per_hour" | "tasks_per_hour") => s("a number from 0 to 1000000"),
         (_, "leak") => s("a map with `warmup`, `min_span`, `memory_pct_per_hour` and `tasks_per_hour`"),
+        (_, "soak") => s("a map with duration, window, workload, max_concurrent, stagger, exclusive, faults"),
+        (_, "window") => s("a duration from 10s to 24h, e.g. 10m"),
+        (_, "max_concurrent") => Some(format!("a whole number from 1 to {MAX_SOAK_CONCURRENT}")),
+        (_, "stagger") => s("a map {min: <duration>, max: <duration>} from 100ms, e.g. {min: 10s, max: 1m}"),
+        (_, "exclusive") => s("a list of groups of fault names or fault keys, e.g. [[partition, link], [kill, pause]]"),
+        (Some("soak"), "faults") => s("a list of faults such as {weight: 3, partition: {shape: halves}}"),
+        (_, "weight") => s("a whole-number weight from 0 to 4294967295"),
+        (Some("soak"), "workload") => s("a map {peers, rate, files, size, mix}, e.g. {rate: 10, files: 500}"),
+        (Some("workload"), "rate") => s("operations per second, more than 0, at most 1000"),
         (_, "every") => s("a duration from 100ms to the step's `duration`, e.g. 2s"),
         (_, "delay" | "jitter" | "reorder_delay") => s("a duration from 0 to 1m, e.g. 150ms"),
         (_, "disk_limit") => Some(format!("a size from 4MiB to 4GiB ({SIZE_ALLOWED})")),

@@ -20,6 +20,20 @@ pub const MAX_PLAN_BYTES: usize = 1 << 20;
 /// milliseconds far from `u64` overflow.
 pub const MAX_RUN: Duration = Duration::from_secs(24 * 3600);
 
+/// The longest soak (`soak.duration`): the "MTBF over 30 days", run as one soak. A soak's
+/// schedule is generated lazily, window by window, so its length costs no memory; only the times must
+/// stay far from overflow, which milliseconds over 30 days do.
+pub const MAX_SOAK: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The shortest soak `window`: every window ends with heal-all, quiescence and the checkers, which
+/// take seconds; a shorter window would be mostly healing.
+pub const MIN_SOAK_WINDOW: Duration = Duration::from_secs(10);
+
+/// The most faults a soak holds at once (`max_concurrent`) and the most entries in its fault mix:
+/// each active fault is a Docker-side rule or a stopped container; more is noise, not a nemesis.
+pub const MAX_SOAK_CONCURRENT: u32 = 16;
+pub const MAX_SOAK_FAULTS: usize = 64;
+
 /// The most workload operations a schedule may hold. Each is a file written on the host and two
 /// history records (~300 bytes); 100 000 of them is 100 s at the highest rate on every peer, or a
 /// day at ~1 op/s: more is a load test, not a chaos plan, and would only fill memory and disk.
@@ -84,6 +98,15 @@ pub fn workload_ops(step: &WorkloadStep, n: usize) -> u64 {
         // duration (<= MAX_RUN) and rate (<= MAX_RATE), so the cast cannot wrap.
         WorkloadKind::Random { duration, rate, .. } => (duration.0.as_secs_f64() * rate).floor() as u64,
     }
+}
+
+/// The most fault intervals one soak window can make, counted from the plan: every start the
+/// stagger allows in a window, each with its most intervals (`every` within its longest duration).
+/// A window's faults are drawn when the window begins (the workload is drawn op by op), so this
+/// bounds what is held at once.
+pub fn soak_window_intervals(window: Duration, stagger_min: Duration, most_per_fault: u64) -> u64 {
+    let starts = u64::try_from(window.as_millis() / stagger_min.as_millis().max(1)).unwrap_or(u64::MAX);
+    starts.saturating_add(1).saturating_mul(most_per_fault)
 }
 
 /// How many fault intervals a step makes: one, or one per flap (two per strobe period).

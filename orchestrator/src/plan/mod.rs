@@ -5,7 +5,8 @@
 //! consumes: peer names are indexes, topologies are graphs, selectors are checked. `units` parses
 //! durations and sizes, `image` image references; `limits` holds every limit (and counts the schedule
 //! a plan will make before it is made); `conflicts` checks across steps (unique names, one process
-//! fault per peer at a time); `explain` words the YAML library's errors. Every error is one line
+//! fault per peer at a time); `soak` the `soak:` section (a long run's workload and fault mix);
+//! `explain` words the YAML library's errors. Every error is one line
 //! `file:line:column: what is wrong; allowed: what is allowed`.
 //!
 //! ```yaml
@@ -36,7 +37,7 @@ use serde::Deserialize;
 
 use crate::partition::CutMode;
 use crate::topology::Topology;
-pub use units::{Dur, Size, SizeRange};
+pub use units::{Dur, LongDur, Size, SizeRange};
 
 /// A plan error: where in which file, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +149,8 @@ pub struct Plan {
     pub workload: Vec<WorkloadStep>,
     pub steps: Vec<FaultStep>,
     pub expect: Expect,
+    /// A long run with a lazily drawn schedule (`soak:`); such a plan has no `workload` or `steps`.
+    pub soak: Option<Soak>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -284,6 +287,19 @@ pub enum Fault {
 
 /// The fault keys a step may carry (exactly one).
 pub const FAULT_KINDS: &str = "partition, link, clock, kill, stop, pause, lock, disk, byzantine";
+
+/// The same keys, one by one (as [`Fault::kind`] names them).
+pub const FAULT_KEYS: [&str; 9] = [
+    "partition",
+    "link",
+    "clock",
+    "kill",
+    "stop",
+    "pause",
+    "lock",
+    "disk",
+    "byzantine",
+];
 
 impl Fault {
     pub fn kind(&self) -> &'static str {
@@ -446,10 +462,12 @@ pub const PARTITION_SHAPES: &str = "halves, isolate, islands, bridge, majorities
 
 mod raw;
 mod resolve;
+mod soak;
 
 use raw::RawPlan;
 use resolve::Resolver;
 pub use resolve::{parse_rate_kbit, parse_signed_ms};
+pub use soak::{DurRange, Soak, SoakFault, SoakWorkload};
 
 // ---------------------------------------------------------------------------------------------------
 // Loading.

@@ -41,6 +41,8 @@ pub(super) struct RawPlan {
     pub(super) steps: Vec<Spanned<RawStep>>,
     #[serde(default)]
     pub(super) expect: Option<RawExpect>,
+    #[serde(default)]
+    pub(super) soak: Option<Spanned<super::soak::RawSoak>>,
 }
 
 #[derive(Deserialize, Default)]

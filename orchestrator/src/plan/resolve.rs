@@ -23,7 +23,7 @@ pub(super) struct Resolver<'a> {
 
 impl Resolver<'_> {
     /// An error at `at`; an unknown location (a topology file as a whole) is the file's start.
-    fn err<T>(&self, at: &serde_saphyr::Location, message: impl Into<String>) -> Result<T, PlanError> {
+    pub(super) fn err<T>(&self, at: &serde_saphyr::Location, message: impl Into<String>) -> Result<T, PlanError> {
         let (line, column) = match (at.line(), at.column()) {
             (0, _) => (1, 1),
             lc => lc,
@@ -121,6 +121,24 @@ impl Resolver<'_> {
             column: at.1,
             message,
         })?;
+        let soak = match raw.soak {
+            None => None,
+            Some(s) => {
+                // One schedule per plan: a soak draws its own workload and faults.
+                if let Some(first) = raw
+                    .workload
+                    .first()
+                    .map(|w| &w.referenced)
+                    .or(raw.steps.first().map(|s| &s.referenced))
+                {
+                    return self.err(
+                        first,
+                        "a plan with a `soak` section has its workload and faults there; allowed: `workload` and `steps` in plans without `soak`, or `soak.workload` and `soak.faults`",
+                    );
+                }
+                Some(self.soak(s, &peers)?)
+            }
+        };
         let expect = raw.expect.unwrap_or_default();
         let engine = match raw.engine {
             None => "auto".to_string(),
@@ -196,6 +214,7 @@ impl Resolver<'_> {
                 quiet: expect.quiet.map_or(Dur::from_ms(2_000), |q| q.value),
                 leak,
             },
+            soak,
         })
     }
 
@@ -410,7 +429,12 @@ impl Resolver<'_> {
         )
     }
 
-    fn targets(&self, t: &RawTargets, at: &serde_saphyr::Location, peers: &[String]) -> Result<Selector, PlanError> {
+    pub(super) fn targets(
+        &self,
+        t: &RawTargets,
+        at: &serde_saphyr::Location,
+        peers: &[String],
+    ) -> Result<Selector, PlanError> {
         match t {
             RawTargets::Word(w) => match w.as_str() {
                 "all" => Ok(Selector::All),
@@ -458,21 +482,7 @@ impl Resolver<'_> {
         let at = &w.referenced;
         let raw = &w.value;
         let selected = self.targets(&raw.peer.value, &raw.peer.referenced, peers)?;
-        if let Some(size) = &raw.size
-            && size.value.max > MAX_WRITE_SIZE
-        {
-            return self.err(
-                &size.referenced,
-                format!(
-                    "`size` is up to {} bytes; allowed: at most 1GiB ({MAX_WRITE_SIZE} bytes) per write",
-                    size.value.max
-                ),
-            );
-        }
-        let size = raw
-            .size
-            .as_ref()
-            .map_or(SizeRange { min: 1024, max: 1024 }, |s| s.value);
+        let size = self.write_size(raw.size.as_ref())?;
         let singles = [
             (FileOpKind::Create, &raw.create),
             (FileOpKind::Modify, &raw.modify),
@@ -487,39 +497,8 @@ impl Resolver<'_> {
             .collect::<Result<_, String>>()
             .or_else(|e| self.err(at, e))?;
         if let Some(r) = &raw.random {
-            let rate = r.rate.value;
-            if !(rate > 0.0 && rate <= MAX_RATE) {
-                return self.err(
-                    &r.rate.referenced,
-                    format!("`rate` is {rate}; allowed: more than 0, at most {MAX_RATE} operations per second"),
-                );
-            }
-            let files = r.files.as_ref().map_or(20, |f| f.value);
-            if !(1..=MAX_FILES).contains(&files) {
-                let f_at = r.files.as_ref().map_or(at, |f| &f.referenced);
-                return self.err(
-                    f_at,
-                    format!("`files` is {files}; allowed: a whole number from 1 to {MAX_FILES}"),
-                );
-            }
-            let mix = r.mix.unwrap_or(Mix {
-                create: 50,
-                modify: 40,
-                delete: 10,
-                touch: 0,
-                chmod: 0,
-            });
-            let weights = [mix.create, mix.modify, mix.delete, mix.touch, mix.chmod];
-            let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
-            if total == 0 || total > u64::from(u32::MAX) {
-                return self.err(
-                    at,
-                    format!(
-                        "`mix` weights add up to {total}; allowed: a total from 1 to {}, e.g. {{create: 50, modify: 40, delete: 10}}",
-                        u32::MAX
-                    ),
-                );
-            }
+            let (rate, files) = self.rate_and_files(&r.rate, r.files.as_ref(), 20, at)?;
+            let mix = self.mix(r.mix, at)?;
             chosen.push(WorkloadKind::Random {
                 duration: r.duration,
                 rate,
@@ -546,7 +525,72 @@ impl Resolver<'_> {
         }
     }
 
-    fn step(&self, index: usize, s: &Spanned<RawStep>, peers: &[String]) -> Result<FaultStep, PlanError> {
+    /// A write's size (default 1 KiB), at most [`MAX_WRITE_SIZE`].
+    pub(super) fn write_size(&self, size: Option<&Spanned<SizeRange>>) -> Result<SizeRange, PlanError> {
+        match size {
+            None => Ok(SizeRange { min: 1024, max: 1024 }),
+            Some(s) if s.value.max > MAX_WRITE_SIZE => self.err(
+                &s.referenced,
+                format!(
+                    "`size` is up to {} bytes; allowed: at most 1GiB ({MAX_WRITE_SIZE} bytes) per write",
+                    s.value.max
+                ),
+            ),
+            Some(s) => Ok(s.value),
+        }
+    }
+
+    /// A random workload's `rate` (ops/s, at most [`MAX_RATE`]) and pool of `files` (`default` when
+    /// not given); a missing `files` is reported at `at`.
+    pub(super) fn rate_and_files(
+        &self,
+        rate: &Spanned<f64>,
+        files: Option<&Spanned<u32>>,
+        default: u32,
+        at: &serde_saphyr::Location,
+    ) -> Result<(f64, u32), PlanError> {
+        let r = rate.value;
+        if !(r > 0.0 && r <= MAX_RATE) {
+            return self.err(
+                &rate.referenced,
+                format!("`rate` is {r}; allowed: more than 0, at most {MAX_RATE} operations per second"),
+            );
+        }
+        let n = files.map_or(default, |f| f.value);
+        if !(1..=MAX_FILES).contains(&n) {
+            return self.err(
+                files.map_or(at, |f| &f.referenced),
+                format!("`files` is {n}; allowed: a whole number from 1 to {MAX_FILES}"),
+            );
+        }
+        Ok((r, n))
+    }
+
+    /// A random workload's mix of operations (default create 50, modify 40, delete 10): weights that
+    /// add up to 1 to `u32::MAX`, so one draw picks among them.
+    pub(super) fn mix(&self, mix: Option<Mix>, at: &serde_saphyr::Location) -> Result<Mix, PlanError> {
+        let mix = mix.unwrap_or(Mix {
+            create: 50,
+            modify: 40,
+            delete: 10,
+            touch: 0,
+            chmod: 0,
+        });
+        let weights = [mix.create, mix.modify, mix.delete, mix.touch, mix.chmod];
+        let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+        if total == 0 || total > u64::from(u32::MAX) {
+            return self.err(
+                at,
+                format!(
+                    "`mix` weights add up to {total}; allowed: a total from 1 to {}, e.g. {{create: 50, modify: 40, delete: 10}}",
+                    u32::MAX
+                ),
+            );
+        }
+        Ok(mix)
+    }
+
+    pub(super) fn step(&self, index: usize, s: &Spanned<RawStep>, peers: &[String]) -> Result<FaultStep, PlanError> {
         let raw = &s.value;
         let at = &s.referenced;
         let given = [
@@ -1014,7 +1058,7 @@ pub fn parse_rate_kbit(text: &str) -> Result<u64, String> {
 }
 
 /// A plan or step name: it names the run folder or the step's faults in the journal.
-fn is_name(name: &str, dots: bool) -> bool {
+pub(super) fn is_name(name: &str, dots: bool) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name
@@ -1023,7 +1067,7 @@ fn is_name(name: &str, dots: bool) -> bool {
 }
 
 /// A value as quoted in a message: at most 60 characters of it.
-fn shorten(v: &str) -> String {
+pub(super) fn shorten(v: &str) -> String {
     let mut s: String = v.chars().take(60).collect();
     if v.chars().count() > 60 {
         s.push('…');

@@ -287,6 +287,19 @@ fn the_json_schema_has_exactly_the_parsers_keys() {
             "steps:\n  - {at: 1s, byzantine: {peers: p1, zzz: 1}}\n",
             "/definitions/byzantine/properties",
         ),
+        ("soak: {duration: 1h, zzz: 1}\n", "/definitions/soak/properties"),
+        (
+            "soak: {duration: 1h, workload: {rate: 1, zzz: 1}}\n",
+            "/definitions/soakWorkload/properties",
+        ),
+        (
+            "soak: {duration: 1h, stagger: {min: 1s, max: 2s, zzz: 1}}\n",
+            "/definitions/durRange/properties",
+        ),
+        (
+            "soak:\n  duration: 1h\n  faults:\n    - {zzz: 1, partition: {shape: halves}}\n",
+            "/definitions/soakFault/properties",
+        ),
     ];
     for (tail, pointer) in cases {
         let e = error_of(&format!("{head}{tail}"));
@@ -310,4 +323,65 @@ fn the_json_schema_has_exactly_the_parsers_keys() {
             "{pointer}: the parser's keys (left) and the schema's (right)"
         );
     }
+}
+
+const SOAK: &str = "\
+name: soak
+peers: 4
+soak:
+  duration: 8h
+  window: 10m
+  workload: {rate: 5, files: 50}
+  max_concurrent: 2
+  stagger: {min: 20s, max: 2m}
+  exclusive: [[partition], [crash, pause]]
+  faults:
+    - {weight: 3, partition: {shape: halves}}
+    - {name: crash, duration: {min: 2s, max: 20s}, kill: {peers: one}}
+    - {pause: {peers: one}}
+";
+
+#[test]
+fn a_soak_section_resolves_with_its_defaults() {
+    let plan = parse_str(SOAK).unwrap();
+    let s = plan.soak.unwrap();
+    assert_eq!(
+        (s.duration.ms(), s.window.ms(), s.windows()),
+        (8 * 3_600_000, 600_000, 48)
+    );
+    assert_eq!(s.max_concurrent, 2);
+    let names: Vec<&str> = s.faults.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["partition-1", "crash", "pause-3"]);
+    assert_eq!(s.faults[2].weight, 1);
+    assert_eq!(s.faults[2].duration.min, Dur::from_ms(5_000), "the default duration");
+    // `partition` names every partition entry; `crash` one entry; `pause` the pause entries.
+    assert_eq!(s.exclusive, vec![vec![0], vec![1, 2]]);
+    assert_eq!(s.workload.unwrap().peers, Selector::All);
+}
+
+#[test]
+fn bad_soak_sections_are_located_and_explained() {
+    for (from, to, line, needle) in [
+        ("duration: 8h", "duration: 31d", 4, "`duration`"),
+        ("window: 10m", "window: 1s", 5, "`window`"),
+        ("{rate: 5, files: 50}", "{rate: 5000, files: 50}", 6, "`rate`"),
+        ("max_concurrent: 2", "max_concurrent: 0", 7, "`max_concurrent`"),
+        ("{min: 20s, max: 2m}", "{min: 2m, max: 20s}", 8, "`stagger`"),
+        ("[crash, pause]", "[crash, nosuch]", 9, "`exclusive` names `nosuch`"),
+        ("{min: 2s, max: 20s}", "{min: 2s, max: 20m}", 12, "longer than a window"),
+        ("{pause: {peers: one}}", "{pause: {peers: p9}}", 13, "unknown peer `p9`"),
+        ("{pause: {peers: one}}", "{}", 13, "needs a fault"),
+        ("name: crash", "name: kill", 12, "not a fault key"),
+        ("{weight: 3, ", "{weight: 3, every: 10s, ", 11, "`every`"),
+    ] {
+        assert!(SOAK.contains(from), "{from}");
+        let e = error_of(&SOAK.replace(from, to));
+        assert_eq!(e.line, line, "{to}: {e}");
+        assert!(
+            e.message.contains(needle) && e.message.contains("; allowed: "),
+            "{to}: {e}"
+        );
+    }
+    let e = error_of(&format!("{SOAK}steps:\n  - {{at: 1s, partition: {{shape: halves}}}}\n"));
+    assert!(e.message.contains("`soak`"), "{e}");
 }

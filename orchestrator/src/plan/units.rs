@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, de};
 
-use super::limits::{MAX_CLOCK_OFFSET, MAX_DISK_LIMIT, MAX_PATH_COMPONENT, MAX_PATH_LEN, MAX_RUN};
+use super::limits::{MAX_CLOCK_OFFSET, MAX_DISK_LIMIT, MAX_PATH_COMPONENT, MAX_PATH_LEN, MAX_RUN, MAX_SOAK};
 
 /// A non-negative duration written the human way. Negative values are rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize)]
@@ -93,14 +93,6 @@ fn too_long(t: &str) -> String {
     format!("`{t}` is too long; allowed: {DURATION_ALLOWED}")
 }
 
-/// A duration key's value: parsed, then held to [`MAX_RUN`].
-fn within_run(d: Duration, t: &str) -> Result<Dur, String> {
-    if d > MAX_RUN {
-        return Err(too_long(t));
-    }
-    Ok(Dur(d))
-}
-
 fn bad_duration(t: &str) -> String {
     format!("`{t}` is not a duration; allowed: {DURATION_ALLOWED}")
 }
@@ -110,34 +102,100 @@ fn split_number(t: &str) -> Option<(&str, &str)> {
     Some((&t[..idx], t[idx..].trim()))
 }
 
+/// Reads a duration scalar (a string, or a number of seconds) held to `max`; `allowed` words the
+/// key's range in messages. [`Dur`] and [`LongDur`] differ only in these two.
+struct DurationVisitor {
+    max: Duration,
+    allowed: &'static str,
+}
+
+impl DurationVisitor {
+    /// A parse error in this key's words (`parse_duration` speaks of the day-long keys).
+    fn words(&self, e: String) -> String {
+        e.replace(DURATION_ALLOWED, self.allowed)
+    }
+
+    fn within(&self, d: Duration, t: &str) -> Result<Duration, String> {
+        if d > self.max {
+            return Err(format!("`{t}` is too long; allowed: {}", self.allowed));
+        }
+        Ok(d)
+    }
+}
+
+impl de::Visitor<'_> for DurationVisitor {
+    type Value = Duration;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a duration such as 500ms, 3s or 2m")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+        parse_duration(v)
+            .map_err(|e| self.words(e))
+            .and_then(|d| self.within(d, v))
+            .map_err(E::custom)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+        self.within(Duration::from_secs(v.min(u64::MAX / 2)), &v.to_string())
+            .map_err(E::custom)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+        match u64::try_from(v) {
+            Ok(v) => self.visit_u64(v),
+            Err(_) => Err(E::custom(format!("`{v}` is negative; allowed: {}", self.allowed))),
+        }
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+        let shown = show_f64(v);
+        parse_duration(&shown)
+            .map_err(|e| self.words(e))
+            .and_then(|d| self.within(d, &shown))
+            .map_err(E::custom)
+    }
+}
+
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl de::Visitor<'_> for V {
-            type Value = Dur;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration such as 500ms, 3s or 2m")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
-                parse_duration(v).and_then(|d| within_run(d, v)).map_err(E::custom)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
-                within_run(Duration::from_secs(v.min(u64::MAX / 2)), &v.to_string()).map_err(E::custom)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
-                match u64::try_from(v) {
-                    Ok(v) => self.visit_u64(v),
-                    Err(_) => Err(E::custom(format!("`{v}` is negative; allowed: {DURATION_ALLOWED}"))),
-                }
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dur, E> {
-                let shown = show_f64(v);
-                parse_duration(&shown)
-                    .and_then(|d| within_run(d, &shown))
-                    .map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
+        d.deserialize_any(DurationVisitor {
+            max: MAX_RUN,
+            allowed: DURATION_ALLOWED,
+        })
+        .map(Dur)
+    }
+}
+
+/// A soak's length: a duration like [`Dur`], but up to [`MAX_SOAK`] (30 days) instead of a day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(into = "String")]
+pub struct LongDur(pub Duration);
+
+impl LongDur {
+    pub fn ms(self) -> u64 {
+        u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl From<LongDur> for String {
+    fn from(d: LongDur) -> String {
+        humantime::format_duration(d.0).to_string()
+    }
+}
+
+impl fmt::Display for LongDur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// What a soak's `duration` accepts, for messages.
+pub const SOAK_DURATION_ALLOWED: &str = "a duration from 10s to 30d, e.g. 30m, 8h, 7d";
+
+impl<'de> Deserialize<'de> for LongDur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(DurationVisitor {
+            max: MAX_SOAK,
+            allowed: SOAK_DURATION_ALLOWED,
+        })
+        .map(LongDur)
     }
 }
 

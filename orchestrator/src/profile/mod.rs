@@ -441,7 +441,12 @@ pub fn check_plan(plan: &mut crate::plan::Plan, profile: &Profile) -> Result<(),
         column,
         message,
     };
-    for step in &mut plan.steps {
+    // A soak's fault templates are steps too: the same ports are bound, the same faults refused.
+    let soak_steps = plan
+        .soak
+        .iter_mut()
+        .flat_map(|s| s.faults.iter_mut().map(|f| &mut f.step));
+    for step in plan.steps.iter_mut().chain(soak_steps) {
         if let crate::plan::Fault::Partition(spec) = &mut step.fault
             && let Some(crate::plan::PortRef::Named(name)) = &spec.port
         {

@@ -10,17 +10,7 @@ use super::raw::*;
 use super::*;
 
 /// Fault kinds as plans name them.
-pub const KNOWN_FAULTS: [&str; 9] = [
-    "partition",
-    "link",
-    "clock",
-    "kill",
-    "stop",
-    "pause",
-    "lock",
-    "disk",
-    "byzantine",
-];
+pub const KNOWN_FAULTS: [&str; 9] = crate::plan::FAULT_KEYS;
 
 pub(super) struct Resolver<'a> {
     pub(super) file: &'a Path,

@@ -1,5 +1,6 @@
 //! Plans fuzzed (issue 13): mutants of the shipped plans, the bad-plans corpus and the topology
-//! files go through parse, resolve, the profile check and the generator, in process. Properties: nothing panics, every input
+//! files go through parse, resolve, the profile check and the generator (and a soak's first and last
+//! windows), in process. Properties: nothing panics, every input
 //! is done within a generous bound, every error is located (`line >= 1`) and explained (`; allowed: `),
 //! and every schedule made stays within the documented limits.
 //!
@@ -16,6 +17,7 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use syftchaos::plan::limits::{MAX_FAULT_INTERVALS, MAX_WORKLOAD_OPS};
+use syftchaos::soak::SoakSchedule;
 use syftchaos::{generator, plan, profile};
 
 use crate::util::*;
@@ -321,6 +323,18 @@ fn check(text: &str, topologies: &Path, pr: &profile::Profile) -> Result<bool, S
             .count() as u64;
         assert!(writes <= MAX_WORKLOAD_OPS, "{writes} workload ops made");
         assert!(faults <= MAX_FAULT_INTERVALS, "{faults} fault intervals made");
+        // A soak's schedule is drawn lazily: its first and last windows' first actions, in time order.
+        if let Some(soak) = SoakSchedule::new(&p) {
+            for ops in [
+                soak.actions().take(2_000).collect::<Vec<_>>(),
+                soak.window(soak.windows().saturating_sub(1)).take(2_000).collect(),
+            ] {
+                assert!(
+                    ops.windows(2).all(|w| w[0].at_ms <= w[1].at_ms),
+                    "soak actions out of order"
+                );
+            }
+        }
         None
     }));
     let took = started.elapsed();
