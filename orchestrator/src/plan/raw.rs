@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::units::{Dur, Size, SizeRange, check_path};
+use super::units::{Dur, LongDur, Size, SizeRange, check_path};
 use super::{LinkParams, Mix};
 use crate::partition::CutMode;
 
@@ -42,7 +42,7 @@ pub(super) struct RawPlan {
     #[serde(default)]
     pub(super) expect: Option<RawExpect>,
     #[serde(default)]
-    pub(super) soak: Option<Spanned<super::soak::RawSoak>>,
+    pub(super) soak: Option<Spanned<RawSoak>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -383,4 +383,77 @@ pub(super) struct RawPartition {
     pub(super) mode: Option<CutMode>,
     #[serde(default)]
     pub(super) port: Option<super::PortRef>,
+}
+
+/// The `soak:` section as written (resolved in `plan/soak.rs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSoak {
+    pub(super) duration: Spanned<LongDur>,
+    #[serde(default)]
+    pub(super) window: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub(super) workload: Option<Spanned<RawSoakWorkload>>,
+    #[serde(default)]
+    pub(super) max_concurrent: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub(super) stagger: Option<Spanned<RawDurRange>>,
+    #[serde(default)]
+    pub(super) exclusive: Vec<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub(super) faults: Vec<Spanned<RawSoakFault>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSoakWorkload {
+    #[serde(default)]
+    pub(super) peers: Option<Spanned<RawTargets>>,
+    pub(super) rate: Spanned<f64>,
+    #[serde(default)]
+    pub(super) files: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub(super) size: Option<Spanned<SizeRange>>,
+    #[serde(default)]
+    pub(super) mix: Option<Spanned<Mix>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDurRange {
+    pub(super) min: Dur,
+    pub(super) max: Dur,
+}
+
+// The fault keys are spelled out again rather than shared with `RawStep` through `flatten`: serde
+// does not support `deny_unknown_fields` with `flatten`, and unknown keys must be errors.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSoakFault {
+    #[serde(default)]
+    pub(super) name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) weight: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub(super) duration: Option<Spanned<RawDurRange>>,
+    #[serde(default)]
+    pub(super) every: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub(super) partition: Option<Spanned<RawPartition>>,
+    #[serde(default)]
+    pub(super) link: Option<Spanned<RawLink>>,
+    #[serde(default)]
+    pub(super) clock: Option<Spanned<RawClock>>,
+    #[serde(default)]
+    pub(super) kill: Option<Spanned<RawPeersOnly>>,
+    #[serde(default)]
+    pub(super) stop: Option<Spanned<RawPeersOnly>>,
+    #[serde(default)]
+    pub(super) pause: Option<Spanned<RawPeersOnly>>,
+    #[serde(default)]
+    pub(super) lock: Option<Spanned<RawLock>>,
+    #[serde(default)]
+    pub(super) disk: Option<Spanned<RawDisk>>,
+    #[serde(default)]
+    pub(super) byzantine: Option<Spanned<RawByzantine>>,
 }

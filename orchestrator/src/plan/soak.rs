@@ -19,13 +19,12 @@
 //! Each fault entry is a fault step without `at` (the schedule draws when): it is resolved by the
 //! same code as a step, so every fault key means and checks exactly what it does in `steps`.
 
-use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::limits::{
     MAX_FAULT_INTERVALS, MAX_SOAK_CONCURRENT, MAX_SOAK_FAULTS, MIN_EVERY, MIN_SOAK_WINDOW, soak_window_intervals,
 };
-use super::raw::{RawByzantine, RawClock, RawDisk, RawLink, RawLock, RawPartition, RawPeersOnly, RawStep, RawTargets};
+use super::raw::{RawDurRange, RawSoak, RawSoakFault, RawSoakWorkload, RawStep};
 use super::resolve::{Resolver, is_name, shorten};
 use super::units::{Dur, LongDur, SOAK_DURATION_ALLOWED, SizeRange};
 use super::{FAULT_KEYS, FAULT_KINDS, FaultStep, Mix, PlanError, Selector, limits};
@@ -80,81 +79,6 @@ pub struct SoakFault {
 pub struct DurRange {
     pub min: Dur,
     pub max: Dur,
-}
-
-// ---------------------------------------------------------------------------------------------------
-// The YAML as written.
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawSoak {
-    pub(super) duration: Spanned<LongDur>,
-    #[serde(default)]
-    pub(super) window: Option<Spanned<Dur>>,
-    #[serde(default)]
-    pub(super) workload: Option<Spanned<RawSoakWorkload>>,
-    #[serde(default)]
-    pub(super) max_concurrent: Option<Spanned<u32>>,
-    #[serde(default)]
-    pub(super) stagger: Option<Spanned<RawDurRange>>,
-    #[serde(default)]
-    pub(super) exclusive: Vec<Spanned<Vec<String>>>,
-    #[serde(default)]
-    pub(super) faults: Vec<Spanned<RawSoakFault>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawSoakWorkload {
-    #[serde(default)]
-    pub(super) peers: Option<Spanned<RawTargets>>,
-    pub(super) rate: Spanned<f64>,
-    #[serde(default)]
-    pub(super) files: Option<Spanned<u32>>,
-    #[serde(default)]
-    pub(super) size: Option<Spanned<SizeRange>>,
-    #[serde(default)]
-    pub(super) mix: Option<Spanned<Mix>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawDurRange {
-    pub(super) min: Dur,
-    pub(super) max: Dur,
-}
-
-// The fault keys are spelled out again rather than shared with `RawStep` through `flatten`: serde
-// does not support `deny_unknown_fields` with `flatten`, and unknown keys must be errors.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawSoakFault {
-    #[serde(default)]
-    pub(super) name: Option<Spanned<String>>,
-    #[serde(default)]
-    pub(super) weight: Option<Spanned<u32>>,
-    #[serde(default)]
-    pub(super) duration: Option<Spanned<RawDurRange>>,
-    #[serde(default)]
-    pub(super) every: Option<Spanned<Dur>>,
-    #[serde(default)]
-    pub(super) partition: Option<Spanned<RawPartition>>,
-    #[serde(default)]
-    pub(super) link: Option<Spanned<RawLink>>,
-    #[serde(default)]
-    pub(super) clock: Option<Spanned<RawClock>>,
-    #[serde(default)]
-    pub(super) kill: Option<Spanned<RawPeersOnly>>,
-    #[serde(default)]
-    pub(super) stop: Option<Spanned<RawPeersOnly>>,
-    #[serde(default)]
-    pub(super) pause: Option<Spanned<RawPeersOnly>>,
-    #[serde(default)]
-    pub(super) lock: Option<Spanned<RawLock>>,
-    #[serde(default)]
-    pub(super) disk: Option<Spanned<RawDisk>>,
-    #[serde(default)]
-    pub(super) byzantine: Option<Spanned<RawByzantine>>,
 }
 
 const DEFAULT_FAULT_DURATION: DurRange = DurRange {
