@@ -50,7 +50,7 @@ bench:
 # The nightly job: a soak of NIGHTLY_SOAK_PLAN for NIGHTLY_DURATION, then every plan once, one after
 # another; exits non-zero if anything did not end as it should: valid (exit 0), except the legacy-*
 # plans, which run the seed's original design and must be caught (exit 1).
-# The soak step runs only when this `chaos` has a `soak` command (issue 12, items 1-4: not built yet);
+# The soak step runs only when this `chaos` has a `soak` command (issue 12: the runner is not built yet);
 # until then it prints that it is skipped and NIGHTLY_DURATION is not used. It is not faked with a
 # long `chaos run`. Every run keeps its results in reports/; the peers' files of valid runs are
 # removed and only the newest 50 run folders are kept (`--keep-runs`, README "Retention");
