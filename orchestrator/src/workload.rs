@@ -196,9 +196,17 @@ fn replace_taking_base(data: &Beneath, tmp: &Path, target: &Path) -> std::io::Re
 /// Deletes `target` by moving it out of the sync folder, then reading what was moved: the base is
 /// exactly the file the delete removed. A symlink is refused and left alone. NotFound: nothing there.
 fn delete_taking_base(data: &Beneath, peer: &PeerDir, target: &Path, id: u64) -> std::io::Result<Option<String>> {
-    let meta = data.metadata(target)?;
-    if meta.kind == Kind::Symlink {
-        return Err(symlink_in_the_way(data, target));
+    match data.metadata(target)?.kind {
+        Kind::File => {}
+        Kind::Symlink => return Err(symlink_in_the_way(data, target)),
+        // A folder or a FIFO at the path is not a file to delete (a failed op, as when it was
+        // unlinked in place), and is never moved out of the sync folder.
+        _ => {
+            return Err(std::io::Error::other(format!(
+                "{} is not a file",
+                data.path().join(target).display()
+            )));
+        }
     }
     if peer.sync_rel == "." {
         // No folder outside the sync folder to move it to: hash, then unlink.

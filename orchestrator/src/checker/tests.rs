@@ -670,20 +670,13 @@ fn bases_decide_what_sampling_could_not() {
     assert_eq!(j.lost.evidence["problems"][0]["lost_write"]["op"], 1);
 }
 
+/// A delete that records what it removed (`content`), as the workload does.
 fn delete_of(t_ms: u64, op: u64, peer: &str, path: &str, content: &str) -> Record {
-    rec(
-        t_ms,
-        Event::Write {
-            op,
-            peer: peer.into(),
-            kind: FileOpKind::Delete,
-            path: path.into(),
-            size: 0,
-            hash: None,
-            base: Some(hash_bytes(content.as_bytes())),
-            outcome: Outcome::Ok,
-        },
-    )
+    let mut r = delete(t_ms, op, peer, path);
+    if let Event::Write { base, .. } = &mut r.event {
+        *base = Some(hash_bytes(content.as_bytes()));
+    }
+    r
 }
 
 /// Issue 13 item 7: under load `latency-jitter` once had a path "the history cannot order", a delete
