@@ -364,7 +364,12 @@ impl Engine {
 
     /// The container's whole log (stdout and stderr, interleaved as Docker stored them).
     pub async fn logs(&self, name: &str) -> Result<String> {
-        let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
+        self.logs_since(name, 0).await
+    }
+
+    /// A container's output from `since` (Unix seconds; 0: all of it) on.
+    pub async fn logs_since(&self, name: &str, since: i32) -> Result<String> {
+        let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).since(since).build();
         let mut stream = self.docker.logs(name, Some(opts));
         let mut out = String::new();
         while let Some(chunk) = stream.next().await {

@@ -11,7 +11,8 @@
 //!   files, readiness, identities, introductions, conventions, counters and the faults it can take.
 //! * [`topology`], [`partition`]: who knows whom, and which links a partition cuts, as pure data.
 //! * [`generator`]: the seeded schedule of file operations and fault starts/stops.
-//! * [`soak`]: a soak plan's schedule, drawn lazily window by window from the seed.
+//! * [`soak`]: a soak plan's schedule, drawn lazily window by window from the seed, and its runner:
+//!   play a window, heal, judge it alone, go on.
 //! * [`docker`]: the only module that talks to Docker (through bollard).
 //! * [`cluster`]: one run's network, peer containers and their fault-agent sidecars, acting on the
 //!   profile (readiness, identities, introductions); and their teardown.
@@ -23,7 +24,8 @@
 //! * [`tree`]: a peer's file tree as (path, size, hash).
 //! * [`checker`]: pure verdicts over the records and the final trees.
 //! * [`report`]: `result.json`, `junit.xml`, `index.html`.
-//! * [`run`]: a whole run, start to teardown; [`retention`]: what a run folder keeps, and rotation.
+//! * [`run`]: a whole run, start to teardown, through a [`session`] (the phases a run and a soak
+//!   window share); [`retention`]: what a run folder keeps, and rotation.
 //! * [`console`]: what `chaos` prints to stderr, kept in the run folder as `chaos.log`.
 
 /// `chaos`'s version (the crate's), recorded in every `result.json`.
@@ -47,6 +49,7 @@ pub mod report;
 pub mod retention;
 pub mod run;
 pub mod scraper;
+pub mod session;
 pub mod soak;
 pub mod topology;
 pub mod tree;

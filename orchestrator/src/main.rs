@@ -54,6 +54,46 @@ enum Command {
         #[command(flatten)]
         keep: Keep,
     },
+    /// Run a soak plan (one with a `soak:` section): its continuous workload and seeded fault mix on
+    /// one cluster, window by window; each window ends healed and is judged on its own.
+    Soak {
+        /// The soak plan file (e.g. chaos-plans/soak.yaml).
+        plan: PathBuf,
+        /// How long the soak's schedule runs (e.g. 30m, 8h; from 10s to 30d); default: the plan's
+        /// `soak.duration`. Each window adds its heal and judging time on top.
+        #[arg(long, value_name = "DURATION")]
+        duration: Option<String>,
+        /// Override the plan's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Play window K alone, on fresh peers: the replay of a failed window (its schedule is the
+        /// same as in the whole soak).
+        #[arg(long, value_name = "K")]
+        window: Option<u64>,
+        /// End the soak at the first window that is not valid (default: go on, and count).
+        #[arg(long)]
+        stop_on_failure: bool,
+        /// Where run folders go.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+        /// Where named topologies live (default: `topologies/` beside the plan's folder).
+        #[arg(long)]
+        topologies: Option<PathBuf>,
+        /// Override the plan's peer flavor (default | legacy).
+        #[arg(long)]
+        flavor: Option<String>,
+        /// Override the plan's image.
+        #[arg(long)]
+        image: Option<String>,
+        /// The daemon under test: a peer profile's name (under --profiles) or folder.
+        #[arg(long)]
+        peer: Option<String>,
+        /// Where named peer profiles live (default: `peer-image/profiles/` beside the plan's folder).
+        #[arg(long)]
+        profiles: Option<PathBuf>,
+        #[command(flatten)]
+        keep: Keep,
+    },
     /// Run a finished run again: its plan (the copy in its folder), seed, flavor, image, peer profile
     /// and peer keys; the schedule is the same. The new run gets its own folder.
     Replay {
@@ -294,7 +334,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 topologies: replay.recipe.topologies.clone(),
                 replay: Some(replay),
             };
-            run_guarded(p, pr, reports, origin, keep.retention()).await
+            run_guarded(p, pr, reports, origin, keep.retention(), run::Mode::Once).await
         }
         Command::Prune { reports, keep_runs } => {
             if !reports.is_dir() {
@@ -397,9 +437,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             if p.soak.is_some() {
-                // `chaos soak` (issue 12's next step) runs soak plans with rolling checks.
                 eprintln!(
-                    "chaos: {} is a soak plan (it has a `soak:` section); allowed: plans without `soak:` (`chaos plan` shows a soak's schedule)",
+                    "chaos: {} is a soak plan (it has a `soak:` section); allowed: plans without `soak:` (`chaos soak` runs it; `chaos plan` shows its schedule)",
                     path.display()
                 );
                 return Ok(ExitCode::from(2));
@@ -426,7 +465,93 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 topologies,
                 replay: None,
             };
-            run_guarded(p, pr, reports, origin, keep.retention()).await
+            run_guarded(p, pr, reports, origin, keep.retention(), run::Mode::Once).await
+        }
+        Command::Soak {
+            plan: path,
+            duration,
+            seed,
+            window,
+            stop_on_failure,
+            reports,
+            topologies,
+            flavor,
+            image,
+            peer,
+            profiles,
+            keep,
+        } => {
+            let topologies = topologies_for(&path, topologies);
+            let mut p = match load(&path, Some(topologies.clone())) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            let Some(soak) = p.soak.as_mut() else {
+                eprintln!(
+                    "chaos: {} has no `soak:` section; allowed: a soak plan (e.g. chaos-plans/soak.yaml); `chaos run` runs the others",
+                    path.display()
+                );
+                return Ok(ExitCode::from(2));
+            };
+            if let Some(d) = &duration {
+                match humantime::parse_duration(d) {
+                    Ok(d) if (plan::limits::MIN_SOAK_WINDOW..=plan::limits::MAX_SOAK).contains(&d) => {
+                        soak.duration = plan::LongDur(d);
+                    }
+                    _ => {
+                        eprintln!("chaos: --duration {d}; allowed: {}", plan::units::SOAK_DURATION_ALLOWED);
+                        return Ok(ExitCode::from(2));
+                    }
+                }
+            }
+            let windows = soak.windows();
+            if let Some(k) = window
+                && k >= windows
+            {
+                eprintln!(
+                    "chaos: --window {k}; allowed: a window of this soak, 0 to {}",
+                    windows.saturating_sub(1)
+                );
+                return Ok(ExitCode::from(2));
+            }
+            let duration = soak.duration;
+            if let Some(s) = seed {
+                p.seed = s;
+            }
+            let mut command = format!(
+                "chaos soak {} --seed {} --duration {duration}",
+                syftchaos::report::shell_quote(&std::path::absolute(&path)?.to_string_lossy()),
+                p.seed
+            );
+            for (flag, value) in [("--flavor", &flavor), ("--image", &image), ("--peer", &peer)] {
+                if let Some(v) = value {
+                    command.push_str(&format!(" {flag} {}", syftchaos::report::shell_quote(v)));
+                }
+            }
+            if let Some(f) = flavor {
+                p.flavor = f;
+            }
+            if let Some(i) = image {
+                if let Err(e) = plan::check_image(&i) {
+                    eprintln!("chaos: --image: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+                p.image = Some(i);
+            }
+            let pr = match load_profile(&mut p, peer.as_deref(), profiles.as_deref()) {
+                Ok(pr) => pr,
+                Err(code) => return Ok(code),
+            };
+            let origin = run::Origin {
+                topologies,
+                replay: None,
+            };
+            let mode = run::Mode::Soak(syftchaos::soak::runner::Options {
+                only_window: window,
+                stop_on_failure,
+                command,
+            });
+            run_guarded(p, pr, reports, origin, keep.retention(), mode).await
         }
         Command::Clean { all } => {
             let engine = Engine::connect().await?;
@@ -497,11 +622,14 @@ async fn run_guarded(
     reports: PathBuf,
     origin: run::Origin,
     retention: Retention,
+    mode: run::Mode,
 ) -> anyhow::Result<ExitCode> {
     let run_id = run::new_run_id();
     let task = {
         let run_id = run_id.clone();
-        tokio::spawn(async move { run::run(&p, std::sync::Arc::new(pr), &run_id, &reports, origin, retention).await })
+        tokio::spawn(
+            async move { run::run(&p, std::sync::Arc::new(pr), &run_id, &reports, origin, retention, mode).await },
+        )
     };
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("SIGTERM handler")?;

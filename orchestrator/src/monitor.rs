@@ -12,17 +12,16 @@
 //! Observation times are taken on the history's clock (`t_ms`) *after* a round's reads finish, so "seen
 //! at `t`" means the content was on disk at `t` at the latest.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::record::history::{Event, History};
-use crate::record::observations::Observation;
+use crate::record::observations::{OBSERVATIONS, Observation};
 use crate::record::run_folder::PeerDir;
+use crate::record::segment::{Appender, Segments};
 use crate::tree::{Tree, TreeReader};
 
 /// How often the convergence monitor reads every tree.
@@ -75,14 +74,14 @@ pub async fn run(
     peers: Vec<(String, PeerDir)>,
     ignore: Arc<globset::GlobSet>,
     history: Arc<History>,
-    observations: PathBuf,
+    segments: Segments,
     mut stop: watch::Receiver<bool>,
     state: watch::Sender<MonitorState>,
 ) {
-    let mut out = match File::create(&observations) {
-        Ok(f) => Some(BufWriter::new(f)),
+    let mut out = match Appender::create(&segments, OBSERVATIONS) {
+        Ok(a) => Some(a),
         Err(e) => {
-            tracing::error!("cannot write {}: {e}", observations.display());
+            tracing::error!("cannot write {OBSERVATIONS} in {}: {e}", segments.dir().display());
             None
         }
     };
@@ -126,10 +125,7 @@ pub async fn run(
                 }
             }
             if !lines.is_empty() {
-                let res = lines
-                    .iter()
-                    .try_for_each(|l| writeln!(w, "{l}"))
-                    .and_then(|_| w.flush());
+                let res = w.write(|w| lines.iter().try_for_each(|l| writeln!(w, "{l}")));
                 if let Err(e) = res {
                     tracing::error!("cannot write observations: {e}");
                 }
@@ -250,7 +246,7 @@ mod tests {
             vec![("p1".into(), pa), ("p2".into(), pb)],
             crate::tree::ignore_set(&[]),
             history.clone(),
-            obs_path.clone(),
+            Segments::new(dir.path()),
             stop_rx,
             state_tx,
         ));

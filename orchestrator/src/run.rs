@@ -5,33 +5,30 @@
 //!   -> heal all -> wait for convergence -> final trees, logs -> checkers -> report -> teardown
 //! ```
 //!
-//! A convergence monitor runs beside the schedule, reading every peer's tree a few times a second and
-//! writing `converged` / `diverged` transitions into the history; recovery times come from those.
+//! The phases between "ready" and "checkers" are a [`Session`]'s; a soak ([`Mode::Soak`]) repeats
+//! them once per window (`soak::runner`). A convergence monitor runs beside the schedule, reading
+//! every peer's tree a few times a second and writing `converged` / `diverged` transitions into the
+//! history; recovery times come from those.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
-use tokio::sync::watch;
 
-use crate::checker::{self, PeerFinal, Verdict};
+use crate::checker::{self, Verdict};
 use crate::cluster::{self, Cluster, sidecar};
 use crate::docker::Engine;
-use crate::generator::{self, Action};
-use crate::monitor::{self, MonitorState};
-use crate::nemesis::Nemesis;
+use crate::generator;
 use crate::plan::Plan;
 use crate::profile::{PlanFacts, Profile};
 use crate::record::history::{self, Event, History};
 use crate::record::recipe::{self, Recipe, RunKeys};
-use crate::record::run_folder::PeerDir;
-use crate::record::{observations, samples};
+use crate::record::samples;
+use crate::record::segment::Segments;
 use crate::report::{self, PeerSummary, RunResult};
 use crate::retention::{self, Retention};
-use crate::scraper;
-use crate::tree::{Tree, TreeReader};
+use crate::session::{self, Session};
 
 pub struct RunOutcome {
     pub verdict: Verdict,
@@ -103,6 +100,12 @@ pub struct Replay {
     pub keys: RunKeys,
 }
 
+/// What a run plays: the plan's schedule once, or its `soak:` section window by window.
+pub enum Mode {
+    Once,
+    Soak(crate::soak::runner::Options),
+}
+
 /// Runs `plan` with the daemon of `profile` and tears the cluster down whatever happens inside.
 pub async fn run(
     plan: &Plan,
@@ -111,6 +114,7 @@ pub async fn run(
     reports: &Path,
     origin: Origin,
     retention: Retention,
+    mode: Mode,
 ) -> anyhow::Result<RunOutcome> {
     crate::console::begin();
     let engine = Engine::connect().await?;
@@ -189,7 +193,7 @@ pub async fn run(
         disk_limit: plan.disk_limit,
     };
     let cluster = Cluster::provision(engine.clone(), run_id, &run_dir, &spec).await?;
-    let outcome = drive(plan, (&image, &image_id), cluster, &history, &run_dir, reports).await;
+    let outcome = drive(plan, (&image, &image_id), cluster, &history, &run_dir, reports, &mode).await;
     let (cluster, outcome) = outcome;
     if outcome.is_err() {
         let _ = cluster.save_logs(&run_dir).await;
@@ -267,8 +271,9 @@ async fn drive(
     history: &Arc<History>,
     run_dir: &Path,
     reports: &Path,
+    mode: &Mode,
 ) -> (Cluster, anyhow::Result<RunOutcome>) {
-    let outcome = drive_inner(plan, image, &mut cluster, history, run_dir, reports).await;
+    let outcome = drive_inner(plan, image, &mut cluster, history, run_dir, reports, mode).await;
     (cluster, outcome)
 }
 
@@ -279,191 +284,57 @@ async fn drive_inner(
     history: &Arc<History>,
     run_dir: &Path,
     reports: &Path,
+    mode: &Mode,
 ) -> anyhow::Result<RunOutcome> {
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let started = Instant::now();
-    cluster.start_all().await?;
-    let ready_timeout = cluster.profile.ready_timeout + Duration::from_secs(plan.peers.len() as u64);
-    cluster.wait_ready(ready_timeout, progress_line("peers ready")).await?;
-    cluster.introduce().await?;
+    session::bring_up(cluster, plan.peers.len(), history).await?;
     let cluster: &Cluster = cluster;
-    for p in &cluster.peers {
-        history.record(Event::PeerReady {
-            peer: p.name.clone(),
-            ip: p.ip.to_string(),
-        });
-    }
-    let nemesis = Nemesis::new(cluster, history.clone());
-    let engines = nemesis.prepare().await?;
-    history.record(Event::EnginesProbed {
-        engines: engines.clone(),
-    });
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (state_tx, mut state_rx) = watch::channel(MonitorState::default());
-    let sync_dirs: Vec<(String, PeerDir)> = cluster.peers.iter().map(|p| (p.name.clone(), p.dir.clone())).collect();
-    let monitor = tokio::spawn(monitor::run(
-        sync_dirs,
-        crate::tree::ignore_set(&cluster.profile.ignore),
-        history.clone(),
-        run_dir.join(observations::OBSERVATIONS),
-        stop_rx.clone(),
-        state_tx,
-    ));
-    let targets: Vec<scraper::Target> = cluster
-        .peers
-        .iter()
-        .map(|p| scraper::Target {
-            peer: p.name.clone(),
-            container: p.container.clone(),
-            metrics_url: cluster
-                .profile
-                .metrics
-                .as_ref()
-                .map(|m| format!("http://{}:{}{}", p.ip, m.port, m.path)),
-            roles: cluster.profile.metrics.clone().map(Arc::new),
-            data: Some(p.dir.clone()),
-        })
-        .collect();
-    let scraper = tokio::spawn(scraper::run(
-        targets,
-        Some(cluster.engine.clone()),
-        history.clone(),
-        run_dir.join(samples::METRICS_FILE),
-        scraper::DEFAULT_INTERVAL,
-        stop_rx,
-    ));
-
-    let schedule = generator::generate(plan);
-    crate::say!(
-        "chaos: schedule: {} operations over {:.1} s",
-        schedule.ops.len(),
-        schedule.end_ms as f64 / 1000.0
-    );
-    let t0 = tokio::time::Instant::now();
-    for op in &schedule.ops {
-        tokio::time::sleep_until(t0 + Duration::from_millis(op.at_ms)).await;
-        match &op.action {
-            Action::Write(w) => {
-                let (seed, w2, name, dir, h) = (
-                    plan.seed,
-                    w.clone(),
-                    cluster.peers[w.peer].name.clone(),
-                    cluster.peers[w.peer].dir.clone(),
-                    history.clone(),
-                );
-                tokio::task::spawn_blocking(move || crate::workload::apply(seed, &w2, &name, &dir, &h)).await?;
-            }
-            Action::FaultStart { id, step, fault } => {
-                nemesis.start(id, step, fault.clone()).await?;
-                crate::say!("chaos: {:>7.1}s  fault {id} started", op.at_ms as f64 / 1000.0);
-            }
-            Action::FaultStop { id } => {
-                nemesis.stop(id).await?;
-                crate::say!("chaos: {:>7.1}s  fault {id} healed", op.at_ms as f64 / 1000.0);
-            }
-        }
-    }
-    tokio::time::sleep_until(t0 + Duration::from_millis(schedule.end_ms)).await;
-    nemesis.heal_all().await?;
-    let healed_ms = history.now_ms();
-    crate::say!(
-        "chaos: all faults healed; waiting up to {} for convergence",
-        plan.expect.converge_within
-    );
-
-    // Settled = converged and unchanged for `quiet`, or the convergence limit passed.
-    let mut settle_progress = progress_line("distinct trees (1 = converged) / peers");
-    let limit = tokio::time::Instant::now() + plan.expect.converge_within.0;
-    let quiet = plan.expect.quiet.0;
-    loop {
-        let s = state_rx.borrow_and_update().clone();
-        if s.converged && s.since.elapsed() >= quiet {
-            break;
-        }
-        if tokio::time::Instant::now() >= limit {
-            break;
-        }
-        settle_progress(s.distinct, cluster.peers.len());
-        let _ = tokio::time::timeout(Duration::from_millis(500), state_rx.changed()).await;
-    }
-    if std::io::stderr().is_terminal() {
-        eprintln!();
-    }
-    // Counters must settle too: a loop is counters that keep moving once the trees agree. The window
-    // starts after the heal and after the trees last agreed (what the no-loop check judges from). Once
-    // a whole window was watched the wait ends at LOOP_SETTLE_LIMIT (moving counters are the checker's
-    // to judge); until then it goes on, up to LOOP_WATCH_LIMIT, because a busy host scrapes late.
-    let metrics_path = run_dir.join(samples::METRICS_FILE);
-    let watch_started = tokio::time::Instant::now();
-    let mut settle = samples::Settle::default();
-    loop {
-        let s = state_rx.borrow().clone();
-        if !s.converged {
-            break;
-        }
-        let agreed_ms = history.now_ms().saturating_sub(s.since.elapsed().as_millis() as u64);
-        settle = samples::settle_since(
-            &metrics_path,
-            cluster.peers.len(),
-            checker::LOOP_WINDOW_MS,
-            healed_ms.max(agreed_ms),
-            checker::loops::quiet_between,
+    let mut session = Session::open(cluster, history.clone(), Segments::new(run_dir)).await?;
+    let soak = match mode {
+        Mode::Once => None,
+        Mode::Soak(options) => Some(
+            crate::soak::runner::drive(plan, &mut session, run_dir, options)
+                .await
+                .context("the soak")?,
+        ),
+    };
+    if soak.is_none() {
+        let schedule = generator::generate(plan);
+        crate::say!(
+            "chaos: schedule: {} operations over {:.1} s",
+            schedule.ops.len(),
+            schedule.end_ms as f64 / 1000.0
         );
-        let waited = watch_started.elapsed();
-        if settle.quiet
-            || (settle.watched && waited >= checker::LOOP_SETTLE_LIMIT)
-            || waited >= checker::LOOP_WATCH_LIMIT
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        session
+            .play(plan.seed, schedule.ops.into_iter(), 0, schedule.end_ms)
+            .await?;
+        session.settle(plan).await?;
     }
-    history.record(Event::CountersWatched {
-        until_ms: settle.until_ms,
-        quiet: settle.quiet,
-    });
-    let _ = stop_tx.send(true);
-    let _ = monitor.await;
-    let _ = scraper.await;
-
+    let engines = session.engines.clone();
     let logs = cluster.save_logs(run_dir).await;
-    let mut finals = Vec::new();
-    let ignore = crate::tree::ignore_set(&cluster.profile.ignore);
-    for ((p, (_, log)), facts) in cluster.peers.iter().zip(logs).zip(&cluster.facts) {
-        // Read beneath the data folder, never through a symlink: a sync folder a peer swapped for one
-        // reads as empty, which the checkers then judge.
-        let tree = p
-            .dir
-            .sync()
-            .and_then(|sync| TreeReader::new(ignore.clone()).read(&sync))
-            .unwrap_or_else(|e| {
-                tracing::warn!("reading the tree of {}: {e}", p.name);
-                Tree::default()
-            });
-        let alive = cluster.engine.is_running(&p.container).await.unwrap_or(false);
-        // The peer's identity (a public key, a device id) may name its conflict copies.
-        let id = Some(facts.peer.id.clone()).filter(|id| !id.is_empty());
-        finals.push(PeerFinal {
-            name: p.name.clone(),
-            tree,
-            alive,
-            log,
-            id,
-        });
-    }
-    let records: Vec<history::Record> = history::read(&run_dir.join("history.jsonl"))?.collect::<Result<_, _>>()?;
-    let observations = observations::read_observations(&run_dir.join(observations::OBSERVATIONS))?;
-    let counters = samples::counters_for_checks(&run_dir.join(samples::METRICS_FILE), checker::quiesced_at(&records));
-    let judged = checker::judge(&checker::Evidence {
-        plan,
-        conventions: &cluster.profile.conventions,
-        history: &records,
-        peers: &finals,
-        observations: &observations,
-        counters: &counters,
-        resources: &samples::resources(&run_dir.join(samples::METRICS_FILE)),
-    });
+    let finals = session.finals(logs).await;
+    session.close().await;
+
+    let (records, judged) = match &soak {
+        None => {
+            let records: Vec<history::Record> =
+                history::read(&run_dir.join("history.jsonl"))?.collect::<Result<_, _>>()?;
+            let metrics = run_dir.join(samples::METRICS_FILE);
+            let counters = samples::counters_for_checks(&metrics, checker::quiesced_at(&records));
+            let judged = session::judge(
+                plan,
+                cluster,
+                run_dir,
+                &records,
+                &finals,
+                &samples::resources(&metrics),
+                &counters,
+            )?;
+            (records, judged)
+        }
+        Some(s) => (s.timeline.clone(), s.judgement(plan, run_dir)),
+    };
     let (checks, recoveries, figures) = (judged.checks, judged.recoveries, judged.figures);
     let verdict = checker::compose(&checks);
     history.record(Event::RunFinished {
@@ -480,7 +351,10 @@ async fn drive_inner(
         image_id: Some(image_id.to_string()),
         version: crate::VERSION.into(),
         commit: crate::COMMIT.into(),
-        replay: report::replay_command(run_dir),
+        replay: match &soak {
+            None => report::replay_command(run_dir),
+            Some(s) => s.replay.clone(),
+        },
         profile: cluster.profile.name.clone(),
         flavor: plan.flavor.clone(),
         engine: engines["auto_engine"].as_str().unwrap_or("unknown").to_string(),
@@ -489,6 +363,7 @@ async fn drive_inner(
         recovery: recoveries,
         figures,
         peers: finals.iter().map(PeerSummary::from).collect(),
+        soak: soak.map(|s| s.summary),
     };
     report::write_all(run_dir, &result, &records)?;
     report::link_latest(reports, run_dir)?;
@@ -499,15 +374,4 @@ async fn drive_inner(
         verdict,
         run_dir: run_dir.to_path_buf(),
     })
-}
-
-/// A progress line that redraws in place on a terminal and prints one line per change elsewhere (CI logs).
-fn progress_line(what: &'static str) -> impl FnMut(usize, usize) {
-    let mut last = usize::MAX;
-    move |n, total| {
-        if n != last {
-            crate::console::progress(&format!("chaos: {what}: {n}/{total}"));
-            last = n;
-        }
-    }
 }

@@ -12,9 +12,7 @@
 //! `/metrics` page captured from a running `syncpeer` (`tests/it/fixtures/syncpeer-metrics.txt`).
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +23,8 @@ use crate::profile::{Metrics, Role};
 use crate::record::beneath::Kind;
 use crate::record::history::History;
 use crate::record::run_folder::PeerDir;
-use crate::record::samples::{Sample, series_key};
+use crate::record::samples::{METRICS_FILE, Sample, series_key};
+use crate::record::segment::{Appender, Segments};
 
 /// Default scrape interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -199,12 +198,12 @@ pub async fn scrape_all(
         .collect()
 }
 
-fn write_samples(out: &mut BufWriter<File>, samples: &[Sample]) -> std::io::Result<()> {
+fn write_samples(out: &mut impl Write, samples: &[Sample]) -> std::io::Result<()> {
     for s in samples {
         serde_json::to_writer(&mut *out, s)?;
         out.write_all(b"\n")?;
     }
-    out.flush()
+    Ok(())
 }
 
 /// Scrapes every `interval` until `stop` turns true, then scrapes once more (so the last sample is
@@ -213,7 +212,7 @@ pub async fn run(
     targets: Vec<Target>,
     engine: Option<Engine>,
     history: Arc<History>,
-    path: PathBuf,
+    segments: Segments,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -228,10 +227,10 @@ pub async fn run(
             return;
         }
     };
-    let mut out = match File::create(&path) {
-        Ok(f) => BufWriter::new(f),
+    let mut out = match Appender::create(&segments, METRICS_FILE) {
+        Ok(a) => a,
         Err(e) => {
-            tracing::error!("cannot write {}: {e}", path.display());
+            tracing::error!("cannot write {METRICS_FILE} in {}: {e}", segments.dir().display());
             return;
         }
     };
@@ -243,7 +242,7 @@ pub async fn run(
             _ = stop.changed() => true,
         };
         let samples = scrape_all(&http, engine.as_ref(), &targets, &history).await;
-        if let Err(e) = write_samples(&mut out, &samples) {
+        if let Err(e) = out.write(|w| write_samples(w, &samples)) {
             tracing::error!("cannot write metrics samples: {e}");
         }
         if stopping || *stop.borrow() {
@@ -258,6 +257,8 @@ mod tests {
     use crate::checker::loops::quiet_between;
     use crate::docker::ContainerStats;
     use crate::record::samples::*;
+    use std::fs::File;
+    use std::io::BufWriter;
 
     const FIXTURE: &str = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -472,7 +473,7 @@ mod tests {
             targets,
             None,
             history,
-            path.clone(),
+            Segments::new(dir.path()),
             Duration::from_millis(200),
             stop_rx,
         ));

@@ -78,6 +78,71 @@ pub struct Traffic {
     pub byte_overhead: Option<f64>,
 }
 
+impl Figures {
+    /// Adds a later soak window's figures to these (the soak's so far). Counts and traffic add up;
+    /// conflict copies are the later window's (copies stay in the trees, so its final trees hold the
+    /// earlier ones too); quantiles come from the summed histogram, so a soak's are the upper bound
+    /// of the bucket the quantile falls in ([`LATENCY_BUCKETS_MS`]), and its max is exact.
+    pub fn merge(&mut self, w: &Figures) {
+        let p = &mut self.propagation;
+        p.samples += w.propagation.samples;
+        p.never_visible += w.propagation.never_visible;
+        p.delete_pairs += w.propagation.delete_pairs;
+        p.max_ms = p.max_ms.max(w.propagation.max_ms);
+        p.histogram.resize(LATENCY_BUCKETS_MS.len() + 1, 0);
+        for (sum, n) in p.histogram.iter_mut().zip(&w.propagation.histogram) {
+            *sum += n;
+        }
+        let bound = |q: f64| {
+            let total: u64 = p.histogram.iter().sum();
+            let rank = ((q * total as f64).ceil() as u64).max(1);
+            let mut seen = 0;
+            for (i, n) in p.histogram.iter().enumerate() {
+                seen += n;
+                if total > 0 && seen >= rank {
+                    return Some(LATENCY_BUCKETS_MS.get(i).copied().or(p.max_ms).unwrap_or(0));
+                }
+            }
+            None
+        };
+        (p.p50_ms, p.p95_ms, p.p99_ms) = (bound(0.50), bound(0.95), bound(0.99));
+        let c = &mut self.conflicts;
+        c.writes += w.conflicts.writes;
+        c.copies = w.conflicts.copies;
+        c.rate = if c.writes == 0 {
+            0.0
+        } else {
+            c.copies as f64 / c.writes as f64
+        };
+        c.reported_by_peers = match (c.reported_by_peers, w.conflicts.reported_by_peers) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        let t = &mut self.traffic;
+        let had = (t.messages_per_op.is_some(), t.bytes_per_op.is_some());
+        t.bytes_from = w.traffic.bytes_from.clone();
+        t.peers = w.traffic.peers;
+        t.ops += w.traffic.ops;
+        t.content_bytes += w.traffic.content_bytes;
+        t.messages += w.traffic.messages;
+        t.bytes += w.traffic.bytes;
+        t.summary_messages += w.traffic.summary_messages;
+        t.summary_bytes += w.traffic.summary_bytes;
+        let per_op = |x: f64, measured: bool| (measured && t.ops > 0).then(|| x / t.ops as f64);
+        t.messages_per_op = per_op(t.messages, had.0 || w.traffic.messages_per_op.is_some());
+        t.bytes_per_op = per_op(t.bytes, had.1 || w.traffic.bytes_per_op.is_some());
+        t.min_messages_per_op = w.traffic.min_messages_per_op;
+        t.min_bytes_per_op = if t.ops == 0 {
+            0.0
+        } else {
+            t.peers.saturating_sub(1) as f64 * t.content_bytes as f64 / t.ops as f64
+        };
+        let ratio = |x: Option<f64>, min: f64| x.filter(|_| min > 0.0).map(|x| x / min);
+        t.message_overhead = ratio(t.messages_per_op, t.min_messages_per_op);
+        t.byte_overhead = ratio(t.bytes_per_op, t.min_bytes_per_op);
+    }
+}
+
 /// Nearest-rank quantile of sorted values.
 pub fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
     if sorted.is_empty() {

@@ -108,8 +108,10 @@ pub fn no_metadata_version(history: &[crate::record::history::Record], counters:
     for r in history {
         match &r.event {
             Event::Write {
-                outcome: Outcome::Ok, ..
-            } => writes += 1,
+                outcome: Outcome::Ok,
+                peer,
+                ..
+            } if peer != super::WINDOW_START => writes += 1,
             Event::Meta {
                 outcome: Outcome::Ok, ..
             } => metas += 1,

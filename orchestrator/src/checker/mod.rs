@@ -73,6 +73,11 @@ pub struct Judgement {
     pub figures: Figures,
 }
 
+/// The author of a soak window's starting content (`soak::baseline`): operations by it stand for what
+/// every peer held when the window began, so the window's own operations are ordered after them. They
+/// are nobody's writes: propagation, traffic and version counts leave them out.
+pub const WINDOW_START: &str = "(window start)";
+
 /// The final window over which `no-loop` wants the counters flat (two scrapes apart, and longer
 /// than the peers' default anti-entropy interval).
 pub const LOOP_WINDOW_MS: u64 = 2000;
@@ -148,6 +153,7 @@ pub fn judge(e: &Evidence) -> Judgement {
         c.rests_on = rests_on(c, e.conventions);
     }
     let names: Vec<String> = e.peers.iter().map(|p| p.name.clone()).collect();
+    let ops: Vec<causal::Op> = ops.into_iter().filter(|o| o.peer != WINDOW_START).collect();
     let content_bytes = e
         .history
         .iter()
@@ -156,8 +162,9 @@ pub fn judge(e: &Evidence) -> Judgement {
                 size,
                 hash: Some(_),
                 outcome: Outcome::Ok,
+                peer,
                 ..
-            } => Some(*size),
+            } if peer != WINDOW_START => Some(*size),
             _ => None,
         })
         .sum();

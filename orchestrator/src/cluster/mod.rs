@@ -312,13 +312,19 @@ impl Cluster {
 
     /// Saves each container's log as `<run>/logs/<peer>.log`.
     pub async fn save_logs(&self, run_dir: &Path) -> Vec<(String, String)> {
+        self.save_logs_since(run_dir, 0).await
+    }
+
+    /// Each peer's log from `since` (Unix seconds; 0: the whole log) into `<dir>/logs/<peer>.log`,
+    /// and returned in peer order.
+    pub async fn save_logs_since(&self, run_dir: &Path, since: i32) -> Vec<(String, String)> {
         let dir = run_dir.join("logs");
         let _ = std::fs::create_dir_all(&dir);
         let mut out = Vec::new();
         for p in &self.peers {
             let log = self
                 .engine
-                .logs(&p.container)
+                .logs_since(&p.container, since)
                 .await
                 .unwrap_or_else(|e| format!("(no log: {e})"));
             let _ = std::fs::write(dir.join(format!("{}.log", p.name)), &log);

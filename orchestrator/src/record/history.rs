@@ -4,7 +4,7 @@
 //! so a long run holds nothing in memory and a crashed run still leaves its history behind.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
@@ -93,6 +93,17 @@ pub enum Event {
         until_ms: u64,
         quiet: bool,
     },
+    /// A soak window began: its schedule spans `from_ms..to_ms` of the soak's schedule time.
+    WindowStarted {
+        window: u64,
+        from_ms: u64,
+        to_ms: u64,
+    },
+    /// A soak window was healed and judged on its own.
+    WindowJudged {
+        window: u64,
+        verdict: String,
+    },
     RunFinished {
         verdict: String,
     },
@@ -129,6 +140,16 @@ impl History {
         })
     }
 
+    /// From now on, records go to the end of `path` (a soak's next window, or back to the run's
+    /// own history); the clock goes on.
+    pub fn rotate(&self, path: &Path) -> std::io::Result<()> {
+        let next = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let mut f = self.file.lock().expect("history lock");
+        f.flush()?;
+        *f = next;
+        Ok(())
+    }
+
     /// Milliseconds since the run started (monotonic).
     pub fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
@@ -157,11 +178,17 @@ impl History {
     }
 }
 
-/// Streams the records of a history file (for checkers and reports).
+/// Streams the records of a history file, or of its compressed copy (for checkers and reports).
 pub fn read(path: &Path) -> std::io::Result<impl Iterator<Item = std::io::Result<Record>>> {
-    let reader = BufReader::new(File::open(path)?);
-    Ok(reader
-        .lines()
+    let lines = match super::segment::lines(path) {
+        Some(l) => l,
+        None => {
+            return Err(File::open(path)
+                .err()
+                .unwrap_or_else(|| std::io::ErrorKind::NotFound.into()));
+        }
+    };
+    Ok(lines
         .filter(|l| l.as_ref().map_or(true, |l| !l.trim().is_empty()))
         .map(|line| {
             line.and_then(|l| {

@@ -6,6 +6,7 @@
 //! * [`samples`]: metrics and container counters, raw and as roles (`metrics.jsonl`);
 //! * [`run_folder`]: where each peer's folders are;
 //! * [`recipe`]: what a replay needs (plan, seed, image, profile, the peers' keys);
+//! * [`segment`]: the folder those streams go to (a soak's window), and reading them back compressed;
 //! * [`beneath`]: file operations in a peer's folder that never follow its symlinks out of it.
 
 pub mod beneath;
@@ -14,3 +15,4 @@ pub mod observations;
 pub mod recipe;
 pub mod run_folder;
 pub mod samples;
+pub mod segment;

@@ -3,8 +3,6 @@
 //! these.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -23,15 +21,13 @@ pub struct Observation {
 }
 
 /// Reads `observations.jsonl` back (a missing file is an empty list: runs from before the monitor
-/// recorded observations).
+/// recorded observations); a soak window's compressed copy is read as well.
 pub fn read_observations(path: &Path) -> std::io::Result<Vec<Observation>> {
-    let f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let Some(lines) = super::segment::lines(path) else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    for line in BufReader::new(f).lines() {
+    for line in lines {
         let line = line?;
         if line.trim().is_empty() {
             continue;

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -80,10 +79,10 @@ pub fn series_key(name: &str, labels: &BTreeMap<String, String>) -> String {
     format!("{name}{{{}}}", inner.join(","))
 }
 
-/// Streams the samples of `metrics.jsonl` (a missing file yields nothing; bad lines are skipped).
+/// Streams the samples of `metrics.jsonl` or its compressed copy (a missing file yields nothing; bad
+/// lines are skipped).
 pub fn read(path: &Path) -> impl Iterator<Item = Sample> {
-    let lines = File::open(path).ok().map(|f| BufReader::new(f).lines());
-    lines
+    super::segment::lines(path)
         .into_iter()
         .flatten()
         .map_while(Result::ok)
@@ -110,6 +109,28 @@ pub fn counters_for_checks(path: &Path, since_ms: Option<u64>) -> Vec<Counters> 
         }
     }
     window
+}
+
+/// Makes `counters` count from `start` (each peer's last scrape before a soak window began), so a
+/// window's checks and figures see the window's own traffic. A counter below its start was reset
+/// (the peer restarted) and counts from zero. The last scrape per peer in `start` is used.
+pub fn rebase(counters: &mut [Counters], start: &[Counters]) {
+    let mut base: BTreeMap<&str, &Counters> = BTreeMap::new();
+    for c in start {
+        if base.get(c.peer.as_str()).is_none_or(|b| b.t_ms <= c.t_ms) {
+            base.insert(&c.peer, c);
+        }
+    }
+    for c in counters.iter_mut() {
+        let Some(b) = base.get(c.peer.as_str()) else { continue };
+        for (k, v) in c.values.iter_mut() {
+            if let Some(b0) = b.values.get(k)
+                && *v >= *b0
+            {
+                *v -= b0;
+            }
+        }
+    }
 }
 
 /// One peer's container at one scrape: what the growth check needs.

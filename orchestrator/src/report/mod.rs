@@ -74,6 +74,9 @@ pub struct RunResult {
     /// Propagation latency, conflict rate, traffic per operation (see `docs/REPORTS.md`).
     pub figures: Figures,
     pub peers: Vec<PeerSummary>,
+    /// A soak's windows and facts (`windows`, `soak`); absent for a plain run.
+    #[serde(flatten)]
+    pub soak: Option<crate::soak::summary::SoakSummary>,
 }
 
 /// The command that replays the run in `run_dir`: the folder as an absolute path, so that it works
@@ -84,7 +87,7 @@ pub fn replay_command(run_dir: &Path) -> String {
 }
 
 /// `s` as one POSIX shell word.
-fn shell_quote(s: &str) -> String {
+pub fn shell_quote(s: &str) -> String {
     let plain = !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._-+:,=@%".contains(&b));
@@ -772,6 +775,7 @@ mod tests {
             recovery: vec![],
             figures: Figures::default(),
             peers: vec![],
+            soak: None,
         }
     }
 

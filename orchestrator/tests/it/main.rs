@@ -34,4 +34,6 @@ mod syncthing;
 mod symlink_escape;
 // Issue 12: what a run folder keeps, result.json's provenance, chaos.log, `chaos prune`.
 mod retention;
+// Issue 12: `chaos soak`: windows judged alone, the seeded schedule played, a failed window replayed.
+mod soak;
 mod util;

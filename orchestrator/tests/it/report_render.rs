@@ -348,6 +348,7 @@ fn synthetic_run(dir: &Path) {
         recovery: judged.recoveries,
         figures: judged.figures,
         peers: finals.iter().map(PeerSummary::from).collect(),
+        soak: None,
     };
     report::write_all(dir, &result, &h).unwrap();
 }
