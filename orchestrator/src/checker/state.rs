@@ -105,6 +105,10 @@ fn check(name: &str, problems: Vec<Value>, unknowns: Vec<Value>, ok: String, wha
     }
 }
 
+fn is_delete(op: &Op) -> bool {
+    op.hash.is_none()
+}
+
 /// Paths whose final state depends on an order the history cannot decide.
 fn undecided(order: &BTreeMap<String, PathOrder>) -> BTreeMap<&str, Value> {
     order
@@ -114,7 +118,11 @@ fn undecided(order: &BTreeMap<String, PathOrder>) -> BTreeMap<&str, Value> {
             let pairs: Vec<Value> = o
                 .ambiguous
                 .iter()
-                .filter(|(a, _)| max.contains(a))
+                // Whether a delete came before another delete that nothing followed, the path ends
+                // absent either way: that order decides nothing.
+                .filter(|(a, b)| {
+                    max.contains(a) && !(is_delete(&o.ops[*a]) && is_delete(&o.ops[*b]) && max.contains(b))
+                })
                 .map(|(a, b)| json!({"earlier": describe(&o.ops[*a]), "later": describe(&o.ops[*b])}))
                 .collect();
             (!pairs.is_empty()).then(|| (path.as_str(), json!({"path": path, "maybe_ordered": pairs})))

@@ -917,3 +917,42 @@ fn no_metadata_version_is_unknown_without_a_local_changes_counter() {
     assert_eq!(c.verdict, Verdict::Unknown);
     assert!(c.summary.contains("local_changes"), "{}", c.summary);
 }
+
+/// Seen in a soak window: two peers deleted different contents of one path, and the history could not
+/// tell whether one delete came after the other. The path ends absent either way: no unknown. With
+/// a write after the later delete, the order matters again (the earlier delete may be a concurrent
+/// last operation), and the verdict stays unknown.
+#[test]
+fn an_undecidable_order_of_two_last_deletes_decides_nothing() {
+    let del = |op, peer: &str, t_ms| causal::Op {
+        op,
+        peer: peer.into(),
+        path: "f".into(),
+        t_ms,
+        hash: None,
+        base: None,
+    };
+    let mut o = causal::PathOrder {
+        ops: vec![del(1, "p1", 1000), del(2, "p2", 4000)],
+        preds: vec![Default::default(), Default::default()],
+        ambiguous: vec![(0, 1)],
+    };
+    let absent = [peer("p1", &[]), peer("p2", &[])];
+    let order = BTreeMap::from([("f".to_string(), o.clone())]);
+    let c = state::right_final_state(&order, &absent, &conv());
+    assert_eq!(c.verdict, Verdict::Valid, "{}", c.evidence);
+
+    o.ops.push(causal::Op {
+        op: 3,
+        peer: "p2".into(),
+        path: "f".into(),
+        t_ms: 6000,
+        hash: Some("v3".into()),
+        base: None,
+    });
+    o.preds.push([1].into_iter().collect());
+    let v3 = [peer("p1", &[("f", "v3")]), peer("p2", &[("f", "v3")])];
+    let order = BTreeMap::from([("f".to_string(), o)]);
+    let c = state::right_final_state(&order, &v3, &conv());
+    assert_eq!(c.verdict, Verdict::Unknown, "{}", c.evidence);
+}

@@ -81,7 +81,7 @@ pub fn series_key(name: &str, labels: &BTreeMap<String, String>) -> String {
 
 /// Streams the samples of `metrics.jsonl` or its compressed copy (a missing file yields nothing; bad
 /// lines are skipped).
-pub fn read(path: &Path) -> impl Iterator<Item = Sample> {
+pub fn read(path: &Path) -> impl Iterator<Item = Sample> + use<> {
     super::segment::lines(path)
         .into_iter()
         .flatten()

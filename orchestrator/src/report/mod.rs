@@ -17,6 +17,7 @@ use crate::record::history::{Event, Record};
 
 pub mod index;
 pub mod series;
+pub mod soak;
 pub mod svg;
 
 pub use index::write_index;
@@ -104,7 +105,10 @@ pub fn write_all(run_dir: &Path, result: &RunResult, history: &[Record]) -> std:
         serde_json::to_vec_pretty(result).expect("serializable"),
     )?;
     std::fs::write(run_dir.join("junit.xml"), junit(result))?;
-    let series = series::read(&run_dir.join(crate::record::samples::METRICS_FILE));
+    let series = match &result.soak {
+        None => series::read(&run_dir.join(crate::record::samples::METRICS_FILE)),
+        Some(s) => soak::series_of(run_dir, s),
+    };
     std::fs::write(run_dir.join("index.html"), html(result, history, &series))?;
     Ok(())
 }
@@ -504,6 +508,9 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
         );
     }
     h.push_str("</table>");
+    if let Some(s) = &r.soak {
+        h.push_str(&soak::windows_section(s));
+    }
 
     let peers: Vec<String> = r.peers.iter().map(|p| p.name.clone()).collect();
     let last_sample = series

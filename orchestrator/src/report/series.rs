@@ -99,6 +99,30 @@ pub fn reduce(samples: impl Iterator<Item = Sample>) -> BTreeMap<String, PeerSer
     out
 }
 
+/// Shrinks every series of `s` to at most `max` points: consecutive points are averaged in equal
+/// groups (a soak's hours of samples drawn in a chart a person reads; the peaks stay in the raw files).
+pub fn downsample(s: &mut PeerSeries, max: usize) {
+    for v in [
+        &mut s.messages_per_s,
+        &mut s.bytes_per_s,
+        &mut s.cpu_pct,
+        &mut s.mem_mib,
+        &mut s.net_bytes_per_s,
+    ] {
+        if v.len() <= max || max == 0 {
+            continue;
+        }
+        let group = v.len().div_ceil(max);
+        *v = v
+            .chunks(group)
+            .map(|c| {
+                let t = c[c.len() / 2].0;
+                (t, c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64)
+            })
+            .collect();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +156,22 @@ mod tests {
         assert_eq!(p.cpu_pct, vec![(1000, 50.0)]);
         assert_eq!(p.mem_mib, vec![(0, 2.0), (1000, 2.0)]);
         assert_eq!(p.net_bytes_per_s, vec![(1000, 500_000.0)]);
+    }
+
+    #[test]
+    fn downsampling_averages_groups_and_keeps_short_series() {
+        let mut s = PeerSeries {
+            cpu_pct: (0..1000).map(|i| (i * 1000, (i % 2) as f64)).collect(),
+            mem_mib: vec![(0, 1.0), (1000, 2.0)],
+            ..Default::default()
+        };
+        downsample(&mut s, 100);
+        assert_eq!(s.cpu_pct.len(), 100);
+        assert!(
+            s.cpu_pct.iter().all(|p| (p.1 - 0.5).abs() < 1e-9),
+            "{:?}",
+            &s.cpu_pct[..3]
+        );
+        assert_eq!(s.mem_mib, vec![(0, 1.0), (1000, 2.0)]);
     }
 }
