@@ -19,7 +19,7 @@ help:
 	@echo "make test        unit tests, Docker tests, lint (what CI runs)"
 	@echo "make image       build the peer and tools images offline (syftchaos/peer:latest, syftchaos/tools:latest)"
 	@echo "make validate    check every plan in chaos-plans/ without starting anything"
-	@echo "make nightly [NIGHTLY_DURATION=30m]  a soak (once \`chaos soak\` exists), then every plan in chaos-plans/ once"
+	@echo "make nightly [NIGHTLY_DURATION=30m]  a soak (chaos soak), then every plan in chaos-plans/ once"
 	@echo "make compare     every plan on syncpeer and Syncthing, one Markdown table (docs/DAEMONS.md)"
 	@echo "make bench       benchmarks (results go to docs/BENCHMARKS.md by hand)"
 	@echo "make clean       remove what killed runs left behind (chaos clean; live runs are spared)"
@@ -47,23 +47,17 @@ lint:
 bench:
 	$(CARGO) bench --workspace
 
-# The nightly job: a soak of NIGHTLY_SOAK_PLAN for NIGHTLY_DURATION, then every plan once, one after
-# another; exits non-zero if anything did not end as it should: valid (exit 0), except the legacy-*
-# plans, which run the seed's original design and must be caught (exit 1).
-# The soak step runs only when this `chaos` has a `soak` command (issue 12: the runner is not built yet);
-# until then it prints that it is skipped and NIGHTLY_DURATION is not used. It is not faked with a
-# long `chaos run`. Every run keeps its results in reports/; the peers' files of valid runs are
-# removed and only the newest 50 run folders are kept (`--keep-runs`, README "Retention");
-# reports/index.html shows the trends per plan and daemon.
+# The nightly job: a soak of NIGHTLY_SOAK_PLAN for NIGHTLY_DURATION (`chaos soak`: window by window,
+# each healed and judged alone), then every plan once, one after another; exits non-zero if anything
+# did not end as it should: valid (exit 0), except the legacy-* plans, which run the seed's original
+# design and must be caught (exit 1). Every run keeps its results in reports/; the peers' files of
+# valid runs are removed and only the newest 50 run folders are kept (`--keep-runs`, README
+# "Retention"); reports/index.html shows the trends per plan and daemon.
 nightly: chaos image
 	@failed=0; \
-	if $(CHAOS) soak --help >/dev/null 2>&1; then \
-	  echo "=== soak $(NIGHTLY_SOAK_PLAN) for $(NIGHTLY_DURATION) (expect exit 0)"; \
-	  $(CHAOS) soak $(NIGHTLY_SOAK_PLAN) --duration $(NIGHTLY_DURATION); got=$$?; \
-	  if [ $$got -ne 0 ]; then echo "=== soak: exit $$got, expected 0"; failed=$$((failed+1)); fi; \
-	else \
-	  echo "=== soak: skipped: this chaos has no soak command yet (NIGHTLY_DURATION=$(NIGHTLY_DURATION) unused)"; \
-	fi; \
+	echo "=== soak $(NIGHTLY_SOAK_PLAN) for $(NIGHTLY_DURATION) (expect exit 0)"; \
+	$(CHAOS) soak $(NIGHTLY_SOAK_PLAN) --duration $(NIGHTLY_DURATION); got=$$?; \
+	if [ $$got -ne 0 ]; then echo "=== soak: exit $$got, expected 0"; failed=$$((failed+1)); fi; \
 	for p in chaos-plans/*.yaml; do \
 	  if grep -q '^soak:' $$p; then echo "=== $$p: a soak plan, not for chaos run (skipped)"; continue; fi; \
 	  want=0; case $$p in */legacy-*) want=1;; esac; \

@@ -267,6 +267,11 @@ fn load_replay(run_dir: &Path) -> anyhow::Result<(plan::Plan, profile::Profile, 
     let recipe = Recipe::load(run_dir)?;
     let mut p = plan::load(&run_dir.join(recipe::PLAN_COPY), &recipe.topologies)?;
     p.seed = recipe.seed;
+    if let (Some(sr), Some(soak)) = (&recipe.soak, p.soak.as_mut()) {
+        let d = humantime::parse_duration(&sr.duration)
+            .with_context(|| format!("{}: the soak's duration `{}`", recipe::RECIPE, sr.duration))?;
+        soak.duration = plan::LongDur(d);
+    }
     p.flavor = recipe.flavor.clone();
     p.image = Some(recipe.image.clone());
     let profile = recipe.profile.to_string_lossy().into_owned();
@@ -330,11 +335,30 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
+            // A soak is replayed as it ran: its duration, its one window if it played one alone.
+            let mode = match (&replay.recipe.soak, &p.soak) {
+                (Some(sr), Some(soak)) => run::Mode::Soak(syftchaos::soak::runner::Options {
+                    only_window: sr.window,
+                    stop_on_failure: sr.stop_on_failure,
+                    command: soak_command(
+                        &replay.recipe.plan_source,
+                        p.seed,
+                        &soak.duration.to_string(),
+                        [
+                            ("--flavor", Some(p.flavor.as_str())),
+                            ("--image", p.image.as_deref()),
+                            ("--peer", Some(&*replay.recipe.profile.to_string_lossy())),
+                            ("--topologies", Some(&*replay.recipe.topologies.to_string_lossy())),
+                        ],
+                    ),
+                }),
+                _ => run::Mode::Once,
+            };
             let origin = run::Origin {
                 topologies: replay.recipe.topologies.clone(),
                 replay: Some(replay),
             };
-            run_guarded(p, pr, reports, origin, keep.retention(), run::Mode::Once).await
+            run_guarded(p, pr, reports, origin, keep.retention(), mode).await
         }
         Command::Prune { reports, keep_runs } => {
             if !reports.is_dir() {
@@ -518,16 +542,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(s) = seed {
                 p.seed = s;
             }
-            let mut command = format!(
-                "chaos soak {} --seed {} --duration {duration}",
-                syftchaos::report::shell_quote(&std::path::absolute(&path)?.to_string_lossy()),
-                p.seed
+            let command = soak_command(
+                &std::path::absolute(&path)?,
+                p.seed,
+                &duration.to_string(),
+                [
+                    ("--flavor", flavor.as_deref()),
+                    ("--image", image.as_deref()),
+                    ("--peer", peer.as_deref()),
+                    ("--topologies", None),
+                ],
             );
-            for (flag, value) in [("--flavor", &flavor), ("--image", &image), ("--peer", &peer)] {
-                if let Some(v) = value {
-                    command.push_str(&format!(" {flag} {}", syftchaos::report::shell_quote(v)));
-                }
-            }
             if let Some(f) = flavor {
                 p.flavor = f;
             }
@@ -599,6 +624,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The command that runs a soak again (a window's replay adds `--window K`): its plan, seed and
+/// duration, and the overrides given.
+fn soak_command(plan: &Path, seed: u64, duration: &str, overrides: [(&str, Option<&str>); 4]) -> String {
+    let q = syftchaos::report::shell_quote;
+    let mut command = format!(
+        "chaos soak {} --seed {seed} --duration {}",
+        q(&plan.to_string_lossy()),
+        q(duration)
+    );
+    for (flag, value) in overrides {
+        if let Some(v) = value {
+            command.push_str(&format!(" {flag} {}", q(v)));
+        }
+    }
+    command
 }
 
 /// Prints lines; a reader that stops early (`chaos plan P | head`) is not an error.

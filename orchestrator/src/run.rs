@@ -159,6 +159,14 @@ pub async fn run(
         profile: std::path::absolute(&profile.dir)?,
         topologies: std::path::absolute(&origin.topologies)?,
         replay_of: origin.replay.as_ref().map(|r| r.run_dir.clone()),
+        soak: match (&mode, &plan.soak) {
+            (Mode::Soak(o), Some(soak)) => Some(recipe::SoakRecipe {
+                duration: soak.duration.to_string(),
+                window: o.only_window,
+                stop_on_failure: o.stop_on_failure,
+            }),
+            _ => None,
+        },
     }
     .save(&run_dir)?;
     let history = Arc::new(History::create(&run_dir.join("history.jsonl"))?);

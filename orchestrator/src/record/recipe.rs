@@ -38,6 +38,20 @@ pub struct Recipe {
     /// The run folder this run replays, if it is a replay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_of: Option<PathBuf>,
+    /// For a soak: how it was run (a replay runs it the same way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<SoakRecipe>,
+}
+
+/// How `chaos soak` ran its plan: the duration it ran for (the plan's, or `--duration`'s), and the one
+/// window it played alone (`--window`), if any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SoakRecipe {
+    pub duration: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<u64>,
+    #[serde(default)]
+    pub stop_on_failure: bool,
 }
 
 impl Recipe {
@@ -194,6 +208,11 @@ mod tests {
             profile: "/p/syncpeer".into(),
             topologies: "/t".into(),
             replay_of: None,
+            soak: Some(SoakRecipe {
+                duration: "5m".into(),
+                window: Some(2),
+                stop_on_failure: false,
+            }),
         };
         r.save(dir.path()).unwrap();
         assert_eq!(Recipe::load(dir.path()).unwrap(), r);

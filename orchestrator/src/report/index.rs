@@ -69,7 +69,16 @@ fn row(folder: &str, v: &Value) -> RunRow {
         verdict: v["verdict"].as_str().unwrap_or("unknown").to_string(),
         started_at: v["started_at"].as_str().unwrap_or("").to_string(),
         duration_ms: v["duration_ms"].as_u64().unwrap_or(0),
-        final_recovery_ms: recs.iter().rev().find(|r| r["fault"] == "heal-all").and_then(after),
+        // A soak's windows each end with one (`w<k> heal-all`): its last is the soak's final heal.
+        final_recovery_ms: recs
+            .iter()
+            .rev()
+            .find(|r| {
+                r["fault"]
+                    .as_str()
+                    .is_some_and(|f| f == "heal-all" || f.ends_with(" heal-all"))
+            })
+            .and_then(after),
         p50_recovery_ms: quantile(&heals, 0.5),
         p95_recovery_ms: quantile(&heals, 0.95),
         max_recovery_ms: heals.last().copied(),

@@ -64,3 +64,52 @@ impl Baseline {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::{FileEntry, Tree};
+
+    fn peer(name: &str, files: &[(&str, &str)]) -> PeerFinal {
+        PeerFinal {
+            name: name.into(),
+            tree: Tree {
+                files: files
+                    .iter()
+                    .map(|(p, h)| {
+                        (
+                            p.to_string(),
+                            FileEntry {
+                                size: 3,
+                                hash: h.to_string(),
+                            },
+                        )
+                    })
+                    .collect(),
+            },
+            alive: true,
+            log: String::new(),
+            id: None,
+        }
+    }
+
+    #[test]
+    fn a_baseline_is_one_window_start_operation_per_content_held() {
+        let agreed = [
+            peer("p1", &[("a", "h1"), ("b", "h2")]),
+            peer("p2", &[("a", "h1"), ("b", "h2")]),
+        ];
+        let b = Baseline::of(&agreed);
+        assert_eq!((b.files(), b.divergent(&agreed)), (2, 0));
+        let recs: Vec<Record> = b.records(700).collect();
+        assert_eq!(recs.len(), 2);
+        assert!(recs.iter().all(|r| r.t_ms == 700
+            && matches!(&r.event, Event::Write { op: 0, peer, outcome: Outcome::Ok, base: None, .. } if peer == checker::WINDOW_START)));
+
+        // Diverged: `a` differs, `b` is on p1 only; every content held is handed on.
+        let split = [peer("p1", &[("a", "h1"), ("b", "h2")]), peer("p2", &[("a", "h3")])];
+        let b = Baseline::of(&split);
+        assert_eq!(b.divergent(&split), 2);
+        assert_eq!(b.records(0).count(), 3);
+    }
+}
