@@ -302,6 +302,13 @@ async fn drive_inner(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (state_tx, mut state_rx) = watch::channel(MonitorState::default());
     let sync_dirs: Vec<(String, PeerDir)> = cluster.peers.iter().map(|p| (p.name.clone(), p.dir.clone())).collect();
+    let watcher = crate::watcher::spawn(
+        sync_dirs.clone(),
+        crate::tree::ignore_set(&cluster.profile.ignore),
+        history.clone(),
+        run_dir.join(observations::SIGHTINGS),
+        stop_rx.clone(),
+    );
     let monitor = tokio::spawn(monitor::run(
         sync_dirs,
         crate::tree::ignore_set(&cluster.profile.ignore),
@@ -425,6 +432,7 @@ async fn drive_inner(
     });
     let _ = stop_tx.send(true);
     let _ = monitor.await;
+    let _ = tokio::task::spawn_blocking(move || watcher.join()).await;
     let _ = scraper.await;
 
     let logs = cluster.save_logs(run_dir).await;
@@ -454,6 +462,10 @@ async fn drive_inner(
     }
     let records: Vec<history::Record> = history::read(&run_dir.join("history.jsonl"))?.collect::<Result<_, _>>()?;
     let observations = observations::read_observations(&run_dir.join(observations::OBSERVATIONS))?;
+    let sightings = observations::read_observations(&run_dir.join(observations::SIGHTINGS)).unwrap_or_else(|e| {
+        tracing::warn!("reading the inotify sightings: {e}");
+        Vec::new()
+    });
     let counters = samples::counters_for_checks(&run_dir.join(samples::METRICS_FILE), checker::quiesced_at(&records));
     let judged = checker::judge(&checker::Evidence {
         plan,
@@ -461,6 +473,7 @@ async fn drive_inner(
         history: &records,
         peers: &finals,
         observations: &observations,
+        sightings: &sightings,
         counters: &counters,
         resources: &samples::resources(&run_dir.join(samples::METRICS_FILE)),
     });
