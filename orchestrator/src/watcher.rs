@@ -214,7 +214,7 @@ impl Watcher<'_> {
             }
             // A file just created is still being written (its close comes next); a symlink is whole.
             (false, false) if flags.contains(ReadFlags::CREATE) => self.sight(i, &rel, true),
-            (false, true) => self.record(i, &rel, None),
+            (false, true) => self.vanished(i, &rel),
             _ => {}
         }
     }
@@ -241,6 +241,16 @@ impl Watcher<'_> {
             .collect();
         for path in held {
             self.record(i, Path::new(&path), None);
+        }
+    }
+
+    /// A name was removed or renamed away; a rename that exchanged two files (the workload's, and
+    /// some daemons' way to replace a file and keep what it replaced) leaves a file there all the same.
+    fn vanished(&mut self, i: usize, rel: &Path) {
+        let Some(sync) = &self.peers[i].1 else { return };
+        match sync.metadata(rel).map(|m| m.kind) {
+            Ok(Kind::File | Kind::Symlink) => self.sight(i, rel, false),
+            _ => self.record(i, rel, None),
         }
     }
 
@@ -320,7 +330,14 @@ mod tests {
         std::fs::create_dir_all(s1.join("d/e")).unwrap();
         std::fs::write(s1.join("d/e/f.txt"), b"deep").unwrap();
         std::os::unix::fs::symlink(&outside, s1.join("link")).unwrap();
-        std::fs::write(s1.join("a.txt"), b"one").unwrap(); // same content again: no new sighting
+        settle();
+        // Replaced by exchanging names, as the workload does: never seen gone.
+        std::fs::write(s1.join(".tmp-b"), b"two").unwrap();
+        let sync = Beneath::open(&s1).unwrap();
+        sync.rename_with(".tmp-b", "a.txt", rustix::fs::RenameFlags::EXCHANGE)
+            .unwrap();
+        sync.unlink(".tmp-b").unwrap();
+        std::fs::write(s1.join("a.txt"), b"two").unwrap(); // same content again: no new sighting
         settle();
         std::fs::remove_file(s1.join("a.txt")).unwrap();
         std::fs::remove_dir_all(s1.join("d")).unwrap();
@@ -342,6 +359,7 @@ mod tests {
                 ("a.txt".into(), h(b"one")),
                 ("d/e/f.txt".into(), h(b"deep")),
                 ("link".into(), link),
+                ("a.txt".into(), h(b"two")),
                 ("a.txt".into(), None),
                 ("d/e/f.txt".into(), None),
             ],

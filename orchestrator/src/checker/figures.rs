@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::PeerFinal;
 use super::causal::Op;
 use crate::profile::Role;
+use crate::record::history::{Event, Record};
 use crate::record::observations::{INOTIFY_RESOLUTION_MS, Observation, POLL_RESOLUTION_MS, first_seen};
 use crate::record::samples::{Counters, Resource, key_name};
 
@@ -98,6 +99,10 @@ pub struct Propagation {
     pub p95_ms: Option<u64>,
     pub p99_ms: Option<u64>,
     pub max_ms: Option<u64>,
+    /// The same latencies over the pairs no fault touched (from the write to its arrival, no fault
+    /// was active): the seed's latency "within same region", which `expect.criteria` judges.
+    #[serde(default)]
+    pub calm: Quantiles,
     /// Where the sight times came from: `inotify` (the host-side watcher), `poll` (the monitor's tree
     /// reads), or `inotify+poll` (some pairs timed by each); empty without samples.
     #[serde(default)]
@@ -117,6 +122,40 @@ pub struct Propagation {
     pub poll_first: usize,
     /// Counts per bucket of [`LATENCY_BUCKETS_MS`], plus one for everything above the last bound.
     pub histogram: Vec<u64>,
+}
+
+/// Nearest-rank quantiles of a set of latencies, ms.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Quantiles {
+    pub samples: usize,
+    pub p50_ms: Option<u64>,
+    pub p95_ms: Option<u64>,
+    pub p99_ms: Option<u64>,
+    pub max_ms: Option<u64>,
+}
+
+/// Each fault's window, from its start to its stop (or the final heal; open faults to the end of
+/// time), from the history.
+pub fn fault_windows(history: &[Record]) -> Vec<(u64, u64)> {
+    let mut open: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut out = Vec::new();
+    for r in history {
+        match &r.event {
+            Event::FaultStarted { id, .. } => {
+                open.entry(id.as_str()).or_insert(r.t_ms);
+            }
+            Event::FaultStopped { id } => {
+                if let Some(from) = open.remove(id.as_str()) {
+                    out.push((from, r.t_ms));
+                }
+            }
+            Event::HealedAll => out.extend(std::mem::take(&mut open).into_values().map(|from| (from, r.t_ms))),
+            _ => {}
+        }
+    }
+    out.extend(open.into_values().map(|from| (from, u64::MAX)));
+    out.sort_unstable();
+    out
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -173,10 +212,21 @@ pub fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
 /// the figures' population does not depend on the watcher; each pair's time is the earlier of the two
 /// sources (a poll sees content that was on disk at its time at the latest, a sighting as soon as the
 /// kernel reported it). The cross-check counts the pairs only the poll timed and those it timed first.
-pub fn propagation(ops: &[Op], peers: &[String], obs: &[Observation], fine: &[Observation]) -> Propagation {
+///
+/// `faults` are the run's fault windows ([`fault_windows`]): the pairs no fault touched make the
+/// [`Propagation::calm`] quantiles.
+pub fn propagation(
+    ops: &[Op],
+    peers: &[String],
+    obs: &[Observation],
+    fine: &[Observation],
+    faults: &[(u64, u64)],
+) -> Propagation {
     let poll = Sights::of(obs);
     let inotify = Sights::of(fine);
     let mut lat = Vec::new();
+    let mut calm = Vec::new();
+    let touched = |from: u64, to: u64| faults.iter().any(|&(a, b)| a <= to && from <= b);
     let (mut never, mut deletes) = (0, 0);
     let (mut from_inotify, mut poll_only, mut poll_first) = (0, 0, 0);
     for w in ops {
@@ -201,12 +251,18 @@ pub fn propagation(ops: &[Op], peers: &[String], obs: &[Observation], fine: &[Ob
                 (None, None) => None,
             };
             match t {
-                Some(t) => lat.push(t.saturating_sub(w.t_ms)),
+                Some(t) => {
+                    lat.push(t.saturating_sub(w.t_ms));
+                    if !touched(w.t_ms, t) {
+                        calm.push(t.saturating_sub(w.t_ms));
+                    }
+                }
                 None => never += 1,
             }
         }
     }
     lat.sort_unstable();
+    calm.sort_unstable();
     let mut histogram = vec![0u64; LATENCY_BUCKETS_MS.len() + 1];
     for &l in &lat {
         let b = LATENCY_BUCKETS_MS
@@ -238,6 +294,13 @@ pub fn propagation(ops: &[Op], peers: &[String], obs: &[Observation], fine: &[Ob
         p95_ms: quantile(&lat, 0.95),
         p99_ms: quantile(&lat, 0.99),
         max_ms: lat.last().copied(),
+        calm: Quantiles {
+            samples: calm.len(),
+            p50_ms: quantile(&calm, 0.50),
+            p95_ms: quantile(&calm, 0.95),
+            p99_ms: quantile(&calm, 0.99),
+            max_ms: calm.last().copied(),
+        },
         histogram,
     }
 }
@@ -450,7 +513,7 @@ mod tests {
             obs(3200, "p2", "a", None),
             obs(3200, "p3", "a", None),
         ];
-        let only_poll = propagation(&ops, &peers, &poll, &[]);
+        let only_poll = propagation(&ops, &peers, &poll, &[], &[]);
         assert_eq!(
             (only_poll.source.as_str(), only_poll.resolution_ms),
             ("poll", Some(200))
@@ -462,7 +525,7 @@ mod tests {
             obs(3007, "p2", "a", None),
             obs(3009, "p3", "a", None),
         ];
-        let p = propagation(&ops, &peers, &poll, &fine);
+        let p = propagation(&ops, &peers, &poll, &fine, &[]);
         assert_eq!((p.source.as_str(), p.resolution_ms), ("inotify+poll", Some(200)));
         assert_eq!((p.from_inotify, p.poll_first, p.poll_only), (3, 1, 0));
         assert_eq!(
@@ -475,8 +538,35 @@ mod tests {
             fine[2].clone(),
             fine[3].clone(),
         ];
-        let p = propagation(&ops, &peers, &poll, &all_fine);
+        let p = propagation(&ops, &peers, &poll, &all_fine, &[]);
         assert_eq!((p.source.as_str(), p.resolution_ms), ("inotify", Some(1)));
         assert_eq!((p.p99_ms, p.max_ms), (Some(30), Some(30)));
+        assert_eq!(p.calm.p99_ms, Some(30), "no fault: every pair is calm");
+        // A fault from 1020 to 2000 ms touched p3's arrival at 1030; the deletes came after it.
+        let p = propagation(&ops, &peers, &poll, &all_fine, &[(1020, 2000)]);
+        assert_eq!((p.samples, p.calm.samples, p.calm.max_ms), (4, 3, Some(10)));
+    }
+
+    #[test]
+    fn fault_windows_run_from_start_to_stop_or_the_final_heal() {
+        let rec = |t_ms, event| Record {
+            t_ms,
+            wall: String::new(),
+            event,
+        };
+        let started = |id: &str| Event::FaultStarted {
+            id: id.into(),
+            step: "s".into(),
+            kind: "partition".into(),
+            detail: serde_json::Value::Null,
+        };
+        let h = vec![
+            rec(100, started("a#1")),
+            rec(200, started("b#1")),
+            rec(300, Event::FaultStopped { id: "a#1".into() }),
+            rec(900, Event::HealedAll),
+            rec(1000, started("c#1")),
+        ];
+        assert_eq!(fault_windows(&h), [(100, 300), (200, 900), (1000, u64::MAX)]);
     }
 }

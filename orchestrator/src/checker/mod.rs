@@ -165,7 +165,13 @@ pub fn judge(e: &Evidence) -> Judgement {
         })
         .sum();
     let figures = Figures {
-        propagation: figures::propagation(&ops, &names, e.observations, e.sightings),
+        propagation: figures::propagation(
+            &ops,
+            &names,
+            e.observations,
+            e.sightings,
+            &figures::fault_windows(e.history),
+        ),
         conflicts: figures::conflicts(&ops, e.peers, e.counters, e.conventions),
         traffic: figures::traffic(&ops, content_bytes, e.peers.len(), e.counters),
         steady: figures::steady_use(e.resources, quiesced_at(e.history)),
