@@ -190,3 +190,36 @@ fn touch_and_chmod_make_no_versions() {
     assert!(!events(&history, "meta").is_empty());
     assert_eq!(code, Some(0), "verdict {}", result["verdict"]);
 }
+
+/// Issue 12 item 8: the seed's success criteria as checks. `seed-criteria` sets the seed's numbers;
+/// every one is a `criterion-*` check, valid for syncpeer, and the propagation latency it judges was
+/// timed by the inotify watcher (1 ms), not the monitor's 200 ms poll, with the cross-check agreeing.
+#[test]
+fn seed_criteria_are_checks_and_propagation_is_timed_by_inotify() {
+    if !docker_ready("seed_criteria_are_checks_and_propagation_is_timed_by_inotify") {
+        return;
+    }
+    let _lock = docker_lock();
+    let (_reports, dir, code, result, _) = run_plan_kept("seed-criteria");
+    for name in [
+        "criterion-recovery",
+        "criterion-propagation-p99",
+        "criterion-bytes",
+        "criterion-conflicts",
+        "criterion-cpu",
+        "criterion-memory",
+    ] {
+        assert_eq!(check(&result, name)["verdict"], "valid", "{}", check(&result, name));
+    }
+    let p = &result["figures"]["propagation"];
+    assert_eq!(
+        (&p["source"], &p["resolution_ms"]),
+        (&"inotify".into(), &1.into()),
+        "{p}"
+    );
+    assert_eq!(p["poll_only"], 0, "the watcher saw every arrival the poll saw: {p}");
+    assert!(p["calm"]["samples"].as_u64().unwrap() > 100, "{p}");
+    assert!(dir.join("sightings.jsonl").is_file());
+    assert_eq!(result["figures"]["steady"].as_array().unwrap().len(), 4);
+    assert_eq!(code, Some(0), "verdict {}", result["verdict"]);
+}
