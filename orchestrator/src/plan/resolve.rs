@@ -21,6 +21,15 @@ pub(super) struct Resolver<'a> {
     pub(super) topologies_dir: &'a Path,
 }
 
+/// A number as a message shows it: `1e300`, not three hundred digits.
+fn shown(v: f64) -> String {
+    if v.is_finite() && v.abs() >= 1e9 {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
 impl Resolver<'_> {
     /// An error at `at`; an unknown location (a topology file as a whole) is the file's start.
     pub(super) fn err<T>(&self, at: &serde_saphyr::Location, message: impl Into<String>) -> Result<T, PlanError> {
@@ -263,7 +272,7 @@ impl Resolver<'_> {
         let number = |v: &Option<Spanned<f64>>, key: &str, max: f64, allowed: &str| match v {
             Some(n) if !((n.value > 0.0 || (n.value == 0.0 && key == "conflict_pct")) && n.value <= max) => self.err(
                 &n.referenced,
-                format!("`criteria.{key}` is {}; allowed: {allowed}", n.value),
+                format!("`criteria.{key}` is {}; allowed: {allowed}", shown(n.value)),
             ),
             _ => Ok(v.as_ref().map(|n| n.value)),
         };
@@ -271,7 +280,7 @@ impl Resolver<'_> {
             Some(m) if m.value.0 == 0 => {
                 return self.err(
                     &m.referenced,
-                    "`criteria.memory` is 0 bytes; allowed: a size more than 0 (100MiB, 1GiB)",
+                    "`criteria.memory` is 0 bytes; allowed: a size more than 0, at most 4GiB (the seed's 100MB)",
                 );
             }
             m => m.as_ref().map(|m| m.value.0),
