@@ -169,7 +169,7 @@ pub struct Expect {
 /// checks. Each is optional: a set one becomes a `criterion-*` check, an unset one is not judged
 /// (so a plan without `criteria` has exactly the checks it had before). `chaos-plans/seed-criteria.yaml`
 /// sets the seed's numbers: recovery 30s, propagation p99 100ms, bytes 1.5 x the minimum, conflicts
-/// 0.1 %, CPU 10 %, memory 100MiB.
+/// 0.1 %, CPU 10 %, memory 100MB.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Criteria {
     /// Every heal (each fault's stop and the final heal-all): all peers converged within this.
