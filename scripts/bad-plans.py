@@ -471,6 +471,30 @@ soak("peers: 3\n", "peers: 3\nsteps:\n  - {at: 1s, partition: {shape: halves}}\n
      where="- {at: 1s")
 
 
+# ---------------------------------------------------------------------------------------------------
+# expect.criteria: each threshold's type and range, an unknown threshold, the section's shape.
+def crit(key, value, needle):
+    add(f"criteria-{key}-{tag(value)}", plan(expect=["  converge_within: 30s", "  criteria:", f"    {key}: {value}"]),
+        f"{key}: ", needle)
+
+for k in ["recovery", "propagation_p50", "propagation_p95", "propagation_p99"]:
+    for v, n in [("soon", "`soon` is not a duration"), ("-1s", "negative"), ("0ms", f"`criteria.{k}` is 0"),
+                 ("25h", "too long"), ("[1s]", f"`{k}`")]:
+        crit(k, v, n)
+for k in ["bytes_ratio", "messages_ratio"]:
+    for v in ["0", "-1.5", "1e300", "many", ".nan"]:
+        crit(k, v, f"{k}`")  # `criteria.{k}` (a range) or `{k}` (a type)
+for v in ["-0.1", "100.5", "lots", "{}"]:
+    crit("conflict_pct", v, "conflict_pct`")
+for v in ["0", "-3", "1e30", "ten"]:
+    crit("cpu_pct", v, "cpu_pct`")
+for v, n in [("0", "`criteria.memory` is 0 bytes"), ("-5", "negative"), ("lots", "not a size"), ("[1]", "`memory`"),
+             ("99999999999999GiB", "`memory`")]:
+    crit("memory", v, n)
+crit("p99", "100ms", "unknown key `p99`; allowed: recovery, propagation_p50")
+add("criteria-list", plan(expect=["  criteria: [1]"]), "criteria", "`criteria` cannot be a list")
+add("criteria-scalar", plan(expect=["  criteria: seed"]), "criteria", "`criteria`")
+
 def main():
     # Rewrite the plans and topology files; keep the README.
     shutil.rmtree(os.path.join(OUT, "topologies"), ignore_errors=True)

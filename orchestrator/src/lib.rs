@@ -18,6 +18,7 @@
 //!   profile (readiness, identities, introductions); and their teardown.
 //! * [`workload`], [`nemesis`]: apply file operations and faults.
 //! * [`monitor`]: reads every tree a few times a second: convergence, and when content appeared where.
+//! * [`watcher`]: inotify on the host side of every sync folder: when content appeared, to the ms.
 //! * [`scraper`]: every peer's metrics (when its profile has them) and container stats.
 //! * [`record`]: what a run records (history, observations, metric samples, the run folder's layout):
 //!   the floor under the collectors above and the checkers and report below.
@@ -53,4 +54,5 @@ pub mod session;
 pub mod soak;
 pub mod topology;
 pub mod tree;
+pub mod watcher;
 pub mod workload;

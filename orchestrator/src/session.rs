@@ -1,7 +1,7 @@
 //! A cluster under observation: the phases a run and a soak window share.
 //!
 //! ```text
-//! bring_up (start, ready, introduce) -> open (nemesis, monitor, scraper)
+//! bring_up (start, ready, introduce) -> open (nemesis, monitor, watcher, scraper)
 //!   -> play (schedule) -> settle (heal all, converge, watch counters) -> finals (trees, logs) -> judge
 //!   -> close (monitor and scraper stopped)
 //! ```
@@ -44,7 +44,7 @@ pub async fn bring_up(cluster: &mut Cluster, peers: usize, history: &History) ->
     Ok(())
 }
 
-/// A running cluster with its nemesis, convergence monitor and metrics scraper.
+/// A running cluster with its nemesis, convergence monitor, propagation watcher and metrics scraper.
 pub struct Session<'a> {
     pub cluster: &'a Cluster,
     pub history: Arc<History>,
@@ -56,6 +56,8 @@ pub struct Session<'a> {
     stop_tx: watch::Sender<bool>,
     state_rx: watch::Receiver<MonitorState>,
     monitor: JoinHandle<()>,
+    /// The inotify watcher's thread (its waits block).
+    watcher: std::thread::JoinHandle<()>,
     scraper: JoinHandle<()>,
 }
 
@@ -79,6 +81,13 @@ impl<'a> Session<'a> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (state_tx, state_rx) = watch::channel(MonitorState::default());
         let sync_dirs: Vec<(String, PeerDir)> = cluster.peers.iter().map(|p| (p.name.clone(), p.dir.clone())).collect();
+        let watcher = crate::watcher::spawn(
+            sync_dirs.clone(),
+            crate::tree::ignore_set(&cluster.profile.ignore),
+            history.clone(),
+            segments.clone(),
+            stop_rx.clone(),
+        );
         let monitor = tokio::spawn(monitor::run(
             sync_dirs,
             crate::tree::ignore_set(&cluster.profile.ignore),
@@ -119,6 +128,7 @@ impl<'a> Session<'a> {
             stop_tx,
             state_rx,
             monitor,
+            watcher,
             scraper,
         })
     }
@@ -252,10 +262,12 @@ impl<'a> Session<'a> {
         finals
     }
 
-    /// Stops the monitor and the scraper (which scrapes once more as it stops).
+    /// Stops the monitor, the watcher and the scraper (which scrapes once more as it stops).
     pub async fn close(self) {
         let _ = self.stop_tx.send(true);
         let _ = self.monitor.await;
+        let watcher = self.watcher;
+        let _ = tokio::task::spawn_blocking(move || watcher.join()).await;
         let _ = self.scraper.await;
     }
 }
@@ -272,12 +284,17 @@ pub fn judge(
     counters: &[samples::Counters],
 ) -> anyhow::Result<checker::Judgement> {
     let observations = observations::read_observations(&dir.join(observations::OBSERVATIONS))?;
+    let sightings = observations::read_observations(&dir.join(observations::SIGHTINGS)).unwrap_or_else(|e| {
+        tracing::warn!("reading the inotify sightings: {e}");
+        Vec::new()
+    });
     Ok(checker::judge(&checker::Evidence {
         plan,
         conventions: &cluster.profile.conventions,
         history,
         peers: finals,
         observations: &observations,
+        sightings: &sightings,
         counters,
         resources,
     }))

@@ -70,7 +70,8 @@ pub fn hash_bytes(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
-fn hash_file(dir: &Beneath, rel: &Path) -> std::io::Result<String> {
+/// Hashes the regular file `rel` beneath `dir` (never through a symlink).
+pub fn hash_file(dir: &Beneath, rel: &Path) -> std::io::Result<String> {
     let mut h = blake3::Hasher::new();
     h.update_reader(dir.open_file(rel, false)?)?;
     Ok(h.finalize().to_hex().to_string())

@@ -218,6 +218,7 @@ mod tests {
                     anon_bytes: mem(t_ms),
                     tasks: tasks(t_ms),
                     state_bytes: None,
+                    cpu_ns: 0,
                 }
             })
             .collect()

@@ -13,6 +13,7 @@ use crate::tree::Tree;
 
 pub mod byzantine;
 pub mod causal;
+pub mod criteria;
 pub mod figures;
 pub mod growth;
 pub mod loops;
@@ -60,6 +61,8 @@ pub struct Evidence<'a> {
     pub peers: &'a [PeerFinal],
     /// Every change the convergence monitor saw in a peer's tree (`observations.jsonl`).
     pub observations: &'a [Observation],
+    /// The same changes as the inotify watcher timed them (`sightings.jsonl`): propagation figures only.
+    pub sightings: &'a [Observation],
     /// Metrics scrapes from the last time the trees became equal on (at least the last one per peer).
     pub counters: &'a [Counters],
     /// Every peer's container memory and task count over the run (for the growth check).
@@ -169,10 +172,18 @@ pub fn judge(e: &Evidence) -> Judgement {
         })
         .sum();
     let figures = Figures {
-        propagation: figures::propagation(&ops, &names, e.observations),
+        propagation: figures::propagation(
+            &ops,
+            &names,
+            e.observations,
+            e.sightings,
+            &figures::fault_windows(e.history),
+        ),
         conflicts: figures::conflicts(&ops, e.peers, e.counters, e.conventions),
         traffic: figures::traffic(&ops, content_bytes, e.peers.len(), e.counters),
+        steady: figures::steady_use(e.resources, quiesced_at(e.history)),
     };
+    checks.extend(criteria::criteria(&e.plan.expect.criteria, &recoveries, &figures));
     Judgement {
         checks,
         recoveries,

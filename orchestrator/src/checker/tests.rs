@@ -549,7 +549,7 @@ fn figures_propagation_quantiles_conflicts_and_traffic() {
     let (h, obs) = sequential_history();
     let ops = causal::ops(&h);
     let names = vec!["p1".to_string(), "p2".to_string(), "p3".to_string()];
-    let p = figures::propagation(&ops, &names, &obs);
+    let p = figures::propagation(&ops, &names, &obs, &[], &[]);
     // v1 reached p2 after 300 ms, v2 reached p1 after 300 ms; p3 never saw either.
     assert_eq!((p.samples, p.never_visible), (2, 2));
     assert_eq!((p.p50_ms, p.max_ms), (Some(300), Some(300)));
@@ -762,7 +762,7 @@ fn a_delete_propagates_when_other_peers_see_the_path_gone() {
         seen(1005, "p2", "f", None),
         seen(1400, "p1", "f", None),
     ];
-    let p = figures::propagation(&causal::ops(&h), &["p1".to_string(), "p2".to_string()], &obs);
+    let p = figures::propagation(&causal::ops(&h), &["p1".to_string(), "p2".to_string()], &obs, &[], &[]);
     // v1 reached p2 after 300 ms; the delete reached p1 after 400 ms.
     assert_eq!((p.samples, p.delete_pairs, p.never_visible), (2, 1, 0));
     assert_eq!((p.p50_ms, p.max_ms), (Some(300), Some(400)));

@@ -44,6 +44,18 @@ pub fn allowed(parent: Option<&str>, key: &str) -> Option<String> {
         ) => s(DURATION_ALLOWED),
         (_, "memory_pct_per_hour" | "tasks_per_hour") => s("a number from 0 to 1000000"),
         (_, "leak") => s("a map with `warmup`, `min_span`, `memory_pct_per_hour` and `tasks_per_hour`"),
+        (_, "recovery" | "propagation_p50" | "propagation_p95" | "propagation_p99") => {
+            s("a duration more than 0, at most 24h, e.g. 100ms, 30s")
+        }
+        (_, "bytes_ratio" | "messages_ratio") => s("a multiple of the minimum, more than 0, at most 1000000, e.g. 1.5"),
+        (_, "conflict_pct") => s("a percentage of writes, from 0 to 100, e.g. 0.1"),
+        (_, "cpu_pct") => s("a percentage of one core, more than 0, at most 100000, e.g. 10"),
+        (_, "memory") => Some(format!(
+            "a size more than 0, at most 4GiB, e.g. 100MiB ({SIZE_ALLOWED})"
+        )),
+        (_, "criteria") => s(
+            "a map of thresholds: recovery, propagation_p50, propagation_p95, propagation_p99, bytes_ratio, messages_ratio, conflict_pct, cpu_pct, memory",
+        ),
         (_, "soak") => s("a map with duration, window, workload, max_concurrent, stagger, exclusive, faults"),
         (_, "window") => s("a duration from 10s to 24h, e.g. 10m"),
         (_, "max_concurrent") => Some(format!("a whole number from 1 to {MAX_SOAK_CONCURRENT}")),
@@ -59,7 +71,7 @@ pub fn allowed(parent: Option<&str>, key: &str) -> Option<String> {
         (_, "engine") => s("auto, netem, userspace"),
         (_, "workload") => s("a list of entries such as {at: 1s, peer: p1, create: a.txt}"),
         (_, "steps") => s("a list of steps such as {at: 1s, duration: 2s, partition: {shape: halves}}"),
-        (_, "expect") => s("a map with `converge_within`, `quiet` and `leak`"),
+        (_, "expect") => s("a map with `converge_within`, `quiet`, `leak` and `criteria`"),
         (_, "kind") => s("full-mesh, ring, line, star, tree, random"),
         (_, "fanout") => s("a whole number from 1 to the peer count"),
         (_, "degree") => s("a whole number from 1 to the peer count minus one, with peers x degree even"),

@@ -161,6 +161,40 @@ pub struct Expect {
     pub quiet: Dur,
     /// Limits of the growth check (`no-leak`).
     pub leak: LeakLimits,
+    /// Thresholds on the run's figures (`criterion-*` checks); none by default.
+    pub criteria: Criteria,
+}
+
+/// `expect.criteria`: thresholds on the run's figures, the seed's success criteria (§9.2, §9.3) as
+/// checks. Each is optional: a set one becomes a `criterion-*` check, an unset one is not judged
+/// (so a plan without `criteria` has exactly the checks it had before). `chaos-plans/seed-criteria.yaml`
+/// sets the seed's numbers: recovery 30s, propagation p99 100ms, bytes 1.5 x the minimum, conflicts
+/// 0.1 %, CPU 10 %, memory 100MB.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Criteria {
+    /// Every heal (each fault's stop and the final heal-all): all peers converged within this.
+    pub recovery: Option<Dur>,
+    /// Quantiles of the propagation latency (a write at one peer to its content at another).
+    pub propagation_p50: Option<Dur>,
+    pub propagation_p95: Option<Dur>,
+    pub propagation_p99: Option<Dur>,
+    /// Bytes sent per operation, as a multiple of the minimum ((N-1) x the mean content size).
+    pub bytes_ratio: Option<f64>,
+    /// Messages sent per operation, as a multiple of the minimum (N-1).
+    pub messages_ratio: Option<f64>,
+    /// Conflict copies per content write, percent.
+    pub conflict_pct: Option<f64>,
+    /// Each peer's CPU at steady state (after the trees last agreed), percent of one core.
+    pub cpu_pct: Option<f64>,
+    /// Each peer's memory (anonymous: no page cache) at steady state, bytes, at its highest.
+    pub memory: Option<u64>,
+}
+
+impl Criteria {
+    /// True when no threshold is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Criteria::default()
+    }
 }
 
 /// `expect.leak`: how much a peer's memory and task count may grow, judged after `warmup` over at

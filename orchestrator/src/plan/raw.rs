@@ -54,6 +54,32 @@ pub(super) struct RawExpect {
     pub(super) quiet: Option<Spanned<Dur>>,
     #[serde(default)]
     pub(super) leak: Option<RawLeak>,
+    #[serde(default)]
+    pub(super) criteria: Option<RawCriteria>,
+}
+
+/// `expect.criteria`: thresholds on the run's figures, each optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCriteria {
+    #[serde(default)]
+    pub(super) recovery: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub(super) propagation_p50: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub(super) propagation_p95: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub(super) propagation_p99: Option<Spanned<Dur>>,
+    #[serde(default)]
+    pub(super) bytes_ratio: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub(super) messages_ratio: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub(super) conflict_pct: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub(super) cpu_pct: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub(super) memory: Option<Spanned<Size>>,
 }
 
 /// `expect.leak`: the limits of the growth check (`no-leak`).

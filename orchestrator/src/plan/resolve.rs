@@ -21,6 +21,15 @@ pub(super) struct Resolver<'a> {
     pub(super) topologies_dir: &'a Path,
 }
 
+/// A number as a message shows it: `1e300`, not three hundred digits.
+fn shown(v: f64) -> String {
+    if v.is_finite() && v.abs() >= 1e9 {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
 impl Resolver<'_> {
     /// An error at `at`; an unknown location (a topology file as a whole) is the file's start.
     pub(super) fn err<T>(&self, at: &serde_saphyr::Location, message: impl Into<String>) -> Result<T, PlanError> {
@@ -186,6 +195,7 @@ impl Resolver<'_> {
         let anti_entropy = positive(&raw.anti_entropy, "anti_entropy")?;
         let converge_within = positive(&expect.converge_within, "converge_within")?;
         let leak = self.leak_limits(expect.leak.as_ref())?;
+        let criteria = self.criteria(expect.criteria.as_ref())?;
         Ok(Plan {
             name,
             description: raw.description,
@@ -213,6 +223,7 @@ impl Resolver<'_> {
                 converge_within: converge_within.unwrap_or(Dur::from_ms(60_000)),
                 quiet: expect.quiet.map_or(Dur::from_ms(2_000), |q| q.value),
                 leak,
+                criteria,
             },
             soak,
         })
@@ -242,6 +253,68 @@ impl Resolver<'_> {
             min_span,
             memory_pct_per_hour: rate(&raw.memory_pct_per_hour, "memory_pct_per_hour", d.memory_pct_per_hour)?,
             tasks_per_hour: rate(&raw.tasks_per_hour, "tasks_per_hour", d.tasks_per_hour)?,
+        })
+    }
+
+    /// `expect.criteria`, each threshold range-checked; unset ones stay unset (not judged).
+    fn criteria(&self, raw: Option<&RawCriteria>) -> Result<Criteria, PlanError> {
+        let Some(raw) = raw else {
+            return Ok(Criteria::default());
+        };
+        let time = |v: &Option<Spanned<Dur>>, key: &str| match v {
+            Some(d) if d.value.0.is_zero() => self.err(
+                &d.referenced,
+                format!("`criteria.{key}` is 0; allowed: more than 0, at most 24h"),
+            ),
+            _ => Ok(v.as_ref().map(|d| d.value)),
+        };
+        // A conflict rate may be held to 0; a ratio, a time or a CPU share of 0 cannot be met.
+        let number = |v: &Option<Spanned<f64>>, key: &str, max: f64, allowed: &str| match v {
+            Some(n) if !((n.value > 0.0 || (n.value == 0.0 && key == "conflict_pct")) && n.value <= max) => self.err(
+                &n.referenced,
+                format!("`criteria.{key}` is {}; allowed: {allowed}", shown(n.value)),
+            ),
+            _ => Ok(v.as_ref().map(|n| n.value)),
+        };
+        let memory = match &raw.memory {
+            Some(m) if m.value.0 == 0 => {
+                return self.err(
+                    &m.referenced,
+                    "`criteria.memory` is 0 bytes; allowed: a size more than 0, at most 4GiB (the seed's 100MB)",
+                );
+            }
+            m => m.as_ref().map(|m| m.value.0),
+        };
+        Ok(Criteria {
+            recovery: time(&raw.recovery, "recovery")?,
+            propagation_p50: time(&raw.propagation_p50, "propagation_p50")?,
+            propagation_p95: time(&raw.propagation_p95, "propagation_p95")?,
+            propagation_p99: time(&raw.propagation_p99, "propagation_p99")?,
+            bytes_ratio: number(
+                &raw.bytes_ratio,
+                "bytes_ratio",
+                1e6,
+                "a multiple of the minimum, more than 0, at most 1000000 (the seed's 1.5)",
+            )?,
+            messages_ratio: number(
+                &raw.messages_ratio,
+                "messages_ratio",
+                1e6,
+                "a multiple of the minimum, more than 0, at most 1000000",
+            )?,
+            conflict_pct: number(
+                &raw.conflict_pct,
+                "conflict_pct",
+                100.0,
+                "a percentage of writes, from 0 to 100 (the seed's 0.1)",
+            )?,
+            cpu_pct: number(
+                &raw.cpu_pct,
+                "cpu_pct",
+                100_000.0,
+                "a percentage of one core, more than 0, at most 100000 (the seed's 10)",
+            )?,
+            memory,
         })
     }
 

@@ -248,6 +248,7 @@ fn the_json_schema_has_exactly_the_parsers_keys() {
         ("zzz: 1\n", "/properties"),
         ("expect: {zzz: 1}\n", "/properties/expect/properties"),
         ("expect: {leak: {zzz: 1}}\n", "/definitions/leak/properties"),
+        ("expect: {criteria: {zzz: 1}}\n", "/definitions/criteria/properties"),
         ("topology: {zzz: 1}\n", "/definitions/topologySpec/properties"),
         (
             "workload:\n  - {at: 1s, peer: p1, zzz: 1}\n",
@@ -384,4 +385,61 @@ fn bad_soak_sections_are_located_and_explained() {
     }
     let e = error_of(&format!("{SOAK}steps:\n  - {{at: 1s, partition: {{shape: halves}}}}\n"));
     assert!(e.message.contains("`soak`"), "{e}");
+}
+
+#[test]
+fn criteria_are_thresholds_each_optional_and_range_checked() {
+    let head = "name: x\npeers: 3\nexpect:\n  criteria:\n";
+    let plan = parse_str(&format!(
+        "{head}    recovery: 30s\n    propagation_p50: 20ms\n    propagation_p95: 50ms\n    propagation_p99: 100ms\n    \
+         bytes_ratio: 1.5\n    messages_ratio: 3\n    conflict_pct: 0.1\n    cpu_pct: 10\n    memory: 100MiB\n"
+    ))
+    .unwrap();
+    let c = plan.expect.criteria;
+    assert_eq!(c.recovery.map(|d| d.ms()), Some(30_000));
+    let ms = |d: Option<Dur>| d.map(Dur::ms);
+    assert_eq!(
+        (ms(c.propagation_p50), ms(c.propagation_p95), ms(c.propagation_p99)),
+        (Some(20), Some(50), Some(100))
+    );
+    assert_eq!((c.bytes_ratio, c.messages_ratio), (Some(1.5), Some(3.0)));
+    assert_eq!(
+        (c.conflict_pct, c.cpu_pct, c.memory),
+        (Some(0.1), Some(10.0), Some(100 << 20))
+    );
+    // Unset thresholds stay unset; no `criteria` at all is no threshold.
+    let only = parse_str(&format!("{head}    cpu_pct: 10\n")).unwrap().expect.criteria;
+    assert_eq!((only.cpu_pct, only.recovery, only.memory), (Some(10.0), None, None));
+    assert!(parse_str("name: x\npeers: 3\n").unwrap().expect.criteria.is_empty());
+    // A conflict rate may be held to 0.
+    assert_eq!(
+        parse_str(&format!("{head}    conflict_pct: 0\n"))
+            .unwrap()
+            .expect
+            .criteria
+            .conflict_pct,
+        Some(0.0)
+    );
+    for (line, needle) in [
+        ("recovery: 0s", "`criteria.recovery` is 0; allowed: more than 0"),
+        ("propagation_p99: 0ms", "`criteria.propagation_p99` is 0"),
+        ("propagation_p99: soon", "soon"),
+        (
+            "bytes_ratio: 0",
+            "`criteria.bytes_ratio` is 0; allowed: a multiple of the minimum",
+        ),
+        ("messages_ratio: -2", "`criteria.messages_ratio` is -2"),
+        (
+            "conflict_pct: 101",
+            "`criteria.conflict_pct` is 101; allowed: a percentage of writes, from 0 to 100",
+        ),
+        ("cpu_pct: -1", "`criteria.cpu_pct` is -1"),
+        ("memory: 0", "`criteria.memory` is 0 bytes"),
+        ("memory: lots", "lots"),
+        ("p99: 100ms", "unknown key `p99`; allowed: recovery, propagation_p50"),
+    ] {
+        let e = error_of(&format!("{head}    {line}\n"));
+        assert_eq!(e.line, 5, "{line}: {e}");
+        assert!(e.message.contains(needle), "{line}: {e}");
+    }
 }

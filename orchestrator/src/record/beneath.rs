@@ -457,6 +457,14 @@ impl Beneath {
     }
 }
 
+/// The open folder itself, for calls that take a folder by descriptor (an inotify watch added through
+/// `/proc/self/fd/N`): that names the inode opened beneath, never a path resolved again.
+impl AsFd for Beneath {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 fn chownat(dir: &OwnedFd, name: &OsStr, uid: u32, gid: u32) -> Result<(), Errno> {
     rustix::fs::chownat(
         dir,

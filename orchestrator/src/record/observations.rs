@@ -10,6 +10,19 @@ use serde::{Deserialize, Serialize};
 /// File name of the observation stream in the run folder.
 pub const OBSERVATIONS: &str = "observations.jsonl";
 
+/// File name of the inotify watcher's stream (`crate::watcher`): the same records, each timed when
+/// the kernel reported the change, not at the next poll.
+pub const SIGHTINGS: &str = "sightings.jsonl";
+
+/// How finely the monitor's observations are timed: its poll interval (`crate::monitor::INTERVAL`;
+/// a test keeps the two equal). Content seen at `t` appeared after the previous round, up to this
+/// long (plus one round's reads) before.
+pub const POLL_RESOLUTION_MS: u64 = 200;
+
+/// How finely the watcher's sightings are timed: the history's clock counts milliseconds, and a
+/// sighting is timed as soon as the event is read and the file hashed.
+pub const INOTIFY_RESOLUTION_MS: u64 = 1;
+
 /// A change seen in one peer's tree: `path` now holds `hash`, or is gone (`hash: None`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {
@@ -20,8 +33,8 @@ pub struct Observation {
     pub hash: Option<String>,
 }
 
-/// Reads `observations.jsonl` back (a missing file is an empty list: runs from before the monitor
-/// recorded observations); a soak window's compressed copy is read as well.
+/// Reads `observations.jsonl` (or `sightings.jsonl`) back (a missing file is an empty list: runs from
+/// before the monitor recorded observations); a soak window's compressed copy is read as well.
 pub fn read_observations(path: &Path) -> std::io::Result<Vec<Observation>> {
     let Some(lines) = super::segment::lines(path) else {
         return Ok(Vec::new());

@@ -142,6 +142,8 @@ pub struct Resource {
     pub tasks: u64,
     /// The peer's state folder at that scrape, bytes (`None`: not sampled).
     pub state_bytes: Option<u64>,
+    /// CPU time the container used since it started, ns.
+    pub cpu_ns: u64,
 }
 
 /// Every peer's container resources over the run, in time order per peer (Docker samples only).
@@ -161,6 +163,7 @@ pub fn resources(path: &Path) -> BTreeMap<String, Vec<Resource>> {
                     anon_bytes: stats.anon_bytes,
                     tasks: stats.tasks,
                     state_bytes,
+                    cpu_ns: stats.cpu_ns,
                 });
             }
             _ => {}

@@ -586,6 +586,21 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
         ms(p.p99_ms),
         ms(p.max_ms)
     );
+    if let Some(resolution) = p.resolution_ms {
+        let _ = write!(
+            h,
+            "<p>Outside faults (the pairs no fault touched, what <code>expect.criteria</code> judges; {} pairs):              <b>p50</b> {} · <b>p95</b> {} · <b>p99</b> {} · <b>max</b> {}.              Timed by <b>{}</b>, resolution <b>{resolution} ms</b> ({} pairs by the inotify watcher, {} by the 200 ms poll alone, {} where the poll saw it first).</p>",
+            p.calm.samples,
+            ms(p.calm.p50_ms),
+            ms(p.calm.p95_ms),
+            ms(p.calm.p99_ms),
+            ms(p.calm.max_ms),
+            esc(&p.source),
+            p.from_inotify,
+            p.poll_only,
+            p.poll_first
+        );
+    }
     let mut cols = Vec::new();
     let mut lower = 0;
     for (i, ub) in LATENCY_BUCKETS_MS.iter().enumerate() {
@@ -643,6 +658,25 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
         let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(&v));
     }
     h.push_str("</table>");
+
+    if !r.figures.steady.is_empty() {
+        h.push_str("<h2>Steady state</h2><p class=\"meta\">Each peer from the moment the trees last agreed to the end: CPU time over wall time (percent of one core) and anonymous memory at its highest (Docker stats, every second).</p>");
+        h.push_str("<table><tr><th>peer</th><th>from (ms)</th><th>to (ms)</th><th>samples</th><th>CPU</th><th>memory</th></tr>");
+        for s in &r.figures.steady {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&s.peer),
+                s.from_ms,
+                s.to_ms,
+                s.samples,
+                s.cpu_pct.map_or("-".to_string(), |c| format!("{c:.2} %")),
+                s.memory_bytes
+                    .map_or("-".to_string(), |b| format!("{:.1} MiB", b as f64 / 1048576.0))
+            );
+        }
+        h.push_str("</table>");
+    }
 
     h.push_str("<h2>Peers over time</h2>");
     if series.is_empty() {

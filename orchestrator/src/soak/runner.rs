@@ -38,7 +38,12 @@ pub struct Options {
 }
 
 /// The files a window streams, compressed once it is judged and its writers have moved on.
-const STREAMS: [&str; 3] = ["history.jsonl", observations::OBSERVATIONS, samples::METRICS_FILE];
+const STREAMS: [&str; 4] = [
+    "history.jsonl",
+    observations::OBSERVATIONS,
+    observations::SIGHTINGS,
+    samples::METRICS_FILE,
+];
 
 /// Where window `k`'s recording goes, relative to the run folder.
 pub fn window_folder(k: u64) -> String {

@@ -190,3 +190,102 @@ fn touch_and_chmod_make_no_versions() {
     assert!(!events(&history, "meta").is_empty());
     assert_eq!(code, Some(0), "verdict {}", result["verdict"]);
 }
+
+/// Issue 12 item 8: the seed's success criteria as checks. `seed-criteria` sets the seed's numbers;
+/// every one is a `criterion-*` check, valid for syncpeer, and the propagation latency it judges was
+/// timed by the inotify watcher (1 ms), not the monitor's 200 ms poll, with the cross-check agreeing.
+#[test]
+fn seed_criteria_are_checks_and_propagation_is_timed_by_inotify() {
+    if !docker_ready("seed_criteria_are_checks_and_propagation_is_timed_by_inotify") {
+        return;
+    }
+    let _lock = docker_lock();
+    let (_reports, dir, code, result, _) = run_plan_kept("seed-criteria");
+    for name in [
+        "criterion-recovery",
+        "criterion-propagation-p99",
+        "criterion-bytes",
+        "criterion-conflicts",
+        "criterion-cpu",
+        "criterion-memory",
+    ] {
+        assert_eq!(check(&result, name)["verdict"], "valid", "{}", check(&result, name));
+    }
+    let p = &result["figures"]["propagation"];
+    assert_eq!(
+        (&p["source"], &p["resolution_ms"]),
+        (&"inotify".into(), &1.into()),
+        "{p}"
+    );
+    assert_eq!(p["poll_only"], 0, "the watcher saw every arrival the poll saw: {p}");
+    assert!(p["calm"]["samples"].as_u64().unwrap() > 100, "{p}");
+    assert!(dir.join("sightings.jsonl").is_file());
+    assert_eq!(result["figures"]["steady"].as_array().unwrap().len(), 4);
+    assert_eq!(code, Some(0), "verdict {}", result["verdict"]);
+}
+
+/// The same run held to limits syncpeer cannot meet: each criterion over its limit is `invalid`, with
+/// the figure, the limit and the heal or peer as evidence, and the run exits 1.
+#[test]
+fn criteria_over_their_limits_are_invalid_with_evidence() {
+    if !docker_ready("criteria_over_their_limits_are_invalid_with_evidence") {
+        return;
+    }
+    let _lock = docker_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(plans().join("seed-criteria.yaml")).unwrap();
+    let mut tight = text.split("  criteria:").next().unwrap().to_string();
+    tight.push_str(
+        "  criteria: {recovery: 1ms, propagation_p99: 1ms, cpu_pct: 0.001, memory: 1KiB, conflict_pct: 0.1}\n",
+    );
+    let plan = tmp.path().join("seed-criteria-tight.yaml");
+    std::fs::write(&plan, tight).unwrap();
+    let out = run(chaos()
+        .arg("run")
+        .arg(&plan)
+        .arg("--profiles")
+        .arg(repo().join("peer-image/profiles"))
+        .arg("--topologies")
+        .arg(repo().join("topologies"))
+        .arg("--reports")
+        .arg(tmp.path().join("reports")));
+    let result = result_of(&tmp.path().join("reports"));
+    let recovery = check(&result, "criterion-recovery");
+    assert_eq!(recovery["verdict"], "invalid", "{recovery}");
+    assert!(
+        recovery["evidence"]["late"][0]["fault"]
+            .as_str()
+            .unwrap()
+            .starts_with("cut-p4"),
+        "the partition's heal is named: {recovery}"
+    );
+    let p99 = check(&result, "criterion-propagation-p99");
+    assert_eq!(p99["verdict"], "invalid", "{p99}");
+    assert_eq!(
+        (&p99["evidence"]["limit_ms"], &p99["evidence"]["resolution_ms"]),
+        (&1.into(), &1.into())
+    );
+    for name in ["criterion-cpu", "criterion-memory"] {
+        let c = check(&result, name);
+        assert_eq!(c["verdict"], "invalid", "{c}");
+        assert_eq!(
+            c["evidence"]["over"].as_array().unwrap().len(),
+            4,
+            "every peer is named: {c}"
+        );
+    }
+    assert_eq!(
+        check(&result, "criterion-conflicts")["verdict"],
+        "valid",
+        "single writers: no conflict"
+    );
+    assert!(
+        result["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != "criterion-bytes"),
+        "not set, not judged"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -324,6 +324,7 @@ fn synthetic_run(dir: &Path) {
         history: &h,
         peers: &finals,
         observations: &obs,
+        sightings: &[],
         counters: &counters,
         resources: &syftchaos::record::samples::resources(&dir.join("metrics.jsonl")),
     });
