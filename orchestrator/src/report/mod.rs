@@ -820,6 +820,93 @@ mod tests {
         }
     }
 
+    /// Issue 12: an 8-hour soak (288 windows of 100 s, five peers, a fault every 30 s, every window's
+    /// heal and convergence) makes a report under 5 MB.
+    #[test]
+    fn an_eight_hour_soak_report_stays_under_five_megabytes() {
+        use crate::soak::summary::{SoakFacts, SoakSummary, WindowResult};
+        let peers: Vec<String> = (1..=5).map(|i| format!("p{i}")).collect();
+        let mut r = result(Verdict::Invalid);
+        r.peers = peers
+            .iter()
+            .map(|p| PeerSummary {
+                name: p.clone(),
+                files: 500,
+                tree_hash: "ab".into(),
+                id: None,
+            })
+            .collect();
+        let rec = |t_ms, event| Record {
+            t_ms,
+            wall: String::new(),
+            event,
+        };
+        let mut history = Vec::new();
+        let mut windows = Vec::new();
+        for k in 0..288u64 {
+            let t = k * 110_000;
+            history.push(rec(t, Event::Diverged));
+            for f in 0..3u64 {
+                let id = format!("partition-1.w{k}.{f}#1");
+                history.push(rec(
+                    t + f * 30_000,
+                    Event::FaultStarted {
+                        id: id.clone(),
+                        step: id.clone(),
+                        kind: "partition".into(),
+                        detail: serde_json::json!({"links": [[0, 1], [1, 0]]}),
+                    },
+                ));
+                history.push(rec(t + f * 30_000 + 20_000, Event::FaultStopped { id }));
+            }
+            history.push(rec(t + 100_000, Event::HealedAll));
+            history.push(rec(t + 100_500, Event::Converged { tree_hash: "x".into() }));
+            r.recovery.push(Recovery {
+                fault: format!("w{k} heal-all"),
+                healed_at_ms: t + 100_000,
+                converged_after_ms: Some(500),
+            });
+            windows.push(WindowResult {
+                window: k,
+                from_ms: k * 100_000,
+                to_ms: (k + 1) * 100_000,
+                started_ms: t,
+                judged_ms: t + 108_000,
+                verdict: if k == 7 { Verdict::Invalid } else { Verdict::Valid },
+                checks: BTreeMap::new(),
+                failures: if k == 7 {
+                    vec!["no-lost-update: 1 lost update".into()]
+                } else {
+                    vec![]
+                },
+                faults: 3,
+                operations: 500,
+                recovered_after_ms: Some(500),
+                began_divergent: 0,
+                orchestrator_rss_kib: Some(40_000),
+                folder: format!("windows/{k:04}"),
+                replay: format!("chaos soak chaos-plans/soak.yaml --seed 1 --duration 8h --window {k}"),
+            });
+        }
+        r.soak = Some(SoakSummary {
+            windows,
+            soak: SoakFacts::default(),
+        });
+        let end = 288 * 110_000u64;
+        let line: Vec<(u64, f64)> = (0..600u64).map(|i| (i * end / 600, (i % 7) as f64)).collect();
+        let one = series::PeerSeries {
+            messages_per_s: line.clone(),
+            bytes_per_s: line.clone(),
+            cpu_pct: line.clone(),
+            mem_mib: line.clone(),
+            net_bytes_per_s: line,
+        };
+        let series: BTreeMap<String, series::PeerSeries> = peers.iter().map(|p| (p.clone(), one.clone())).collect();
+        let page = html(&r, &history, &series);
+        assert!(page.contains("window 7: invalid"));
+        assert!(page.len() < 5 << 20, "{} bytes", page.len());
+    }
+
     #[test]
     fn junit_has_one_case_per_check_and_marks_failures() {
         let x = junit(&result(Verdict::Invalid));
