@@ -27,45 +27,18 @@ struct Cli {
 enum Command {
     /// Run a chaos plan: start the peers, apply the workload and faults, heal, check, report.
     Run {
-        /// The plan file (see chaos-plans/).
-        plan: PathBuf,
-        /// Where run folders go.
-        #[arg(long, default_value = "reports")]
-        reports: PathBuf,
-        /// Where named topologies live (default: `topologies/` beside the plan's folder).
-        #[arg(long)]
-        topologies: Option<PathBuf>,
-        /// Override the plan's seed.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Override the plan's peer flavor (default | legacy).
-        #[arg(long)]
-        flavor: Option<String>,
-        /// Override the plan's image.
-        #[arg(long)]
-        image: Option<String>,
-        /// The daemon under test: a peer profile's name (under --profiles) or folder; overrides
-        /// the plan's `peer` (default syncpeer).
-        #[arg(long)]
-        peer: Option<String>,
-        /// Where named peer profiles live (default: `peer-image/profiles/` beside the plan's folder).
-        #[arg(long)]
-        profiles: Option<PathBuf>,
         #[command(flatten)]
-        keep: Keep,
+        target: Target,
     },
     /// Run a soak plan (one with a `soak:` section): its continuous workload and seeded fault mix on
     /// one cluster, window by window; each window ends healed and is judged on its own.
     Soak {
-        /// The soak plan file (e.g. chaos-plans/soak.yaml).
-        plan: PathBuf,
+        #[command(flatten)]
+        target: Target,
         /// How long the soak's schedule runs (e.g. 30m, 8h; from 10s to 30d); default: the plan's
         /// `soak.duration`. Each window adds its heal and judging time on top.
         #[arg(long, value_name = "DURATION")]
         duration: Option<String>,
-        /// Override the plan's seed.
-        #[arg(long)]
-        seed: Option<u64>,
         /// Play window K alone, on fresh peers: the replay of a failed window (its schedule is the
         /// same as in the whole soak).
         #[arg(long, value_name = "K")]
@@ -73,26 +46,6 @@ enum Command {
         /// End the soak at the first window that is not valid (default: go on, and count).
         #[arg(long)]
         stop_on_failure: bool,
-        /// Where run folders go.
-        #[arg(long, default_value = "reports")]
-        reports: PathBuf,
-        /// Where named topologies live (default: `topologies/` beside the plan's folder).
-        #[arg(long)]
-        topologies: Option<PathBuf>,
-        /// Override the plan's peer flavor (default | legacy).
-        #[arg(long)]
-        flavor: Option<String>,
-        /// Override the plan's image.
-        #[arg(long)]
-        image: Option<String>,
-        /// The daemon under test: a peer profile's name (under --profiles) or folder.
-        #[arg(long)]
-        peer: Option<String>,
-        /// Where named peer profiles live (default: `peer-image/profiles/` beside the plan's folder).
-        #[arg(long)]
-        profiles: Option<PathBuf>,
-        #[command(flatten)]
-        keep: Keep,
     },
     /// Run a finished run again: its plan (the copy in its folder), seed, flavor, image, peer profile
     /// and peer keys; the schedule is the same. The new run gets its own folder.
@@ -171,6 +124,69 @@ impl Keep {
             keep_files: self.keep_files,
             keep_runs: self.keep_runs,
         }
+    }
+}
+
+/// What `run` and `soak` start: a plan, the overrides given, where its run folder goes.
+#[derive(clap::Args)]
+struct Target {
+    /// The plan file (see chaos-plans/).
+    plan: PathBuf,
+    /// Where run folders go.
+    #[arg(long, default_value = "reports")]
+    reports: PathBuf,
+    /// Where named topologies live (default: `topologies/` beside the plan's folder).
+    #[arg(long)]
+    topologies: Option<PathBuf>,
+    /// Override the plan's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override the plan's peer flavor (default | legacy).
+    #[arg(long)]
+    flavor: Option<String>,
+    /// Override the plan's image.
+    #[arg(long)]
+    image: Option<String>,
+    /// The daemon under test: a peer profile's name (under --profiles) or folder; overrides
+    /// the plan's `peer` (default syncpeer).
+    #[arg(long)]
+    peer: Option<String>,
+    /// Where named peer profiles live (default: `peer-image/profiles/` beside the plan's folder).
+    #[arg(long)]
+    profiles: Option<PathBuf>,
+    #[command(flatten)]
+    keep: Keep,
+}
+
+impl Target {
+    /// The plan with the overrides applied, checked against its peer profile (a bad --flavor too);
+    /// errors are printed. `adjust` changes the plan before the overrides (a soak's duration).
+    fn prepare(
+        &self,
+        adjust: impl FnOnce(&mut plan::Plan) -> Result<(), ExitCode>,
+    ) -> Result<(plan::Plan, profile::Profile, run::Origin), ExitCode> {
+        let topologies = topologies_for(&self.plan, self.topologies.clone());
+        let mut p = load(&self.plan, Some(topologies.clone()))?;
+        adjust(&mut p)?;
+        if let Some(s) = self.seed {
+            p.seed = s;
+        }
+        if let Some(f) = &self.flavor {
+            p.flavor = f.clone();
+        }
+        if let Some(i) = &self.image {
+            if let Err(e) = plan::check_image(i) {
+                eprintln!("chaos: --image: {e}");
+                return Err(ExitCode::from(2));
+            }
+            p.image = Some(i.clone());
+        }
+        let pr = load_profile(&mut p, self.peer.as_deref(), self.profiles.as_deref())?;
+        let origin = run::Origin {
+            topologies,
+            replay: None,
+        };
+        Ok((p, pr, origin))
     }
 }
 
@@ -444,139 +460,51 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print_lines(text)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run {
-            plan: path,
-            reports,
-            topologies,
-            seed,
-            flavor,
-            image,
-            peer,
-            profiles,
-            keep,
-        } => {
-            let topologies = topologies_for(&path, topologies);
-            let mut p = match load(&path, Some(topologies.clone())) {
-                Ok(p) => p,
-                Err(code) => return Ok(code),
-            };
-            if p.soak.is_some() {
-                eprintln!(
-                    "chaos: {} is a soak plan (it has a `soak:` section); allowed: plans without `soak:` (`chaos soak` runs it; `chaos plan` shows its schedule)",
-                    path.display()
-                );
-                return Ok(ExitCode::from(2));
-            }
-            if let Some(s) = seed {
-                p.seed = s;
-            }
-            if let Some(f) = flavor {
-                p.flavor = f;
-            }
-            if let Some(i) = image {
-                if let Err(e) = plan::check_image(&i) {
-                    eprintln!("chaos: --image: {e}");
-                    return Ok(ExitCode::from(2));
+        Command::Run { target } => {
+            let prepared = target.prepare(|p| {
+                if p.soak.is_some() {
+                    eprintln!(
+                        "chaos: {} is a soak plan (it has a `soak:` section); allowed: plans without `soak:` (`chaos soak` runs it; `chaos plan` shows its schedule)",
+                        target.plan.display()
+                    );
+                    return Err(ExitCode::from(2));
                 }
-                p.image = Some(i);
-            }
-            // The flavor and the faults are checked against the profile (a bad --flavor too).
-            let pr = match load_profile(&mut p, peer.as_deref(), profiles.as_deref()) {
-                Ok(pr) => pr,
+                Ok(())
+            });
+            let (p, pr, origin) = match prepared {
+                Ok(x) => x,
                 Err(code) => return Ok(code),
             };
-            let origin = run::Origin {
-                topologies,
-                replay: None,
-            };
-            run_guarded(p, pr, reports, origin, keep.retention(), run::Mode::Once).await
+            run_guarded(p, pr, target.reports, origin, target.keep.retention(), run::Mode::Once).await
         }
         Command::Soak {
-            plan: path,
+            target,
             duration,
-            seed,
             window,
             stop_on_failure,
-            reports,
-            topologies,
-            flavor,
-            image,
-            peer,
-            profiles,
-            keep,
         } => {
-            let topologies = topologies_for(&path, topologies);
-            let mut p = match load(&path, Some(topologies.clone())) {
-                Ok(p) => p,
+            let (p, pr, origin) = match target.prepare(|p| soak_adjust(p, &target.plan, duration.as_deref(), window)) {
+                Ok(x) => x,
                 Err(code) => return Ok(code),
             };
-            let Some(soak) = p.soak.as_mut() else {
-                eprintln!(
-                    "chaos: {} has no `soak:` section; allowed: a soak plan (e.g. chaos-plans/soak.yaml); `chaos run` runs the others",
-                    path.display()
-                );
-                return Ok(ExitCode::from(2));
-            };
-            if let Some(d) = &duration {
-                match humantime::parse_duration(d) {
-                    Ok(d) if (plan::limits::MIN_SOAK_WINDOW..=plan::limits::MAX_SOAK).contains(&d) => {
-                        soak.duration = plan::LongDur(d);
-                    }
-                    _ => {
-                        eprintln!("chaos: --duration {d}; allowed: {}", plan::units::SOAK_DURATION_ALLOWED);
-                        return Ok(ExitCode::from(2));
-                    }
-                }
-            }
-            let windows = soak.windows();
-            if let Some(k) = window
-                && k >= windows
-            {
-                eprintln!(
-                    "chaos: --window {k}; allowed: a window of this soak, 0 to {}",
-                    windows.saturating_sub(1)
-                );
-                return Ok(ExitCode::from(2));
-            }
-            let duration = soak.duration;
-            if let Some(s) = seed {
-                p.seed = s;
-            }
+            let soak = p.soak.as_ref().expect("soak_adjust checked it");
             let command = soak_command(
-                &std::path::absolute(&path)?,
+                &std::path::absolute(&target.plan)?,
                 p.seed,
-                &duration.to_string(),
+                &soak.duration.to_string(),
                 [
-                    ("--flavor", flavor.as_deref()),
-                    ("--image", image.as_deref()),
-                    ("--peer", peer.as_deref()),
+                    ("--flavor", target.flavor.as_deref()),
+                    ("--image", target.image.as_deref()),
+                    ("--peer", target.peer.as_deref()),
                     ("--topologies", None),
                 ],
             );
-            if let Some(f) = flavor {
-                p.flavor = f;
-            }
-            if let Some(i) = image {
-                if let Err(e) = plan::check_image(&i) {
-                    eprintln!("chaos: --image: {e}");
-                    return Ok(ExitCode::from(2));
-                }
-                p.image = Some(i);
-            }
-            let pr = match load_profile(&mut p, peer.as_deref(), profiles.as_deref()) {
-                Ok(pr) => pr,
-                Err(code) => return Ok(code),
-            };
-            let origin = run::Origin {
-                topologies,
-                replay: None,
-            };
             let mode = run::Mode::Soak(syftchaos::soak::runner::Options {
                 only_window: window,
                 stop_on_failure,
                 command,
             });
-            run_guarded(p, pr, reports, origin, keep.retention(), mode).await
+            run_guarded(p, pr, target.reports, origin, target.keep.retention(), mode).await
         }
         Command::Clean { all } => {
             let engine = Engine::connect().await?;
@@ -624,6 +552,39 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A soak plan's `--duration` and `--window` checked and applied; a plan without `soak:` is refused.
+fn soak_adjust(p: &mut plan::Plan, path: &Path, duration: Option<&str>, window: Option<u64>) -> Result<(), ExitCode> {
+    let Some(soak) = p.soak.as_mut() else {
+        eprintln!(
+            "chaos: {} has no `soak:` section; allowed: a soak plan (e.g. chaos-plans/soak.yaml); `chaos run` runs the others",
+            path.display()
+        );
+        return Err(ExitCode::from(2));
+    };
+    if let Some(d) = duration {
+        match humantime::parse_duration(d) {
+            Ok(d) if (plan::limits::MIN_SOAK_WINDOW..=plan::limits::MAX_SOAK).contains(&d) => {
+                soak.duration = plan::LongDur(d);
+            }
+            _ => {
+                eprintln!("chaos: --duration {d}; allowed: {}", plan::units::SOAK_DURATION_ALLOWED);
+                return Err(ExitCode::from(2));
+            }
+        }
+    }
+    let windows = soak.windows();
+    if let Some(k) = window
+        && k >= windows
+    {
+        eprintln!(
+            "chaos: --window {k}; allowed: a window of this soak, 0 to {}",
+            windows.saturating_sub(1)
+        );
+        return Err(ExitCode::from(2));
+    }
+    Ok(())
 }
 
 /// The command that runs a soak again (a window's replay adds `--window K`): its plan, seed and

@@ -178,3 +178,43 @@ fn a_failed_windows_replay_plays_that_windows_schedule() {
         assert_eq!(labelled(Some(&id)), (0, 0), "{reports}: nothing left behind");
     }
 }
+
+/// Bad input to `chaos soak` is refused before anything starts: exit 2 and one line saying what is
+/// allowed (no Docker needed).
+#[test]
+fn bad_soak_input_is_refused_with_what_is_allowed() {
+    let soak = plans().join("soak.yaml");
+    let cases: [(Vec<std::ffi::OsString>, &str); 5] = [
+        (
+            vec!["soak".into(), plans().join("smoke.yaml").into()],
+            "has no `soak:` section; allowed: a soak plan",
+        ),
+        (
+            vec!["soak".into(), soak.clone().into(), "--duration".into(), "2s".into()],
+            "--duration 2s; allowed: a duration from 10s to 30d",
+        ),
+        (
+            vec![
+                "soak".into(),
+                soak.clone().into(),
+                "--duration".into(),
+                "5m".into(),
+                "--window".into(),
+                "3".into(),
+            ],
+            "--window 3; allowed: a window of this soak, 0 to 2",
+        ),
+        (vec!["run".into(), soak.clone().into()], "is a soak plan"),
+        (
+            vec!["soak".into(), soak.into(), "--flavor".into(), "nope".into()],
+            "nope",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = chaos().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: one line: {err}");
+    }
+}
