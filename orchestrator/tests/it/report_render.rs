@@ -148,7 +148,7 @@ fn content(op: u64) -> String {
 }
 
 /// A made-up but consistent run: 3 peers, a partition, a clock skew, writes, a conflict, metrics.
-fn synthetic_run(dir: &Path) {
+fn synthetic_run(dir: &Path, soak: Option<syftchaos::soak::summary::SoakSummary>) {
     let peers = ["p1", "p2", "p3"];
     let mut h = vec![rec(
         0,
@@ -349,8 +349,13 @@ fn synthetic_run(dir: &Path) {
         recovery: judged.recoveries,
         figures: judged.figures,
         peers: finals.iter().map(PeerSummary::from).collect(),
-        soak: None,
+        soak,
     };
+    // A soak's charts come from its windows' samples: the synthetic samples are its one window's.
+    if let Some(w) = result.soak.as_ref().and_then(|s| s.windows.first()) {
+        std::fs::create_dir_all(dir.join(&w.folder)).unwrap();
+        std::fs::copy(dir.join("metrics.jsonl"), dir.join(&w.folder).join("metrics.jsonl")).unwrap();
+    }
     report::write_all(dir, &result, &h).unwrap();
 }
 
@@ -370,7 +375,7 @@ fn a_synthetic_report_renders_in_headless_chromium() {
     let reports = keep_dir("synthetic");
     let run = reports.join("synthetic-20261124T050000Z-0badcafe");
     std::fs::create_dir_all(&run).unwrap();
-    synthetic_run(&run);
+    synthetic_run(&run, None);
     report::write_index(&reports).unwrap();
 
     let shot = run.join("screenshot.png");
@@ -393,6 +398,65 @@ fn a_synthetic_report_renders_in_headless_chromium() {
     let r = render(&chromium, &reports.join("index.html"), &index_shot);
     assert_charts_rendered(&r, 1, "runs index");
     assert!(r.dom.contains("synthetic-20261124T050000Z-0badcafe/index.html"));
+}
+
+/// Issue 12: a soak's report (its windows' strip and table, the charts from its windows' samples)
+/// renders like a run's.
+#[test]
+fn a_synthetic_soak_report_renders_in_headless_chromium() {
+    use syftchaos::checker::Verdict;
+    use syftchaos::soak::summary::{SoakFacts, SoakSummary, WindowResult};
+    let Some(chromium) = chromium("a_synthetic_soak_report_renders_in_headless_chromium") else {
+        return;
+    };
+    let reports = keep_dir("synthetic-soak");
+    let run = reports.join("soak-20261124T050000Z-0badcafe");
+    std::fs::create_dir_all(&run).unwrap();
+    let window = |k: u64, verdict| WindowResult {
+        window: k,
+        from_ms: k * 8_000,
+        to_ms: (k + 1) * 8_000,
+        started_ms: k * 8_000,
+        judged_ms: (k + 1) * 8_000,
+        verdict,
+        checks: Default::default(),
+        failures: if verdict == Verdict::Valid {
+            vec![]
+        } else {
+            vec!["no-lost-update: 1 lost update".into()]
+        },
+        faults: 1,
+        operations: 12,
+        recovered_after_ms: Some(400),
+        began_divergent: 0,
+        orchestrator_rss_kib: Some(40_000),
+        folder: format!("windows/{k:04}"),
+        replay: format!("chaos soak soak.yaml --seed 7 --duration 16s --window {k}"),
+    };
+    let summary = SoakSummary {
+        windows: vec![window(0, Verdict::Valid), window(1, Verdict::Invalid)],
+        soak: SoakFacts {
+            windows_planned: 2,
+            windows_judged: 2,
+            first_failure: Some(1),
+            ..Default::default()
+        },
+    };
+    synthetic_run(&run, Some(summary));
+    let shot = run.join("screenshot.png");
+    let r = render(&chromium, &run.join("index.html"), &shot);
+    assert_charts_rendered(&r, 8, "soak report");
+    assert!(r.dom.contains("<h2>Windows</h2>"), "the windows section");
+    assert!(
+        r.dom.contains("window 1: invalid"),
+        "the strip names each window's verdict"
+    );
+    assert!(
+        r.dom
+            .contains("chaos soak soak.yaml --seed 7 --duration 16s --window 1"),
+        "the failed window's replay command"
+    );
+    png_ok(&shot);
 }
 
 #[test]
