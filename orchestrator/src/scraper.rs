@@ -420,6 +420,40 @@ mod tests {
         );
     }
 
+    /// Seen on a 10-peer soak: each peer's counters are labelled per neighbour, so a scrape's line is
+    /// several KiB and the fixed tail held under 2 s of scrapes; the window was never watched whole
+    /// and every settle waited the 90 s limit. The tail now grows until every window fits.
+    #[test]
+    fn a_window_is_watched_whatever_the_length_of_the_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(METRICS_FILE);
+        let peers: Vec<String> = (1..=10).map(|i| format!("p{i}")).collect();
+        // 400 counters per scrape (about 16 KiB a line), flat, one scrape a second for 10 s.
+        let values: BTreeMap<String, f64> = (0..400)
+            .map(|i| (format!("bytes_sent{{kind=\"blob\",peer=\"neighbour-{i:04}\"}}"), 7.0))
+            .collect();
+        let mut w = BufWriter::new(File::create(&path).unwrap());
+        for t in 0..10u64 {
+            let round: Vec<Sample> = peers
+                .iter()
+                .map(|p| Sample::Roles {
+                    t_ms: t * 1000,
+                    peer: p.clone(),
+                    values: values.clone(),
+                })
+                .collect();
+            write_samples(&mut w, &round).unwrap();
+        }
+        drop(w);
+        assert!(
+            std::fs::metadata(&path).unwrap().len() > 10 * 6 * 8192 * 2,
+            "lines long enough"
+        );
+        let s = settle_since(&path, 10, 2000, 3000, quiet_between);
+        assert!(s.watched && s.quiet, "{s:?}");
+        assert_eq!(s.until_ms, 9000);
+    }
+
     /// Serves the fixture as `/metrics` on a local port, like a peer would.
     async fn fake_peer() -> (String, tokio::task::JoinHandle<()>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -172,6 +172,26 @@ pub fn resources(path: &Path) -> BTreeMap<String, Vec<Resource>> {
     out
 }
 
+/// Each peer's role samples in the last `tail` bytes of a metrics file of `len` bytes (a line cut by
+/// the start of the tail is skipped).
+fn read_tail(f: &mut File, len: u64, tail: u64) -> Option<BTreeMap<String, Vec<Counters>>> {
+    use std::io::{Read, Seek, SeekFrom};
+    f.seek(SeekFrom::Start(len - tail)).ok()?;
+    let mut text = String::new();
+    f.take(tail).read_to_string(&mut text).ok()?;
+    let skip_partial = if tail < len { 1 } else { 0 };
+    let mut per_peer: BTreeMap<String, Vec<Counters>> = BTreeMap::new();
+    for line in text.lines().skip(skip_partial) {
+        if let Ok(Sample::Roles { t_ms, peer, values }) = serde_json::from_str(line) {
+            per_peer
+                .entry(peer.clone())
+                .or_default()
+                .push(Counters { t_ms, peer, values });
+        }
+    }
+    Some(per_peer)
+}
+
 /// What the tail of `metrics.jsonl` says about the counters' last window, for every peer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Settle {
@@ -200,29 +220,30 @@ pub fn settle_since(
     since_ms: u64,
     quiet: impl Fn(&Counters, &Counters) -> bool,
 ) -> Settle {
-    use std::io::{Read, Seek, SeekFrom};
     let Ok(mut f) = File::open(path) else {
         return Settle::default();
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let tail = (peers as u64 * 6 * 8192).min(len);
-    if f.seek(SeekFrom::Start(len - tail)).is_err() {
-        return Settle::default();
-    }
-    let mut text = String::new();
-    if f.read_to_string(&mut text).is_err() {
-        return Settle::default();
-    }
-    let skip_partial = if tail < len { 1 } else { 0 };
-    let mut per_peer: BTreeMap<String, Vec<Counters>> = BTreeMap::new();
-    for line in text.lines().skip(skip_partial) {
-        if let Ok(Sample::Roles { t_ms, peer, values }) = serde_json::from_str(line) {
-            per_peer
-                .entry(peer.clone())
-                .or_default()
-                .push(Counters { t_ms, peer, values });
+    // A first guess at a few rounds of scrapes; a line grows with the peers (each counter is labelled
+    // per neighbour: 10 peers made 8 KiB lines, so a fixed guess held under 2 s of scrapes and the
+    // window was never seen whole). The tail grows until every peer's window fits, it reaches back
+    // to `since_ms` (older scrapes cannot help: a window starts at `since_ms` or later), or it is the file.
+    let mut tail = (peers as u64 * 6 * 8192).min(len);
+    let per_peer = loop {
+        let Some(per_peer) = read_tail(&mut f, len, tail) else {
+            return Settle::default();
+        };
+        let covered = per_peer.len() >= peers
+            && per_peer.values().all(|s| {
+                let last = s[s.len() - 1].t_ms;
+                s[0].t_ms + window_ms < last
+            });
+        let oldest = per_peer.values().map(|s| s[0].t_ms).min().unwrap_or(u64::MAX);
+        if covered || tail == len || oldest <= since_ms {
+            break per_peer;
         }
-    }
+        tail = tail.saturating_mul(4).min(len);
+    };
     // Each peer's window: from the latest scrape at least `window_ms` before its last one.
     let windows: Vec<Option<(&Counters, &Counters)>> = per_peer
         .values()
