@@ -352,10 +352,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             // A soak is replayed as it ran: its duration, its one window if it played one alone.
+            // (A recipe without its soak's facts: the plan's own duration, every window.)
             let mode = match (&replay.recipe.soak, &p.soak) {
-                (Some(sr), Some(soak)) => run::Mode::Soak(syftchaos::soak::runner::Options {
-                    only_window: sr.window,
-                    stop_on_failure: sr.stop_on_failure,
+                (sr, Some(soak)) => run::Mode::Soak(syftchaos::soak::runner::Options {
+                    only_window: sr.as_ref().and_then(|s| s.window),
+                    stop_on_failure: sr.as_ref().is_some_and(|s| s.stop_on_failure),
                     command: soak_command(
                         &replay.recipe.plan_source,
                         p.seed,
@@ -368,7 +369,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         ],
                     ),
                 }),
-                _ => run::Mode::Once,
+                (_, None) => run::Mode::Once,
             };
             let origin = run::Origin {
                 topologies: replay.recipe.topologies.clone(),
