@@ -458,6 +458,11 @@ fn clock_chart(history: &[Record], peers: &[String], axis: TimeAxis) -> String {
     svg::time_chart("clock offset", "s, measured from the peer's /v1/status", axis, &lines)
 }
 
+/// Above this many peers, per-peer charts become bands ([`series::band`]) and the peers table folds.
+pub const BAND_ABOVE: usize = 12;
+/// Slices of run time a band is computed over.
+const BAND_SLICES: usize = 240;
+
 pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series::PeerSeries>) -> String {
     let mut h = String::new();
     let v = r.verdict.as_str();
@@ -692,8 +697,38 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
         ("CPU", "% of one core", |s| &s.cpu_pct),
         ("memory", "MiB", |s| &s.mem_mib),
     ];
+    if !series.is_empty() && series.len() > BAND_ABOVE {
+        let _ = write!(
+            h,
+            "<p class=\"meta\">{} peers: each chart is a band across them (at each of {BAND_SLICES} slices of run time, the minimum, median, 90th percentile and maximum of the peers' means there), with the peers of the highest peaks named.</p>",
+            series.len()
+        );
+    }
     if !series.is_empty() {
         for (title, unit, pick) in charts {
+            if series.len() > BAND_ABOVE {
+                let b = series::band(
+                    series.iter().map(|(p, s)| (p.as_str(), pick(s).as_slice())),
+                    axis.end_ms,
+                    BAND_SLICES,
+                    3,
+                );
+                let lines = [
+                    ("max", svg::colour(3), &b.max),
+                    ("p90", svg::colour(1), &b.p90),
+                    ("median", svg::colour(0), &b.median),
+                    ("min", svg::colour(2), &b.min),
+                ]
+                .map(|(name, colour, points)| Line { name, colour, points });
+                h.push_str(&svg::time_chart(title, unit, axis, &lines));
+                let named: Vec<String> = b
+                    .outliers
+                    .iter()
+                    .map(|(p, v)| format!("<a href=\"#peer-{p}\">{p}</a> ({})", svg::fmt_num(*v), p = esc(p)))
+                    .collect();
+                let _ = write!(h, "<p class=\"meta\">highest: {}</p>", named.join(", "));
+                continue;
+            }
             let lines: Vec<Line> = series
                 .iter()
                 .map(|(name, s)| Line {
@@ -733,21 +768,53 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
         h.push_str("</table>");
     }
 
-    h.push_str("<h2>Peers</h2><table><tr><th>peer</th><th>key</th><th>files</th><th>tree hash</th><th>log</th></tr>");
+    h.push_str("<h2>Peers</h2>");
+    if r.peers.len() > BAND_ABOVE {
+        // Screens of rows otherwise: folded, with the peers whose tree differs from the most common named.
+        let mut trees: BTreeMap<&str, usize> = BTreeMap::new();
+        for p in &r.peers {
+            *trees.entry(p.tree_hash.as_str()).or_default() += 1;
+        }
+        let common = trees
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|(t, _)| *t)
+            .unwrap_or_default();
+        let odd: Vec<String> = r
+            .peers
+            .iter()
+            .filter(|p| p.tree_hash != common)
+            .map(|p| format!("<a href=\"#peer-{n}\">{n}</a>", n = esc(&p.name)))
+            .collect();
+        if !odd.is_empty() {
+            let _ = write!(
+                h,
+                "<p class=\"meta\">holding another tree than the other {}: {}</p>",
+                trees.get(common).copied().unwrap_or(0),
+                odd.join(", ")
+            );
+        }
+        let _ = write!(h, "<details><summary>{} peers</summary>", r.peers.len());
+    }
+    h.push_str("<table><tr><th>peer</th><th>key</th><th>files</th><th>tree hash</th><th>log</th></tr>");
     for p in &r.peers {
         let key =
             p.id.as_deref()
                 .map_or("?".to_string(), |k| format!("{}…", &k[..k.len().min(16)]));
         let _ = write!(
             h,
-            "<tr><td>{n}</td><td><code>{}</code></td><td>{}</td><td><code>{}</code></td><td><a href=\"logs/{n}.log\">log</a></td></tr>",
+            "<tr id=\"peer-{n}\"><td>{n}</td><td><code>{}</code></td><td>{}</td><td><code>{}</code></td><td><a href=\"logs/{n}.log\">log</a></td></tr>",
             esc(&key),
             p.files,
             esc(&p.tree_hash),
             n = esc(&p.name)
         );
     }
-    h.push_str("</table><h2>Events</h2><details><summary>every fault, heal and convergence record</summary><table><tr><th>t (ms)</th><th>event</th></tr>");
+    h.push_str("</table>");
+    if r.peers.len() > BAND_ABOVE {
+        h.push_str("</details>");
+    }
+    h.push_str("<h2>Events</h2><details><summary>every fault, heal and convergence record</summary><table><tr><th>t (ms)</th><th>event</th></tr>");
     let events: Vec<&Record> = history
         .iter()
         .filter(|r| !matches!(r.event, Event::Write { .. } | Event::Meta { .. }))

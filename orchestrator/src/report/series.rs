@@ -123,6 +123,67 @@ pub fn downsample(s: &mut PeerSeries, max: usize) {
     }
 }
 
+/// One chart's peers as a band: at each of `buckets` equal slices of run time, the minimum, median,
+/// 90th percentile and maximum across peers of each peer's mean in that slice; and the peers with the
+/// highest peaks, named (a hundred overlapping lines are unreadable; a band and its outliers are not).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Band {
+    pub min: Vec<(u64, f64)>,
+    pub median: Vec<(u64, f64)>,
+    pub p90: Vec<(u64, f64)>,
+    pub max: Vec<(u64, f64)>,
+    /// (peer, its highest point), highest first, at most `outliers`.
+    pub outliers: Vec<(String, f64)>,
+}
+
+pub fn band<'a>(
+    series: impl Iterator<Item = (&'a str, &'a [(u64, f64)])>,
+    end_ms: u64,
+    buckets: usize,
+    outliers: usize,
+) -> Band {
+    let buckets = buckets.max(1);
+    let width = (end_ms / buckets as u64).max(1);
+    // Per slice, each peer's mean there.
+    let mut slices: Vec<Vec<f64>> = vec![Vec::new(); buckets];
+    let mut peaks: Vec<(String, f64)> = Vec::new();
+    for (peer, points) in series {
+        let mut sums = vec![(0.0, 0u32); buckets];
+        let mut peak: Option<f64> = None;
+        for &(t, v) in points {
+            let b = ((t / width) as usize).min(buckets - 1);
+            sums[b].0 += v;
+            sums[b].1 += 1;
+            peak = Some(peak.map_or(v, |p: f64| p.max(v)));
+        }
+        for (slice, (sum, n)) in slices.iter_mut().zip(sums) {
+            if n > 0 {
+                slice.push(sum / f64::from(n));
+            }
+        }
+        if let Some(p) = peak {
+            peaks.push((peer.to_string(), p));
+        }
+    }
+    let mut b = Band::default();
+    for (i, slice) in slices.iter_mut().enumerate() {
+        if slice.is_empty() {
+            continue;
+        }
+        slice.sort_by(f64::total_cmp);
+        let t = i as u64 * width + width / 2;
+        let at = |q: f64| slice[((q * slice.len() as f64).ceil() as usize).clamp(1, slice.len()) - 1];
+        b.min.push((t, slice[0]));
+        b.median.push((t, at(0.5)));
+        b.p90.push((t, at(0.9)));
+        b.max.push((t, slice[slice.len() - 1]));
+    }
+    peaks.sort_by(|a, c| c.1.total_cmp(&a.1).then_with(|| a.0.cmp(&c.0)));
+    peaks.truncate(outliers);
+    b.outliers = peaks;
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +217,21 @@ mod tests {
         assert_eq!(p.cpu_pct, vec![(1000, 50.0)]);
         assert_eq!(p.mem_mib, vec![(0, 2.0), (1000, 2.0)]);
         assert_eq!(p.net_bytes_per_s, vec![(1000, 500_000.0)]);
+    }
+
+    #[test]
+    fn a_band_is_min_median_p90_max_across_peers_and_names_the_highest() {
+        let flat: Vec<(u64, f64)> = (0..10).map(|i| (i * 100, 1.0)).collect();
+        let mut hot = flat.clone();
+        hot[9].1 = 50.0;
+        let mut series: Vec<(String, Vec<(u64, f64)>)> = (0..20).map(|i| (format!("p{i}"), flat.clone())).collect();
+        series.push(("p99".into(), hot));
+        let b = band(series.iter().map(|(p, v)| (p.as_str(), v.as_slice())), 1000, 5, 2);
+        assert_eq!(b.min.len(), 5);
+        assert!(b.min.iter().chain(&b.median).chain(&b.p90).all(|p| p.1 == 1.0), "{b:?}");
+        assert_eq!(b.max[4].1, 25.5, "the hot peer's mean in the last slice");
+        assert_eq!(b.outliers[0], ("p99".to_string(), 50.0));
+        assert_eq!(b.outliers.len(), 2);
     }
 
     #[test]

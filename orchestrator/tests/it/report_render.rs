@@ -459,6 +459,88 @@ fn a_synthetic_soak_report_renders_in_headless_chromium() {
     png_ok(&shot);
 }
 
+/// Issue 16: at 100 peers a chart is a band across them with the highest peaks named, not 100
+/// overlapping lines, and the peers table is folded with the odd ones named.
+#[test]
+fn a_hundred_peer_report_draws_bands_not_spaghetti() {
+    use syftchaos::report::series::PeerSeries;
+    let Some(chromium) = chromium("a_hundred_peer_report_draws_bands_not_spaghetti") else {
+        return;
+    };
+    let dir = keep_dir("hundred");
+    let peers: Vec<String> = (1..=100).map(|i| format!("p{i}")).collect();
+    let line = |peak: f64| -> Vec<(u64, f64)> {
+        (0..120u64)
+            .map(|i| (i * 1000, if i == 60 { peak } else { 1.0 + (i % 5) as f64 }))
+            .collect()
+    };
+    let series: std::collections::BTreeMap<String, PeerSeries> = peers
+        .iter()
+        .map(|p| {
+            let peak = if p == "p37" { 90.0 } else { 5.0 };
+            let l = line(peak);
+            (
+                p.clone(),
+                PeerSeries {
+                    messages_per_s: l.clone(),
+                    bytes_per_s: l.clone(),
+                    cpu_pct: l.clone(),
+                    mem_mib: l.clone(),
+                    net_bytes_per_s: l,
+                },
+            )
+        })
+        .collect();
+    let run = RunResult {
+        profile: "syncpeer".into(),
+        plan: "scale-100".into(),
+        seed: 1,
+        run_id: "0badcafe".into(),
+        verdict: syftchaos::checker::Verdict::Valid,
+        started_at: "2026-12-07T00:00:00Z".into(),
+        duration_ms: 120_000,
+        image: "syftchaos/peer:latest".into(),
+        image_id: None,
+        version: syftchaos::VERSION.into(),
+        commit: syftchaos::COMMIT.into(),
+        replay: String::new(),
+        flavor: "default".into(),
+        engine: "userspace".into(),
+        engines_probed: serde_json::Value::Null,
+        checks: vec![],
+        recovery: vec![],
+        figures: Default::default(),
+        peers: peers
+            .iter()
+            .map(|p| PeerSummary {
+                name: p.clone(),
+                files: 10,
+                tree_hash: if p == "p64" { "odd".into() } else { "common".into() },
+                id: None,
+            })
+            .collect(),
+        soak: None,
+    };
+    let page = dir.join("index.html");
+    std::fs::write(&page, report::html(&run, &[], &series)).unwrap();
+    let shot = dir.join("screenshot.png");
+    let r = render(&chromium, &page, &shot);
+    assert!(r.console.is_empty(), "{:#?}", r.console);
+    // Five charts of four band lines each, not 500 lines.
+    assert_eq!(r.dom.matches("class=\"series\"").count(), 20, "band lines");
+    assert!(r.dom.contains("100 peers: each chart is a band"));
+    assert!(
+        r.dom.contains("highest: <a href=\"#peer-p37\">p37</a>"),
+        "the outlier is named and linked"
+    );
+    assert!(
+        r.dom.contains("<a href=\"#peer-p64\">p64</a>"),
+        "the peer with another tree is named"
+    );
+    assert!(r.dom.contains("<summary>100 peers</summary>"), "the table is folded");
+    png_ok(&shot);
+}
+
 #[test]
 fn a_real_run_report_renders_in_headless_chromium() {
     let test = "a_real_run_report_renders_in_headless_chromium";
