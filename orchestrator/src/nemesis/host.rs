@@ -17,6 +17,7 @@ use super::Nemesis;
 use crate::cluster;
 use crate::generator::ConcreteFault;
 use crate::plan::{DiskAction, LockAction};
+use crate::profile::ClockMethod;
 use crate::record::history::Event;
 use crate::record::run_folder::FAKETIME_FILE;
 
@@ -24,8 +25,18 @@ use crate::record::run_folder::FAKETIME_FILE;
 pub(super) const FILLER: &str = ".syftchaos-fill";
 
 impl Nemesis {
-    /// Writes each peer's libfaketime file from the journal (offsets add up; the last rate wins) and
-    /// measures the offset the peer now reports. Returns `{peer: {requested_ms, measured_ms}}`.
+    /// Whether a clock fault on peer `n` is active.
+    pub(super) async fn has_clock_fault(&self, n: usize) -> bool {
+        let j = self.journal.lock().await;
+        j.active
+            .values()
+            .any(|f| matches!(f, ConcreteFault::Clock { peers, .. } if peers.contains(&n)))
+    }
+
+    /// Sets each peer's clock from the journal (offsets add up; the last rate wins), by the profile's
+    /// mechanism: libfaketime's file, or `netfault clock` in the peer's agent (`vdso`: `set`, or
+    /// `clear` once no clock fault is left on the peer), and measures the offset the peer now
+    /// reports. Returns `{peer: {requested_ms, measured_ms, rate, mechanism}}`.
     pub(super) async fn set_clocks(&self, peers: &[usize]) -> anyhow::Result<serde_json::Value> {
         let mut out = serde_json::Map::new();
         for &n in peers {
@@ -48,15 +59,39 @@ impl Nemesis {
                 (offset, rate)
             };
             let p = &self.peers[n];
-            // Written aside and renamed over: libfaketime re-reads the file on every clock call, and a
-            // half-written file would read as offset 0 for that call. The fault folder is the
-            // orchestrator's (read-only in the peer), so an error here is the harness's own.
-            let spec = super::faketime_spec(offset_ms, rate);
-            p.dir
-                .fault_files()
-                .and_then(|f| f.write_atomically(FAKETIME_FILE, format!("{FAKETIME_FILE}.tmp"), spec.as_bytes()))
-                .with_context(|| format!("writing the clock file of {}", p.name))?;
             let down = self.journal.lock().await.down.contains_key(&n);
+            let mechanism = match self.daemon.profile.clock {
+                ClockMethod::Vdso => {
+                    // A downed peer is patched when it is back (`bring_back`).
+                    if !down {
+                        let args = if self.has_clock_fault(n).await {
+                            vec![
+                                "clock".into(),
+                                "set".into(),
+                                format!("--offset-ns={}", offset_ms * 1_000_000),
+                            ]
+                        } else {
+                            vec!["clock".into(), "clear".into()]
+                        };
+                        self.netfault(n, args).await?;
+                    }
+                    "vdso"
+                }
+                _ => {
+                    // Written aside and renamed over: libfaketime re-reads the file on every clock
+                    // call, and a half-written file would read as offset 0 for that call. The fault
+                    // folder is the orchestrator's (read-only in the peer), so an error here is the
+                    // harness's own.
+                    let spec = super::faketime_spec(offset_ms, rate);
+                    p.dir
+                        .fault_files()
+                        .and_then(|f| {
+                            f.write_atomically(FAKETIME_FILE, format!("{FAKETIME_FILE}.tmp"), spec.as_bytes())
+                        })
+                        .with_context(|| format!("writing the clock file of {}", p.name))?;
+                    "libfaketime"
+                }
+            };
             let measured = if down { None } else { self.measure_offset(n).await };
             self.history.record(Event::ClockMeasured {
                 peer: p.name.clone(),
@@ -65,7 +100,7 @@ impl Nemesis {
             });
             out.insert(
                 p.name.clone(),
-                serde_json::json!({"requested_ms": offset_ms, "measured_ms": measured, "rate": rate}),
+                serde_json::json!({"requested_ms": offset_ms, "measured_ms": measured, "rate": rate, "mechanism": mechanism}),
             );
         }
         Ok(out.into())

@@ -282,7 +282,8 @@ impl Nemesis {
             ProcessAction::Kill | ProcessAction::Stop => {
                 self.engine.start(&p.container).await?;
                 // The old agent holds the old network namespace: a new one joins the new.
-                sidecar::reattach(&self.engine, &self.run_id, p).await?;
+                let vdso = self.daemon.profile.clock == crate::profile::ClockMethod::Vdso;
+                sidecar::reattach(&self.engine, &self.run_id, p, vdso).await?;
                 self.reapply(node).await?;
                 self.daemon
                     .wait_ready(
@@ -293,6 +294,12 @@ impl Nemesis {
                     )
                     .await
                     .with_context(|| format!("{} did not come back after a restart", p.name))?;
+                // A vDSO skew lives in the daemon process, which is new: patch it again, now that
+                // it runs (a wrapper that execs the daemon would have lost an earlier patch).
+                // Recorded as the peer's `clock-measured`.
+                if vdso && self.has_clock_fault(node).await {
+                    self.set_clocks(&[node]).await?;
+                }
             }
         }
         self.history.record(Event::PeerBack {

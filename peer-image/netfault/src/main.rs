@@ -136,11 +136,18 @@ fn run() -> Result<ExitCode> {
         Cmd::Clock { op, pid } => {
             let mut out = Vec::new();
             for p in skew::targets(&pid)? {
-                out.push(match &op {
+                let done = match &op {
                     ClockOp::Set { offset_ns } => skew::set(p, *offset_ns),
                     ClockOp::Clear => skew::clear(p),
                     ClockOp::Status => skew::status(p),
-                }?);
+                };
+                out.push(match done {
+                    // A process that ended meanwhile (a short-lived child of the daemon) is no error.
+                    Err(_) if !std::path::Path::new(&format!("/proc/{p}")).exists() => {
+                        serde_json::json!({"pid": p, "gone": true})
+                    }
+                    other => other?,
+                });
             }
             print(&serde_json::json!({"mechanism": "vdso", "targets": out}));
         }

@@ -92,8 +92,12 @@ PID namespace, and no seccomp profile or LSM forbidding ptrace"
                     ),
                 }
                 s.tids.push(t);
-                ptrace::interrupt(t).with_context(|| format!("PTRACE_INTERRUPT {t}"))?;
-                s.wait_stopped(t)?;
+                match ptrace::interrupt(t) {
+                    Ok(()) => s.wait_stopped(t)?,
+                    // It exited between the two calls.
+                    Err(Errno::ESRCH) => s.tids.retain(|x| *x != t),
+                    Err(e) => bail!("PTRACE_INTERRUPT {t}: {e}"),
+                }
             }
         }
     }
@@ -249,6 +253,32 @@ pub fn set(pid: i32, offset_ns: i64) -> Result<Value> {
             "offset_ns": offset.as_nanos(), "apply_us": t0.elapsed().as_micros() as u64}),
         );
     }
+    let entry = |f: VdsoFunction| VdsoEntry {
+        addr: f.addr,
+        code: vdso.code(f, 32),
+    };
+    let entries = VdsoEntries {
+        clock_gettime: entry(vdso.clock.clock_gettime),
+        gettimeofday: entry(vdso.clock.gettimeofday),
+        time: entry(vdso.clock.time),
+    };
+    if let Some((base, mut page)) = idle_page(pid, &mem, &entries)? {
+        // Left by a `clear`: the same code for the same vDSO; only the offset and the jumps.
+        let stopped = stop_outside(pid, &vdso.clock.all())?;
+        for (at, bytes) in trampoline::offset_writes(&page.bytes, offset).expect("a full page") {
+            mem.write(base + at, &bytes)?;
+            page.bytes[at as usize..at as usize + bytes.len()].copy_from_slice(&bytes);
+        }
+        for (entry, bytes) in page.patches(&entries) {
+            mem.write(entry, &bytes)?;
+        }
+        let threads = stopped.tids.len();
+        drop(stopped);
+        return Ok(
+            json!({"pid": pid, "comm": comm(pid), "patched": "again", "page": format!("{base:#x}"),
+            "threads": threads, "offset_ns": offset.as_nanos(), "apply_us": t0.elapsed().as_micros() as u64}),
+        );
+    }
     let mut stopped = stop_outside(pid, &vdso.clock.all())?;
     let leader = Pid::from_raw(pid);
     let leader = if stopped.tids.contains(&leader) {
@@ -282,15 +312,6 @@ pub fn set(pid: i32, offset_ns: i64) -> Result<Value> {
         );
     }
     let base = base as u64;
-    let entry = |f: VdsoFunction| VdsoEntry {
-        addr: f.addr,
-        code: vdso.code(f, 32),
-    };
-    let entries = VdsoEntries {
-        clock_gettime: entry(cgt),
-        gettimeofday: entry(vdso.clock.gettimeofday),
-        time: entry(vdso.clock.time),
-    };
     let mut page = trampoline::build(base, &entries)?;
     for (at, bytes) in trampoline::offset_writes(&page.bytes, offset).expect("a full page") {
         page.bytes[at as usize..at as usize + bytes.len()].copy_from_slice(&bytes);
@@ -306,6 +327,25 @@ pub fn set(pid: i32, offset_ns: i64) -> Result<Value> {
         "threads": threads, "displaced": page.displaced,
         "offset_ns": offset.as_nanos(), "apply_us": t0.elapsed().as_micros() as u64}),
     )
+}
+
+/// A page of ours that a `clear` left in `pid`, built for these entries: its code is what
+/// [`trampoline::build`] makes for its address (checked byte for byte). With its bytes as now.
+fn idle_page(pid: i32, mem: &Mem, entries: &VdsoEntries) -> Result<Option<(u64, trampoline::Page)>> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    for base in vdso::anonymous_code_pages(&maps, PAGE_LEN as u64) {
+        let Ok(bytes) = mem.read(base, PAGE_LEN) else { continue };
+        if bytes[trampoline::DATA as usize..trampoline::DATA as usize + 8] != trampoline::MAGIC.to_le_bytes() {
+            continue;
+        }
+        let Ok(built) = trampoline::build(base, entries) else {
+            continue;
+        };
+        if built.bytes[..trampoline::DATA as usize] == bytes[..trampoline::DATA as usize] {
+            return Ok(Some((base, trampoline::Page { bytes, ..built })));
+        }
+    }
+    Ok(None)
 }
 
 /// Removes the skew: the vDSO's original bytes back.

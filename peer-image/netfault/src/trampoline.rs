@@ -418,6 +418,89 @@ pub fn offset_writes(page: &[u8], offset: Offset) -> Option<[(u64, Vec<u8>); 2]>
     ])
 }
 
+/// `clock_gettime`'s C signature.
+pub type ClockGettime = unsafe extern "C" fn(libc::clockid_t, *mut libc::timespec) -> libc::c_int;
+/// `gettimeofday`'s C signature.
+pub type Gettimeofday = unsafe extern "C" fn(*mut libc::timeval, *mut libc::c_void) -> libc::c_int;
+/// `time`'s C signature.
+pub type Time = unsafe extern "C" fn(*mut libc::time_t) -> libc::time_t;
+
+/// A page built for this very process and mapped here, its own vDSO untouched: the fakes can be
+/// called directly (tests, and the cost measured in `benches/clock.rs`). Unmapped on drop.
+pub struct LocalPage {
+    base: *mut libc::c_void,
+    /// The fake `clock_gettime`.
+    pub clock_gettime: ClockGettime,
+    /// The fake `gettimeofday`.
+    pub gettimeofday: Gettimeofday,
+    /// The fake `time`.
+    pub time: Time,
+}
+
+impl LocalPage {
+    /// Builds and maps a page adding `offset` to this process's wall clock.
+    pub fn load(offset: Offset) -> Result<LocalPage, TrampolineError> {
+        let local = |e: &str| TrampolineError::Prologue(format!("this process: {e}"));
+        let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| local(&e.to_string()))?;
+        let (start, end) = crate::vdso::vdso_range(&maps).ok_or_else(|| local("no vDSO"))?;
+        // SAFETY: the [vdso] mapping is readable for the life of the process.
+        let image = unsafe { std::slice::from_raw_parts(start as *const u8, (end - start) as usize) };
+        let clock = crate::vdso::clock_functions(image, start).map_err(|e| local(&e.to_string()))?;
+        let entry = |f: crate::vdso::VdsoFunction| {
+            let at = (f.addr - start) as usize;
+            VdsoEntry {
+                addr: f.addr,
+                code: image[at..(at + 32).min(image.len())].to_vec(),
+            }
+        };
+        let entries = VdsoEntries {
+            clock_gettime: entry(clock.clock_gettime),
+            gettimeofday: entry(clock.gettimeofday),
+            time: entry(clock.time),
+        };
+        // SAFETY: a fresh anonymous mapping, written, then made executable before any call.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGE_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(local("mmap failed"));
+        }
+        let mut page = build(base as u64, &entries)?;
+        for (at, b) in offset_writes(&page.bytes, offset).expect("a full page") {
+            page.bytes[at as usize..at as usize + b.len()].copy_from_slice(&b);
+        }
+        // SAFETY: the mapping is PAGE_LEN long; then it holds the code built for this address,
+        // whose three functions have these C signatures.
+        unsafe {
+            std::ptr::copy_nonoverlapping(page.bytes.as_ptr(), base as *mut u8, PAGE_LEN);
+            if libc::mprotect(base, PAGE_LEN, libc::PROT_READ | libc::PROT_EXEC) != 0 {
+                libc::munmap(base, PAGE_LEN);
+                return Err(local("mprotect failed"));
+            }
+            Ok(LocalPage {
+                base,
+                clock_gettime: std::mem::transmute::<u64, ClockGettime>(page.clock_gettime),
+                gettimeofday: std::mem::transmute::<u64, Gettimeofday>(page.gettimeofday),
+                time: std::mem::transmute::<u64, Time>(page.time),
+            })
+        }
+    }
+}
+
+impl Drop for LocalPage {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made by `load`, not used past the page's life.
+        unsafe { libc::munmap(self.base, PAGE_LEN) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,54 +578,9 @@ mod tests {
     /// Builds the page for this very process (its own vDSO, untouched) and calls the fakes directly.
     #[test]
     fn the_page_built_for_this_process_skews_realtime_and_leaves_monotonic_alone() {
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let (start, end) = crate::vdso::vdso_range(&maps).unwrap();
-        // SAFETY: the [vdso] mapping is readable for the life of the process.
-        let image = unsafe { std::slice::from_raw_parts(start as *const u8, (end - start) as usize) };
-        let clock = crate::vdso::clock_functions(image, start).unwrap();
-        let entry = |f: crate::vdso::VdsoFunction| VdsoEntry {
-            addr: f.addr,
-            code: image[(f.addr - start) as usize..][..32].to_vec(),
-        };
-        let entries = VdsoEntries {
-            clock_gettime: entry(clock.clock_gettime),
-            gettimeofday: entry(clock.gettimeofday),
-            time: entry(clock.time),
-        };
-        // SAFETY: a fresh anonymous mapping, written, then made executable before any call.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                PAGE_LEN,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(base, libc::MAP_FAILED);
-        let mut page = build(base as u64, &entries).unwrap();
-        assert_eq!(records(&page.bytes).len(), 3);
         let offset = Offset::from_nanos(3_600_000_000_000 + 250_000_000);
-        for (at, b) in offset_writes(&page.bytes, offset).unwrap() {
-            page.bytes[at as usize..at as usize + b.len()].copy_from_slice(&b);
-        }
-        // SAFETY: the mapping is PAGE_LEN long; then it holds the code built for this address.
-        unsafe {
-            std::ptr::copy_nonoverlapping(page.bytes.as_ptr(), base as *mut u8, PAGE_LEN);
-            assert_eq!(libc::mprotect(base, PAGE_LEN, libc::PROT_READ | libc::PROT_EXEC), 0);
-        }
-        type Cgt = unsafe extern "C" fn(libc::clockid_t, *mut libc::timespec) -> libc::c_int;
-        type Gtod = unsafe extern "C" fn(*mut libc::timeval, *mut libc::c_void) -> libc::c_int;
-        type Time = unsafe extern "C" fn(*mut libc::time_t) -> libc::time_t;
-        // SAFETY: these addresses hold functions with these C signatures (built above).
-        let (cgt, gtod, time): (Cgt, Gtod, Time) = unsafe {
-            (
-                std::mem::transmute::<u64, Cgt>(page.clock_gettime),
-                std::mem::transmute::<u64, Gtod>(page.gettimeofday),
-                std::mem::transmute::<u64, Time>(page.time),
-            )
-        };
+        let page = LocalPage::load(offset).unwrap();
+        let (cgt, gtod, time) = (page.clock_gettime, page.gettimeofday, page.time);
         let ns = |ts: libc::timespec| ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
         let now = |id| {
             let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -582,7 +620,5 @@ mod tests {
         assert_eq!(r, t);
         let real = now(libc::CLOCK_REALTIME_COARSE) / 1_000_000_000;
         assert!((r as i128 - real - 3600).abs() <= 1, "time: {r} vs {real}");
-        // SAFETY: the mapping made above, no longer used.
-        unsafe { libc::munmap(base, PAGE_LEN) };
     }
 }

@@ -68,6 +68,20 @@ pub fn vdso_range(maps: &str) -> Option<(u64, u64)> {
     })
 }
 
+/// The starts of the one-page, read+execute, private, anonymous mappings in a `/proc/<pid>/maps`
+/// text: where a page injected by `netfault clock` (and left by `clear`) may be.
+pub fn anonymous_code_pages(maps: &str, page_len: u64) -> Vec<u64> {
+    maps.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (start, end) = f.next()?.split_once('-')?;
+            let (perms, _offset, _dev, inode) = (f.next()?, f.next()?, f.next()?, f.next()?);
+            let (start, end) = (u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?);
+            (perms == "r-xp" && inode == "0" && f.next().is_none() && end - start == page_len).then_some(start)
+        })
+        .collect()
+}
+
 /// Finds the clock functions in `image`, the vDSO's bytes as mapped at `base`.
 pub fn clock_functions(image: &[u8], base: u64) -> Result<VdsoClock, VdsoError> {
     let file = object::File::parse(image)?;
@@ -103,6 +117,14 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0  [vsyscall]
 ";
         assert_eq!(vdso_range(maps), Some((0x7ffcd000, 0x7ffcf000)));
         assert_eq!(vdso_range("55d0c000-55d0e000 r--p 0 08:01 1 /bin/x\n"), None);
+        assert!(anonymous_code_pages(maps, 4096).is_empty());
+        let more = "7f0000000000-7f0000001000 r-xp 00000000 00:00 0 \n\
+7f0000002000-7f0000003000 rw-p 00000000 00:00 0 \n\
+7f0000004000-7f0000006000 r-xp 00000000 00:00 0 \n";
+        assert_eq!(
+            anonymous_code_pages(&format!("{maps}{more}"), 4096),
+            vec![0x7f00_0000_0000]
+        );
     }
 
     #[test]
