@@ -92,7 +92,16 @@ impl Nemesis {
                     "libfaketime"
                 }
             };
-            let measured = if down { None } else { self.measure_offset(n).await };
+            let measured = match (down, self.daemon.profile.clock == ClockMethod::Vdso) {
+                (true, _) => None,
+                (false, false) => self.measure_offset(n).await,
+                // Patched: from the daemon's status call when it has one, else the agent has each
+                // patched process call its own clock (`netfault clock measure`).
+                (false, true) => match self.measure_offset(n).await {
+                    Some(ms) => Some(ms),
+                    None => self.measure_in_agent(n, offset_ms).await,
+                },
+            };
             self.history.record(Event::ClockMeasured {
                 peer: p.name.clone(),
                 requested_ms: offset_ms,
@@ -118,6 +127,14 @@ impl Nemesis {
         let theirs = self.daemon.wall_clock_ms(&self.peers[n], &self.facts[n]).await?;
         let after = now_ms();
         Some(theirs - (before + after) / 2)
+    }
+
+    /// The daemon's own clock offset as `netfault clock measure` finds it in the peer's agent: of
+    /// every patched process, the one farthest from `requested_ms` (so a process that missed the
+    /// skew shows). `None` when none is patched or the agent cannot tell.
+    async fn measure_in_agent(&self, n: usize, requested_ms: i64) -> Option<i64> {
+        let out = self.netfault(n, vec!["clock".into(), "measure".into()]).await.ok()?;
+        worst_measured_ms(&out, requested_ms)
     }
 
     /// Writes each peer's Byzantine control file from the journal (the behaviours of every active
@@ -306,4 +323,32 @@ pub fn byzantine_behaviours<'a>(active: impl Iterator<Item = &'a ConcreteFault>,
         }
     }
     out
+}
+/// Of `netfault clock measure`'s targets, the measured offset (ms) farthest from `requested_ms`.
+fn worst_measured_ms(out: &serde_json::Value, requested_ms: i64) -> Option<i64> {
+    out["targets"]
+        .as_array()?
+        .iter()
+        .filter_map(|t| t["measured_ns"].as_i64())
+        .map(|ns| ns.div_euclid(1_000_000))
+        .max_by_key(|ms| (ms - requested_ms).abs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worst_measured_ms;
+
+    #[test]
+    fn the_agent_measure_farthest_from_the_request_is_the_one_reported() {
+        let out = serde_json::json!({"mechanism": "vdso", "targets": [
+            {"pid": 1, "comm": "docker-init", "measured_ns": 3_600_000_400_000i64},
+            {"pid": 7, "comm": "syncthing", "measured_ns": 12_000_000},
+            {"pid": 9, "gone": true},
+            {"pid": 8, "comm": "x", "patched": false},
+        ]});
+        assert_eq!(worst_measured_ms(&out, 3_600_000), Some(12));
+        assert_eq!(worst_measured_ms(&out, 0), Some(3_600_000));
+        assert_eq!(worst_measured_ms(&serde_json::json!({"targets": []}), 0), None);
+        assert_eq!(worst_measured_ms(&serde_json::json!({"error": 1}), 0), None);
+    }
 }

@@ -91,6 +91,9 @@ enum ClockOp {
     Clear,
     /// Whether each target is skewed, and by how much.
     Status,
+    /// Each skewed target's own wall clock against the agent's (`measured_ns`): the target calls
+    /// its patched clock_gettime once.
+    Measure,
 }
 
 fn read_spec(arg: &str) -> Result<FaultSpec> {
@@ -134,12 +137,16 @@ fn run() -> Result<ExitCode> {
         Cmd::Status => print(&agent.status()?),
         Cmd::Restore => print(&agent.restore()?),
         Cmd::Clock { op, pid } => {
+            // One clock change at a time in an agent: two `set`s racing on an unpatched process
+            // would each inject a page (the second's ptrace would fail, but only after the first).
+            let _lock = sys::StateLock::take(&cli.state_dir)?;
             let mut out = Vec::new();
             for p in skew::targets(&pid)? {
                 let done = match &op {
                     ClockOp::Set { offset_ns } => skew::set(p, *offset_ns),
                     ClockOp::Clear => skew::clear(p),
                     ClockOp::Status => skew::status(p),
+                    ClockOp::Measure => skew::measure(p),
                 };
                 out.push(match done {
                     // A process that ended meanwhile (a short-lived child of the daemon) is no error.

@@ -59,6 +59,13 @@ impl Mem {
     }
 }
 
+/// How far [`Stopped::run`] lets a thread go.
+#[derive(Clone, Copy)]
+enum Step {
+    One,
+    UntilTrap,
+}
+
 /// Every thread of a process, stopped under our ptrace; let go (with any signal held back) on drop.
 struct Stopped {
     tids: Vec<Pid>,
@@ -127,30 +134,51 @@ PID namespace, and no seccomp profile or LSM forbidding ptrace"
 
     /// Runs one system call in thread `t` through the `syscall` instruction at `at`.
     fn syscall(&mut self, t: Pid, at: u64, nr: u64, args: [u64; 6]) -> Result<i64> {
+        self.run(
+            t,
+            |regs| {
+                regs.rip = at;
+                regs.rax = nr;
+                (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9) =
+                    (args[0], args[1], args[2], args[3], args[4], args[5]);
+            },
+            Step::One,
+        )
+        .map(|regs| regs.rax as i64)
+    }
+
+    /// Runs thread `t` from registers set by `set` (from its own, with no syscall restart pending)
+    /// for one instruction, or until it traps (`int3`); returns the registers then, and puts the
+    /// thread's own back. Signals arriving meanwhile are held and delivered when we let go.
+    fn run(
+        &mut self,
+        t: Pid,
+        set: impl FnOnce(&mut libc::user_regs_struct),
+        how: Step,
+    ) -> Result<libc::user_regs_struct> {
         let saved = ptrace::getregs(t)?;
         let mut regs = saved;
-        regs.rip = at;
-        regs.rax = nr;
         regs.orig_rax = u64::MAX; // no syscall restart for the interrupted call while we run ours
-        (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9) =
-            (args[0], args[1], args[2], args[3], args[4], args[5]);
+        set(&mut regs);
         ptrace::setregs(t, regs)?;
         let mut signal = None;
-        loop {
-            ptrace::step(t, None)?;
-            match waitpid(t, Some(WaitPidFlag::__WALL))? {
-                WaitStatus::Stopped(_, Signal::SIGTRAP) => break,
-                WaitStatus::Stopped(_, sig) => signal = Some(sig), // delivered when we let go
-                WaitStatus::PtraceEvent(..) => {}
-                other => bail!("thread {t} ended while running an injected system call: {other:?}"),
+        let outcome = loop {
+            match how {
+                Step::One => ptrace::step(t, None)?,
+                Step::UntilTrap => ptrace::cont(t, None)?,
             }
-        }
-        let ret = ptrace::getregs(t)?.rax as i64;
+            match waitpid(t, Some(WaitPidFlag::__WALL))? {
+                WaitStatus::Stopped(_, Signal::SIGTRAP) => break Ok(ptrace::getregs(t)?),
+                WaitStatus::Stopped(_, sig) => signal = Some(sig),
+                WaitStatus::PtraceEvent(..) => {}
+                other => break Err(anyhow!("thread {t} ended while running injected code: {other:?}")),
+            }
+        };
         ptrace::setregs(t, saved)?;
         if let Some(sig) = signal {
             self.held.push((t, sig));
         }
-        Ok(ret)
+        outcome
     }
 }
 
@@ -367,6 +395,70 @@ pub fn clear(pid: i32) -> Result<Value> {
     drop(stopped);
     Ok(json!({"pid": pid, "comm": comm(pid), "patched": false, "cleared": true,
         "apply_us": t0.elapsed().as_micros() as u64}))
+}
+
+fn realtime_ns() -> i128 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    t.as_nanos() as i128
+}
+
+/// The target's own wall clock against ours: its leader calls its (patched) vDSO clock_gettime,
+/// on a scratch page mapped for the call and unmapped after it, while the other threads run on.
+/// `measured_ns` is its clock minus the midpoint of ours around the call (a ptrace round trip,
+/// tens of µs).
+pub fn measure(pid: i32) -> Result<Value> {
+    let mem = Mem::open(pid)?;
+    let vdso = Vdso::read(pid, &mem)?;
+    let Some((base, page)) = vdso.page(&mem)? else {
+        return Ok(json!({"pid": pid, "comm": comm(pid), "patched": false}));
+    };
+    let mut stopped = Stopped::attach(pid, true)?;
+    let t = *stopped.tids.first().ok_or_else(|| anyhow!("process {pid} is gone"))?;
+    let trap = base + trampoline::SYSCALL_TRAP;
+    let mmap = [
+        0,
+        PAGE_LEN as u64,
+        (libc::PROT_READ | libc::PROT_WRITE) as u64,
+        (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+        u64::MAX,
+        0,
+    ];
+    let scratch = stopped.syscall(t, trap, libc::SYS_mmap as u64, mmap)?;
+    if !(0..0x7fff_ffff_f000).contains(&scratch) {
+        bail!(
+            "the injected mmap failed in process {pid}: {}",
+            Errno::from_raw(-scratch as i32)
+        );
+    }
+    let scratch = scratch as u64;
+    // The scratch page is the call's stack (top, 8 mod 16 as at a function's entry, holding the
+    // return address: our int3) and holds the timespec at its start.
+    let sp = scratch + PAGE_LEN as u64 - 24;
+    let called = mem.write(sp, &(base + trampoline::TRAP).to_le_bytes()).and_then(|()| {
+        let before = realtime_ns();
+        let regs = stopped.run(
+            t,
+            |r| {
+                (r.rip, r.rsp, r.rdi, r.rsi) = (vdso.clock.clock_gettime.addr, sp, 0, scratch);
+            },
+            Step::UntilTrap,
+        )?;
+        let after = realtime_ns();
+        let ts = mem.read(scratch, 16)?;
+        let sec = i64::from_le_bytes(ts[..8].try_into().expect("8 bytes")) as i128;
+        let nsec = i64::from_le_bytes(ts[8..].try_into().expect("8 bytes")) as i128;
+        if regs.rax != 0 {
+            bail!("clock_gettime in process {pid} returned {}", regs.rax as i64);
+        }
+        Ok((sec * 1_000_000_000 + nsec - (before + after) / 2, after - before))
+    });
+    stopped.syscall(t, trap, libc::SYS_munmap as u64, [scratch, PAGE_LEN as u64, 0, 0, 0, 0])?;
+    let (measured, window) = called?;
+    Ok(json!({"pid": pid, "comm": comm(pid), "patched": true,
+        "offset_ns": trampoline::current_offset(&page).map(Offset::as_nanos),
+        "measured_ns": measured as i64, "window_ns": window as i64}))
 }
 
 /// Whether `pid` is skewed, and by how much.

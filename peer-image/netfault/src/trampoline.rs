@@ -35,6 +35,11 @@ use iced_x86::{BlockEncoderOptions, Decoder, DecoderOptions, FlowControl, Instru
 pub const PAGE_LEN: usize = 4096;
 /// Where the data starts in the page (code before, on other cache lines).
 pub const DATA: u64 = 0x800;
+/// `syscall; int3` at the end of the code area: the agent runs system calls and calls in the target
+/// through it (`netfault clock measure`), never touching code another thread may be running.
+pub const SYSCALL_TRAP: u64 = DATA - 3;
+/// An `int3`: the return address of a call the agent makes in the target.
+pub const TRAP: u64 = DATA - 1;
 /// `b"SYFTCLK1"`, at [`DATA`]: marks a page made by this module.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SYFTCLK1");
 /// The index (0 or 1) of the slot in use.
@@ -363,7 +368,7 @@ pub fn build(base: u64, entries: &VdsoEntries) -> Result<Page, TrampolineError> 
 
     let result = a.assemble_options(base, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
     let code = &result.inner.code_buffer;
-    if code.len() as u64 > DATA {
+    if code.len() as u64 > SYSCALL_TRAP {
         return Err(TrampolineError::Prologue(format!(
             "code is {} bytes, too long",
             code.len()
@@ -372,6 +377,7 @@ pub fn build(base: u64, entries: &VdsoEntries) -> Result<Page, TrampolineError> 
     let mut bytes = vec![0u8; PAGE_LEN];
     bytes[..code.len()].copy_from_slice(code);
     let put = |bytes: &mut Vec<u8>, at: u64, b: &[u8]| bytes[at as usize..at as usize + b.len()].copy_from_slice(b);
+    put(&mut bytes, SYSCALL_TRAP, &[0x0f, 0x05, 0xcc]);
     put(&mut bytes, DATA, &MAGIC.to_le_bytes());
     put(&mut bytes, SLOTS, &Offset::from_nanos(0).to_bytes());
     put(&mut bytes, SLOTS + 16, &Offset::from_nanos(0).to_bytes());
@@ -580,6 +586,9 @@ mod tests {
     fn the_page_built_for_this_process_skews_realtime_and_leaves_monotonic_alone() {
         let offset = Offset::from_nanos(3_600_000_000_000 + 250_000_000);
         let page = LocalPage::load(offset).unwrap();
+        // SAFETY: the page is mapped readable for `page`'s life.
+        let trap = unsafe { std::slice::from_raw_parts((page.base as *const u8).add(SYSCALL_TRAP as usize), 3) };
+        assert_eq!(trap, [0x0f, 0x05, 0xcc], "syscall; int3 for the agent's injected calls");
         let (cgt, gtod, time) = (page.clock_gettime, page.gettimeofday, page.time);
         let ns = |ts: libc::timespec| ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
         let now = |id| {
