@@ -84,6 +84,22 @@ impl Nemesis {
     /// first peer's `netfault` which packet-fault engines this kernel offers.
     pub async fn prepare(&self) -> anyhow::Result<serde_json::Value> {
         self.for_each(&self.all(), |n| self.prepare_one(n)).await?;
+        if self.daemon.profile.clock == crate::profile::ClockMethod::Vdso {
+            // Before anything starts: whether each daemon's vDSO can be patched (ptrace allowed,
+            // a vDSO, x86_64), so that a run that cannot skew clocks stops here, saying why.
+            self.for_each(&self.all(), |n| async move {
+                self.netfault(n, vec!["clock".into(), "status".into()])
+                    .await
+                    .map(|_| ())
+                    .with_context(|| {
+                        format!(
+                            "clock faults by vDSO patching (`clock: vdso`) cannot reach {}",
+                            self.peers[n].name
+                        )
+                    })
+            })
+            .await?;
+        }
         let probe = self
             .engine
             .exec(&self.peers[0].agent, "root", &["netfault", "probe"])

@@ -154,7 +154,34 @@ fn vdso_skew_moves_a_static_and_a_go_binary_and_keeps_their_monotonic_time() {
             engine.start(&agent).await.unwrap();
             containers.push((target, agent));
         }
+        // An agent in the same PID namespace without SYS_PTRACE, run as another user than the
+        // target (as root, the same uid as a root target, the kernel lets it trace without the
+        // capability): refused, saying what is missing.
+        let blind = format!("{}-blind", containers[0].0);
+        engine
+            .create_container(&ContainerSpec {
+                name: blind.clone(),
+                image: sidecar::tools_image(),
+                network: "none".into(),
+                labels: run_labels(&run_id),
+                pid_mode: Some(format!("container:{}", containers[0].0)),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        engine.start(&blind).await.unwrap();
+        containers.push((blind.clone(), blind.clone()));
         let check = async {
+            let refused = engine
+                .exec(
+                    &blind,
+                    "65534",
+                    &["netfault", "--state-dir", "/tmp/nf", "clock", "status"],
+                )
+                .await
+                .unwrap();
+            assert_eq!(refused.exit_code, 2, "{refused:?}");
+            assert!(refused.stderr.contains("CAP_SYS_PTRACE"), "{}", refused.stderr);
             for (p, (_, agent)) in probes.iter().zip(&containers) {
                 let (line, host) = next_line(&p.out).await;
                 assert!((line[p.wall] - host).abs() < 500_000_000, "{}: not skewed yet", p.name);

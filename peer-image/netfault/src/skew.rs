@@ -461,10 +461,12 @@ pub fn measure(pid: i32) -> Result<Value> {
         "measured_ns": measured as i64, "window_ns": window as i64}))
 }
 
-/// Whether `pid` is skewed, and by how much.
+/// Whether `pid` is skewed, and by how much; fails, with the reason, where a skew could not be set
+/// (no ptrace: the leader is stopped and let go at once to prove it; no vDSO; not x86_64).
 pub fn status(pid: i32) -> Result<Value> {
     let mem = Mem::open(pid)?;
     let vdso = Vdso::read(pid, &mem)?;
+    drop(Stopped::attach(pid, true)?);
     Ok(match vdso.page(&mem)? {
         Some((base, page)) => json!({"pid": pid, "comm": comm(pid), "patched": true,
             "page": format!("{base:#x}"),
@@ -481,12 +483,17 @@ pub fn targets(pids: &[i32]) -> Result<Vec<i32>> {
     }
     let own = std::fs::read_link("/proc/self/ns/mnt")?;
     let mut out = Vec::new();
+    let mut denied = 0;
     for e in std::fs::read_dir("/proc")? {
         let Some(pid) = e?.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        let Ok(ns) = std::fs::read_link(format!("/proc/{pid}/ns/mnt")) else {
-            continue;
+        let ns = match std::fs::read_link(format!("/proc/{pid}/ns/mnt")) {
+            Ok(ns) => ns,
+            Err(e) => {
+                denied += usize::from(e.kind() == std::io::ErrorKind::PermissionDenied);
+                continue;
+            }
         };
         let has_vdso =
             std::fs::read_to_string(format!("/proc/{pid}/maps")).is_ok_and(|m| vdso::vdso_range(&m).is_some());
@@ -495,6 +502,9 @@ pub fn targets(pids: &[i32]) -> Result<Vec<i32>> {
         }
     }
     out.sort_unstable();
+    if out.is_empty() && denied > 0 {
+        bail!("{denied} processes cannot be inspected from here: the agent needs CAP_SYS_PTRACE");
+    }
     if out.is_empty() {
         bail!("no process outside this agent's mount namespace: is the agent in the peer's PID namespace?");
     }
