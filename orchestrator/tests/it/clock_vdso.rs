@@ -280,3 +280,42 @@ fn a_peer_skewed_through_its_vdso_reports_the_offset_and_gets_it_back_after_a_re
         })
     });
 }
+
+/// Issue 11's "done when": `clock-skew` on Syncthing (a Go binary) exits 0 or 1 with every check
+/// judged, and every clock fault's measured offset is within 50 ms of the requested one.
+#[test]
+fn clock_skew_on_syncthing_is_judged_and_measured_within_50_ms() {
+    if !docker_ready("clock_skew_on_syncthing_is_judged_and_measured_within_50_ms") {
+        return;
+    }
+    let _lock = docker_lock();
+    let reports = tempfile::tempdir().unwrap();
+    let out = run(chaos()
+        .args(["run", "chaos-plans/clock-skew.yaml", "--peer", "syncthing", "--reports"])
+        .arg(reports.path()));
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = run_dir(reports.path()).expect("a run folder");
+    let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = history.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let skews: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["type"] == "clock-measured" && e["requested_ms"] != 0)
+        .collect();
+    assert_eq!(skews.len(), 2, "p1 +1h and p3 -1h measured: {skews:?}");
+    for e in skews {
+        let (want, got) = (e["requested_ms"].as_i64().unwrap(), e["measured_ms"].as_i64());
+        assert!(got.is_some_and(|m| (m - want).abs() <= 50), "{e}");
+    }
+    assert!(
+        history.contains(r#""mechanism":"vdso""#),
+        "the fault says how it was applied"
+    );
+    let result = result_of(reports.path());
+    for c in result["checks"].as_array().unwrap() {
+        assert!(c["verdict"] == "valid" || c["verdict"] == "invalid", "judged: {c}");
+    }
+}
