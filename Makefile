@@ -38,7 +38,7 @@ validate: chaos
 
 # The Docker tests need the peer image; they fail loudly under CI=true if it is missing.
 test: image lint
-	scripts/ensure-chromium.sh && $(CARGO) test --workspace
+	scripts/ensure-test-tools.sh && $(CARGO) test --workspace
 
 lint:
 	$(CARGO) fmt --all -- --check

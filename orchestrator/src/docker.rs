@@ -80,6 +80,8 @@ pub struct ContainerSpec {
     pub entrypoint: Option<Vec<String>>,
     /// Kernel settings of the container's namespaces (`--sysctl`).
     pub sysctls: HashMap<String, String>,
+    /// `--pid`: e.g. `container:<name>` to share another container's PID namespace.
+    pub pid_mode: Option<String>,
 }
 
 /// A labelled container as listed.
@@ -193,6 +195,7 @@ impl Engine {
                 cap_add: Some(spec.cap_add.clone()),
                 sysctls: (!spec.sysctls.is_empty()).then(|| spec.sysctls.clone()),
                 network_mode: Some(spec.network.clone()),
+                pid_mode: spec.pid_mode.clone(),
                 ..Default::default()
             }),
             networking_config,

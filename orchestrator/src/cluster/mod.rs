@@ -249,6 +249,7 @@ impl Cluster {
                     cmd,
                     entrypoint,
                     sysctls: profile.sysctls.clone().into_iter().collect(),
+                    pid_mode: None,
                 })
                 .await?;
             cluster.peers.push(Peer {
@@ -266,7 +267,7 @@ impl Cluster {
     pub async fn start_all(&self) -> anyhow::Result<()> {
         let starts = self.peers.iter().map(|p| async {
             self.engine.start(&p.container).await?;
-            sidecar::attach(&self.engine, &self.run_id, p).await
+            sidecar::attach(&self.engine, &self.run_id, p, self.profile.clock == ClockMethod::Vdso).await
         });
         for r in futures_util::future::join_all(starts).await {
             r?;

@@ -28,9 +28,16 @@ pub fn agent_name(peer_container: &str) -> String {
 }
 
 /// Creates and starts `peer`'s agent in the peer's current network namespace (the peer must run).
-pub async fn attach(engine: &Engine, run_id: &str, peer: &Peer) -> anyhow::Result<()> {
+/// With `ptrace` (the profile's clock faults patch the daemon's vDSO, `clock: vdso`) the agent also
+/// joins the peer's PID namespace, with `SYS_PTRACE`, for `netfault clock`.
+pub async fn attach(engine: &Engine, run_id: &str, peer: &Peer, ptrace: bool) -> anyhow::Result<()> {
     let mut labels = run_labels(run_id);
     labels.insert(LABEL_AGENT_OF.to_string(), peer.name.clone());
+    // NET_RAW: ping and raw sockets for the reachability measurements of network faults.
+    let mut cap_add = vec!["NET_ADMIN".to_string(), "NET_RAW".to_string()];
+    if ptrace {
+        cap_add.push("SYS_PTRACE".into());
+    }
     engine
         .create_container(&ContainerSpec {
             name: peer.agent.clone(),
@@ -38,8 +45,8 @@ pub async fn attach(engine: &Engine, run_id: &str, peer: &Peer) -> anyhow::Resul
             network: format!("container:{}", peer.container),
             ip: None,
             labels,
-            // NET_RAW: ping and raw sockets for the reachability measurements of network faults.
-            cap_add: vec!["NET_ADMIN".into(), "NET_RAW".into()],
+            cap_add,
+            pid_mode: ptrace.then(|| format!("container:{}", peer.container)),
             ..Default::default()
         })
         .await?;
@@ -48,7 +55,7 @@ pub async fn attach(engine: &Engine, run_id: &str, peer: &Peer) -> anyhow::Resul
 }
 
 /// Replaces `peer`'s agent after the peer restarted (the old one holds the old namespace).
-pub async fn reattach(engine: &Engine, run_id: &str, peer: &Peer) -> anyhow::Result<()> {
+pub async fn reattach(engine: &Engine, run_id: &str, peer: &Peer, ptrace: bool) -> anyhow::Result<()> {
     engine.remove_container(&peer.agent).await?;
-    attach(engine, run_id, peer).await
+    attach(engine, run_id, peer, ptrace).await
 }

@@ -17,6 +17,7 @@ use super::Nemesis;
 use crate::cluster;
 use crate::generator::ConcreteFault;
 use crate::plan::{DiskAction, LockAction};
+use crate::profile::ClockMethod;
 use crate::record::history::Event;
 use crate::record::run_folder::FAKETIME_FILE;
 
@@ -24,8 +25,18 @@ use crate::record::run_folder::FAKETIME_FILE;
 pub(super) const FILLER: &str = ".syftchaos-fill";
 
 impl Nemesis {
-    /// Writes each peer's libfaketime file from the journal (offsets add up; the last rate wins) and
-    /// measures the offset the peer now reports. Returns `{peer: {requested_ms, measured_ms}}`.
+    /// Whether a clock fault on peer `n` is active.
+    pub(super) async fn has_clock_fault(&self, n: usize) -> bool {
+        let j = self.journal.lock().await;
+        j.active
+            .values()
+            .any(|f| matches!(f, ConcreteFault::Clock { peers, .. } if peers.contains(&n)))
+    }
+
+    /// Sets each peer's clock from the journal (offsets add up; the last rate wins), by the profile's
+    /// mechanism: libfaketime's file, or `netfault clock` in the peer's agent (`vdso`: `set`, or
+    /// `clear` once no clock fault is left on the peer), and measures the offset the peer now
+    /// reports. Returns `{peer: {requested_ms, measured_ms, rate, mechanism}}`.
     pub(super) async fn set_clocks(&self, peers: &[usize]) -> anyhow::Result<serde_json::Value> {
         let mut out = serde_json::Map::new();
         for &n in peers {
@@ -48,16 +59,49 @@ impl Nemesis {
                 (offset, rate)
             };
             let p = &self.peers[n];
-            // Written aside and renamed over: libfaketime re-reads the file on every clock call, and a
-            // half-written file would read as offset 0 for that call. The fault folder is the
-            // orchestrator's (read-only in the peer), so an error here is the harness's own.
-            let spec = super::faketime_spec(offset_ms, rate);
-            p.dir
-                .fault_files()
-                .and_then(|f| f.write_atomically(FAKETIME_FILE, format!("{FAKETIME_FILE}.tmp"), spec.as_bytes()))
-                .with_context(|| format!("writing the clock file of {}", p.name))?;
             let down = self.journal.lock().await.down.contains_key(&n);
-            let measured = if down { None } else { self.measure_offset(n).await };
+            let mechanism = match self.daemon.profile.clock {
+                ClockMethod::Vdso => {
+                    // A downed peer is patched when it is back (`bring_back`).
+                    if !down {
+                        let args = if self.has_clock_fault(n).await {
+                            vec![
+                                "clock".into(),
+                                "set".into(),
+                                format!("--offset-ns={}", offset_ms * 1_000_000),
+                            ]
+                        } else {
+                            vec!["clock".into(), "clear".into()]
+                        };
+                        self.netfault(n, args).await?;
+                    }
+                    "vdso"
+                }
+                _ => {
+                    // Written aside and renamed over: libfaketime re-reads the file on every clock
+                    // call, and a half-written file would read as offset 0 for that call. The fault
+                    // folder is the orchestrator's (read-only in the peer), so an error here is the
+                    // harness's own.
+                    let spec = super::faketime_spec(offset_ms, rate);
+                    p.dir
+                        .fault_files()
+                        .and_then(|f| {
+                            f.write_atomically(FAKETIME_FILE, format!("{FAKETIME_FILE}.tmp"), spec.as_bytes())
+                        })
+                        .with_context(|| format!("writing the clock file of {}", p.name))?;
+                    "libfaketime"
+                }
+            };
+            let measured = match (down, self.daemon.profile.clock == ClockMethod::Vdso) {
+                (true, _) => None,
+                (false, false) => self.measure_offset(n).await,
+                // Patched: from the daemon's status call when it has one, else the agent has each
+                // patched process call its own clock (`netfault clock measure`).
+                (false, true) => match self.measure_offset(n).await {
+                    Some(ms) => Some(ms),
+                    None => self.measure_in_agent(n, offset_ms).await,
+                },
+            };
             self.history.record(Event::ClockMeasured {
                 peer: p.name.clone(),
                 requested_ms: offset_ms,
@@ -65,7 +109,7 @@ impl Nemesis {
             });
             out.insert(
                 p.name.clone(),
-                serde_json::json!({"requested_ms": offset_ms, "measured_ms": measured, "rate": rate}),
+                serde_json::json!({"requested_ms": offset_ms, "measured_ms": measured, "rate": rate, "mechanism": mechanism}),
             );
         }
         Ok(out.into())
@@ -83,6 +127,14 @@ impl Nemesis {
         let theirs = self.daemon.wall_clock_ms(&self.peers[n], &self.facts[n]).await?;
         let after = now_ms();
         Some(theirs - (before + after) / 2)
+    }
+
+    /// The daemon's own clock offset as `netfault clock measure` finds it in the peer's agent: of
+    /// every patched process, the one farthest from `requested_ms` (so a process that missed the
+    /// skew shows). `None` when none is patched or the agent cannot tell.
+    async fn measure_in_agent(&self, n: usize, requested_ms: i64) -> Option<i64> {
+        let out = self.netfault(n, vec!["clock".into(), "measure".into()]).await.ok()?;
+        worst_measured_ms(&out, requested_ms)
     }
 
     /// Writes each peer's Byzantine control file from the journal (the behaviours of every active
@@ -271,4 +323,32 @@ pub fn byzantine_behaviours<'a>(active: impl Iterator<Item = &'a ConcreteFault>,
         }
     }
     out
+}
+/// Of `netfault clock measure`'s targets, the measured offset (ms) farthest from `requested_ms`.
+fn worst_measured_ms(out: &serde_json::Value, requested_ms: i64) -> Option<i64> {
+    out["targets"]
+        .as_array()?
+        .iter()
+        .filter_map(|t| t["measured_ns"].as_i64())
+        .map(|ns| ns.div_euclid(1_000_000))
+        .max_by_key(|ms| (ms - requested_ms).abs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worst_measured_ms;
+
+    #[test]
+    fn the_agent_measure_farthest_from_the_request_is_the_one_reported() {
+        let out = serde_json::json!({"mechanism": "vdso", "targets": [
+            {"pid": 1, "comm": "docker-init", "measured_ns": 3_600_000_400_000i64},
+            {"pid": 7, "comm": "syncthing", "measured_ns": 12_000_000},
+            {"pid": 9, "gone": true},
+            {"pid": 8, "comm": "x", "patched": false},
+        ]});
+        assert_eq!(worst_measured_ms(&out, 3_600_000), Some(12));
+        assert_eq!(worst_measured_ms(&out, 0), Some(3_600_000));
+        assert_eq!(worst_measured_ms(&serde_json::json!({"targets": []}), 0), None);
+        assert_eq!(worst_measured_ms(&serde_json::json!({"error": 1}), 0), None);
+    }
 }

@@ -84,6 +84,22 @@ impl Nemesis {
     /// first peer's `netfault` which packet-fault engines this kernel offers.
     pub async fn prepare(&self) -> anyhow::Result<serde_json::Value> {
         self.for_each(&self.all(), |n| self.prepare_one(n)).await?;
+        if self.daemon.profile.clock == crate::profile::ClockMethod::Vdso {
+            // Before anything starts: whether each daemon's vDSO can be patched (ptrace allowed,
+            // a vDSO, x86_64), so that a run that cannot skew clocks stops here, saying why.
+            self.for_each(&self.all(), |n| async move {
+                self.netfault(n, vec!["clock".into(), "status".into()])
+                    .await
+                    .map(|_| ())
+                    .with_context(|| {
+                        format!(
+                            "clock faults by vDSO patching (`clock: vdso`) cannot reach {}",
+                            self.peers[n].name
+                        )
+                    })
+            })
+            .await?;
+        }
         let probe = self
             .engine
             .exec(&self.peers[0].agent, "root", &["netfault", "probe"])
@@ -282,7 +298,8 @@ impl Nemesis {
             ProcessAction::Kill | ProcessAction::Stop => {
                 self.engine.start(&p.container).await?;
                 // The old agent holds the old network namespace: a new one joins the new.
-                sidecar::reattach(&self.engine, &self.run_id, p).await?;
+                let vdso = self.daemon.profile.clock == crate::profile::ClockMethod::Vdso;
+                sidecar::reattach(&self.engine, &self.run_id, p, vdso).await?;
                 self.reapply(node).await?;
                 self.daemon
                     .wait_ready(
@@ -293,6 +310,12 @@ impl Nemesis {
                     )
                     .await
                     .with_context(|| format!("{} did not come back after a restart", p.name))?;
+                // A vDSO skew lives in the daemon process, which is new: patch it again, now that
+                // it runs (a wrapper that execs the daemon would have lost an earlier patch).
+                // Recorded as the peer's `clock-measured`.
+                if vdso && self.has_clock_fault(node).await {
+                    self.set_clocks(&[node]).await?;
+                }
             }
         }
         self.history.record(Event::PeerBack {

@@ -326,6 +326,10 @@ pub enum ClockMethod {
     /// libfaketime from the tools image, preloaded by the orchestrator (a dynamically linked daemon
     /// that reads the clock through glibc).
     Libfaketime,
+    /// `netfault clock` in the fault agent patches the daemon's vDSO through ptrace (any binary:
+    /// glibc, static musl, Go); the agent then shares the peer's PID namespace with `SYS_PTRACE`.
+    /// Offsets only (no `rate`), x86_64 only (docs/FAULTS.md).
+    Vdso,
     /// Clock faults are refused, for this reason.
     Unsupported(String),
 }
@@ -369,6 +373,26 @@ impl Profile {
         }
         None
     }
+}
+
+/// Why the `vdso` clock mechanism cannot take a clock change on an engine of architecture `arch`
+/// (the orchestrator's, which is the engine's on one machine), or `None`.
+pub fn vdso_refuses(method: &ClockMethod, change: &crate::plan::ClockChange, arch: &str) -> Option<String> {
+    if *method != ClockMethod::Vdso {
+        return None;
+    }
+    if arch != "x86_64" {
+        return Some(format!(
+            "clock faults by vDSO patching (`clock: vdso`) are implemented for x86_64 only, and this is {arch}"
+        ));
+    }
+    if let crate::plan::ClockChange::Rate(_) = change {
+        return Some(
+            "clock faults by vDSO patching (`clock: vdso`) add a constant offset and have no `rate`; allowed: `offset` or `strobe`"
+                .into(),
+        );
+    }
+    None
 }
 
 /// Where profiles live: `peer-image/profiles/` beside the plan's folder, else under the current folder.
@@ -465,6 +489,11 @@ pub fn check_plan(plan: &mut crate::plan::Plan, profile: &Profile) -> Result<(),
             spec.port = Some(crate::plan::PortRef::Number(n));
         }
         if let Some(why) = profile.refuses(step.fault.kind()) {
+            return Err(at(step.at_line, format!("step `{}`: {why}", step.name)));
+        }
+        if let crate::plan::Fault::Clock(spec) = &step.fault
+            && let Some(why) = vdso_refuses(&profile.clock, &spec.change, std::env::consts::ARCH)
+        {
             return Err(at(step.at_line, format!("step `{}`: {why}", step.name)));
         }
     }

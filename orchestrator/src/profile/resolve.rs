@@ -182,22 +182,21 @@ impl Resolver<'_> {
         }
         let clock = match raw.clock.as_ref().map(|c| (c.value.as_str(), &c.referenced)) {
             Some(("libfaketime", _)) => ClockMethod::Libfaketime,
-            None | Some(("none", _)) => ClockMethod::Unsupported(
-                raw.clock_why
-                    .clone()
-                    .unwrap_or_else(|| "the profile names no way to skew its clock (`clock: libfaketime`)".into()),
-            ),
+            Some(("vdso", _)) => ClockMethod::Vdso,
+            None | Some(("none", _)) => ClockMethod::Unsupported(raw.clock_why.clone().unwrap_or_else(|| {
+                "the profile names no way to skew its clock (`clock: libfaketime` or `clock: vdso`)".into()
+            })),
             Some((other, at)) => {
                 return self.err(
                     at,
-                    format!("unknown clock method `{other}`; allowed: libfaketime, none"),
+                    format!("unknown clock method `{other}`; allowed: libfaketime, vdso, none"),
                 );
             }
         };
-        if faults.contains("clock") && clock != ClockMethod::Libfaketime {
+        if faults.contains("clock") && matches!(clock, ClockMethod::Unsupported(_)) {
             return self.err(
                 &raw.faults.referenced,
-                "`faults` lists `clock` but `clock` is not `libfaketime`: say how its clock is skewed, or drop `clock`",
+                "`faults` lists `clock` but `clock` is neither `libfaketime` nor `vdso`: say how its clock is skewed, or drop `clock`",
             );
         }
         let byzantine_file = match &raw.byzantine_file {

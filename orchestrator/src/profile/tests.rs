@@ -100,7 +100,7 @@ fn bad_profiles_are_refused_with_the_place_and_what_is_allowed() {
         ),
         (
             "name: mine\nimage: {tag: x}\ncontainer: {data_dir: /data, sync_dir: /data/s}\nready: {tcp: {port: 1}}\nfaults: [clock]\n",
-            "`clock` is not `libfaketime`",
+            "`clock` is neither `libfaketime` nor `vdso`",
             5,
         ),
         (
@@ -231,4 +231,48 @@ fn a_named_port_is_bound_to_the_profile() {
         "{e}"
     );
     assert_eq!(e.line, 4);
+}
+
+#[test]
+fn clock_vdso_takes_offsets_and_strobes_and_refuses_a_rate_or_another_architecture() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = MINIMAL.replace("faults: [", "clock: vdso\nfaults: [clock, ");
+    let profile = parse(&text, &dir.path().join("profile.yaml")).unwrap();
+    assert_eq!(profile.clock, ClockMethod::Vdso);
+    let topologies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies");
+    let plan = |step: &str| {
+        crate::plan::parse(
+            &format!("name: t\npeers: 2\npeer: mine\nsteps:\n  - {step}\n"),
+            Path::new("t.yaml"),
+            &topologies,
+        )
+        .unwrap()
+    };
+    let mut offset = plan("{at: 1s, duration: 1s, clock: {peers: p1, offset: +1h}}");
+    let mut strobe = plan("{at: 1s, duration: 4s, every: 2s, clock: {peers: p1, strobe: [+0s, +2h]}}");
+    if std::env::consts::ARCH == "x86_64" {
+        check_plan(&mut offset, &profile).unwrap();
+        check_plan(&mut strobe, &profile).unwrap();
+    }
+    let mut rate = plan("{at: 1s, clock: {peers: p1, rate: 2}}");
+    let e = check_plan(&mut rate, &profile).unwrap_err();
+    assert!(
+        e.message.contains("no `rate`") || e.message.contains("x86_64 only"),
+        "{e}"
+    );
+    let change = crate::plan::ClockChange::Offset(1000);
+    assert!(
+        vdso_refuses(&ClockMethod::Vdso, &change, "aarch64")
+            .unwrap()
+            .contains("aarch64")
+    );
+    assert_eq!(vdso_refuses(&ClockMethod::Vdso, &change, "x86_64"), None);
+    assert_eq!(
+        vdso_refuses(
+            &ClockMethod::Libfaketime,
+            &crate::plan::ClockChange::Rate(2.0),
+            "x86_64"
+        ),
+        None
+    );
 }

@@ -23,11 +23,6 @@ pub fn shipped_profile(name: &str) -> Arc<Profile> {
 }
 
 impl Bed {
-    /// `n` `syncpeer`s in a full mesh, started, ready, with the fault chain prepared.
-    pub async fn up(n: usize) -> Bed {
-        Bed::up_with(n, shipped_profile("syncpeer")).await
-    }
-
     /// `n` peers of `profile` in a full mesh, started, ready, introduced, with the fault chain
     /// prepared.
     pub async fn up_with(n: usize, profile: Arc<Profile>) -> Bed {
@@ -108,9 +103,17 @@ pub fn with_bed<F>(n: usize, body: F)
 where
     F: for<'a> FnOnce(&'a Bed) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
 {
+    with_bed_of(n, shipped_profile("syncpeer"), body)
+}
+
+/// [`with_bed`] with peers of `profile`.
+pub fn with_bed_of<F>(n: usize, profile: Arc<Profile>, body: F)
+where
+    F: for<'a> FnOnce(&'a Bed) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>,
+{
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let bed = Bed::up(n).await;
+        let bed = Bed::up_with(n, profile).await;
         let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(body(&bed))).await;
         bed.down().await;
         if let Err(p) = result {

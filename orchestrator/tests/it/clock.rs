@@ -8,11 +8,21 @@ use syftchaos::generator::ConcreteFault;
 use crate::bed::{Bed, with_bed};
 use crate::util::*;
 
-fn now_ms() -> i64 {
+/// A clock fault moving one peer by `offset_ms`.
+pub fn clock_fault(peer: usize, offset_ms: i64) -> ConcreteFault {
+    ConcreteFault::Clock {
+        peers: vec![peer],
+        offset_ms,
+        rate: None,
+    }
+}
+
+pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-async fn offset(bed: &Bed, peer: usize) -> i64 {
+/// The peer's reported wall clock minus ours, in ms (half the round trip corrected).
+pub async fn offset(bed: &Bed, peer: usize) -> i64 {
     let daemon = bed.cluster.daemon();
     let before = now_ms();
     let theirs = daemon
@@ -39,12 +49,10 @@ fn clock_offsets_move_one_peers_clock_at_run_time() {
             assert!(!pid.is_empty(), "the daemon runs");
             let host_before = (now_ms(), std::time::Instant::now());
 
-            let plus = ConcreteFault::Clock {
-                peers: vec![0],
-                offset_ms: 3_600_000,
-                rate: None,
-            };
-            bed.nemesis.start("ahead#1", "ahead", plus).await.unwrap();
+            bed.nemesis
+                .start("ahead#1", "ahead", clock_fault(0, 3_600_000))
+                .await
+                .unwrap();
             let ahead = offset(bed, 0).await;
             eprintln!("p1 offset after +1h: {ahead} ms; p2: {} ms", offset(bed, 1).await);
             assert!(

@@ -14,6 +14,8 @@ mod skeleton;
 mod bed;
 // Clock faults read back from the peers' own clocks.
 mod clock;
+// Issue 11: clock skew for any binary (static musl, Go) through the vDSO, from the fault agent.
+mod clock_vdso;
 // Faults measured between real containers.
 mod faults;
 // Issue 6: the legacy plans, valid with the default flavor, caught with the legacy one.

@@ -1,7 +1,7 @@
 //! Reports opened in real headless Chromium: the charts render (SVG elements in the DOM Chromium
 //! dumps), the page logs no console error and fetches nothing (a dead proxy makes any fetch an
 //! error), and a screenshot is saved into the run folder. Chromium comes from
-//! `scripts/ensure-chromium.sh` (`make test` runs it); under `CI=true` a missing Chromium fails, elsewhere
+//! `scripts/ensure-test-tools.sh` (`make test` runs it); under `CI=true` a missing Chromium fails, elsewhere
 //! the tests skip saying why.
 
 use std::collections::BTreeMap;
@@ -34,7 +34,7 @@ fn chromium(test: &str) -> Option<String> {
             return Some(c);
         }
     }
-    let why = "no chromium found (run scripts/ensure-chromium.sh, or set CHROMIUM)";
+    let why = "no chromium found (run scripts/ensure-test-tools.sh, or set CHROMIUM)";
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{test}: cannot run under CI=true: {why}");
     }

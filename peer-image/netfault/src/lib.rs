@@ -10,6 +10,8 @@
 //! * [`packet`]: IPv4 flow keys, corruption, checksum repair.
 //! * [`rules`] and [`tc`]: the exact iptables and tc commands, as data.
 //! * [`state::State`]: what is installed, so it can be undone and redone.
+//! * [`vdso`] and [`trampoline`]: clock skew for any binary (`netfault clock`): where a process's
+//!   vDSO clock functions are, and the code page that replaces them with a skewed wall clock.
 //!
 //! ```
 //! use netfault::decide::{Decider, Decision};
@@ -29,3 +31,5 @@ pub mod schedule;
 pub mod spec;
 pub mod state;
 pub mod tc;
+pub mod trampoline;
+pub mod vdso;

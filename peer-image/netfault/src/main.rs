@@ -6,6 +6,7 @@
 mod agent;
 mod engine;
 mod probe;
+mod skew;
 mod sys;
 
 use std::io::Read;
@@ -55,6 +56,16 @@ enum Cmd {
     Status,
     /// Re-install every recorded fault (after a container restart).
     Restore,
+    /// Skew the wall clock of running processes (any binary: glibc, static musl, Go), by patching
+    /// their vDSO through ptrace. Needs CAP_SYS_PTRACE and the target's PID namespace; x86_64 only.
+    Clock {
+        #[command(subcommand)]
+        op: ClockOp,
+        /// Target processes (default: every process outside this agent's mount namespace, i.e.
+        /// the peer's, when the agent shares its PID namespace).
+        #[arg(long, global = true, value_delimiter = ',')]
+        pid: Vec<i32>,
+    },
     /// The userspace engine for one fault (started by `apply`; not for direct use).
     #[command(hide = true)]
     Daemon {
@@ -66,6 +77,23 @@ enum Cmd {
         #[arg(long)]
         spec: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ClockOp {
+    /// Set the wall-clock offset (CLOCK_REALTIME and its coarse variant, gettimeofday, time).
+    Set {
+        /// Signed nanoseconds added to the true wall clock.
+        #[arg(long, allow_hyphen_values = true)]
+        offset_ns: i64,
+    },
+    /// Remove the skew: the vDSO's original code back.
+    Clear,
+    /// Whether each target is skewed, and by how much.
+    Status,
+    /// Each skewed target's own wall clock against the agent's (`measured_ns`): the target calls
+    /// its patched clock_gettime once.
+    Measure,
 }
 
 fn read_spec(arg: &str) -> Result<FaultSpec> {
@@ -108,6 +136,28 @@ fn run() -> Result<ExitCode> {
         Cmd::Clear { id } => print(&agent.clear(id.as_deref())?),
         Cmd::Status => print(&agent.status()?),
         Cmd::Restore => print(&agent.restore()?),
+        Cmd::Clock { op, pid } => {
+            // One clock change at a time in an agent: two `set`s racing on an unpatched process
+            // would each inject a page (the second's ptrace would fail, but only after the first).
+            let _lock = sys::StateLock::take(&cli.state_dir)?;
+            let mut out = Vec::new();
+            for p in skew::targets(&pid)? {
+                let done = match &op {
+                    ClockOp::Set { offset_ns } => skew::set(p, *offset_ns),
+                    ClockOp::Clear => skew::clear(p),
+                    ClockOp::Status => skew::status(p),
+                    ClockOp::Measure => skew::measure(p),
+                };
+                out.push(match done {
+                    // A process that ended meanwhile (a short-lived child of the daemon) is no error.
+                    Err(_) if !std::path::Path::new(&format!("/proc/{p}")).exists() => {
+                        serde_json::json!({"pid": p, "gone": true})
+                    }
+                    other => other?,
+                });
+            }
+            print(&serde_json::json!({"mechanism": "vdso", "targets": out}));
+        }
         Cmd::Daemon { queue, mark, spec } => {
             let spec = FaultSpec::from_json(&spec)?;
             let counters = cli.state_dir.join(format!("{}.counters.json", spec.id));
