@@ -64,7 +64,10 @@ nightly: chaos image
 	  want=0; case $$p in */legacy-*) want=1;; esac; \
 	  echo "=== $$p (expect exit $$want)"; $(CHAOS) run $$p; got=$$?; \
 	  if [ $$got -ne $$want ]; then echo "=== $$p: exit $$got, expected $$want"; failed=$$((failed+1)); fi; \
-	done; echo "nightly: $$failed step(s) did not end as expected"; test $$failed -eq 0
+	done; \
+	echo "=== the mutation matrix (scripts/mutants.py, expect exit 0)"; scripts/mutants.py; got=$$?; \
+	if [ $$got -ne 0 ]; then echo "=== mutants: exit $$got, expected 0"; failed=$$((failed+1)); fi; \
+	echo "nightly: $$failed step(s) did not end as expected"; test $$failed -eq 0
 
 # Every plan (but scale-100 and soak plans) on each daemon under test; a plan a daemon cannot take is
 # listed with the reason. PEERS="syncpeer syncthing" by default.
