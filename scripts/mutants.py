@@ -56,7 +56,9 @@ def first_problem(check):
     ev = check.get("evidence")
     problems = ev.get("problems") if isinstance(ev, dict) else None
     if isinstance(problems, list) and problems:
-        return json.dumps(problems[0], separators=(",", ":"))[:240]
+        # A loop's counters: the versions themselves say most about the bug, traffic follows them.
+        named = [p for p in problems if any(w in json.dumps(p) for w in ("versions_applied", "local_changes"))]
+        return json.dumps((named or problems)[0], separators=(",", ":"))[:240]
     if isinstance(ev, dict):
         return json.dumps(ev, separators=(",", ":"))[:240]
     return ""
