@@ -24,6 +24,7 @@ PLANS = {
     "smoke": "chaos-plans/smoke.yaml",
     "mutants": "orchestrator/tests/plans/mutants.yaml",
     "mutants-tamper": "orchestrator/tests/plans/mutants-tamper.yaml",
+    "mutants-catch-up": "orchestrator/tests/plans/mutants-catch-up.yaml",
 }
 # (flavor, plan, the checks that must be invalid): one row each. The honest daemon runs every plan.
 EXPECT = [
@@ -38,6 +39,12 @@ EXPECT = [
      ["no-poisoning", "no-corruption", "right-final-state", "no-lost-update", "no-loop"]),
     # Never converged, so no-loop has no quiet window to watch the counters in: `unknown`, not invalid.
     ("mutant-consensus-failure", "mutants", ["converged", "recovered-in-time"]),
+    # The partition is healed, but the peers leave each other alone for a minute: the run judges the
+    # trees when converge_within (20 s) passes, so converged fails with recovered-in-time, and the
+    # file each side wrote during the cut is still missing on the other (right-final-state,
+    # no-lost-update: a write that has not arrived when the run is judged is a lost one).
+    ("mutant-slow-catch-up", "mutants-catch-up",
+     ["converged", "recovered-in-time", "right-final-state", "no-lost-update"]),
 ]
 ROWS = [("default", plan, []) for plan in PLANS] + EXPECT
 SHORT = {"valid": "valid", "invalid": "INVALID", "unknown": "unknown", None: "-"}

@@ -13,10 +13,17 @@
 //! | `mutant-software-bug` (3.2 Software Bugs) | the first pull page that carries a delete panics the page builder (the daemon lives on; the puller retries) | [`crate::server`] `pull` | `no-crash` |
 //! | `mutant-data-poisoning` (3.1 Data Poisoning) | downloaded blobs are not checked against the signed hash (size only), so a tampering neighbour's bytes are written | [`crate::fetch`] | `no-poisoning` |
 //! | `mutant-consensus-failure` (2.3 Consensus Failures) | between concurrent versions each peer prefers its own: the tie-break differs per peer | [`Tie::PreferOwn`] in [`crate::entry::resolve_with`] | `converged`, `recovered-in-time` |
+//! | `mutant-slow-catch-up` (4.3 Catch-up Sync) | a neighbour that became unreachable is not asked again for [`SLOW_CATCH_UP`], whatever its hints say: a healed partition stays apart that long | [`crate::sync::neighbour_loop`] | `recovered-in-time` (and `converged`: the run judges when the limit passes) |
 //!
 //! The mutant is a value of the node's settings ([`crate::config::Flavor::Mutant`]), read where
 //! the bug lives through [`crate::node::Node::mutant`]; the pure rule takes its tie-break as an
 //! argument ([`Tie`]).
+
+use std::time::Duration;
+
+/// How long `mutant-slow-catch-up` leaves a neighbour alone once it was lost: longer than any
+/// shipped plan's `converge_within`.
+pub const SLOW_CATCH_UP: Duration = Duration::from_secs(60);
 
 /// One deliberate bug (see the module's table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,15 +33,17 @@ pub enum Mutant {
     SoftwareBug,
     DataPoisoning,
     ConsensusFailure,
+    SlowCatchUp,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 5] = [
+    pub const ALL: [Mutant; 6] = [
         Mutant::EchoLoop,
         Mutant::MetadataLoop,
         Mutant::SoftwareBug,
         Mutant::DataPoisoning,
         Mutant::ConsensusFailure,
+        Mutant::SlowCatchUp,
     ];
 
     /// The flavor name that switches it on.
@@ -45,6 +54,7 @@ impl Mutant {
             Mutant::SoftwareBug => "mutant-software-bug",
             Mutant::DataPoisoning => "mutant-data-poisoning",
             Mutant::ConsensusFailure => "mutant-consensus-failure",
+            Mutant::SlowCatchUp => "mutant-slow-catch-up",
         }
     }
 

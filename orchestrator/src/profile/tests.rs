@@ -30,7 +30,7 @@ fn the_shipped_profiles_load() {
         "{:?}",
         p.flavors
     );
-    assert_eq!(p.flavors.len(), 8);
+    assert_eq!(p.flavors.len(), 9);
     let conflict = p.conventions.conflicts.as_ref().unwrap();
     let c = conflict.captures("d/a.tar.sync-conflict-0123abcd-89ef0123.gz").unwrap();
     assert_eq!((&c["stem"], &c["ext"], &c["author"]), ("d/a.tar", ".gz", "0123abcd"));

@@ -67,6 +67,7 @@ fn the_honest_daemon_is_valid_on_every_mutant_plan() {
         plans().join("smoke.yaml"),
         test_plans().join("mutants.yaml"),
         test_plans().join("mutants-tamper.yaml"),
+        test_plans().join("mutants-catch-up.yaml"),
     ] {
         let (code, result) = run_with(&plan, "default");
         assert_eq!(code, Some(0), "{}: {:#}", plan.display(), result["checks"]);
@@ -180,6 +181,38 @@ fn mutant_consensus_failure_is_caught_by_converged() {
         |name, c| {
             if name == "converged" {
                 assert!(c.to_string().contains("shared/doc.txt"), "{c:#}");
+            }
+        },
+    );
+}
+
+#[test]
+fn mutant_slow_catch_up_is_caught_by_recovered_in_time() {
+    caught(
+        "mutant_slow_catch_up_is_caught_by_recovered_in_time",
+        &test_plans().join("mutants-catch-up.yaml"),
+        "mutant-slow-catch-up",
+        // The run judges the trees when converge_within passes, so a recovery past the limit is also
+        // a converged failure, and the file each side wrote during the cut is still missing on the
+        // other (right-final-state, no-lost-update: a write not arrived when judged is lost).
+        &["recovered-in-time", "converged", "right-final-state", "no-lost-update"],
+        &[(
+            "no-loop",
+            "unknown",
+            "never converged: no quiet window to watch the counters in",
+        )],
+        |name, c| {
+            if name == "recovered-in-time" {
+                assert!(
+                    c["evidence"]["recoveries"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|r| r["converged_after_ms"].is_null()),
+                    "{c:#}"
+                );
+            } else {
+                assert!(c.to_string().contains("cut/from-p"), "{name}: {c:#}");
             }
         },
     );
