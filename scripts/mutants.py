@@ -33,10 +33,12 @@ EXPECT = [
     ("mutant-software-bug", "mutants", ["no-crash"]),
     # The honest peers write the tampered bytes, then author them as a local edit (the file no longer
     # hashes to its entry), so they spread to every peer, the liar too: the liar's two writes are
-    # replaced everywhere (right-final-state, no-lost-update) and the liar sees a second version
-    # of a path written once (no-loop). no-poisoning and no-corruption are the checks it proves.
+    # replaced everywhere (right-final-state, no-lost-update). no-poisoning and no-corruption are
+    # the checks it proves. no-loop is invalid when the monitor saw the liar hold its own content
+    # and then the poison (a second version of a path written once), valid when the poison came
+    # first: either is right (MAYBE).
     ("mutant-data-poisoning", "mutants-tamper",
-     ["no-poisoning", "no-corruption", "right-final-state", "no-lost-update", "no-loop"]),
+     ["no-poisoning", "no-corruption", "right-final-state", "no-lost-update"]),
     # Never converged, so no-loop has no quiet window to watch the counters in: `unknown`, not invalid.
     ("mutant-consensus-failure", "mutants", ["converged", "recovered-in-time"]),
     # The partition is healed, but the peers leave each other alone for a minute: the run judges the
@@ -47,6 +49,8 @@ EXPECT = [
      ["converged", "recovered-in-time", "right-final-state", "no-lost-update"]),
 ]
 ROWS = [("default", plan, []) for plan in PLANS] + EXPECT
+# (flavor, check): either verdict is right, for the reason given where the row is.
+MAYBE = {("mutant-data-poisoning", "no-loop")}
 SHORT = {"valid": "valid", "invalid": "INVALID", "unknown": "unknown", None: "-"}
 
 
@@ -140,7 +144,14 @@ def main():
         cells = []
         for col in columns:
             v = checks.get(col, {}).get("verdict")
-            ok = (v == "invalid") if col in want else (v in (None, "valid") if flavor == "default" else v != "invalid")
+            if col in want:
+                ok = v == "invalid"
+            elif (flavor, col) in MAYBE:
+                ok = True
+            elif flavor == "default":
+                ok = v in (None, "valid")
+            else:
+                ok = v != "invalid"
             bad += 0 if ok else 1
             cells.append(SHORT[v] + ("" if ok else " !"))
         table.append([f"{flavor} @ {plan}"] + cells)
