@@ -56,6 +56,13 @@ fn caught(
     }
 }
 
+/// A run that never converges has no quiet window to watch the counters in: no-loop says so.
+const NEVER_CONVERGED: (&str, &str, &str) = (
+    "no-loop",
+    "unknown",
+    "never converged: no quiet window to watch the counters in",
+);
+
 fn problems(c: &serde_json::Value) -> &Vec<serde_json::Value> {
     c["evidence"]["problems"].as_array().expect("problems")
 }
@@ -174,11 +181,7 @@ fn mutant_consensus_failure_is_caught_by_converged() {
         &test_plans().join("mutants.yaml"),
         "mutant-consensus-failure",
         &["converged", "recovered-in-time"],
-        &[(
-            "no-loop",
-            "unknown",
-            "never converged: no quiet window to watch the counters in",
-        )],
+        &[NEVER_CONVERGED],
         |name, c| {
             if name == "converged" {
                 assert!(c.to_string().contains("shared/doc.txt"), "{c:#}");
@@ -197,11 +200,7 @@ fn mutant_slow_catch_up_is_caught_by_recovered_in_time() {
         // a converged failure, and the file each side wrote during the cut is still missing on the
         // other (right-final-state, no-lost-update: a write not arrived when judged is lost).
         &["recovered-in-time", "converged", "right-final-state", "no-lost-update"],
-        &[(
-            "no-loop",
-            "unknown",
-            "never converged: no quiet window to watch the counters in",
-        )],
+        &[NEVER_CONVERGED],
         |name, c| {
             if name == "recovered-in-time" {
                 assert!(
