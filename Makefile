@@ -10,7 +10,7 @@ ARGS ?=
 NIGHTLY_DURATION ?= 30m
 NIGHTLY_SOAK_PLAN ?= chaos-plans/soak.yaml
 
-.PHONY: all chaos-run image chaos test unit-test lint validate bench nightly compare clean ps help
+.PHONY: all chaos-run image chaos test unit-test lint validate bench nightly compare mutants clean ps help
 
 all: chaos image
 
@@ -20,6 +20,7 @@ help:
 	@echo "make image       build the peer and tools images offline (syftchaos/peer:latest, syftchaos/tools:latest)"
 	@echo "make validate    check every plan in chaos-plans/ without starting anything"
 	@echo "make nightly [NIGHTLY_DURATION=30m]  a soak (chaos soak), then every plan in chaos-plans/ once"
+	@echo "make mutants     every syncpeer mutant under its plan, the honest daemon on the same: the mutation matrix"
 	@echo "make compare     every plan on syncpeer and Syncthing, one Markdown table (docs/DAEMONS.md)"
 	@echo "make bench       benchmarks (results go to docs/BENCHMARKS.md by hand)"
 	@echo "make clean       remove what killed runs left behind (chaos clean; live runs are spared)"
@@ -63,12 +64,23 @@ nightly: chaos image
 	  want=0; case $$p in */legacy-*) want=1;; esac; \
 	  echo "=== $$p (expect exit $$want)"; $(CHAOS) run $$p; got=$$?; \
 	  if [ $$got -ne $$want ]; then echo "=== $$p: exit $$got, expected $$want"; failed=$$((failed+1)); fi; \
-	done; echo "nightly: $$failed step(s) did not end as expected"; test $$failed -eq 0
+	done; \
+	echo "=== the mutation matrix (scripts/mutants.py, expect exit 0)"; scripts/mutants.py; got=$$?; \
+	if [ $$got -ne 0 ]; then echo "=== mutants: exit $$got, expected 0"; failed=$$((failed+1)); fi; \
+	echo "nightly: $$failed step(s) did not end as expected"; test $$failed -eq 0
 
 # Every plan (but scale-100 and soak plans) on each daemon under test; a plan a daemon cannot take is
 # listed with the reason. PEERS="syncpeer syncthing" by default.
 compare: chaos image
 	PLANS="$$(grep -L '^soak:' chaos-plans/*.yaml | grep -v scale-100)" scripts/compare-daemons.sh
+
+# The mutation matrix (issue 15): each `mutant-*` flavor of syncpeer (one deliberate bug) under the
+# plan that should expose it, and the honest daemon on the same plans; exits non-zero unless every
+# mutant is caught by exactly its check(s) and the honest daemon is valid. Its last result is in
+# docs/COVERAGE.md. MUTANTS_ARGS="--only default mutant-echo-loop" runs some rows only.
+MUTANTS_ARGS ?=
+mutants: chaos image
+	scripts/mutants.py $(MUTANTS_ARGS)
 
 clean: chaos
 	$(CHAOS) clean

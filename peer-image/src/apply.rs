@@ -15,8 +15,9 @@ use std::time::Instant;
 use rustix::fs::RenameFlags;
 
 use crate::beneath;
-use crate::entry::{Entry, Resolution, resolve};
+use crate::entry::{Entry, Resolution};
 use crate::index::{Index, Stamp};
+use crate::mutant::Mutant;
 use crate::node::Node;
 
 /// What a path looked like when it was examined.
@@ -115,6 +116,15 @@ pub fn reconcile(node: &Node, idx: &mut Index, rel: &str, seen: &Observed, count
             if now != Some(*stamp) {
                 return Reconciled::Changed;
             }
+            if let Some(e) = live.filter(|e| &e.hash == hash)
+                && node.mutant(Mutant::MetadataLoop)
+                && idx
+                    .stamp(rel)
+                    .is_some_and(|recorded| recorded.mtime_ns != stamp.mtime_ns)
+            {
+                // The bug: a touch (mtime moved, content not) is authored as a version.
+                return author_local(node, idx, rel, e.vv.clone(), hash.clone(), *size, false);
+            }
             if live.is_some_and(|e| &e.hash == hash) {
                 idx.set_stamp(rel, Some(*stamp));
                 if count_echo {
@@ -170,6 +180,27 @@ fn author_local(
     base.set(&node.short, idx.next_counter());
     let hlc = idx.tick();
     Reconciled::NewVersion(Entry::author(&node.me, rel.to_string(), base, hash, size, deleted, hlc))
+}
+
+/// `mutant-echo-loop`'s bug: every version just applied is re-announced as a new local change of
+/// the same content, which every neighbour applies and re-announces in turn, for ever.
+fn echo_as_local(node: &Node, idx: &mut Index, paths: &[String]) {
+    let applied: Vec<Entry> = paths
+        .iter()
+        .filter_map(|p| idx.get(p).filter(|e| !e.deleted && e.origin.is_none()).cloned())
+        .collect();
+    let echoes: Vec<Entry> = applied
+        .into_iter()
+        .filter_map(
+            |e| match author_local(node, idx, &e.path, e.vv.clone(), e.hash.clone(), e.size, false) {
+                Reconciled::NewVersion(v) => Some(v),
+                _ => None,
+            },
+        )
+        .collect();
+    if let Err(e) = commit_local(node, idx, echoes) {
+        tracing::warn!("cannot commit echoes: {e}");
+    }
 }
 
 /// Commits local versions and records their stamps.
@@ -456,9 +487,9 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
             done.push(path);
             continue;
         }
-        let res = resolve(idx.get(&path), &s.entry);
+        let res = node.resolve(idx.get(&path), &s.entry);
         let copy_wanted = |idx: &Index, copy: &Entry| {
-            matches!(resolve(idx.get(&copy.path), copy), Resolution::TakeRemote { .. })
+            matches!(node.resolve(idx.get(&copy.path), copy), Resolution::TakeRemote { .. })
                 && commits.iter().all(|c| c.path != copy.path)
         };
         match res {
@@ -624,8 +655,11 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
         tracing::error!("cannot commit applied versions: {e}");
         return Vec::new();
     }
-    for p in paths {
-        idx.set_stamp(&p, placed.get(&p).copied().flatten());
+    for p in &paths {
+        idx.set_stamp(p, placed.get(p).copied().flatten());
+    }
+    if node.mutant(Mutant::EchoLoop) {
+        echo_as_local(node, &mut idx, &paths);
     }
     node.index_changed(&idx);
     drop(idx);
@@ -654,7 +688,7 @@ pub fn recover_intents(node: &Node, intents: Vec<Entry>) -> anyhow::Result<()> {
         } else {
             matches!(beneath::open_file(root, &e.path).and_then(hash_open), Ok((h, _)) if h == e.hash)
         };
-        if in_place && matches!(resolve(idx.get(&e.path), &e), Resolution::TakeRemote { .. }) {
+        if in_place && matches!(node.resolve(idx.get(&e.path), &e), Resolution::TakeRemote { .. }) {
             tracing::info!(path = %e.path, "recovered an interrupted apply");
             commit.push(e);
         }

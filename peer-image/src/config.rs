@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::identity::PeerId;
+use crate::mutant::Mutant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -167,6 +168,8 @@ pub enum Flavor {
     Legacy,
     /// Leaks memory per version (see [`crate::leak`]): proves the lab's leak verdict.
     Leak,
+    /// One deliberate bug (see [`crate::mutant`]): proves one of the lab's checks.
+    Mutant(Mutant),
 }
 
 impl Flavor {
@@ -175,6 +178,7 @@ impl Flavor {
             Flavor::Default => "default",
             Flavor::Legacy => "legacy",
             Flavor::Leak => "leak",
+            Flavor::Mutant(m) => m.name(),
         }
     }
 }
@@ -282,11 +286,16 @@ impl Settings {
             None | Some("default") => Flavor::Default,
             Some("legacy") => Flavor::Legacy,
             Some("leak") => Flavor::Leak,
-            Some(other) => {
-                return Err(ConfigError::Invalid(format!(
-                    "flavor `{other}` is not supported (supported: default, legacy, leak)"
-                )));
-            }
+            Some(other) => match Mutant::parse(other) {
+                Some(m) => Flavor::Mutant(m),
+                None => {
+                    let mutants: Vec<&str> = Mutant::ALL.iter().map(|m| m.name()).collect();
+                    return Err(ConfigError::Invalid(format!(
+                        "flavor `{other}` is not supported (supported: default, legacy, leak, {})",
+                        mutants.join(", ")
+                    )));
+                }
+            },
         };
         let peers_conf = match &args.peers {
             Some(t) => serde_saphyr::from_str::<Vec<PeerConf>>(t).map_err(|e| yaml_error("SYNCPEER_PEERS", &e))?,
@@ -418,6 +427,11 @@ mod tests {
         assert!(e.to_string().contains("flavor `seed`"));
         let s = Settings::from_yaml(&yaml("flavor: legacy\n"), Path::new("c"), &RunArgs::default()).unwrap();
         assert_eq!(s.flavor, Flavor::Legacy);
+        let s = Settings::from_yaml(&yaml("flavor: mutant-echo-loop\n"), Path::new("c"), &RunArgs::default()).unwrap();
+        assert_eq!(s.flavor, Flavor::Mutant(Mutant::EchoLoop));
+        // A mutant is never a prefix or a guess away: only its full `mutant-` name switches it on.
+        let e = Settings::from_yaml(&yaml("flavor: echo-loop\n"), Path::new("c"), &RunArgs::default()).unwrap_err();
+        assert!(e.to_string().contains("mutant-echo-loop"), "{e}");
         let e = Settings::from_yaml(
             &yaml("trusted:\n  - name: x\n    public_key: zz\n"),
             Path::new("c"),

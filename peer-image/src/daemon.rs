@@ -175,6 +175,7 @@ pub fn build_node(mut settings: Settings) -> anyhow::Result<(Node, Vec<Entry>, S
         scrub: crate::scrub::Scrub::load(&settings.state_dir),
         byzantine: crate::byzantine::ByzantineSwitch::new(&settings.byzantine_file),
         pending_max: PENDING_MAX,
+        mutant_fired: AtomicBool::new(false),
         settings,
     };
     Ok((node, intents, scan_rx))

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hlc::Hlc;
 use crate::identity::{Identity, PeerId};
+use crate::mutant::Tie;
 use crate::version_vector::{Causality, VersionVector};
 
 /// Marker in conflict-copy file names.
@@ -208,6 +209,12 @@ pub enum Resolution {
 
 /// Decides between the local entry for a path (if any) and a received one.
 pub fn resolve(local: Option<&Entry>, remote: &Entry) -> Resolution {
+    resolve_with(Tie::Total, local, remote)
+}
+
+/// [`resolve`] with a given tie-break between concurrent versions ([`Tie::Total`] is the honest
+/// one; [`Tie::PreferOwn`] is `mutant-consensus-failure`'s bug).
+pub fn resolve_with(tie: Tie, local: Option<&Entry>, remote: &Entry) -> Resolution {
     if crate::legacy::active() {
         return crate::legacy::resolve(local, remote);
     }
@@ -223,7 +230,13 @@ pub fn resolve(local: Option<&Entry>, remote: &Entry) -> Resolution {
         // Equal vectors with different payloads only come from a key that signed two histories
         // (a fork): treat them like concurrent versions so every peer picks the same one.
         Causality::Equal | Causality::Concurrent => {
-            if remote.tie_key() > local.tie_key() {
+            let remote_wins = match tie {
+                Tie::PreferOwn(me) if local.author != remote.author && (local.author == me || remote.author == me) => {
+                    remote.author == me
+                }
+                _ => remote.tie_key() > local.tie_key(),
+            };
+            if remote_wins {
                 Resolution::TakeRemote {
                     copy: local.conflict_copy(remote),
                 }
@@ -304,6 +317,31 @@ mod tests {
         let new = mk(&a, "f", &[(&b, 1), (&a, 1)], "new", 1_000);
         assert_eq!(resolve(Some(&new), &old), Resolution::Ignore);
         assert_eq!(resolve(Some(&old), &new), Resolution::TakeRemote { copy: None });
+    }
+
+    #[test]
+    fn issue_15_the_consensus_failure_mutant_makes_each_writer_keep_its_own() {
+        let (a, b, c) = ids();
+        let x = mk(&a, "f", &[(&a, 1)], "from a", 100);
+        let y = mk(&b, "f", &[(&b, 1)], "from b", 200);
+        let (a8, b8, c8) = (a.id().short(), b.id().short(), c.id().short());
+        // Honest: y wins on both sides. Mutant: a keeps x, b keeps y: they never agree.
+        assert!(matches!(resolve(Some(&x), &y), Resolution::TakeRemote { .. }));
+        assert!(matches!(
+            resolve_with(Tie::PreferOwn(&a8), Some(&x), &y),
+            Resolution::KeepLocal { .. }
+        ));
+        assert!(matches!(
+            resolve_with(Tie::PreferOwn(&b8), Some(&y), &x),
+            Resolution::KeepLocal { .. }
+        ));
+        // A third peer's and causal order are untouched.
+        assert_eq!(resolve_with(Tie::PreferOwn(&c8), Some(&x), &y), resolve(Some(&x), &y));
+        let later = mk(&b, "f", &[(&a, 1), (&b, 2)], "later", 50);
+        assert_eq!(
+            resolve_with(Tie::PreferOwn(&a8), Some(&x), &later),
+            resolve(Some(&x), &later)
+        );
     }
 
     #[test]

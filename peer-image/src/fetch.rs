@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::apply::{Staged, apply_batch};
 use crate::codec::Item;
-use crate::entry::{Entry, Invalid, Resolution, resolve};
+use crate::entry::{Entry, Invalid, Resolution};
 use crate::metrics::{Kind, Reason};
 use crate::node::{Node, PendingItem, lock};
 use crate::protocol::{BATCH_FILE_MAX, BlobsReq, FETCH_BATCH_BYTES, unframe_blobs};
@@ -45,7 +45,7 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
         // would hide the genuine version that has it.
         let superseded = {
             let idx = node.index();
-            match resolve(idx.get(&e.path), &e) {
+            match node.resolve(idx.get(&e.path), &e) {
                 Resolution::Same => {
                     node.metrics.versions_redundant.inc();
                     continue;
@@ -114,7 +114,7 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
                 discard(staged);
             }
             Some(item) => {
-                if matches!(resolve(Some(&item.entry), &e), Resolution::TakeRemote { .. }) {
+                if matches!(node.resolve(Some(&item.entry), &e), Resolution::TakeRemote { .. }) {
                     discard(item.staged.take());
                     *item = new_item(e, src, received, staged);
                     queued += 1;
@@ -219,6 +219,12 @@ fn stage_local(node: &Node, e: &Entry) -> Option<PathBuf> {
     }
 }
 
+/// Whether downloaded content is checked against the signed hash: not by the legacy flavor, nor by
+/// `mutant-data-poisoning` (see [`crate::mutant`]); both check the size only.
+fn checks_hashes(node: &Node) -> bool {
+    !crate::legacy::active() && !node.mutant(crate::mutant::Mutant::DataPoisoning)
+}
+
 pub(crate) enum Got {
     Staged(PathBuf),
     /// The neighbour does not have it (or failed): try another.
@@ -248,8 +254,7 @@ pub(crate) async fn fetch_batch(node: &Arc<Node>, src: usize, entries: &[Entry])
             out.push(Got::Missing);
             continue;
         };
-        if bytes.len() as u64 != e.size || (!crate::legacy::active() && blake3::hash(bytes).to_hex().as_str() != e.hash)
-        {
+        if bytes.len() as u64 != e.size || (checks_hashes(node) && blake3::hash(bytes).to_hex().as_str() != e.hash) {
             out.push(Got::Bad);
             continue;
         }
@@ -350,7 +355,7 @@ pub(crate) async fn fetch_large(node: &Arc<Node>, src: usize, e: &Entry) -> Got 
         return Got::Missing;
     }
     drop(out);
-    if have != e.size || (!crate::legacy::active() && hasher.finalize().to_hex().as_str() != e.hash) {
+    if have != e.size || (checks_hashes(node) && hasher.finalize().to_hex().as_str() != e.hash) {
         let _ = std::fs::remove_file(&part);
         // Only blame the sender when it sent the whole file.
         return if resumed { Got::Missing } else { Got::Bad };
@@ -378,7 +383,10 @@ async fn pass(node: &Arc<Node>) -> bool {
         {
             let mut idx = node.index();
             pending.retain(|p, item| {
-                let keep = !matches!(resolve(idx.get(p), &item.entry), Resolution::Ignore | Resolution::Same);
+                let keep = !matches!(
+                    node.resolve(idx.get(p), &item.entry),
+                    Resolution::Ignore | Resolution::Same
+                );
                 if !keep {
                     idx.saw(&item.entry);
                     discard(item.staged.take());

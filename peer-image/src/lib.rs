@@ -14,6 +14,7 @@
 //!   slowloris) for chaos plans; absent, the peer is honest.
 //! * [`status`], [`metrics`]: `GET /v1/status`, `GET /metrics`.
 //! * [`legacy`]: `--flavor legacy`, the seed's original (broken on purpose) design, for checker tests.
+//! * [`mutant`]: `--flavor mutant-*`, one small deliberate bug per check of the chaos lab.
 //! * [`config`]: YAML + flags + `SYNCPEER_*` environment; [`daemon`] wires it all.
 
 pub mod apply;
@@ -32,6 +33,7 @@ pub mod leak;
 pub mod legacy;
 pub mod locks;
 pub mod metrics;
+pub mod mutant;
 pub mod node;
 pub mod protocol;
 pub mod rate_limit;

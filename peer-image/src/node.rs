@@ -120,6 +120,8 @@ pub struct Node {
     pub scrub: crate::scrub::Scrub,
     /// Byzantine mode's control file (see [`crate::byzantine`]); honest while it is absent.
     pub byzantine: crate::byzantine::ByzantineSwitch,
+    /// `mutant-software-bug` panics once per process: set when it has.
+    pub mutant_fired: AtomicBool,
 }
 
 /// Locks a std mutex, ignoring poisoning (a panicked task must not wedge the daemon).
@@ -128,6 +130,22 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Node {
+    /// Whether this node runs `m` (its flavor, see [`crate::mutant`]).
+    pub fn mutant(&self, m: crate::mutant::Mutant) -> bool {
+        self.settings.flavor == crate::config::Flavor::Mutant(m)
+    }
+
+    /// [`crate::entry::resolve`] with this node's tie-break (another only under
+    /// `mutant-consensus-failure`).
+    pub fn resolve(&self, local: Option<&Entry>, remote: &Entry) -> crate::entry::Resolution {
+        let tie = if self.mutant(crate::mutant::Mutant::ConsensusFailure) {
+            crate::mutant::Tie::PreferOwn(&self.short)
+        } else {
+            crate::mutant::Tie::Total
+        };
+        crate::entry::resolve_with(tie, local, remote)
+    }
+
     /// What we tell neighbour `i` we know: every dot seen, queued for download, or filled in by
     /// `i` itself.
     pub fn knowledge_for(&self, i: usize) -> Knowledge {

@@ -126,6 +126,14 @@ async fn pull(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
         // Path order shares longer prefixes (~5 bytes a file); a page is a set, and what a cut
         // leaves out the next request's knowledge still lacks.
         missing.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        if n.mutant(crate::mutant::Mutant::SoftwareBug)
+            && missing.entries.iter().any(|e| e.deleted)
+            && !n.mutant_fired.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            // The bug: an edge case nobody handled, on a rare path (the first delete served). The
+            // page builder dies, the puller gets a 500 and asks again; the daemon lives on.
+            panic!("mutant-software-bug: unhandled tombstone in a pull page");
+        }
         let (complete, inline) = lie_about_page(liar, &mut missing.entries, missing.complete, req.inline);
         let (body, _, inline_bytes) = codec::encode_pull_page(
             &missing.entries,

@@ -27,6 +27,7 @@ use crate::fetch::{self, Offered};
 use crate::hlc::wall_ms;
 use crate::knowledge::{KNOWLEDGE_RANGES_MAX, Knowledge, dot};
 use crate::metrics::Kind;
+use crate::mutant::{Mutant, SLOW_CATCH_UP};
 use crate::node::{Node, lock};
 use crate::protocol::{INDEX_PAGE, IndexResp, SummaryReq, SummaryResp};
 use crate::wire::{self, SMALL_TIMEOUT, WireError};
@@ -194,6 +195,14 @@ pub async fn neighbour_loop(node: Arc<Node>, i: usize, mut stop: watch::Receiver
             Err(e) => {
                 if peer.reachable.swap(false, Ordering::Relaxed) {
                     tracing::info!(peer = %peer.cfg.name, "neighbour unreachable: {e}");
+                    if node.mutant(Mutant::SlowCatchUp) {
+                        // The bug: a neighbour lost is not asked again for a minute, whatever
+                        // its hints say, so a healed partition stays unhealed that long.
+                        tokio::select! {
+                            _ = stop.changed() => return,
+                            _ = tokio::time::sleep(SLOW_CATCH_UP) => {}
+                        }
+                    }
                 } else {
                     tracing::debug!(peer = %peer.cfg.name, "{e}");
                 }

@@ -32,7 +32,7 @@ pub fn allowed(parent: Option<&str>, key: &str) -> Option<String> {
             s("an image reference such as syftchaos/peer:latest or registry.example:5000/team/peer@sha256:<64 hex>")
         }
         (None, "peer") => s("a peer profile's name (syncpeer, syncthing) or folder"),
-        (_, "flavor") => s("default, legacy, leak (syncpeer's; other profiles list their own)"),
+        (_, "flavor") => s("default, legacy, leak, mutant-* (syncpeer's; other profiles list their own)"),
         (Some("soak"), "duration") => s(SOAK_DURATION_ALLOWED),
         (Some("faults"), "duration") => {
             s("a map {min: <duration>, max: <duration>}, e.g. {min: 5s, max: 1m}, max at most the soak's window")

@@ -23,7 +23,14 @@ fn the_shipped_profiles_load() {
     assert!(matches!(p.identity, IdentitySource::HostEd25519));
     assert_eq!(p.clock, ClockMethod::Libfaketime);
     assert!(p.metrics.as_ref().unwrap().has(Role::LocalChanges));
-    assert_eq!(p.flavors, vec!["default", "legacy", "leak"]);
+    assert_eq!(p.flavors[..3], ["default", "legacy", "leak"]);
+    // Issue 15: the mutants, each named `mutant-*` so that none is switched on by a near miss.
+    assert!(
+        p.flavors[3..].iter().all(|f| f.starts_with("mutant-")),
+        "{:?}",
+        p.flavors
+    );
+    assert_eq!(p.flavors.len(), 9);
     let conflict = p.conventions.conflicts.as_ref().unwrap();
     let c = conflict.captures("d/a.tar.sync-conflict-0123abcd-89ef0123.gz").unwrap();
     assert_eq!((&c["stem"], &c["ext"], &c["author"]), ("d/a.tar", ".gz", "0123abcd"));

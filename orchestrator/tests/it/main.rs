@@ -38,4 +38,6 @@ mod symlink_escape;
 mod retention;
 // Issue 12: `chaos soak`: windows judged alone, the seeded schedule played, a failed window replayed.
 mod soak;
+// Issue 15: syncpeer's mutants, each caught by the check that proves its invariant; the honest daemon valid.
+mod mutants;
 mod util;
