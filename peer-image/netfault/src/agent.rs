@@ -23,29 +23,9 @@ use netfault::tc::{self, TcClass};
 use crate::engine::{Counters, unix_ms};
 use crate::{probe, sys};
 
-/// iptables binaries tried in order: the distribution default first (so we share a backend with
-/// the partition rules), then each backend explicitly (Debian bookworm ships both).
-const IPTABLES_CANDIDATES: [&str; 3] = ["iptables", "iptables-nft", "iptables-legacy"];
-
 pub struct Agent {
     pub dir: PathBuf,
     pub iptables: Option<String>,
-}
-
-/// The first iptables that can list the mangle table here.
-pub fn choose_iptables(forced: Option<&str>) -> Result<String> {
-    let candidates: Vec<&str> = match forced {
-        Some(f) => vec![f],
-        None => IPTABLES_CANDIDATES.to_vec(),
-    };
-    let mut errs = Vec::new();
-    for c in candidates {
-        match sys::run_str(c, &["-w", "-t", "mangle", "-S", "OUTPUT"]) {
-            Ok(_) => return Ok(c.to_string()),
-            Err(e) => errs.push(format!("{e:#}")),
-        }
-    }
-    bail!("no working iptables: {}", errs.join("; "))
 }
 
 fn counters_path(dir: &Path, id: &str) -> PathBuf {
@@ -78,7 +58,7 @@ impl Agent {
             st.iptables = Some(b.clone());
         }
         if st.iptables.is_none() {
-            st.iptables = Some(choose_iptables(None)?);
+            st.iptables = Some(probe::choose_iptables(None)?);
         }
         Ok(st.iptables.clone().unwrap_or_default())
     }
@@ -312,7 +292,7 @@ impl Agent {
         }
         let ipt = match &st.iptables {
             Some(b) => Some(b.clone()),
-            None => choose_iptables(self.iptables.as_deref()).ok(),
+            None => probe::choose_iptables(self.iptables.as_deref()).ok(),
         };
         let faults: Vec<Value> = st
             .faults

@@ -9,6 +9,10 @@ use serde::Serialize;
 
 use crate::sys;
 
+/// iptables binaries tried in order: the distribution default first (so we share a backend with
+/// the partition rules), then each backend explicitly (Debian bookworm ships both).
+const IPTABLES_CANDIDATES: [&str; 3] = ["iptables", "iptables-nft", "iptables-legacy"];
+
 const PROBE_DEV: &str = "nfprobe0";
 const PROBE_CHAIN: &str = "SYFTCHAOS_PROBE";
 const PROBE_QUEUE: u16 = 65_000;
@@ -102,7 +106,7 @@ fn nfqueue_works(iptables: Option<&str>, notes: &mut Vec<String>) -> bool {
 
 pub fn probe(iptables: Option<&str>) -> Probe {
     let mut notes = Vec::new();
-    let chosen = crate::agent::choose_iptables(iptables).ok();
+    let chosen = choose_iptables(iptables).ok();
     let version = chosen
         .as_deref()
         .and_then(|b| sys::run_str(b, &["--version"]).ok())
@@ -128,4 +132,20 @@ pub fn probe(iptables: Option<&str>) -> Probe {
         auto_engine: if netem { "netem" } else { "userspace" },
         notes,
     }
+}
+
+/// The first iptables that can list the mangle table here.
+pub fn choose_iptables(forced: Option<&str>) -> anyhow::Result<String> {
+    let candidates: Vec<&str> = match forced {
+        Some(f) => vec![f],
+        None => IPTABLES_CANDIDATES.to_vec(),
+    };
+    let mut errs = Vec::new();
+    for c in candidates {
+        match sys::run_str(c, &["-w", "-t", "mangle", "-S", "OUTPUT"]) {
+            Ok(_) => return Ok(c.to_string()),
+            Err(e) => errs.push(format!("{e:#}")),
+        }
+    }
+    anyhow::bail!("no working iptables: {}", errs.join("; "))
 }
