@@ -91,7 +91,7 @@ fn a_soak_plan_prints_its_first_actions_or_one_window() {
     let first = lines(&[]);
     assert_eq!(first.len(), 201, "a header and the first 200 actions");
     assert!(
-        first[0].starts_with("# soak plan soak, seed 1") && first[0].contains("48 windows"),
+        first[0].starts_with("# soak plan soak, seed 1") && first[0].contains("288 windows"),
         "{}",
         first[0]
     );
@@ -113,9 +113,9 @@ fn a_soak_plan_prints_its_first_actions_or_one_window() {
     let json = plan_cmd(&["--json", "--window", "1", &path], cwd.path());
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
     assert_eq!(v["ops"].as_array().unwrap().len(), w1.len() - 1);
-    assert_eq!(v["soak"]["windows"], 48);
-    assert_eq!(v["span_ms"], serde_json::json!([600_000, 1_200_000]));
-    let past = plan_cmd(&["--window", "48", &path], cwd.path());
+    assert_eq!(v["soak"]["windows"], 288);
+    assert_eq!(v["span_ms"], serde_json::json!([100_000, 200_000]));
+    let past = plan_cmd(&["--window", "288", &path], cwd.path());
     assert_eq!(past.status.code(), Some(2));
     assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0, "nothing written");
 }
