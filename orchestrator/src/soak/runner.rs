@@ -150,6 +150,8 @@ pub async fn drive(
         records.extend(history::read(&dir.join("history.jsonl"))?.collect::<Result<Vec<_>, _>>()?);
         let metrics = dir.join(samples::METRICS_FILE);
         let mut counters = samples::counters_for_checks(&metrics, checker::quiesced_at(&records));
+        // As scraped (they hold each peer's last scrape): where the next window's counting starts.
+        let scraped = counters.clone();
         samples::rebase(&mut counters, &last_counters);
         let judged = session::judge(
             plan,
@@ -160,7 +162,7 @@ pub async fn drive(
             &BTreeMap::new(),
             &counters,
         )?;
-        last_counters = samples::counters_for_checks(&metrics, None);
+        last_counters = scraped;
         let verdict = checker::compose(&judged.checks);
         let judged_ms = session.history.record(Event::WindowJudged {
             window: k,
