@@ -242,10 +242,10 @@ else
   log "Debian mirror $MIRROR, security ${SECURITY_MIRROR:-(none)}"
   if ! command -v debootstrap >/dev/null; then
     log "installing debootstrap with apt-get"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends debootstrap >"$tmp/apt.log" 2>&1; then
+    if ! DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends debootstrap >"$tmp/apt.log" 2>&1; then
       log "apt-get install failed; running apt-get update and retrying"
-      apt-get update >>"$tmp/apt.log" 2>&1 || { cat "$tmp/apt.log" >&2; die "apt-get update failed: cannot install debootstrap"; }
-      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends debootstrap >>"$tmp/apt.log" 2>&1 \
+      apt-get -o DPkg::Lock::Timeout=600 update >>"$tmp/apt.log" 2>&1 || { cat "$tmp/apt.log" >&2; die "apt-get update failed: cannot install debootstrap"; }
+      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends debootstrap >>"$tmp/apt.log" 2>&1 \
         || { tail -n 20 "$tmp/apt.log" >&2; die "cannot install debootstrap with apt-get (needs root and a Debian/Ubuntu host)"; }
     fi
   fi

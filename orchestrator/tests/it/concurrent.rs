@@ -48,7 +48,7 @@ fn runs_started_at_the_same_moment_all_work() {
     if !docker_ready("runs_started_at_the_same_moment_all_work") {
         return;
     }
-    let _lock = docker_lock();
+    let _lock = docker_lock_alone();
     let tmp = tempfile::tempdir().unwrap();
     let plans = vec![plans().join("smoke.yaml"); 3];
     let runs = run_together(&plans, tmp.path(), true);
@@ -87,7 +87,7 @@ fn verdicts_hold_when_runs_share_a_loaded_host() {
     if !docker_ready("verdicts_hold_when_runs_share_a_loaded_host") {
         return;
     }
-    let _lock = docker_lock();
+    let _lock = docker_lock_alone();
     let tmp = tempfile::tempdir().unwrap();
     let plans: Vec<PathBuf> = ["islands", "latency-jitter", "partition-halves", "kill-restart"]
         .iter()

@@ -29,7 +29,7 @@ fn link_faults_are_measured_between_containers() {
     if !docker_ready("link_faults_are_measured_between_containers") {
         return;
     }
-    let _lock = docker_lock();
+    let _lock = docker_lock_alone();
     with_bed(3, |bed| {
         Box::pin(async move {
             let base = ping_stats(&ping(bed, 0, 1, "-q -c 20 -i 0.02").await).3;

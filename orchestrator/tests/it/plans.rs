@@ -199,7 +199,7 @@ fn seed_criteria_are_checks_and_propagation_is_timed_by_inotify() {
     if !docker_ready("seed_criteria_are_checks_and_propagation_is_timed_by_inotify") {
         return;
     }
-    let _lock = docker_lock();
+    let _lock = docker_lock_alone();
     let (_reports, dir, code, result, _) = run_plan_kept("seed-criteria");
     for name in [
         "criterion-recovery",

@@ -10,7 +10,7 @@ fn smoke_plan_converges_reports_and_leaves_nothing_behind() {
     if !docker_ready("smoke_plan_converges_reports_and_leaves_nothing_behind") {
         return;
     }
-    let _lock = docker_lock();
+    let _lock = docker_lock_alone();
     let reports = tempfile::tempdir().unwrap();
     let out = run(chaos()
         .args(["run", "chaos-plans/smoke.yaml", "--reports"])
@@ -92,7 +92,7 @@ fn sigkilled_orchestrator_leaves_nothing_after_chaos_clean() {
     if !docker_ready("sigkilled_orchestrator_leaves_nothing_after_chaos_clean") {
         return;
     }
-    let _lock = docker_lock();
+    let _lock = docker_lock_alone();
     let reports = tempfile::tempdir().unwrap();
     let (mut child, run_id) = start_long_run(reports.path(), Stdio::null());
     // A run in progress is not touched by a plain `chaos clean`.
@@ -129,7 +129,7 @@ fn chaos_clean_all_removes_live_runs_too() {
     if !docker_ready("chaos_clean_all_removes_live_runs_too") {
         return;
     }
-    let _lock = docker_lock();
+    let _lock = docker_lock_alone();
     let name = format!("sc-test-clean-{}", std::process::id());
     let created = run(Command::new("docker").args([
         "network",
@@ -157,7 +157,7 @@ fn ctrl_c_and_sigterm_remove_the_runs_containers() {
     if !docker_ready("ctrl_c_and_sigterm_remove_the_runs_containers") {
         return;
     }
-    let _lock = docker_lock();
+    let _lock = docker_lock_alone();
     for signal in ["INT", "TERM"] {
         let reports = tempfile::tempdir().unwrap();
         let (child, run_id) = start_long_run(reports.path(), Stdio::piped());

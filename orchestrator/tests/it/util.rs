@@ -2,14 +2,23 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// Docker tests that create or reap labelled resources take this lock: `chaos clean --all` removes
-/// every labelled container, and the tests count labelled resources, so two must not overlap.
-static DOCKER: Mutex<()> = Mutex::new(());
+/// Docker tests run two at a time (the harness's threads, one per core) under a shared hold of this
+/// lock: each run has its own network, containers and run folder, so two do not see each other.
+/// A test takes it alone (`docker_lock_alone`) when it cannot share the host: it counts or reaps every
+/// labelled resource (`chaos clean`, `labelled(None)`), or it measures time (latency, bandwidth,
+/// clock offsets, the seed's propagation limits) that a second run on two cores would distort.
+static DOCKER: RwLock<()> = RwLock::new(());
 
-pub fn docker_lock() -> MutexGuard<'static, ()> {
-    DOCKER.lock().unwrap_or_else(|p| p.into_inner())
+/// A shared hold: other Docker tests may run beside this one.
+pub fn docker_lock() -> RwLockReadGuard<'static, ()> {
+    DOCKER.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An exclusive hold: no other Docker test runs until it is dropped.
+pub fn docker_lock_alone() -> RwLockWriteGuard<'static, ()> {
+    DOCKER.write().unwrap_or_else(|p| p.into_inner())
 }
 
 pub fn chaos() -> Command {
