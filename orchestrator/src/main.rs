@@ -147,6 +147,15 @@ struct Target {
     /// Override the plan's image.
     #[arg(long)]
     image: Option<String>,
+    #[command(flatten)]
+    daemon: Daemon,
+    #[command(flatten)]
+    keep: Keep,
+}
+
+/// The daemon under test, as `run`, `soak`, `validate` and `plan` take it.
+#[derive(clap::Args)]
+struct Daemon {
     /// The daemon under test: a peer profile's name (under --profiles) or folder; overrides
     /// the plan's `peer` (default syncpeer).
     #[arg(long)]
@@ -154,8 +163,17 @@ struct Target {
     /// Where named peer profiles live (default: `peer-image/profiles/` beside the plan's folder).
     #[arg(long)]
     profiles: Option<PathBuf>,
-    #[command(flatten)]
-    keep: Keep,
+    /// How clock faults reach the daemon, instead of its profile's `clock`: `vdso` for the same
+    /// daemon built static (docs/FAULTS.md).
+    #[arg(long, value_parser = ["libfaketime", "vdso"])]
+    clock: Option<String>,
+}
+
+impl Daemon {
+    /// Its profile, checked against the plan (errors printed).
+    fn profile(&self, p: &mut plan::Plan) -> Result<profile::Profile, ExitCode> {
+        load_profile(p, self.peer.as_deref(), self.profiles.as_deref(), self.clock.as_deref())
+    }
 }
 
 impl Target {
@@ -181,7 +199,7 @@ impl Target {
             }
             p.image = Some(i.clone());
         }
-        let pr = load_profile(&mut p, self.peer.as_deref(), self.profiles.as_deref())?;
+        let pr = self.daemon.profile(&mut p)?;
         let origin = run::Origin {
             topologies,
             replay: None,
@@ -196,15 +214,11 @@ struct Checked {
     /// Where named topologies live (default: `topologies/` beside the plan's folder).
     #[arg(long)]
     topologies: Option<PathBuf>,
-    /// Check against this peer profile instead of the plan's own `peer`.
-    #[arg(long)]
-    peer: Option<String>,
-    /// Where named peer profiles live (default: `peer-image/profiles/` beside the plan's folder).
-    #[arg(long)]
-    profiles: Option<PathBuf>,
     /// Use this flavor instead of the plan's.
     #[arg(long)]
     flavor: Option<String>,
+    #[command(flatten)]
+    daemon: Daemon,
 }
 
 impl Checked {
@@ -214,7 +228,7 @@ impl Checked {
         if let Some(f) = &self.flavor {
             p.flavor = f.clone();
         }
-        let pr = load_profile(&mut p, self.peer.as_deref(), self.profiles.as_deref())?;
+        let pr = self.daemon.profile(&mut p)?;
         Ok((p, pr))
     }
 }
@@ -256,8 +270,14 @@ fn load(path: &Path, topologies: Option<PathBuf>) -> Result<plan::Plan, ExitCode
     })
 }
 
-/// Loads the plan's peer profile (or `--peer`'s) and checks the plan against it.
-fn load_profile(p: &mut plan::Plan, peer: Option<&str>, profiles: Option<&Path>) -> Result<profile::Profile, ExitCode> {
+/// Loads the plan's peer profile (or `--peer`'s), with `--clock`'s mechanism if given, and checks the
+/// plan against it.
+fn load_profile(
+    p: &mut plan::Plan,
+    peer: Option<&str>,
+    profiles: Option<&Path>,
+    clock: Option<&str>,
+) -> Result<profile::Profile, ExitCode> {
     let dir = profiles.map_or_else(|| profile::profiles_dir_for(&p.source), Path::to_path_buf);
     let loaded = profile::load(peer.unwrap_or(&p.peer), &dir)
         .map_err(|e| match peer {
@@ -269,6 +289,10 @@ fn load_profile(p: &mut plan::Plan, peer: Option<&str>, profiles: Option<&Path>)
                 message: format!("`peer`: {}", e.message),
             },
             _ => e,
+        })
+        .map(|pr| match clock.and_then(profile::ClockMethod::parse) {
+            Some(method) => pr.with_clock(method),
+            None => pr,
         })
         .and_then(|pr| profile::check_plan(p, &pr).map(|()| pr));
     loaded.map_err(|e| {
@@ -291,7 +315,10 @@ fn load_replay(run_dir: &Path) -> anyhow::Result<(plan::Plan, profile::Profile, 
     p.flavor = recipe.flavor.clone();
     p.image = Some(recipe.image.clone());
     let profile = recipe.profile.to_string_lossy().into_owned();
-    let pr = profile::load(&profile, &recipe.profile)?;
+    let mut pr = profile::load(&profile, &recipe.profile)?;
+    if let Some(method) = recipe.clock.as_deref().and_then(profile::ClockMethod::parse) {
+        pr = pr.with_clock(method);
+    }
     profile::check_plan(&mut p, &pr)?;
     let keys = RunKeys::load(run_dir, &p.peers)?;
     let replay = run::Replay {
@@ -366,6 +393,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                             ("--image", p.image.as_deref()),
                             ("--peer", Some(&*replay.recipe.profile.to_string_lossy())),
                             ("--topologies", Some(&*replay.recipe.topologies.to_string_lossy())),
+                            ("--clock", replay.recipe.clock.as_deref()),
                         ],
                     ),
                 }),
@@ -496,8 +524,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 [
                     ("--flavor", target.flavor.as_deref()),
                     ("--image", target.image.as_deref()),
-                    ("--peer", target.peer.as_deref()),
+                    ("--peer", target.daemon.peer.as_deref()),
                     ("--topologies", None),
+                    ("--clock", target.daemon.clock.as_deref()),
                 ],
             );
             let mode = run::Mode::Soak(syftchaos::soak::runner::Options {
@@ -590,7 +619,7 @@ fn soak_adjust(p: &mut plan::Plan, path: &Path, duration: Option<&str>, window: 
 
 /// The command that runs a soak again (a window's replay adds `--window K`): its plan, seed and
 /// duration, and the overrides given.
-fn soak_command(plan: &Path, seed: u64, duration: &str, overrides: [(&str, Option<&str>); 4]) -> String {
+fn soak_command(plan: &Path, seed: u64, duration: &str, overrides: [(&str, Option<&str>); 5]) -> String {
     let q = syftchaos::report::shell_quote;
     let mut command = format!(
         "chaos soak {} --seed {seed} --duration {}",

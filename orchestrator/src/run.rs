@@ -157,6 +157,10 @@ pub async fn run(
         image: image.clone(),
         image_id: Some(image_id.clone()),
         profile: std::path::absolute(&profile.dir)?,
+        clock: match &profile.clock {
+            crate::profile::ClockMethod::Unsupported(_) => None,
+            m => Some(m.name().to_string()),
+        },
         topologies: std::path::absolute(&origin.topologies)?,
         replay_of: origin.replay.as_ref().map(|r| r.run_dir.clone()),
         soak: match (&mode, &plan.soak) {
@@ -364,6 +368,7 @@ async fn drive_inner(
             Some(s) => s.replay.clone(),
         },
         profile: cluster.profile.name.clone(),
+        clock: cluster.profile.clock.name().to_string(),
         flavor: plan.flavor.clone(),
         engine: engines["auto_engine"].as_str().unwrap_or("unknown").to_string(),
         engines_probed: engines,

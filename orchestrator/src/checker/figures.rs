@@ -144,7 +144,7 @@ pub fn fault_windows(history: &[Record]) -> Vec<(u64, u64)> {
             Event::FaultStarted { id, .. } => {
                 open.entry(id.as_str()).or_insert(r.t_ms);
             }
-            Event::FaultStopped { id } => {
+            Event::FaultStopped { id, .. } => {
                 if let Some(from) = open.remove(id.as_str()) {
                     out.push((from, r.t_ms));
                 }
@@ -650,7 +650,13 @@ mod tests {
         let h = vec![
             rec(100, started("a#1")),
             rec(200, started("b#1")),
-            rec(300, Event::FaultStopped { id: "a#1".into() }),
+            rec(
+                300,
+                Event::FaultStopped {
+                    id: "a#1".into(),
+                    undo_ms: None,
+                },
+            ),
             rec(900, Event::HealedAll),
             rec(1000, started("c#1")),
         ];

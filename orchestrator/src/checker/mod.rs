@@ -18,6 +18,7 @@ pub mod figures;
 pub mod growth;
 pub mod loops;
 pub mod state;
+pub mod took;
 
 pub use figures::Figures;
 
@@ -145,6 +146,7 @@ pub fn judge(e: &Evidence) -> Judgement {
     ];
     checks.extend(loops::no_metadata_version(e.history, e.counters));
     checks.extend(growth::no_leak(e.resources, &(&e.plan.expect.leak).into()));
+    checks.extend(took::clock_applied(e.history));
     checks.extend(byzantine::no_poisoning(
         e.history,
         &ops,
@@ -214,6 +216,9 @@ fn rests_on(c: &Check, conv: &crate::profile::Conventions) -> String {
         "recovered-in-time" => "the monitor's converged/diverged transitions after each heal".into(),
         "no-crash" => "Docker's container state at the end and the profile's crash patterns in the logs".into(),
         "no-poisoning" => "the observations against the history's writes; rejection counters as extra evidence".into(),
+        "clock-applied" => {
+            "the nemesis's reading of each peer's clock after each clock change (`clock-measured`)".into()
+        }
         _ => String::new(),
     }
 }
@@ -333,7 +338,7 @@ pub fn recoveries(history: &[Record]) -> Vec<Recovery> {
     let mut heals = Vec::new();
     for r in history {
         match &r.event {
-            Event::FaultStopped { id } => heals.push((id.clone(), r.t_ms)),
+            Event::FaultStopped { id, .. } => heals.push((id.clone(), r.t_ms)),
             Event::HealedAll => heals.push(("heal-all".to_string(), r.t_ms)),
             _ => {}
         }

@@ -76,7 +76,13 @@ fn recovery_is_measured_from_each_heal_to_the_next_convergence() {
     let h = vec![
         rec(0, Event::Converged { tree_hash: "x".into() }),
         rec(100, Event::Diverged),
-        rec(1000, Event::FaultStopped { id: "s#1".into() }),
+        rec(
+            1000,
+            Event::FaultStopped {
+                id: "s#1".into(),
+                undo_ms: None,
+            },
+        ),
         rec(1450, Event::Converged { tree_hash: "y".into() }),
         rec(2000, Event::HealedAll),
     ];

@@ -36,83 +36,89 @@ impl Nemesis {
     /// Sets each peer's clock from the journal (offsets add up; the last rate wins), by the profile's
     /// mechanism: libfaketime's file, or `netfault clock` in the peer's agent (`vdso`: `set`, or
     /// `clear` once no clock fault is left on the peer), and measures the offset the peer now
-    /// reports. Returns `{peer: {requested_ms, measured_ms, rate, mechanism}}`.
+    /// reports. All peers at once: with `vdso` each is a `docker exec` or two, and one after another
+    /// they added up to seconds at 50 peers. Returns `{peer: {requested_ms, measured_ms, rate, mechanism}}`.
     pub(super) async fn set_clocks(&self, peers: &[usize]) -> anyhow::Result<serde_json::Value> {
         let mut out = serde_json::Map::new();
-        for &n in peers {
-            let (offset_ms, rate) = {
-                let j = self.journal.lock().await;
-                let mut offset = 0i64;
-                let mut rate = None;
-                for f in j.active.values() {
-                    if let ConcreteFault::Clock {
-                        peers,
-                        offset_ms,
-                        rate: r,
-                    } = f
-                        && peers.contains(&n)
-                    {
-                        offset += offset_ms;
-                        rate = r.or(rate);
-                    }
-                }
-                (offset, rate)
-            };
-            let p = &self.peers[n];
-            let down = self.journal.lock().await.down.contains_key(&n);
-            let mechanism = match self.daemon.profile.clock {
-                ClockMethod::Vdso => {
-                    // A downed peer is patched when it is back (`bring_back`).
-                    if !down {
-                        let args = if self.has_clock_fault(n).await {
-                            vec![
-                                "clock".into(),
-                                "set".into(),
-                                format!("--offset-ns={}", offset_ms * 1_000_000),
-                            ]
-                        } else {
-                            vec!["clock".into(), "clear".into()]
-                        };
-                        self.netfault(n, args).await?;
-                    }
-                    "vdso"
-                }
-                _ => {
-                    // Written aside and renamed over: libfaketime re-reads the file on every clock
-                    // call, and a half-written file would read as offset 0 for that call. The fault
-                    // folder is the orchestrator's (read-only in the peer), so an error here is the
-                    // harness's own.
-                    let spec = super::faketime_spec(offset_ms, rate);
-                    p.dir
-                        .fault_files()
-                        .and_then(|f| {
-                            f.write_atomically(FAKETIME_FILE, format!("{FAKETIME_FILE}.tmp"), spec.as_bytes())
-                        })
-                        .with_context(|| format!("writing the clock file of {}", p.name))?;
-                    "libfaketime"
-                }
-            };
-            let measured = match (down, self.daemon.profile.clock == ClockMethod::Vdso) {
-                (true, _) => None,
-                (false, false) => self.measure_offset(n).await,
-                // Patched: from the daemon's status call when it has one, else the agent has each
-                // patched process call its own clock (`netfault clock measure`).
-                (false, true) => match self.measure_offset(n).await {
-                    Some(ms) => Some(ms),
-                    None => self.measure_in_agent(n, offset_ms).await,
-                },
-            };
-            self.history.record(Event::ClockMeasured {
-                peer: p.name.clone(),
-                requested_ms: offset_ms,
-                measured_ms: measured,
-            });
-            out.insert(
-                p.name.clone(),
-                serde_json::json!({"requested_ms": offset_ms, "measured_ms": measured, "rate": rate, "mechanism": mechanism}),
-            );
+        for r in futures_util::future::join_all(peers.iter().map(|&n| self.set_clock(n))).await {
+            let (name, detail) = r?;
+            out.insert(name, detail);
         }
         Ok(out.into())
+    }
+
+    /// [`set_clocks`](Self::set_clocks) for one peer: its name and what was done.
+    async fn set_clock(&self, n: usize) -> anyhow::Result<(String, serde_json::Value)> {
+        let (offset_ms, rate) = {
+            let j = self.journal.lock().await;
+            let mut offset = 0i64;
+            let mut rate = None;
+            for f in j.active.values() {
+                if let ConcreteFault::Clock {
+                    peers,
+                    offset_ms,
+                    rate: r,
+                } = f
+                    && peers.contains(&n)
+                {
+                    offset += offset_ms;
+                    rate = r.or(rate);
+                }
+            }
+            (offset, rate)
+        };
+        let p = &self.peers[n];
+        let down = self.journal.lock().await.down.contains_key(&n);
+        let mechanism = match self.daemon.profile.clock {
+            ClockMethod::Vdso => {
+                // A downed peer is patched when it is back (`bring_back`).
+                if !down {
+                    let args = if self.has_clock_fault(n).await {
+                        vec![
+                            "clock".into(),
+                            "set".into(),
+                            format!("--offset-ns={}", offset_ms * 1_000_000),
+                        ]
+                    } else {
+                        vec!["clock".into(), "clear".into()]
+                    };
+                    self.netfault(n, args).await?;
+                }
+                "vdso"
+            }
+            _ => {
+                // Written aside and renamed over: libfaketime re-reads the file on every clock
+                // call, and a half-written file would read as offset 0 for that call. The fault
+                // folder is the orchestrator's (read-only in the peer), so an error here is the
+                // harness's own.
+                let spec = super::faketime_spec(offset_ms, rate);
+                p.dir
+                    .fault_files()
+                    .and_then(|f| f.write_atomically(FAKETIME_FILE, format!("{FAKETIME_FILE}.tmp"), spec.as_bytes()))
+                    .with_context(|| format!("writing the clock file of {}", p.name))?;
+                "libfaketime"
+            }
+        };
+        let measured = match (down, self.daemon.profile.clock == ClockMethod::Vdso) {
+            (true, _) => None,
+            (false, false) => self.measure_offset(n).await,
+            // Patched: from the daemon's status call when it has one, else the agent has each
+            // patched process call its own clock (`netfault clock measure`).
+            (false, true) => match self.measure_offset(n).await {
+                Some(ms) => Some(ms),
+                None => self.measure_in_agent(n, offset_ms).await,
+            },
+        };
+        self.history.record(Event::ClockMeasured {
+            peer: p.name.clone(),
+            requested_ms: offset_ms,
+            measured_ms: measured,
+            rate,
+        });
+        Ok((
+            p.name.clone(),
+            serde_json::json!({"requested_ms": offset_ms, "measured_ms": measured, "rate": rate, "mechanism": mechanism}),
+        ))
     }
 
     /// The peer's reported wall clock minus ours, corrected by half the round trip (when its profile

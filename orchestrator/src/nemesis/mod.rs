@@ -111,6 +111,7 @@ impl Nemesis {
     pub async fn start(&self, id: &str, step: &str, fault: ConcreteFault) -> anyhow::Result<()> {
         let mut detail = self.describe(&fault);
         self.journal.lock().await.active.insert(id.to_string(), fault.clone());
+        let began = std::time::Instant::now();
         match &fault {
             ConcreteFault::Partition(cut) => {
                 let nodes = self.up(&cut_nodes(cut)).await;
@@ -158,6 +159,8 @@ impl Nemesis {
                 detail["written"] = self.set_byzantine(peers).await?;
             }
         }
+        // How long applying took (every peer's exec, write or signal): `docs/BENCHMARKS.md` reads it.
+        detail["apply_ms"] = (began.elapsed().as_secs_f64() * 1000.0).into();
         self.history.record(Event::FaultStarted {
             id: id.into(),
             step: step.into(),
@@ -171,8 +174,12 @@ impl Nemesis {
         let Some(fault) = self.journal.lock().await.active.remove(id) else {
             bail!("fault {id} is not active");
         };
+        let began = std::time::Instant::now();
         self.undo(id, &fault).await?;
-        self.history.record(Event::FaultStopped { id: id.into() });
+        self.history.record(Event::FaultStopped {
+            id: id.into(),
+            undo_ms: Some(began.elapsed().as_secs_f64() * 1000.0),
+        });
         Ok(())
     }
 

@@ -334,6 +334,39 @@ pub enum ClockMethod {
     Unsupported(String),
 }
 
+impl ClockMethod {
+    /// The name a profile's `clock` and `--clock` use (`none` when clock faults are refused).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClockMethod::Libfaketime => "libfaketime",
+            ClockMethod::Vdso => "vdso",
+            ClockMethod::Unsupported(_) => "none",
+        }
+    }
+
+    /// A mechanism named on the command line or in a recipe: `libfaketime` or `vdso`.
+    pub fn parse(name: &str) -> Option<ClockMethod> {
+        match name {
+            "libfaketime" => Some(ClockMethod::Libfaketime),
+            "vdso" => Some(ClockMethod::Vdso),
+            _ => None,
+        }
+    }
+}
+
+impl Profile {
+    /// The profile with its clock mechanism replaced (`chaos run --clock`): the same daemon built
+    /// another way (static, say) needs vDSO patching where the profile says libfaketime. A profile
+    /// that refused clock faults takes them once a mechanism is given.
+    pub fn with_clock(mut self, method: ClockMethod) -> Profile {
+        if !matches!(method, ClockMethod::Unsupported(_)) {
+            self.faults.insert("clock".into());
+        }
+        self.clock = method;
+        self
+    }
+}
+
 /// A daemon's lock files, for `lock` faults: a folder, a file name and the contents of a stale lock
 /// (templates with `path`, `path_hash` (BLAKE3 hex of the path) and `now_ms`).
 #[derive(Clone, Debug)]

@@ -56,12 +56,19 @@ pub enum Event {
     },
     FaultStopped {
         id: String,
+        /// How long undoing it took, in ms (absent in runs recorded before it was measured).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        undo_ms: Option<f64>,
     },
     /// A peer's wall clock after a clock fault changed: what was asked and what the peer reports.
     ClockMeasured {
         peer: String,
         requested_ms: i64,
         measured_ms: Option<i64>,
+        /// A speed factor set with the offset (libfaketime's `rate`): the measured offset then
+        /// drifts from the requested one by design.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rate: Option<f64>,
     },
     /// A killed or stopped peer restarted and answered again (its faults re-applied), or a paused
     /// one was thawed; `after` is `kill`, `stop` or `pause`.

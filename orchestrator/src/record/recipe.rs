@@ -33,6 +33,10 @@ pub struct Recipe {
     pub image_id: Option<String>,
     /// The peer profile's folder.
     pub profile: PathBuf,
+    /// How clock faults reached the daemon (`libfaketime`, `vdso`): the profile's `clock`, or
+    /// `--clock`'s; a replay uses it too. Absent when the daemon takes no clock faults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<String>,
     /// The folder named topologies were read from.
     pub topologies: PathBuf,
     /// The run folder this run replays, if it is a replay.
@@ -206,6 +210,7 @@ mod tests {
             image: "syftchaos/peer:latest".into(),
             image_id: Some("sha256:abc".into()),
             profile: "/p/syncpeer".into(),
+            clock: Some("vdso".into()),
             topologies: "/t".into(),
             replay_of: None,
             soak: Some(SoakRecipe {

@@ -65,6 +65,9 @@ pub struct RunResult {
     /// The peer profile (the daemon under test).
     #[serde(default)]
     pub profile: String,
+    /// How clock faults reached the daemon: `libfaketime`, `vdso`, or `none` (refused).
+    #[serde(default)]
+    pub clock: String,
     pub flavor: String,
     /// The packet-fault engine used for `link` faults (`userspace` or `netem`), as `netfault probe`
     /// chose it on this kernel, and the whole probe (which kernel features exist).
@@ -210,7 +213,7 @@ pub fn timeline(history: &[Record], peers: &[String], axis: TimeAxis) -> String 
     for r in history {
         match &r.event {
             Event::FaultStarted { id, kind, .. } => faults.push((id.clone(), kind.clone(), r.t_ms, None)),
-            Event::FaultStopped { id } => {
+            Event::FaultStopped { id, .. } => {
                 if let Some(f) = faults.iter_mut().rev().find(|f| &f.0 == id && f.3.is_none()) {
                     f.3 = Some(r.t_ms);
                 }
@@ -225,6 +228,7 @@ pub fn timeline(history: &[Record], peers: &[String], axis: TimeAxis) -> String 
                 peer,
                 requested_ms,
                 measured_ms,
+                ..
             } => clocks.push((r.t_ms, peer.clone(), *requested_ms, *measured_ms)),
             _ => {}
         }
@@ -432,6 +436,7 @@ fn clock_chart(history: &[Record], peers: &[String], axis: TimeAxis) -> String {
             peer,
             requested_ms,
             measured_ms,
+            ..
         } = &r.event
         {
             let v = measured_ms.unwrap_or(*requested_ms) as f64 / 1000.0;
@@ -470,7 +475,7 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
         h,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>{plan}: {v}</title><style>{CSS}</style></head><body>\
          <h1>{plan} <span class=\"{v}\">{v}</span></h1>\
-         <p class=\"meta\">run <code>{run}</code> · seed {seed} · started {start} · {dur:.1} s · daemon <b>{profile}</b> · image <code>{image}</code> · flavor {flavor}</p>",
+         <p class=\"meta\">run <code>{run}</code> · seed {seed} · started {start} · {dur:.1} s · daemon <b>{profile}</b> · image <code>{image}</code> · flavor {flavor} · clock faults by {clock}</p>",
         plan = esc(&r.plan),
         run = esc(&r.run_id),
         seed = r.seed,
@@ -479,6 +484,7 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
         image = esc(&r.image),
         profile = esc(&r.profile),
         flavor = esc(&r.flavor),
+        clock = esc(&r.clock),
     );
     h.push_str("<h2>Checks</h2><table><tr><th>check</th><th>verdict</th><th>summary</th><th>evidence</th></tr>");
     for c in &r.checks {
@@ -754,6 +760,7 @@ pub fn html(r: &RunResult, history: &[Record], series: &BTreeMap<String, series:
                 peer,
                 requested_ms,
                 measured_ms,
+                ..
             } = &rec.event
             {
                 let _ = write!(
@@ -850,6 +857,7 @@ mod tests {
     fn result(verdict: Verdict) -> RunResult {
         RunResult {
             profile: "syncpeer".into(),
+            clock: "libfaketime".into(),
             plan: "smoke<&>".into(),
             seed: 1,
             run_id: "abc".into(),
@@ -924,7 +932,7 @@ mod tests {
                         detail: serde_json::json!({"links": [[0, 1], [1, 0]]}),
                     },
                 ));
-                history.push(rec(t + f * 30_000 + 20_000, Event::FaultStopped { id }));
+                history.push(rec(t + f * 30_000 + 20_000, Event::FaultStopped { id, undo_ms: None }));
             }
             history.push(rec(t + 100_000, Event::HealedAll));
             history.push(rec(t + 100_500, Event::Converged { tree_hash: "x".into() }));

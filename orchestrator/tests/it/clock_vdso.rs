@@ -107,7 +107,7 @@ fn vdso_skew_moves_a_static_and_a_go_binary_and_keeps_their_monotonic_time() {
         eprintln!("SKIPPED: cannot build the clock probes: {why}");
         return;
     }
-    let _lock = docker_lock();
+    let _lock = docker_lock_alone();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let engine = Engine::connect().await.unwrap();
@@ -323,4 +323,42 @@ fn clock_skew_on_syncthing_is_judged_and_measured_within_50_ms() {
     for c in result["checks"].as_array().unwrap() {
         assert!(c["verdict"] == "valid" || c["verdict"] == "invalid", "judged: {c}");
     }
+}
+
+/// `--clock vdso` replaces the profile's libfaketime for one run: syncpeer (glibc, reading its clock
+/// through the vDSO beneath libfaketime's +0) is skewed by the fault agent instead, the measured
+/// offsets match (`clock-applied`), and the run records the mechanism for the report and a replay.
+#[test]
+fn the_clock_flag_switches_a_run_to_vdso_patching_and_records_it() {
+    if !docker_ready("the_clock_flag_switches_a_run_to_vdso_patching_and_records_it") {
+        return;
+    }
+    let _lock = docker_lock();
+    let reports = tempfile::tempdir().unwrap();
+    let out = run(chaos()
+        .args(["run", "chaos-plans/clock-skew.yaml", "--clock", "vdso", "--reports"])
+        .arg(reports.path()));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = run_dir(reports.path()).expect("a run folder");
+    let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    assert!(history.contains(r#""mechanism":"vdso""#), "the agent patched the vDSO");
+    assert!(!history.contains(r#""mechanism":"libfaketime""#));
+    let result = result_of(reports.path());
+    assert_eq!(result["clock"], "vdso");
+    let applied = result["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "clock-applied")
+        .expect("a clock-applied check");
+    assert_eq!(applied["verdict"], "valid", "{applied}");
+    assert_eq!(applied["evidence"]["judged"], 4, "{applied}");
+    let recipe: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("recipe.json")).unwrap()).unwrap();
+    assert_eq!(recipe["clock"], "vdso", "a replay patches the vDSO too");
+    assert!(
+        std::fs::read_to_string(dir.join("index.html"))
+            .unwrap()
+            .contains("clock faults by vdso"),
+        "the report's header names the mechanism"
+    );
 }

@@ -207,10 +207,17 @@ fn synthetic_run(dir: &Path, soak: Option<syftchaos::soak::summary::SoakSummary>
             peer: "p3".into(),
             requested_ms: -3_600_000,
             measured_ms: Some(-3_600_012),
+            rate: None,
         },
     ));
     h.push(rec(3300, Event::Diverged));
-    h.push(rec(8000, Event::FaultStopped { id: "cut-p1#1".into() }));
+    h.push(rec(
+        8000,
+        Event::FaultStopped {
+            id: "cut-p1#1".into(),
+            undo_ms: Some(3.2),
+        },
+    ));
     h.push(rec(9400, Event::Converged { tree_hash: "bb".into() }));
     h.push(rec(15000, Event::HealedAll));
     h.push(rec(15600, Event::Converged { tree_hash: "cc".into() }));
@@ -331,6 +338,7 @@ fn synthetic_run(dir: &Path, soak: Option<syftchaos::soak::summary::SoakSummary>
     let verdict = checker::compose(&judged.checks);
     let result = RunResult {
         profile: "syncpeer".into(),
+        clock: "libfaketime".into(),
         plan: "synthetic".into(),
         seed: 7,
         run_id: "0badcafe".into(),
@@ -493,6 +501,7 @@ fn a_hundred_peer_report_draws_bands_not_spaghetti() {
         .collect();
     let run = RunResult {
         profile: "syncpeer".into(),
+        clock: "libfaketime".into(),
         plan: "scale-100".into(),
         seed: 1,
         run_id: "0badcafe".into(),
