@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::apply::{Observed, Reconciled};
 use crate::config::Flavor;
+use crate::edits::{Observed, Reconciled};
 use crate::entry::{Entry, Resolution};
 use crate::hlc::{Hlc, wall_ms};
 use crate::index::{Index, Stamp};

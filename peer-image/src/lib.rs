@@ -4,8 +4,8 @@
 //! * [`entry::Entry`]: one signed version of a path (version vector, BLAKE3, size, tombstone flag,
 //!   author, [`hlc::Hlc`] timestamp); [`entry::resolve`] is the pure rule deciding between two.
 //! * [`index::Index`]: every path's current entry, crash-safe on disk.
-//! * [`scanner`] + [`apply`]: local edits become versions only when their hash changes; received
-//!   versions are written through temp file + rename under a [`locks`] lock.
+//! * [`scanner`] + [`edits`]: local edits become versions only when their hash changes.
+//! * [`apply`]: received versions are written through temp file + rename under a [`locks`] lock.
 //! * [`sync`], [`fetch`], [`server`], [`wire`]: pull-based anti-entropy over HTTP with push hints.
 //! * [`scrub`]: damaged files (content changed, mtime kept) are repaired, never authored.
 //! * [`beneath`]: every file operation in the sync folder, never through a symlink.
@@ -23,6 +23,7 @@ pub mod byzantine;
 pub mod codec;
 pub mod config;
 pub mod daemon;
+pub mod edits;
 pub mod entry;
 pub mod fetch;
 pub mod hlc;

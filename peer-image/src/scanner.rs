@@ -11,7 +11,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 
-use crate::apply::{Reconciled, commit_local, observe, reconcile};
+use crate::edits::{Reconciled, commit_local, observe, reconcile};
 use crate::entry::valid_path;
 use crate::index::Stamp;
 use crate::node::Node;
@@ -338,8 +338,8 @@ mod tests {
         .unwrap();
         assert!(!being_written(dir.path(), "p"));
         assert!(matches!(
-            crate::apply::observe(dir.path(), "p"),
-            crate::apply::Observed::Other
+            crate::edits::observe(dir.path(), "p"),
+            crate::edits::Observed::Other
         ));
     }
 }

@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::apply::hash_open;
 use crate::beneath;
+use crate::edits::hash_open;
 use crate::entry::Entry;
 use crate::fetch::{Got, fetch_batch, fetch_large};
 use crate::index::Stamp;
