@@ -384,8 +384,8 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
         tracing::error!("cannot record intents: {e}");
         return Vec::new();
     }
-    if crate::legacy::active() {
-        crate::legacy::hold_echo(node, commits.iter().map(|c| c.path.as_str()));
+    if node.legacy() {
+        crate::legacy::hold_echo(&node.settings.state_dir, commits.iter().map(|c| c.path.as_str()));
     }
     test_pause();
     let mut failed = Vec::new();

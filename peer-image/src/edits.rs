@@ -10,6 +10,7 @@ use std::path::Path;
 use crate::beneath;
 use crate::entry::Entry;
 use crate::index::{Index, Stamp};
+use crate::legacy;
 use crate::mutant::Mutant;
 use crate::node::Node;
 
@@ -89,8 +90,8 @@ pub enum Reconciled {
 /// Under the index lock: compares an observation with the index and authors a version if the
 /// content differs. Does not commit.
 pub fn reconcile(node: &Node, idx: &mut Index, rel: &str, seen: &Observed, count_echo: bool) -> Reconciled {
-    if crate::legacy::active() {
-        return crate::legacy::reconcile(node, idx, rel, seen, count_echo);
+    if node.legacy() {
+        return reconcile_legacy(node, idx, rel, seen, count_echo);
     }
     let now = stamp_at(&node.settings.sync_dir, rel);
     let cur = idx.get(rel).cloned();
@@ -148,6 +149,59 @@ pub fn reconcile(node: &Node, idx: &mut Index, rel: &str, seen: &Observed, count
                 return Reconciled::Unchanged;
             }
             author_local(node, idx, rel, live.vv.clone(), String::new(), 0, true)
+        }
+    }
+}
+
+/// [`reconcile`] by the legacy flavor's rules (see [`crate::legacy`]): metadata-based change
+/// detection, echo locks, wall-clock timestamps. Does not commit.
+fn reconcile_legacy(node: &Node, idx: &mut Index, rel: &str, seen: &Observed, count_echo: bool) -> Reconciled {
+    let full = node.full_path(rel);
+    let now = std::fs::symlink_metadata(&full)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| Stamp::of(&m));
+    let cur = idx.get(rel).cloned();
+    let live = cur.as_ref().filter(|e| !e.deleted);
+    let author = |idx: &mut Index, hash: String, size: u64, deleted: bool| {
+        let mut vv = cur.as_ref().map(|e| e.vv.clone()).unwrap_or_default();
+        vv.set(&node.short, idx.next_counter());
+        Reconciled::NewVersion(Entry::author(
+            &node.me,
+            rel.to_string(),
+            vv,
+            hash,
+            size,
+            deleted,
+            legacy::timestamp(),
+        ))
+    };
+    match seen {
+        Observed::Other => Reconciled::Unchanged,
+        Observed::File { stamp, hash, size } => {
+            if now != Some(*stamp) {
+                return Reconciled::Changed;
+            }
+            let held = legacy::echo_held(&node.settings.state_dir, rel);
+            let indexed = live.map(|e| e.hash.as_str());
+            if !legacy::is_change(held, idx.stamp(rel), stamp, indexed, hash) {
+                idx.set_stamp(rel, Some(*stamp));
+                if held && count_echo {
+                    node.metrics.echoes_suppressed.inc();
+                }
+                return Reconciled::Unchanged;
+            }
+            author(idx, hash.clone(), *size, false)
+        }
+        Observed::Missing => {
+            if now.is_some() {
+                return Reconciled::Changed;
+            }
+            idx.set_stamp(rel, None);
+            if live.is_none() {
+                return Reconciled::Unchanged;
+            }
+            author(idx, String::new(), 0, true)
         }
     }
 }
