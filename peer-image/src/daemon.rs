@@ -64,7 +64,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(sync::hint_loop(node.clone(), i, stop_rx.clone())));
     }
     tasks.push(tokio::spawn(lock_sweeper(node.clone(), stop_rx.clone())));
-    tasks.push(tokio::spawn(crate::byzantine::flood(node.clone(), stop_rx.clone())));
+    tasks.push(tokio::spawn(crate::flood::run(node.clone(), stop_rx.clone())));
     if node.legacy() {
         // The seed's design: deletes are forgotten, and nothing scrubs.
         tasks.push(tokio::spawn(forget_deletes(node.clone(), stop_rx.clone())));

@@ -20,7 +20,8 @@ use crate::apply::{Staged, apply_batch};
 use crate::codec::Item;
 use crate::entry::{Entry, Invalid, Resolution};
 use crate::metrics::{Kind, Reason};
-use crate::node::{Node, PendingItem, lock};
+use crate::mutex::lock;
+use crate::node::{Node, PendingItem};
 use crate::protocol::{BATCH_FILE_MAX, BlobsReq, FETCH_BATCH_BYTES, unframe_blobs};
 use crate::wire::{self, SMALL_TIMEOUT, WireError};
 

@@ -17,6 +17,7 @@ use crate::knowledge::{KNOWLEDGE_RANGES_MAX, Knowledge, dot};
 use crate::locks::Locks;
 use crate::metrics::Metrics;
 use crate::mutant::{Mutant, Tie};
+use crate::mutex::lock;
 use crate::rate_limit::RateLimiter;
 
 /// Runtime state of one neighbour.
@@ -123,11 +124,6 @@ pub struct Node {
     pub byzantine: crate::byzantine::ByzantineSwitch,
     /// `mutant-software-bug` panics once per process: set when it has.
     pub mutant_fired: AtomicBool,
-}
-
-/// Locks a std mutex, ignoring poisoning (a panicked task must not wedge the daemon).
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Node {

@@ -34,7 +34,8 @@ use crate::edits::hash_open;
 use crate::entry::Entry;
 use crate::fetch::{Got, fetch_batch, fetch_large};
 use crate::index::Stamp;
-use crate::node::{Node, lock};
+use crate::mutex::lock;
+use crate::node::Node;
 use crate::protocol::BATCH_FILE_MAX;
 
 /// How long after its mtime a file must be read for the verification to count (well above a jiffy).
