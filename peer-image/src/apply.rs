@@ -47,13 +47,13 @@ fn echo_as_local(node: &Node, idx: &mut Index, paths: &[String]) {
 /// Whether the file on disk (`disk`: its stamp, None when absent) is, without hashing it, the one
 /// the index entry describes (`deleted`: None without an entry; `recorded`: the stamp recorded
 /// with the entry): both absent, or a live entry whose recorded size, mtime and inode are exactly
-/// the file's. A file modified less than [`crate::scrub::SETTLE_NS`] ago is in doubt (a rewrite
+/// the file's. A file modified less than [`crate::damage::SETTLE_NS`] ago is in doubt (a rewrite
 /// in the same clock tick keeps the mtime, and its event may not be processed yet): it is hashed.
 pub fn matches_index(deleted: Option<bool>, recorded: Option<Stamp>, disk: Option<Stamp>, real_now_ns: i128) -> bool {
     match (disk, deleted) {
         (None, None) => true,
         (None, Some(d)) => d,
-        (Some(s), Some(false)) => recorded == Some(s) && real_now_ns >= s.mtime_ns + crate::scrub::SETTLE_NS,
+        (Some(s), Some(false)) => recorded == Some(s) && real_now_ns >= s.mtime_ns + crate::damage::SETTLE_NS,
         (Some(_), _) => false,
     }
 }
@@ -67,7 +67,7 @@ fn ensure_indexed(node: &Node, idx: &mut Index, rel: &str) -> anyhow::Result<Opt
     let root = &node.settings.sync_dir;
     let now = stamp_at(root, rel);
     let cur = idx.get(rel).map(|e| e.deleted);
-    if matches_index(cur, idx.stamp(rel), now, crate::scrub::real_now_ns()) {
+    if matches_index(cur, idx.stamp(rel), now, crate::damage::real_now_ns()) {
         return Ok(now);
     }
     for _ in 0..3 {
@@ -517,7 +517,7 @@ pub fn recover_intents(node: &Node, intents: Vec<Entry>) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    const S: i128 = crate::scrub::SETTLE_NS;
+    const S: i128 = crate::damage::SETTLE_NS;
 
     fn st(mtime_ns: i128, size: u64, ino: u64) -> Stamp {
         Stamp { mtime_ns, size, ino }

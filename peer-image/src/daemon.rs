@@ -19,10 +19,8 @@ use crate::metrics::Metrics;
 use crate::node::PENDING_MAX;
 use crate::node::{Node, PeerState, pick_tmp_dir};
 use crate::rate_limit::RateLimiter;
+use crate::scan_queue::ScanRx;
 use crate::{apply, fetch, scanner, server, status, sync};
-
-/// The scanner's queue of paths to look at, receiving end.
-pub type ScanRx = tokio::sync::mpsc::UnboundedReceiver<(std::path::PathBuf, scanner::Urgency)>;
 
 /// Runs the daemon until a signal; returns after a clean shutdown.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
@@ -172,7 +170,7 @@ pub fn build_node(mut settings: Settings) -> anyhow::Result<(Node, Vec<Entry>, S
         tmp_dir,
         client,
         scan_tx,
-        scrub: crate::scrub::Scrub::load(&settings.state_dir),
+        damage: crate::damage::Damage::load(&settings.state_dir),
         byzantine: crate::byzantine::ByzantineSwitch::new(&settings.byzantine_file),
         pending_max: PENDING_MAX,
         mutant_fired: AtomicBool::new(false),

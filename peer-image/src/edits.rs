@@ -125,7 +125,7 @@ pub fn reconcile(node: &Node, idx: &mut Index, rel: &str, seen: &Observed, count
             }
             // Changed content with the verified mtime: disk damage, repaired, never a version.
             if let Some(e) = live
-                && crate::scrub::check(node, rel, stamp, e, hash)
+                && node.damage.check(&node.metrics, rel, stamp, e, hash)
             {
                 return Reconciled::Unchanged;
             }

@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::mutant::{Mutant, Tie};
 use crate::mutex::lock;
 use crate::rate_limit::RateLimiter;
+use crate::scan_queue::ScanTx;
 
 /// Runtime state of one neighbour.
 pub struct PeerState {
@@ -117,9 +118,9 @@ pub struct Node {
     pub tmp_dir: PathBuf,
     pub client: reqwest::Client,
     /// Paths the scanner should look at (relative); fed by notify and by the blob server.
-    pub scan_tx: tokio::sync::mpsc::UnboundedSender<(PathBuf, crate::scanner::Urgency)>,
-    /// Verifications and damaged files (see [`crate::scrub`]).
-    pub scrub: crate::scrub::Scrub,
+    pub scan_tx: ScanTx,
+    /// Verifications and damaged files (see [`crate::damage`]).
+    pub damage: crate::damage::Damage,
     /// Byzantine mode's control file (see [`crate::byzantine`]); honest while it is absent.
     pub byzantine: crate::byzantine::ByzantineSwitch,
     /// `mutant-software-bug` panics once per process: set when it has.
