@@ -479,7 +479,7 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
     drop(idx);
     drop(batch_lock);
     node.metrics.versions_applied.inc_by(applied);
-    crate::leak::versions(applied);
+    crate::leak::versions(node.settings.flavor, applied);
     node.metrics.conflicts.inc_by(conflicts);
     if applied >= 64 {
         crate::node::release_memory();

@@ -24,7 +24,6 @@ use crate::{apply, fetch, scanner, server, status, sync};
 
 /// Runs the daemon until a signal; returns after a clean shutdown.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    crate::leak::activate(settings.flavor);
     let (node, intents, scan_rx) = build_node(settings)?;
     let node = Arc::new(node);
     let s = &node.settings;

@@ -243,7 +243,7 @@ pub fn commit_local(node: &Node, idx: &mut Index, entries: Vec<Entry>) -> anyhow
         idx.set_stamp(p, s);
     }
     node.metrics.local_changes.inc_by(n);
-    crate::leak::versions(n);
+    crate::leak::versions(node.settings.flavor, n);
     node.index_changed(idx);
     Ok(())
 }
