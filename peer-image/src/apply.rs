@@ -1,80 +1,19 @@
-//! Putting versions on disk, and noticing local edits.
-//!
-//! * [`reconcile`] turns what is on disk into a new local version when (and only when) its content
-//!   hash differs from the index: this, not a timer, is what makes echo loops impossible, since a
-//!   file written by sync hashes to the entry that was just committed.
-//! * [`apply_batch`] writes received versions: each under a lock file, after making sure the
-//!   current file holds no edit the index has not seen yet (which would otherwise be overwritten),
-//!   through `intent -> rename into place -> syncfs -> commit`, so a SIGKILL at any point either
-//!   leaves the old state or one the next start recognises.
+//! Putting received versions on disk: [`apply_batch`] writes them, each under a lock file, after
+//! making sure the current file holds no edit the index has not seen yet (which would otherwise be
+//! overwritten; see [`crate::edits`]), through `intent -> rename into place -> syncfs -> commit`,
+//! so a SIGKILL at any point either leaves the old state or one the next start recognises.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rustix::fs::RenameFlags;
 
 use crate::beneath;
+use crate::edits::{Observed, Reconciled, author_local, commit_local, hash_open, observe, reconcile, stamp_at};
 use crate::entry::{Entry, Resolution};
 use crate::index::{Index, Stamp};
 use crate::mutant::Mutant;
 use crate::node::Node;
-
-/// What a path looked like when it was examined.
-#[derive(Debug, Clone)]
-pub enum Observed {
-    File {
-        stamp: Stamp,
-        hash: String,
-        size: u64,
-    },
-    Missing,
-    /// A directory, symlink or special file: not synced.
-    Other,
-}
-
-/// BLAKE3 and size of a file's content.
-pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
-    hash_open(std::fs::File::open(path)?)
-}
-
-/// BLAKE3 and size of what is left to read in an open file.
-pub fn hash_open(mut f: std::fs::File) -> std::io::Result<(String, u64)> {
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut n = 0u64;
-    loop {
-        let r = f.read(&mut buf)?;
-        if r == 0 {
-            break;
-        }
-        h.update(&buf[..r]);
-        n += r as u64;
-    }
-    Ok((h.finalize().to_hex().to_string(), n))
-}
-
-/// Examines `rel` in the sync folder `root` (open, stat and hash that one file; `reconcile` stats
-/// again so a file changing under us is not mistaken). Never through a symlink: a symlinked
-/// folder hides what is under it (Missing), a symlink in place of the file is Other.
-pub fn observe(root: &Path, rel: &str) -> Observed {
-    let Ok(parent) = beneath::parent(root, rel, false) else {
-        return Observed::Missing;
-    };
-    let f = match parent.open_regular() {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => return Observed::Other,
-        Err(_) => return Observed::Missing,
-    };
-    let Ok(meta) = f.metadata() else {
-        return Observed::Missing;
-    };
-    let stamp = Stamp::of(&meta);
-    match hash_open(f) {
-        Ok((hash, size)) => Observed::File { stamp, hash, size },
-        Err(_) => Observed::Missing,
-    }
-}
 
 /// The stamp of a file of ours outside the sync folder (staged, linked).
 fn stamp_now(path: &Path) -> Option<Stamp> {
@@ -82,104 +21,6 @@ fn stamp_now(path: &Path) -> Option<Stamp> {
         .ok()
         .filter(|m| m.is_file())
         .map(|m| Stamp::of(&m))
-}
-
-/// The stamp of `rel` in the sync folder (None: absent, not a file, or under a symlink).
-pub fn stamp_at(root: &Path, rel: &str) -> Option<Stamp> {
-    beneath::symlink_metadata(root, rel)
-        .ok()
-        .filter(|m| m.is_file())
-        .map(|m| Stamp::of(&m))
-}
-
-pub enum Reconciled {
-    /// Index already says this.
-    Unchanged,
-    /// A new local version to commit.
-    NewVersion(Entry),
-    /// The file changed since it was observed: look again.
-    Changed,
-}
-
-/// Under the index lock: compares an observation with the index and authors a version if the
-/// content differs. Does not commit.
-pub fn reconcile(node: &Node, idx: &mut Index, rel: &str, seen: &Observed, count_echo: bool) -> Reconciled {
-    if crate::legacy::active() {
-        return crate::legacy::reconcile(node, idx, rel, seen, count_echo);
-    }
-    let now = stamp_at(&node.settings.sync_dir, rel);
-    let cur = idx.get(rel).cloned();
-    let live = cur.as_ref().filter(|e| !e.deleted);
-    match seen {
-        Observed::Other => Reconciled::Unchanged,
-        Observed::File { stamp, hash, size } => {
-            if now != Some(*stamp) {
-                return Reconciled::Changed;
-            }
-            if let Some(e) = live.filter(|e| &e.hash == hash)
-                && node.mutant(Mutant::MetadataLoop)
-                && idx
-                    .stamp(rel)
-                    .is_some_and(|recorded| recorded.mtime_ns != stamp.mtime_ns)
-            {
-                // The bug: a touch (mtime moved, content not) is authored as a version.
-                return author_local(node, idx, rel, e.vv.clone(), hash.clone(), *size, false);
-            }
-            if live.is_some_and(|e| &e.hash == hash) {
-                idx.set_stamp(rel, Some(*stamp));
-                if count_echo {
-                    node.metrics.echoes_suppressed.inc();
-                }
-                return Reconciled::Unchanged;
-            }
-            // Received content whose commit has not happened yet (it failed, e.g. disk full, and
-            // is retried): not an edit.
-            if idx.inflight(rel) == Some(hash.as_str()) {
-                return Reconciled::Unchanged;
-            }
-            // Changed content with the verified mtime: disk damage, repaired, never a version.
-            if let Some(e) = live
-                && crate::scrub::check(node, rel, stamp, e, hash)
-            {
-                return Reconciled::Unchanged;
-            }
-            let base = cur.map(|e| e.vv).unwrap_or_default();
-            author_local(node, idx, rel, base, hash.clone(), *size, false)
-        }
-        Observed::Missing => {
-            if now.is_some() {
-                return Reconciled::Changed;
-            }
-            idx.set_stamp(rel, None);
-            let Some(live) = live else {
-                return Reconciled::Unchanged;
-            };
-            if idx.inflight(rel) == Some("") {
-                return Reconciled::Unchanged;
-            }
-            // Checked after the file was found missing: if the whole folder went away meanwhile,
-            // this is not a delete (see `scanner::full_scan`).
-            if !node.settings.sync_dir.is_dir() {
-                return Reconciled::Unchanged;
-            }
-            author_local(node, idx, rel, live.vv.clone(), String::new(), 0, true)
-        }
-    }
-}
-
-/// A new local version of `rel` on top of `base`: this node's counter bumped, a fresh HLC stamp.
-fn author_local(
-    node: &Node,
-    idx: &mut Index,
-    rel: &str,
-    mut base: crate::version_vector::VersionVector,
-    hash: String,
-    size: u64,
-    deleted: bool,
-) -> Reconciled {
-    base.set(&node.short, idx.next_counter());
-    let hlc = idx.tick();
-    Reconciled::NewVersion(Entry::author(&node.me, rel.to_string(), base, hash, size, deleted, hlc))
 }
 
 /// `mutant-echo-loop`'s bug: every version just applied is re-announced as a new local change of
@@ -203,43 +44,16 @@ fn echo_as_local(node: &Node, idx: &mut Index, paths: &[String]) {
     }
 }
 
-/// Commits local versions and records their stamps.
-pub fn commit_local(node: &Node, idx: &mut Index, entries: Vec<Entry>) -> anyhow::Result<()> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let n = entries.len() as u64;
-    let paths: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
-    if n <= 8 {
-        tracing::debug!(?paths, deleted = ?entries.iter().map(|e| e.deleted).collect::<Vec<_>>(), "new local versions");
-    }
-    // Stamps taken now, right after `reconcile` compared the stat with the hashed one, not after
-    // the commit's fsync, during which a save over the file would pass for this content (a stamp
-    // whose size is not the entry's certainly is not of it: none is recorded, the file is hashed).
-    let stamps: Vec<Option<Stamp>> = entries
-        .iter()
-        .map(|e| stamp_at(&node.settings.sync_dir, &e.path).filter(|s| !e.deleted && s.size == e.size))
-        .collect();
-    idx.commit(entries)?;
-    for (p, s) in paths.iter().zip(stamps) {
-        idx.set_stamp(p, s);
-    }
-    node.metrics.local_changes.inc_by(n);
-    crate::leak::versions(n);
-    node.index_changed(idx);
-    Ok(())
-}
-
 /// Whether the file on disk (`disk`: its stamp, None when absent) is, without hashing it, the one
 /// the index entry describes (`deleted`: None without an entry; `recorded`: the stamp recorded
 /// with the entry): both absent, or a live entry whose recorded size, mtime and inode are exactly
-/// the file's. A file modified less than [`crate::scrub::SETTLE_NS`] ago is in doubt (a rewrite
+/// the file's. A file modified less than [`crate::damage::SETTLE_NS`] ago is in doubt (a rewrite
 /// in the same clock tick keeps the mtime, and its event may not be processed yet): it is hashed.
 pub fn matches_index(deleted: Option<bool>, recorded: Option<Stamp>, disk: Option<Stamp>, real_now_ns: i128) -> bool {
     match (disk, deleted) {
         (None, None) => true,
         (None, Some(d)) => d,
-        (Some(s), Some(false)) => recorded == Some(s) && real_now_ns >= s.mtime_ns + crate::scrub::SETTLE_NS,
+        (Some(s), Some(false)) => recorded == Some(s) && real_now_ns >= s.mtime_ns + crate::damage::SETTLE_NS,
         (Some(_), _) => false,
     }
 }
@@ -253,7 +67,7 @@ fn ensure_indexed(node: &Node, idx: &mut Index, rel: &str) -> anyhow::Result<Opt
     let root = &node.settings.sync_dir;
     let now = stamp_at(root, rel);
     let cur = idx.get(rel).map(|e| e.deleted);
-    if matches_index(cur, idx.stamp(rel), now, crate::scrub::real_now_ns()) {
+    if matches_index(cur, idx.stamp(rel), now, crate::damage::real_now_ns()) {
         return Ok(now);
     }
     for _ in 0..3 {
@@ -570,8 +384,8 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
         tracing::error!("cannot record intents: {e}");
         return Vec::new();
     }
-    if crate::legacy::active() {
-        crate::legacy::hold_echo(node, commits.iter().map(|c| c.path.as_str()));
+    if node.legacy() {
+        crate::legacy::hold_echo(&node.settings.state_dir, commits.iter().map(|c| c.path.as_str()));
     }
     test_pause();
     let mut failed = Vec::new();
@@ -665,7 +479,7 @@ pub fn apply_batch(node: &Node, staged: Vec<Staged>) -> Vec<String> {
     drop(idx);
     drop(batch_lock);
     node.metrics.versions_applied.inc_by(applied);
-    crate::leak::versions(applied);
+    crate::leak::versions(node.settings.flavor, applied);
     node.metrics.conflicts.inc_by(conflicts);
     if applied >= 64 {
         crate::node::release_memory();
@@ -703,7 +517,7 @@ pub fn recover_intents(node: &Node, intents: Vec<Entry>) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    const S: i128 = crate::scrub::SETTLE_NS;
+    const S: i128 = crate::damage::SETTLE_NS;
 
     fn st(mtime_ns: i128, size: u64, ino: u64) -> Stamp {
         Stamp { mtime_ns, size, ino }

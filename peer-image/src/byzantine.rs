@@ -7,14 +7,14 @@
 //!   or empty file means honest: then every hook below is a no-op and the peer behaves exactly as
 //!   without this module.
 //! * The hooks, one per place that serves data (`server.rs`) plus the flood task started by the
-//!   daemon:
+//!   daemon ([`crate::flood`]):
 //!
 //! | behaviour | on the wire |
 //! |---|---|
 //! | `tamper` | content served with flipped bytes: inline in pull pages, in `/v1/blobs` and `/v1/blob/{hash}` |
 //! | `forge` | versions served with a lie the signature does not cover: the author's counter bumped (a claimed newer version) and another content hash |
 //! | `withhold` | selective sharing: empty pull pages and index listings, blobs answered 404 / empty |
-//! | `flood` | [`FLOOD_RATE`] requests a second to every neighbour over [`FLOOD_WORKERS`] connections, four times the default `rate_limit_per_sec` |
+//! | `flood` | [`crate::flood::FLOOD_RATE`] requests a second to every neighbour over [`crate::flood::FLOOD_WORKERS`] connections, four times the default `rate_limit_per_sec` |
 //! | `slowloris` | pull pages and blobs trickled at [`TRICKLE_BYTES`] per [`TRICKLE_EVERY`] |
 //!
 //! The file holds behaviour names separated by newlines, commas or spaces; `#` starts a comment.
@@ -25,28 +25,18 @@
 //! honest, so once the file is removed it converges like any peer.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
 
 use crate::entry::Entry;
-use crate::metrics::{Kind, header_bytes};
-use crate::node::{Node, lock};
-use crate::protocol::SummaryReq;
+use crate::mutex::lock;
 
 /// How stale the cached control file may be: cheap enough to check on every request, quick enough
 /// that a fault switches within a fraction of a second.
 pub const REREAD: Duration = Duration::from_millis(200);
-/// Concurrent connections per neighbour while flooding.
-pub const FLOOD_WORKERS: usize = 8;
-/// Requests per second per neighbour while flooding: four times the default `rate_limit_per_sec`
-/// (500). Paced rather than as fast as possible: an unpaced flood also starves the liar's host of
-/// CPU, which tests something else (and slowed every other process on the test machine).
-pub const FLOOD_RATE: u32 = 2000;
 /// Slowloris pace: this many bytes, then a pause.
 pub const TRICKLE_BYTES: usize = 16;
 pub const TRICKLE_EVERY: Duration = Duration::from_millis(500);
@@ -202,70 +192,6 @@ pub fn pumped(source: impl AsyncRead + Send + Unpin + 'static, tampered: bool, s
         }
     });
     Body::from_stream(tokio_util::io::ReaderStream::new(rx))
-}
-
-/// The flood task: while `flood` is on, [`FLOOD_WORKERS`] connections per neighbour send digest
-/// requests (the cheapest request to send, and each one costs the receiver an admission check),
-/// [`FLOOD_RATE`] a second per neighbour in all. Idle otherwise, polling the switch every [`REREAD`].
-pub async fn flood(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
-    // Its own connection pool: the shared client keeps one idle connection per neighbour, so a
-    // burst through it would open and close a connection per request.
-    let Ok(client) = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(5))
-        .pool_max_idle_per_host(FLOOD_WORKERS)
-        .no_proxy()
-        .build()
-    else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tokio::time::sleep(REREAD) => {}
-        }
-        if !node.byzantine.current().flood {
-            continue;
-        }
-        let mut workers = tokio::task::JoinSet::new();
-        for i in 0..node.peers.len() {
-            for _ in 0..FLOOD_WORKERS {
-                let (node, client, stop) = (node.clone(), client.clone(), stop.clone());
-                workers.spawn(async move {
-                    let period = Duration::from_secs(FLOOD_WORKERS as u64) / FLOOD_RATE;
-                    while !*stop.borrow() && node.byzantine.current().flood {
-                        let next = tokio::time::Instant::now() + period;
-                        flood_once(&node, &client, i).await;
-                        tokio::time::sleep_until(next).await;
-                    }
-                });
-            }
-        }
-        while workers.join_next().await.is_some() {}
-    }
-}
-
-async fn flood_once(node: &Node, client: &reqwest::Client, i: usize) {
-    let peer = &node.peers[i];
-    let Ok(req) = client
-        .post(crate::wire::url(peer, "/v1/summary"))
-        .header(crate::protocol::FROM_HEADER, &node.short)
-        .json(&SummaryReq { digest: String::new() })
-        .build()
-    else {
-        return;
-    };
-    // Counted like every request (`wire::send`), so the liar's own metrics show the flood.
-    let body = req.body().and_then(|b| b.as_bytes()).map_or(0, <[u8]>::len) as u64;
-    node.metrics.sent(
-        &peer.cfg.name,
-        Kind::summary,
-        header_bytes(req.headers()) + req.url().path().len() as u64 + body,
-    );
-    if client.execute(req).await.is_err() {
-        // Unreachable (partitioned, down): do not spin.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[cfg(test)]

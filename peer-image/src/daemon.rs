@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::{Notify, watch};
@@ -13,20 +13,17 @@ use crate::config::Settings;
 use crate::entry::Entry;
 use crate::identity::Identity;
 use crate::index::Index;
+use crate::legacy;
 use crate::locks::Locks;
 use crate::metrics::Metrics;
 use crate::node::PENDING_MAX;
 use crate::node::{Node, PeerState, pick_tmp_dir};
 use crate::rate_limit::RateLimiter;
+use crate::scan_queue::ScanRx;
 use crate::{apply, fetch, scanner, server, status, sync};
-
-/// The scanner's queue of paths to look at, receiving end.
-pub type ScanRx = tokio::sync::mpsc::UnboundedReceiver<(std::path::PathBuf, scanner::Urgency)>;
 
 /// Runs the daemon until a signal; returns after a clean shutdown.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    crate::legacy::activate(settings.flavor);
-    crate::leak::activate(settings.flavor);
     let (node, intents, scan_rx) = build_node(settings)?;
     let node = Arc::new(node);
     let s = &node.settings;
@@ -64,10 +61,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(sync::hint_loop(node.clone(), i, stop_rx.clone())));
     }
     tasks.push(tokio::spawn(lock_sweeper(node.clone(), stop_rx.clone())));
-    tasks.push(tokio::spawn(crate::byzantine::flood(node.clone(), stop_rx.clone())));
-    if crate::legacy::active() {
+    tasks.push(tokio::spawn(crate::flood::run(node.clone(), stop_rx.clone())));
+    if node.legacy() {
         // The seed's design: deletes are forgotten, and nothing scrubs.
-        tasks.push(tokio::spawn(crate::legacy::run(node.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(forget_deletes(node.clone(), stop_rx.clone())));
     } else {
         tasks.push(tokio::spawn(crate::scrub::run(node.clone(), stop_rx.clone())));
     }
@@ -172,13 +169,28 @@ pub fn build_node(mut settings: Settings) -> anyhow::Result<(Node, Vec<Entry>, S
         tmp_dir,
         client,
         scan_tx,
-        scrub: crate::scrub::Scrub::load(&settings.state_dir),
+        damage: crate::damage::Damage::load(&settings.state_dir),
         byzantine: crate::byzantine::ByzantineSwitch::new(&settings.byzantine_file),
         pending_max: PENDING_MAX,
         mutant_fired: AtomicBool::new(false),
         settings,
     };
     Ok((node, intents, scan_rx))
+}
+
+/// For tests: a node (nothing started) with one neighbour, `author`, in a temp folder.
+#[cfg(test)]
+pub(crate) fn test_node(dir: &std::path::Path, author: &Identity) -> Node {
+    let me = Identity::generate();
+    me.save(&dir.join("key")).unwrap();
+    let yaml = format!(
+        "name: me\nlisten: 127.0.0.1:1\nhttp: 127.0.0.1:2\nsync_dir: {d}/sync\nstate_dir: {d}/state\nkey_file: {d}/key\n\
+         peers:\n  - name: n\n    addr: 127.0.0.1:3\n    public_key: {}\ntrusted:\n",
+        author.id().hex(),
+        d = dir.display()
+    );
+    let settings = crate::config::Settings::from_yaml(&yaml, &dir.join("c.yaml"), &Default::default()).unwrap();
+    build_node(settings).unwrap().0
 }
 
 async fn lock_sweeper(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
@@ -194,6 +206,32 @@ async fn lock_sweeper(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             node.metrics.stale_locks_removed.inc_by(n as u64);
         }
         crate::node::release_memory();
+    }
+}
+
+/// The legacy flavor's task (instead of the scrub): forgets deletes once their grace period is
+/// over (see [`legacy::forget_due`]).
+async fn forget_deletes(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut seen: HashMap<String, Instant> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let mut idx = node.index();
+        let tombs: Vec<String> = idx.iter().filter(|e| e.deleted).map(|e| e.path.clone()).collect();
+        let due = legacy::forget_due(&mut seen, tombs, Instant::now(), legacy::TOMBSTONE_GRACE);
+        if due.is_empty() {
+            continue;
+        }
+        match idx.forget(&due) {
+            Ok(()) => {
+                tracing::debug!(n = due.len(), "legacy: deletes forgotten");
+                node.index_changed(&idx);
+            }
+            Err(e) => tracing::error!("cannot forget deletes: {e}"),
+        }
     }
 }
 

@@ -215,9 +215,6 @@ pub fn resolve(local: Option<&Entry>, remote: &Entry) -> Resolution {
 /// [`resolve`] with a given tie-break between concurrent versions ([`Tie::Total`] is the honest
 /// one; [`Tie::PreferOwn`] is `mutant-consensus-failure`'s bug).
 pub fn resolve_with(tie: Tie, local: Option<&Entry>, remote: &Entry) -> Resolution {
-    if crate::legacy::active() {
-        return crate::legacy::resolve(local, remote);
-    }
     let Some(local) = local else {
         return Resolution::TakeRemote { copy: None };
     };

@@ -20,7 +20,8 @@ use crate::apply::{Staged, apply_batch};
 use crate::codec::Item;
 use crate::entry::{Entry, Invalid, Resolution};
 use crate::metrics::{Kind, Reason};
-use crate::node::{Node, PendingItem, lock};
+use crate::mutex::lock;
+use crate::node::{Node, PendingItem};
 use crate::protocol::{BATCH_FILE_MAX, BlobsReq, FETCH_BATCH_BYTES, unframe_blobs};
 use crate::wire::{self, SMALL_TIMEOUT, WireError};
 
@@ -222,7 +223,7 @@ fn stage_local(node: &Node, e: &Entry) -> Option<PathBuf> {
 /// Whether downloaded content is checked against the signed hash: not by the legacy flavor, nor by
 /// `mutant-data-poisoning` (see [`crate::mutant`]); both check the size only.
 fn checks_hashes(node: &Node) -> bool {
-    !crate::legacy::active() && !node.mutant(crate::mutant::Mutant::DataPoisoning)
+    !node.legacy() && !node.mutant(crate::mutant::Mutant::DataPoisoning)
 }
 
 pub(crate) enum Got {
@@ -603,20 +604,6 @@ mod tests {
     use crate::knowledge::dot;
     use crate::version_vector::VersionVector;
 
-    /// A node (nothing started) with one neighbour, `author`, in a temp folder.
-    fn node_with_neighbour(dir: &std::path::Path, author: &Identity) -> Node {
-        let me = Identity::generate();
-        me.save(&dir.join("key")).unwrap();
-        let yaml = format!(
-            "name: me\nlisten: 127.0.0.1:1\nhttp: 127.0.0.1:2\nsync_dir: {d}/sync\nstate_dir: {d}/state\nkey_file: {d}/key\n\
-             peers:\n  - name: n\n    addr: 127.0.0.1:3\n    public_key: {}\ntrusted:\n",
-            author.id().hex(),
-            d = dir.display()
-        );
-        let settings = crate::config::Settings::from_yaml(&yaml, &dir.join("c.yaml"), &Default::default()).unwrap();
-        crate::daemon::build_node(settings).unwrap().0
-    }
-
     fn version(author: &Identity, path: &str, counter: u64) -> Item {
         let mut vv = VersionVector::new();
         vv.set(&author.id().short(), counter);
@@ -633,7 +620,7 @@ mod tests {
         // Every verified version that would change the index was queued, however many.
         let dir = tempfile::tempdir().unwrap();
         let author = Identity::generate();
-        let mut node = node_with_neighbour(dir.path(), &author);
+        let mut node = crate::daemon::test_node(dir.path(), &author);
         node.pending_max = 10;
         let items: Vec<Item> = (1..=25).map(|i| version(&author, &format!("f-{i}"), i)).collect();
         let dots: Vec<_> = items.iter().map(|i| dot(&i.entry)).collect();

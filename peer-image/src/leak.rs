@@ -1,10 +1,10 @@
 //! The `leak` flavor: a deliberately leaking daemon, for proving the lab's leak verdict (issue 12:
 //! "a test with a deliberately leaking peer"). Every version the node authors or applies holds
 //! [`LEAK_PER_VERSION`] bytes for the rest of the process's life. Only `flavor: leak` (a plan's
-//! `flavor`, or `--flavor leak`) switches it on; nothing else behaves differently.
+//! `flavor`, or `--flavor leak`) switches it on; nothing else behaves differently. The flavor is a
+//! value of the node's settings, handed to [`versions`] by the code that counts versions.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::Flavor;
 
@@ -12,18 +12,14 @@ use crate::config::Flavor;
 /// minute, far past any honest growth.
 pub const LEAK_PER_VERSION: usize = 256 * 1024;
 
-static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// The leaked memory. Process-wide on purpose: a leak is memory that nothing owns and nothing
+/// frees for the rest of the process's life, which is what the lab's verdict must see.
 static HELD: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
 
-/// Selects the flavor for this process (the daemon calls it once, before anything runs).
-pub fn activate(flavor: Flavor) {
-    ACTIVE.store(flavor == Flavor::Leak, Ordering::Relaxed);
-}
-
-/// Holds memory for `versions` versions, when the flavor is on. The bytes are written, so the
+/// Holds memory for `versions` versions when `flavor` is `leak`. The bytes are written, so the
 /// pages are really resident (anonymous memory), not just reserved.
-pub fn versions(versions: u64) {
-    if !ACTIVE.load(Ordering::Relaxed) || versions == 0 {
+pub fn versions(flavor: Flavor, versions: u64) {
+    if flavor != Flavor::Leak || versions == 0 {
         return;
     }
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
@@ -43,12 +39,9 @@ mod tests {
 
     #[test]
     fn only_the_leak_flavor_holds_memory() {
-        activate(Flavor::Default);
-        versions(3);
+        versions(Flavor::Default, 3);
         assert_eq!(held_bytes(), 0);
-        activate(Flavor::Leak);
-        versions(2);
+        versions(Flavor::Leak, 2);
         assert_eq!(held_bytes(), 2 * LEAK_PER_VERSION);
-        activate(Flavor::Default);
     }
 }

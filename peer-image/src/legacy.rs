@@ -21,41 +21,26 @@
 //! * **No hash check on apply**: received content is written without comparing its BLAKE3 with
 //!   the signed hash (only its size is checked).
 //!
-//! The flavor is process-wide ([`activate`], once at start): the pure rule [`crate::entry::resolve`]
-//! is called from many places, and one hook there keeps the default path free of flavor checks.
+//! The flavor is a value of the node's settings ([`crate::config::Flavor::Legacy`], asked through
+//! [`crate::node::Node::legacy`]), not a switch of the process: this module holds the flavor's
+//! rules as plain functions of what they need, and the code that runs them picks them where the
+//! default rules would run: [`crate::node::Node::resolve`], [`crate::edits::reconcile`], the echo
+//! locks of [`crate::apply::apply_batch`], the hash checks of [`crate::fetch`], and the daemon's
+//! task that forgets deletes (instead of the scrub).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
-use crate::apply::{Observed, Reconciled};
-use crate::config::Flavor;
 use crate::entry::{Entry, Resolution};
 use crate::hlc::{Hlc, wall_ms};
-use crate::index::{Index, Stamp};
-use crate::node::Node;
-
-static ACTIVE: AtomicBool = AtomicBool::new(false);
+use crate::index::Stamp;
 
 /// How long a received write's echo lock is held.
 pub const ECHO_HOLD_MS: u64 = 1000;
 
 /// How long a delete stays visible to neighbours before it is forgotten.
 pub const TOMBSTONE_GRACE: Duration = Duration::from_secs(1);
-
-/// Selects the flavor for this process (the daemon calls it once, before anything runs).
-pub fn activate(flavor: Flavor) {
-    ACTIVE.store(flavor == Flavor::Legacy, Ordering::Relaxed);
-}
-
-/// Whether the legacy flavor runs in this process.
-pub fn active() -> bool {
-    ACTIVE.load(Ordering::Relaxed)
-}
 
 /// The order: the larger author wall-clock time wins (ties by author, hash, delete flag, so that
 /// every peer picks the same one). Version vectors are ignored; the loser is dropped.
@@ -89,18 +74,18 @@ pub fn holds(written_ms: u64, now_ms: u64) -> bool {
     written_ms.saturating_add(ECHO_HOLD_MS) > now_ms
 }
 
-fn echo_lock(node: &Node, rel: &str) -> PathBuf {
-    node.settings
-        .state_dir
+/// The echo lock of `rel`, under the node's state folder `state_dir`.
+fn echo_lock(state_dir: &Path, rel: &str) -> PathBuf {
+    state_dir
         .join("legacy-echo")
         .join(format!("{}.lock", &blake3::hash(rel.as_bytes()).to_hex()[..24]))
 }
 
 /// Takes the echo locks of paths about to be written by sync.
-pub fn hold_echo<'a>(node: &Node, paths: impl IntoIterator<Item = &'a str>) {
+pub fn hold_echo<'a>(state_dir: &Path, paths: impl IntoIterator<Item = &'a str>) {
     let now = wall_ms().to_string();
     for rel in paths {
-        let p = echo_lock(node, rel);
+        let p = echo_lock(state_dir, rel);
         if let Some(dir) = p.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -111,8 +96,8 @@ pub fn hold_echo<'a>(node: &Node, paths: impl IntoIterator<Item = &'a str>) {
 }
 
 /// Whether a file event on `rel` is our own write (its echo lock holds); an expired lock is removed.
-pub fn echo_held(node: &Node, rel: &str) -> bool {
-    let p = echo_lock(node, rel);
+pub fn echo_held(state_dir: &Path, rel: &str) -> bool {
+    let p = echo_lock(state_dir, rel);
     let Ok(text) = std::fs::read_to_string(&p) else {
         return false;
     };
@@ -121,59 +106,6 @@ pub fn echo_held(node: &Node, rel: &str) -> bool {
         let _ = std::fs::remove_file(&p);
     }
     held
-}
-
-/// What the legacy scanner makes of an observation (metadata-based change detection, echo locks,
-/// wall-clock timestamps). Does not commit.
-pub fn reconcile(node: &Node, idx: &mut Index, rel: &str, seen: &Observed, count_echo: bool) -> Reconciled {
-    let full = node.full_path(rel);
-    let now = std::fs::symlink_metadata(&full)
-        .ok()
-        .filter(|m| m.is_file())
-        .map(|m| Stamp::of(&m));
-    let cur = idx.get(rel).cloned();
-    let live = cur.as_ref().filter(|e| !e.deleted);
-    let author = |idx: &mut Index, hash: String, size: u64, deleted: bool| {
-        let mut vv = cur.as_ref().map(|e| e.vv.clone()).unwrap_or_default();
-        vv.set(&node.short, idx.next_counter());
-        Reconciled::NewVersion(Entry::author(
-            &node.me,
-            rel.to_string(),
-            vv,
-            hash,
-            size,
-            deleted,
-            timestamp(),
-        ))
-    };
-    match seen {
-        Observed::Other => Reconciled::Unchanged,
-        Observed::File { stamp, hash, size } => {
-            if now != Some(*stamp) {
-                return Reconciled::Changed;
-            }
-            let held = echo_held(node, rel);
-            let indexed = live.map(|e| e.hash.as_str());
-            if !is_change(held, idx.stamp(rel), stamp, indexed, hash) {
-                idx.set_stamp(rel, Some(*stamp));
-                if held && count_echo {
-                    node.metrics.echoes_suppressed.inc();
-                }
-                return Reconciled::Unchanged;
-            }
-            author(idx, hash.clone(), *size, false)
-        }
-        Observed::Missing => {
-            if now.is_some() {
-                return Reconciled::Changed;
-            }
-            idx.set_stamp(rel, None);
-            if live.is_none() {
-                return Reconciled::Unchanged;
-            }
-            author(idx, String::new(), 0, true)
-        }
-    }
 }
 
 /// Whether a present file is a local change (pure): never while its echo lock holds; otherwise
@@ -216,31 +148,6 @@ pub fn forget_due(
         seen.remove(p);
     }
     due
-}
-
-/// The legacy task: forgets deletes once their grace period is over.
-pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut seen: HashMap<String, Instant> = HashMap::new();
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tick.tick() => {}
-        }
-        let mut idx = node.index();
-        let tombs: Vec<String> = idx.iter().filter(|e| e.deleted).map(|e| e.path.clone()).collect();
-        let due = forget_due(&mut seen, tombs, Instant::now(), TOMBSTONE_GRACE);
-        if due.is_empty() {
-            continue;
-        }
-        match idx.forget(&due) {
-            Ok(()) => {
-                tracing::debug!(n = due.len(), "legacy: deletes forgotten");
-                node.index_changed(&idx);
-            }
-            Err(e) => tracing::error!("cannot forget deletes: {e}"),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,18 +4,27 @@
 //! * [`entry::Entry`]: one signed version of a path (version vector, BLAKE3, size, tombstone flag,
 //!   author, [`hlc::Hlc`] timestamp); [`entry::resolve`] is the pure rule deciding between two.
 //! * [`index::Index`]: every path's current entry, crash-safe on disk.
-//! * [`scanner`] + [`apply`]: local edits become versions only when their hash changes; received
-//!   versions are written through temp file + rename under a [`locks`] lock.
+//! * [`node::Node`]: the state every task shares; the flavor (default, [`legacy`], [`leak`], a
+//!   [`mutant`]) is a value of its settings that it hands to the code whose rules it changes.
+//! * [`scanner`] + [`edits`]: local edits become versions only when their hash changes; the
+//!   scanner's queue is [`scan_queue`].
+//! * [`apply`]: received versions are written through temp file + rename under a [`locks`] lock.
 //! * [`sync`], [`fetch`], [`server`], [`wire`]: pull-based anti-entropy over HTTP with push hints.
-//! * [`scrub`]: damaged files (content changed, mtime kept) are repaired, never authored.
+//! * [`scrub`]: damaged files (content changed, mtime kept, see [`damage`]) are repaired, never
+//!   authored.
 //! * [`beneath`]: every file operation in the sync folder, never through a symlink.
 //! * [`rate_limit`]: bounded per-sender token buckets for incoming requests.
 //! * [`byzantine`]: a control file turns the daemon into a liar (tamper, forge, withhold, flood,
-//!   slowloris) for chaos plans; absent, the peer is honest.
+//!   slowloris) for chaos plans; absent, the peer is honest. [`flood`] is its flood task.
 //! * [`status`], [`metrics`]: `GET /v1/status`, `GET /metrics`.
 //! * [`legacy`]: `--flavor legacy`, the seed's original (broken on purpose) design, for checker tests.
 //! * [`mutant`]: `--flavor mutant-*`, one small deliberate bug per check of the chaos lab.
 //! * [`config`]: YAML + flags + `SYNCPEER_*` environment; [`daemon`] wires it all.
+//!
+//! Layers: the modules that hold state ([`index`], [`damage`], [`byzantine`], [`scan_queue`],
+//! [`locks`], [`metrics`], ...) and the pure rules ([`entry`], [`legacy`], [`knowledge`], [`codec`])
+//! sit below [`node`]; the tasks and servers that use a node sit above it. No module imports one
+//! that imports it back.
 
 pub mod apply;
 pub mod beneath;
@@ -23,8 +32,11 @@ pub mod byzantine;
 pub mod codec;
 pub mod config;
 pub mod daemon;
+pub mod damage;
+pub mod edits;
 pub mod entry;
 pub mod fetch;
+pub mod flood;
 pub mod hlc;
 pub mod identity;
 pub mod index;
@@ -34,9 +46,11 @@ pub mod legacy;
 pub mod locks;
 pub mod metrics;
 pub mod mutant;
+pub mod mutex;
 pub mod node;
 pub mod protocol;
 pub mod rate_limit;
+pub mod scan_queue;
 pub mod scanner;
 pub mod scrub;
 pub mod server;

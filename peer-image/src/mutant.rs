@@ -9,7 +9,7 @@
 //! | flavor | the bug | hook | caught by |
 //! |---|---|---|---|
 //! | `mutant-echo-loop` (1.1 Echo Loop) | every received version is re-announced as a new local change of the same content | [`crate::apply::apply_batch`] | `no-loop` |
-//! | `mutant-metadata-loop` (1.3 Metadata Loops) | a file whose mtime moved (a `touch`) but whose content did not is authored as a new version | [`crate::apply::reconcile`] | `no-metadata-version` |
+//! | `mutant-metadata-loop` (1.3 Metadata Loops) | a file whose mtime moved (a `touch`) but whose content did not is authored as a new version | [`crate::edits::reconcile`] | `no-metadata-version` |
 //! | `mutant-software-bug` (3.2 Software Bugs) | the first pull page that carries a delete panics the page builder (the daemon lives on; the puller retries) | [`crate::server`] `pull` | `no-crash` |
 //! | `mutant-data-poisoning` (3.1 Data Poisoning) | downloaded blobs are not checked against the signed hash (size only), so a tampering neighbour's bytes are written | [`crate::fetch`] | `no-poisoning` |
 //! | `mutant-consensus-failure` (2.3 Consensus Failures) | between concurrent versions each peer prefers its own: the tie-break differs per peer | [`Tie::PreferOwn`] in [`crate::entry::resolve_with`] | `converged`, `recovered-in-time` |

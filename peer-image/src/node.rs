@@ -9,14 +9,17 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
-use crate::config::{Neighbour, Settings};
-use crate::entry::Entry;
+use crate::config::{Flavor, Neighbour, Settings};
+use crate::entry::{Entry, Resolution, resolve_with};
 use crate::identity::{Identity, PeerId};
 use crate::index::Index;
 use crate::knowledge::{KNOWLEDGE_RANGES_MAX, Knowledge, dot};
 use crate::locks::Locks;
 use crate::metrics::Metrics;
+use crate::mutant::{Mutant, Tie};
+use crate::mutex::lock;
 use crate::rate_limit::RateLimiter;
+use crate::scan_queue::ScanTx;
 
 /// Runtime state of one neighbour.
 pub struct PeerState {
@@ -115,35 +118,34 @@ pub struct Node {
     pub tmp_dir: PathBuf,
     pub client: reqwest::Client,
     /// Paths the scanner should look at (relative); fed by notify and by the blob server.
-    pub scan_tx: tokio::sync::mpsc::UnboundedSender<(PathBuf, crate::scanner::Urgency)>,
-    /// Verifications and damaged files (see [`crate::scrub`]).
-    pub scrub: crate::scrub::Scrub,
+    pub scan_tx: ScanTx,
+    /// Verifications and damaged files (see [`crate::damage`]).
+    pub damage: crate::damage::Damage,
     /// Byzantine mode's control file (see [`crate::byzantine`]); honest while it is absent.
     pub byzantine: crate::byzantine::ByzantineSwitch,
     /// `mutant-software-bug` panics once per process: set when it has.
     pub mutant_fired: AtomicBool,
 }
 
-/// Locks a std mutex, ignoring poisoning (a panicked task must not wedge the daemon).
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Node {
     /// Whether this node runs `m` (its flavor, see [`crate::mutant`]).
-    pub fn mutant(&self, m: crate::mutant::Mutant) -> bool {
-        self.settings.flavor == crate::config::Flavor::Mutant(m)
+    pub fn mutant(&self, m: Mutant) -> bool {
+        self.settings.flavor == Flavor::Mutant(m)
     }
 
-    /// [`crate::entry::resolve`] with this node's tie-break (another only under
-    /// `mutant-consensus-failure`).
-    pub fn resolve(&self, local: Option<&Entry>, remote: &Entry) -> crate::entry::Resolution {
-        let tie = if self.mutant(crate::mutant::Mutant::ConsensusFailure) {
-            crate::mutant::Tie::PreferOwn(&self.short)
-        } else {
-            crate::mutant::Tie::Total
-        };
-        crate::entry::resolve_with(tie, local, remote)
+    /// Whether this node runs the seed's design (its flavor, see [`crate::legacy`]).
+    pub fn legacy(&self) -> bool {
+        self.settings.flavor == Flavor::Legacy
+    }
+
+    /// Which of two versions of a path wins, by this node's flavor: [`crate::entry::resolve`], with
+    /// another tie-break under `mutant-consensus-failure`, or the legacy flavor's wall-clock rule.
+    pub fn resolve(&self, local: Option<&Entry>, remote: &Entry) -> Resolution {
+        match self.settings.flavor {
+            Flavor::Legacy => crate::legacy::resolve(local, remote),
+            Flavor::Mutant(Mutant::ConsensusFailure) => resolve_with(Tie::PreferOwn(&self.short), local, remote),
+            _ => resolve_with(Tie::Total, local, remote),
+        }
     }
 
     /// What we tell neighbour `i` we know: every dot seen, queued for download, or filled in by
@@ -239,3 +241,48 @@ pub fn pick_tmp_dir(state: &Path, sync: &Path) -> std::io::Result<PathBuf> {
 }
 
 pub type SharedNode = Arc<Node>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Hlc;
+    use crate::version_vector::VersionVector;
+
+    fn version(author: &Identity, counters: &[(&Identity, u64)], ms: u64) -> Entry {
+        let mut vv = VersionVector::new();
+        for (who, n) in counters {
+            vv.set(&who.id().short(), *n);
+        }
+        let hash = blake3::hash(&ms.to_be_bytes()).to_hex().to_string();
+        Entry::author(author, "f".into(), vv, hash, 8, false, Hlc { ms, c: 0 })
+    }
+
+    #[test]
+    fn a_node_resolves_by_its_own_flavor() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = Identity::generate();
+        let mut node = crate::daemon::test_node(dir.path(), &other);
+        // `other`'s clock is an hour ahead; we saw its write and overwrote it 4 s later.
+        let first = version(&other, &[(&other, 1)], 3_601_000);
+        let later = version(&node.me, &[(&other, 1), (&node.me, 1)], 5_000);
+        assert!(matches!(
+            node.resolve(Some(&first), &later),
+            Resolution::TakeRemote { .. }
+        ));
+        node.settings.flavor = Flavor::Legacy;
+        assert_eq!(node.resolve(Some(&first), &later), Resolution::Ignore);
+        // Concurrent versions: the honest tie-break is the same on every peer; the mutant's is not.
+        let mine = version(&node.me, &[(&node.me, 2)], 10);
+        let theirs = version(&other, &[(&other, 2)], 20);
+        node.settings.flavor = Flavor::Default;
+        assert!(matches!(
+            node.resolve(Some(&mine), &theirs),
+            Resolution::TakeRemote { .. }
+        ));
+        node.settings.flavor = Flavor::Mutant(Mutant::ConsensusFailure);
+        assert!(matches!(
+            node.resolve(Some(&mine), &theirs),
+            Resolution::KeepLocal { .. }
+        ));
+    }
+}

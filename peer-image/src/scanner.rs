@@ -8,30 +8,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use notify::{EventKind, RecursiveMode, Watcher};
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 
-use crate::apply::{Reconciled, commit_local, observe, reconcile};
+use crate::edits::{Reconciled, commit_local, observe, reconcile};
 use crate::entry::valid_path;
 use crate::index::Stamp;
 use crate::node::Node;
+use crate::scan_queue::{ScanRx, Urgency};
 
 /// Relative `/` path of a file under the sync folder, if it is one we sync.
 pub fn relative(root: &Path, full: &Path) -> Option<String> {
     let rel = full.strip_prefix(root).ok()?;
     let s = rel.to_str()?.to_string();
     valid_path(&s).then_some(s)
-}
-
-/// How soon an event's path should be looked at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Urgency {
-    /// The content is complete (closed after writing, renamed in, removed): look now.
-    Now,
-    /// Being written (created, modified): look once it was quiet for [`SETTLE`], unless a
-    /// close-after-write comes first. Hashing every write of a file being copied in would author a
-    /// version per partial state.
-    Settle,
 }
 
 /// Quiet period before a file still open for writing is examined anyway (mmap writers, logs).
@@ -239,7 +228,7 @@ pub fn full_scan(node: &Node) -> Vec<PathBuf> {
 
 /// The scanning task: batches events for a few milliseconds, lets files being written settle,
 /// and rescans periodically.
-pub async fn run(node: Arc<Node>, mut rx: UnboundedReceiver<(PathBuf, Urgency)>, mut stop: watch::Receiver<bool>) {
+pub async fn run(node: Arc<Node>, mut rx: ScanRx, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(node.settings.rescan);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -338,8 +327,8 @@ mod tests {
         .unwrap();
         assert!(!being_written(dir.path(), "p"));
         assert!(matches!(
-            crate::apply::observe(dir.path(), "p"),
-            crate::apply::Observed::Other
+            crate::edits::observe(dir.path(), "p"),
+            crate::edits::Observed::Other
         ));
     }
 }

@@ -19,6 +19,7 @@ use crate::protocol::{
     BATCH_BYTES_MAX, BATCH_FILE_MAX, BLOBS_HASHES_MAX, BlobsReq, FROM_HEADER, INDEX_PAGE, IndexQuery, IndexResp,
     PULL_INLINE_MAX, PULL_ITEMS_MAX, SummaryReq, SummaryResp, frame_blob,
 };
+use crate::scan_queue::Urgency;
 
 type S = State<Arc<Node>>;
 
@@ -195,13 +196,13 @@ async fn hint(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
 fn servable(node: &Node, hash: &str) -> Option<std::fs::File> {
     let idx = node.index();
     let rel = idx.path_for_hash(hash)?;
-    if node.scrub.is_damaged(&rel) {
+    if node.damage.is_damaged(&rel) {
         return None;
     }
     let file = crate::beneath::open_file(&node.settings.sync_dir, &rel).ok()?;
     let meta = file.metadata().ok()?;
     if idx.stamp(&rel) != Some(crate::index::Stamp::of(&meta)) {
-        let _ = node.scan_tx.send((node.full_path(&rel), crate::scanner::Urgency::Now));
+        let _ = node.scan_tx.send((node.full_path(&rel), Urgency::Now));
         return None;
     }
     Some(file)

@@ -12,7 +12,8 @@ use axum::routing::get;
 use serde::Serialize;
 
 use crate::hlc::wall_ms;
-use crate::node::{Node, lock};
+use crate::mutex::lock;
+use crate::node::Node;
 
 #[derive(Serialize)]
 pub struct NeighbourStatus {

@@ -28,7 +28,8 @@ use crate::hlc::wall_ms;
 use crate::knowledge::{KNOWLEDGE_RANGES_MAX, Knowledge, dot};
 use crate::metrics::Kind;
 use crate::mutant::{Mutant, SLOW_CATCH_UP};
-use crate::node::{Node, lock};
+use crate::mutex::lock;
+use crate::node::Node;
 use crate::protocol::{INDEX_PAGE, IndexResp, SummaryReq, SummaryResp};
 use crate::wire::{self, SMALL_TIMEOUT, WireError};
 
