@@ -510,6 +510,61 @@ fn the_window_judged_is_the_one_the_run_watched() {
     assert_eq!(judged(counters_watched_until(&h2)).verdict, Verdict::Invalid);
 }
 
+/// Syncthing replaces a file by unlinking it and renaming the new one in: the poll may see the path
+/// absent for a moment between two versions. That is not a version (docs/DAEMONS.md); the same
+/// content arriving again is.
+#[test]
+fn a_path_absent_for_a_moment_between_versions_is_not_a_loop_but_content_arriving_again_is() {
+    let (h, mut obs) = sequential_history();
+    let order = causal::order(&h, &obs);
+    let flat = [counters(5000, "p1", 3.0, 10.0), counters(7000, "p1", 3.0, 14.0)];
+    obs.push(seen(1299, "p1", "a.txt", None));
+    obs.sort_by_key(|o| o.t_ms);
+    let c = loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &flat, watch(Some(4000), None));
+    assert_eq!(c.verdict, Verdict::Valid, "{}", c.evidence);
+    obs.push(seen(1500, "p1", "a.txt", None));
+    obs.push(seen(1700, "p1", "a.txt", Some("v2")));
+    let c = loops::no_loop(&order, &conv(), &obs, &BTreeMap::new(), &flat, watch(Some(4000), None));
+    assert_eq!(c.verdict, Verdict::Invalid, "v2 arrived twice at p1: {}", c.evidence);
+    assert_eq!(c.evidence["problems"][0]["found"], "3 changes seen");
+}
+
+/// A copy named after its content (syncpeer) holds one version; a copy named after a time and a
+/// device (Syncthing, one-second resolution) is reused by each loser of that second, at most one per
+/// write to the original.
+#[test]
+fn a_conflict_copy_name_without_a_hash_may_hold_one_loser_per_write_to_its_original() {
+    let (h, mut obs) = sequential_history();
+    let order = causal::order(&h, &obs);
+    let flat = [counters(5000, "p1", 3.0, 10.0), counters(7000, "p1", 3.0, 14.0)];
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../peer-image/profiles");
+    let syncthing = crate::profile::load("syncthing", &dir)
+        .expect("the shipped profile")
+        .conventions;
+    let copy = "a.sync-conflict-20261207-043423-AI6RAWW.txt";
+    obs.push(seen(1400, "p1", copy, Some("v1")));
+    obs.push(seen(1600, "p1", copy, Some("v2")));
+    let judged = |c: &Conventions, obs: &[Observation]| {
+        loops::no_loop(&order, c, obs, &BTreeMap::new(), &flat, watch(Some(4000), None))
+    };
+    assert_eq!(
+        judged(&syncthing, &obs).verdict,
+        Verdict::Valid,
+        "two writes to a.txt: two losers"
+    );
+    let hashed = conflict_name("a.txt", "aaaaaaaa", "bbbbbbbb");
+    obs.push(seen(1400, "p2", &hashed, Some("v1")));
+    obs.push(seen(1600, "p2", &hashed, Some("v2")));
+    let c = judged(&conv(), &obs);
+    assert_eq!(
+        c.verdict,
+        Verdict::Invalid,
+        "a copy named after one content changed: {}",
+        c.evidence
+    );
+    assert_eq!(c.evidence["problems"][0]["path"], hashed.as_str());
+}
+
 #[test]
 fn a_loop_is_caught_by_more_versions_than_writes() {
     let (h, mut obs) = sequential_history();
