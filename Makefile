@@ -10,7 +10,7 @@ ARGS ?=
 NIGHTLY_DURATION ?= 30m
 NIGHTLY_SOAK_PLAN ?= chaos-plans/soak.yaml
 
-.PHONY: all chaos-run image chaos test unit-test lint validate bench nightly compare mutants clean ps help
+.PHONY: all chaos-run image chaos test unit-test lint validate bench bench-scale nightly compare mutants clean ps help
 
 all: chaos image
 
@@ -23,6 +23,7 @@ help:
 	@echo "make mutants     every syncpeer mutant under its plan, the honest daemon on the same: the mutation matrix"
 	@echo "make compare     every plan on syncpeer and Syncthing, one Markdown table (docs/DAEMONS.md)"
 	@echo "make bench       benchmarks (results go to docs/BENCHMARKS.md by hand)"
+	@echo "make bench-scale [SIZES=10,25] [TOPOLOGIES=ring,tree] [REPEAT=3]  the scaling benchmark: N peers x topology, table + JSON + SVG in reports/bench-scale/"
 	@echo "make clean       remove what killed runs left behind (chaos clean; live runs are spared)"
 
 chaos:
@@ -47,6 +48,20 @@ lint:
 
 bench:
 	$(CARGO) bench --workspace
+
+# The scaling benchmark (issue 16 item 1): a generated plan per peer count x topology (calm writes,
+# then a halves partition with writes on both sides, then the heal), run one after another; a
+# Markdown table, bench-scale.json and bench-scale.svg in BENCH_SCALE_OUT (docs/BENCHMARKS.md, "Scaling").
+# Exits 1 when a seed goal is missed. SIZES (default 10,25,50,100), TOPOLOGIES (ring,tree,random,full-mesh),
+# MESH_MAX (largest full mesh, default 25), REPEAT (runs per cell, medians; default 1).
+SIZES ?=
+TOPOLOGIES ?=
+MESH_MAX ?=
+REPEAT ?=
+BENCH_SCALE_OUT ?= reports/bench-scale
+bench-scale: chaos image
+	scripts/bench-scale.py --out $(BENCH_SCALE_OUT) $(if $(SIZES),--sizes $(SIZES)) $(if $(TOPOLOGIES),--topologies $(TOPOLOGIES)) \
+	  $(if $(MESH_MAX),--mesh-max $(MESH_MAX)) $(if $(REPEAT),--repeat $(REPEAT))
 
 # The nightly job: a soak of NIGHTLY_SOAK_PLAN for NIGHTLY_DURATION (`chaos soak`: window by window,
 # each healed and judged alone), then every plan once, one after another; exits non-zero if anything
