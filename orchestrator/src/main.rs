@@ -331,110 +331,9 @@ fn load_replay(run_dir: &Path) -> anyhow::Result<(plan::Plan, profile::Profile, 
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Validate { plans, with } => {
-            let mut code = ExitCode::SUCCESS;
-            for path in plans {
-                match with.load(&path) {
-                    Ok((p, pr)) if p.soak.is_some() => {
-                        let s = p.soak.as_ref().expect("checked");
-                        println!(
-                            "{}: ok: soak plan {}, {} peers of {}, {} in {} windows of {}, {}, {} faults in the mix",
-                            path.display(),
-                            p.name,
-                            p.peers.len(),
-                            pr.name,
-                            s.duration,
-                            s.windows(),
-                            s.window,
-                            s.workload
-                                .as_ref()
-                                .map_or("no workload".to_string(), |w| format!("{} ops/s", w.rate)),
-                            s.faults.len()
-                        );
-                    }
-                    Ok((p, pr)) => {
-                        let s = generator::generate(&p);
-                        println!(
-                            "{}: ok: plan {}, {} peers of {}, {} operations, {} fault steps, {:.1} s of schedule",
-                            path.display(),
-                            p.name,
-                            p.peers.len(),
-                            pr.name,
-                            s.ops.len(),
-                            p.steps.len(),
-                            s.end_ms as f64 / 1000.0
-                        );
-                    }
-                    Err(c) => code = c,
-                }
-            }
-            Ok(code)
-        }
-        Command::Replay { run_dir, reports, keep } => {
-            let (p, pr, replay) = match load_replay(&run_dir) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return Ok(ExitCode::from(2));
-                }
-            };
-            // A soak is replayed as it ran: its duration, its one window if it played one alone.
-            // (A recipe without its soak's facts: the plan's own duration, every window.)
-            let mode = match (&replay.recipe.soak, &p.soak) {
-                (sr, Some(soak)) => run::Mode::Soak(syftchaos::soak::runner::Options {
-                    only_window: sr.as_ref().and_then(|s| s.window),
-                    stop_on_failure: sr.as_ref().is_some_and(|s| s.stop_on_failure),
-                    command: soak_command(
-                        &replay.recipe.plan_source,
-                        p.seed,
-                        &soak.duration.to_string(),
-                        [
-                            ("--flavor", Some(p.flavor.as_str())),
-                            ("--image", p.image.as_deref()),
-                            ("--peer", Some(&*replay.recipe.profile.to_string_lossy())),
-                            ("--topologies", Some(&*replay.recipe.topologies.to_string_lossy())),
-                            ("--clock", replay.recipe.clock.as_deref()),
-                        ],
-                    ),
-                }),
-                (_, None) => run::Mode::Once,
-            };
-            let origin = run::Origin {
-                topologies: replay.recipe.topologies.clone(),
-                replay: Some(replay),
-            };
-            run_guarded(p, pr, reports, origin, keep.retention(), mode).await
-        }
-        Command::Prune { reports, keep_runs } => {
-            if !reports.is_dir() {
-                eprintln!("chaos: prune: {} is not a folder", reports.display());
-                return Ok(ExitCode::from(2));
-            }
-            // Runs in progress are known by their folder's `chaos.pid`, and by their containers when
-            // Docker answers.
-            let live = match Engine::connect().await {
-                Ok(engine) => cluster::live_runs(&engine).await.unwrap_or_default(),
-                Err(_) => Default::default(),
-            };
-            let r = run::rotate(&reports, keep_runs, None, &live);
-            for (name, why) in &r.spared {
-                println!("kept {name}: {}", why.describe());
-            }
-            println!(
-                "removed {} run folders ({:.1} MB); {} could not be removed",
-                r.removed.len(),
-                r.bytes as f64 / 1e6,
-                r.failed.len()
-            );
-            if let Err(e) = syftchaos::report::write_index(&reports) {
-                eprintln!("chaos: cannot regenerate {}/index.html: {e}", reports.display());
-            }
-            Ok(if r.failed.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            })
-        }
+        Command::Validate { plans, with } => validate(plans, with),
+        Command::Replay { run_dir, reports, keep } => replay(run_dir, reports, keep).await,
+        Command::Prune { reports, keep_runs } => prune(reports, keep_runs).await,
         Command::Plan {
             plan: path,
             seed,
@@ -442,146 +341,283 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
             window,
             with,
-        } => {
-            let mut p = match with.load(&path) {
-                Ok((p, _)) => p,
-                Err(code) => return Ok(code),
-            };
-            p.seed = seed.unwrap_or(p.seed);
-            if let Some(soak) = SoakSchedule::new(&p) {
-                if let Some(k) = window
-                    && k >= soak.windows()
-                {
-                    eprintln!(
-                        "chaos: --window {k}: the soak has windows 0 to {}",
-                        soak.windows().saturating_sub(1)
-                    );
-                    return Ok(ExitCode::from(2));
-                }
-                let ops: Box<dyn Iterator<Item = generator::ScheduledOp> + '_> = match window {
-                    Some(k) => Box::new(soak.window(k)),
-                    None => Box::new(soak.actions().take(limit)),
-                };
-                if json {
-                    let ops: Vec<_> = ops.collect();
-                    let doc = listing::soak_json(&p, &soak, window, &ops);
-                    print_lines([serde_json::to_string_pretty(&doc)?])?;
-                } else {
-                    // Line by line as drawn: a window at 1000 ops/s is 600 000 lines, never held.
-                    let header = listing::soak_header(&p, &soak, window, limit);
-                    print_lines(std::iter::once(header).chain(ops.map(|op| listing::line(&op))))?;
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            if window.is_some() {
-                eprintln!(
-                    "chaos: --window: {} has no `soak:` section (windows are a soak's)",
-                    path.display()
-                );
-                return Ok(ExitCode::from(2));
-            }
-            let s = generator::generate(&p);
-            let text = if json {
-                vec![serde_json::to_string_pretty(&listing::json(&p, &s))?]
-            } else {
-                listing::lines(&p, &s)
-            };
-            print_lines(text)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Run { target } => {
-            let prepared = target.prepare(|p| {
-                if p.soak.is_some() {
-                    eprintln!(
-                        "chaos: {} is a soak plan (it has a `soak:` section); allowed: plans without `soak:` (`chaos soak` runs it; `chaos plan` shows its schedule)",
-                        target.plan.display()
-                    );
-                    return Err(ExitCode::from(2));
-                }
-                Ok(())
-            });
-            let (p, pr, origin) = match prepared {
-                Ok(x) => x,
-                Err(code) => return Ok(code),
-            };
-            run_guarded(p, pr, target.reports, origin, target.keep.retention(), run::Mode::Once).await
-        }
+        } => show_plan(path, seed, json, limit, window, with),
+        Command::Run { target } => run_once(target).await,
         Command::Soak {
             target,
             duration,
             window,
             stop_on_failure,
-        } => {
-            let (p, pr, origin) = match target.prepare(|p| soak_adjust(p, &target.plan, duration.as_deref(), window)) {
-                Ok(x) => x,
-                Err(code) => return Ok(code),
-            };
-            let soak = p.soak.as_ref().expect("soak_adjust checked it");
-            let command = soak_command(
-                &std::path::absolute(&target.plan)?,
+        } => soak(target, duration, window, stop_on_failure).await,
+        Command::Clean { all } => clean(all).await,
+        Command::Ps => ps().await,
+    }
+}
+
+/// `chaos validate`: checks each plan against its profile and prints what it would run.
+fn validate(plans: Vec<PathBuf>, with: Checked) -> anyhow::Result<ExitCode> {
+    let mut code = ExitCode::SUCCESS;
+    for path in plans {
+        match with.load(&path) {
+            Ok((p, pr)) if p.soak.is_some() => {
+                let s = p.soak.as_ref().expect("checked");
+                println!(
+                    "{}: ok: soak plan {}, {} peers of {}, {} in {} windows of {}, {}, {} faults in the mix",
+                    path.display(),
+                    p.name,
+                    p.peers.len(),
+                    pr.name,
+                    s.duration,
+                    s.windows(),
+                    s.window,
+                    s.workload
+                        .as_ref()
+                        .map_or("no workload".to_string(), |w| format!("{} ops/s", w.rate)),
+                    s.faults.len()
+                );
+            }
+            Ok((p, pr)) => {
+                let s = generator::generate(&p);
+                println!(
+                    "{}: ok: plan {}, {} peers of {}, {} operations, {} fault steps, {:.1} s of schedule",
+                    path.display(),
+                    p.name,
+                    p.peers.len(),
+                    pr.name,
+                    s.ops.len(),
+                    p.steps.len(),
+                    s.end_ms as f64 / 1000.0
+                );
+            }
+            Err(c) => code = c,
+        }
+    }
+    Ok(code)
+}
+
+/// `chaos replay`: a finished run again, from its recipe.
+async fn replay(run_dir: PathBuf, reports: PathBuf, keep: Keep) -> anyhow::Result<ExitCode> {
+    let (p, pr, replay) = match load_replay(&run_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    // A soak is replayed as it ran: its duration, its one window if it played one alone.
+    // (A recipe without its soak's facts: the plan's own duration, every window.)
+    let mode = match (&replay.recipe.soak, &p.soak) {
+        (sr, Some(soak)) => run::Mode::Soak(syftchaos::soak::runner::Options {
+            only_window: sr.as_ref().and_then(|s| s.window),
+            stop_on_failure: sr.as_ref().is_some_and(|s| s.stop_on_failure),
+            command: soak_command(
+                &replay.recipe.plan_source,
                 p.seed,
                 &soak.duration.to_string(),
                 [
-                    ("--flavor", target.flavor.as_deref()),
-                    ("--image", target.image.as_deref()),
-                    ("--peer", target.daemon.peer.as_deref()),
-                    ("--topologies", None),
-                    ("--clock", target.daemon.clock.as_deref()),
+                    ("--flavor", Some(p.flavor.as_str())),
+                    ("--image", p.image.as_deref()),
+                    ("--peer", Some(&*replay.recipe.profile.to_string_lossy())),
+                    ("--topologies", Some(&*replay.recipe.topologies.to_string_lossy())),
+                    ("--clock", replay.recipe.clock.as_deref()),
                 ],
-            );
-            let mode = run::Mode::Soak(syftchaos::soak::runner::Options {
-                only_window: window,
-                stop_on_failure,
-                command,
-            });
-            run_guarded(p, pr, target.reports, origin, target.keep.retention(), mode).await
-        }
-        Command::Clean { all } => {
-            let engine = Engine::connect().await?;
-            let r = cluster::reap(&engine, !all).await?;
-            println!(
-                "removed {} containers and {} networks from {} runs",
-                r.containers,
-                r.networks,
-                r.runs.len()
-            );
-            let left = engine.managed_containers().await?.len();
-            if left > 0 {
-                println!(
-                    "left alone: {left} containers of runs in progress (`chaos ps`; `chaos clean --all` removes them too)"
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Ps => {
-            let engine = Engine::connect().await?;
-            let mut runs: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-            let mut pids: std::collections::BTreeMap<String, String> = Default::default();
-            for c in engine.managed_containers().await? {
-                let run = c.labels.get(LABEL_RUN).cloned().unwrap_or_else(|| "?".into());
-                let peer = c.labels.get(LABEL_PEER).cloned().unwrap_or(c.name.clone());
-                runs.entry(run.clone()).or_default().push(format!("{peer}:{}", c.state));
-                pids.insert(run, c.labels.get(LABEL_PID).cloned().unwrap_or_default());
-            }
-            if runs.is_empty() {
-                println!("no syftchaos runs");
-            }
-            for (run, peers) in runs {
-                let pid = &pids[&run];
-                let alive = Path::new(&format!("/proc/{pid}")).exists();
-                println!(
-                    "run {run}  orchestrator pid {pid} ({})  peers: {}",
-                    if alive {
-                        "alive"
-                    } else {
-                        "gone: `chaos clean` removes it"
-                    },
-                    peers.join(" ")
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+            ),
+        }),
+        (_, None) => run::Mode::Once,
+    };
+    let origin = run::Origin {
+        topologies: replay.recipe.topologies.clone(),
+        replay: Some(replay),
+    };
+    run_guarded(p, pr, reports, origin, keep.retention(), mode).await
+}
+
+/// `chaos prune`: old run folders removed, live runs spared.
+async fn prune(reports: PathBuf, keep_runs: KeepRuns) -> anyhow::Result<ExitCode> {
+    if !reports.is_dir() {
+        eprintln!("chaos: prune: {} is not a folder", reports.display());
+        return Ok(ExitCode::from(2));
     }
+    // Runs in progress are known by their folder's `chaos.pid`, and by their containers when
+    // Docker answers.
+    let live = match Engine::connect().await {
+        Ok(engine) => cluster::live_runs(&engine).await.unwrap_or_default(),
+        Err(_) => Default::default(),
+    };
+    let r = run::rotate(&reports, keep_runs, None, &live);
+    for (name, why) in &r.spared {
+        println!("kept {name}: {}", why.describe());
+    }
+    println!(
+        "removed {} run folders ({:.1} MB); {} could not be removed",
+        r.removed.len(),
+        r.bytes as f64 / 1e6,
+        r.failed.len()
+    );
+    if let Err(e) = syftchaos::report::write_index(&reports) {
+        eprintln!("chaos: cannot regenerate {}/index.html: {e}", reports.display());
+    }
+    Ok(if r.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// `chaos plan`: the schedule a plan draws, starting nothing.
+fn show_plan(
+    path: PathBuf,
+    seed: Option<u64>,
+    json: bool,
+    limit: usize,
+    window: Option<u64>,
+    with: Checked,
+) -> anyhow::Result<ExitCode> {
+    let mut p = match with.load(&path) {
+        Ok((p, _)) => p,
+        Err(code) => return Ok(code),
+    };
+    p.seed = seed.unwrap_or(p.seed);
+    if let Some(soak) = SoakSchedule::new(&p) {
+        if let Some(k) = window
+            && k >= soak.windows()
+        {
+            eprintln!(
+                "chaos: --window {k}: the soak has windows 0 to {}",
+                soak.windows().saturating_sub(1)
+            );
+            return Ok(ExitCode::from(2));
+        }
+        let ops: Box<dyn Iterator<Item = generator::ScheduledOp> + '_> = match window {
+            Some(k) => Box::new(soak.window(k)),
+            None => Box::new(soak.actions().take(limit)),
+        };
+        if json {
+            let ops: Vec<_> = ops.collect();
+            let doc = listing::soak_json(&p, &soak, window, &ops);
+            print_lines([serde_json::to_string_pretty(&doc)?])?;
+        } else {
+            // Line by line as drawn: a window at 1000 ops/s is 600 000 lines, never held.
+            let header = listing::soak_header(&p, &soak, window, limit);
+            print_lines(std::iter::once(header).chain(ops.map(|op| listing::line(&op))))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if window.is_some() {
+        eprintln!(
+            "chaos: --window: {} has no `soak:` section (windows are a soak's)",
+            path.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let s = generator::generate(&p);
+    let text = if json {
+        vec![serde_json::to_string_pretty(&listing::json(&p, &s))?]
+    } else {
+        listing::lines(&p, &s)
+    };
+    print_lines(text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `chaos run`: one plan, once.
+async fn run_once(target: Target) -> anyhow::Result<ExitCode> {
+    let prepared = target.prepare(|p| {
+        if p.soak.is_some() {
+            eprintln!(
+                "chaos: {} is a soak plan (it has a `soak:` section); allowed: plans without `soak:` (`chaos soak` runs it; `chaos plan` shows its schedule)",
+                target.plan.display()
+            );
+            return Err(ExitCode::from(2));
+        }
+        Ok(())
+    });
+    let (p, pr, origin) = match prepared {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    run_guarded(p, pr, target.reports, origin, target.keep.retention(), run::Mode::Once).await
+}
+
+/// `chaos soak`: a soak plan, window by window.
+async fn soak(
+    target: Target,
+    duration: Option<String>,
+    window: Option<u64>,
+    stop_on_failure: bool,
+) -> anyhow::Result<ExitCode> {
+    let (p, pr, origin) = match target.prepare(|p| soak_adjust(p, &target.plan, duration.as_deref(), window)) {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    let soak = p.soak.as_ref().expect("soak_adjust checked it");
+    let command = soak_command(
+        &std::path::absolute(&target.plan)?,
+        p.seed,
+        &soak.duration.to_string(),
+        [
+            ("--flavor", target.flavor.as_deref()),
+            ("--image", target.image.as_deref()),
+            ("--peer", target.daemon.peer.as_deref()),
+            ("--topologies", None),
+            ("--clock", target.daemon.clock.as_deref()),
+        ],
+    );
+    let mode = run::Mode::Soak(syftchaos::soak::runner::Options {
+        only_window: window,
+        stop_on_failure,
+        command,
+    });
+    run_guarded(p, pr, target.reports, origin, target.keep.retention(), mode).await
+}
+
+/// `chaos clean`: what killed runs left behind (with `all`, live runs too).
+async fn clean(all: bool) -> anyhow::Result<ExitCode> {
+    let engine = Engine::connect().await?;
+    let r = cluster::reap(&engine, !all).await?;
+    println!(
+        "removed {} containers and {} networks from {} runs",
+        r.containers,
+        r.networks,
+        r.runs.len()
+    );
+    let left = engine.managed_containers().await?.len();
+    if left > 0 {
+        println!(
+            "left alone: {left} containers of runs in progress (`chaos ps`; `chaos clean --all` removes them too)"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `chaos ps`: the runs whose containers exist, and whether their orchestrator lives.
+async fn ps() -> anyhow::Result<ExitCode> {
+    let engine = Engine::connect().await?;
+    let mut runs: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut pids: std::collections::BTreeMap<String, String> = Default::default();
+    for c in engine.managed_containers().await? {
+        let run = c.labels.get(LABEL_RUN).cloned().unwrap_or_else(|| "?".into());
+        let peer = c.labels.get(LABEL_PEER).cloned().unwrap_or(c.name.clone());
+        runs.entry(run.clone()).or_default().push(format!("{peer}:{}", c.state));
+        pids.insert(run, c.labels.get(LABEL_PID).cloned().unwrap_or_default());
+    }
+    if runs.is_empty() {
+        println!("no syftchaos runs");
+    }
+    for (run, peers) in runs {
+        let pid = &pids[&run];
+        let alive = Path::new(&format!("/proc/{pid}")).exists();
+        println!(
+            "run {run}  orchestrator pid {pid} ({})  peers: {}",
+            if alive {
+                "alive"
+            } else {
+                "gone: `chaos clean` removes it"
+            },
+            peers.join(" ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A soak plan's `--duration` and `--window` checked and applied; a plan without `soak:` is refused.
