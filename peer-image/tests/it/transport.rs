@@ -23,11 +23,9 @@ fn synced_pair() -> Cluster {
 fn plain_answer(addr: &str, path: &str) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nx-syncpeer-from: whoever\r\n\r\n"
-    )
-    .unwrap();
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nx-syncpeer-from: whoever\r\n\r\n");
+    // The server may hang up before it has read the whole request: that is its answer too.
+    let _ = s.write_all(request.as_bytes());
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     buf
@@ -62,8 +60,11 @@ fn a_client_that_is_not_a_neighbour_is_refused_in_the_handshake() {
     let c = synced_pair();
     let stranger = Identity::generate();
     let r = c.peers[0].sync_get(&stranger, "/v1/index?limit=250");
+    // The refusal reaches the client as a TLS alert, or as a reset if the server's hang-up wins.
     let err = r.expect_err("a stranger was served");
-    assert!(err.to_string().contains("alert"), "not a TLS refusal: {err}");
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset};
+    let refused = err.to_string().contains("alert") || matches!(err.kind(), ConnectionReset | BrokenPipe);
+    assert!(refused, "not a refusal: {err}");
     let unknown = c.peers[0]
         .metrics()
         .sum("syncpeer_messages_received_total", &[("peer", "unknown")]);
