@@ -14,9 +14,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hyper::http::{HeaderValue, header};
 use tokio::sync::watch;
 
 use crate::apply::{Staged, apply_batch};
+use crate::client::Request;
 use crate::codec::Item;
 use crate::entry::{Entry, Invalid, Resolution};
 use crate::metrics::{Kind, Reason};
@@ -238,9 +240,7 @@ pub(crate) enum Got {
 pub(crate) async fn fetch_batch(node: &Arc<Node>, src: usize, entries: &[Entry]) -> Result<Vec<Got>, WireError> {
     let peer = &node.peers[src];
     let hashes: Vec<String> = entries.iter().map(|e| e.hash.clone()).collect();
-    let req = node
-        .client
-        .post(wire::url(peer, "/v1/blobs"))
+    let req = Request::post("/v1/blobs")
         .json(&BlobsReq { hashes })
         .timeout(SMALL_TIMEOUT);
     let resp = wire::send(node, peer, Kind::blob, req).await?;
@@ -296,9 +296,10 @@ pub(crate) async fn fetch_large(node: &Arc<Node>, src: usize, e: &Entry) -> Got 
             resumed = false;
         }
     }
-    let mut req = node.client.get(wire::url(peer, &format!("/v1/blob/{}", e.hash)));
+    let mut req = Request::get(format!("/v1/blob/{}", e.hash));
     if have > 0 {
-        req = req.header("range", format!("bytes={have}-"));
+        let range = HeaderValue::from_str(&format!("bytes={have}-")).expect("ascii");
+        req = req.header(header::RANGE, range);
     }
     let mut resp = match wire::send(node, peer, Kind::blob, req).await {
         Ok(r) => r,

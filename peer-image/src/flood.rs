@@ -8,10 +8,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::byzantine::REREAD;
+use crate::client::{PeerClient, Request};
 use crate::metrics::{Kind, header_bytes};
 use crate::node::Node;
-use crate::protocol::{FROM_HEADER, SummaryReq};
-use crate::wire;
+use crate::protocol::SummaryReq;
 
 /// Concurrent connections per neighbour while flooding.
 pub const FLOOD_WORKERS: usize = 8;
@@ -24,17 +24,19 @@ pub const FLOOD_RATE: u32 = 2000;
 /// requests (the cheapest request to send, and each one costs the receiver an admission check),
 /// [`FLOOD_RATE`] a second per neighbour in all. Idle otherwise, polling the switch every [`REREAD`].
 pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
-    // Its own connection pool: the shared client keeps one idle connection per neighbour, so a
-    // burst through it would open and close a connection per request.
-    let Ok(client) = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(5))
-        .pool_max_idle_per_host(FLOOD_WORKERS)
-        .no_proxy()
-        .build()
-    else {
-        return;
-    };
+    // Its own connection pools: a neighbour's client keeps one idle connection, so a burst
+    // through it would open and close a connection (and make a TLS handshake) per request. The
+    // liar is an authenticated neighbour: its flood passes the handshake like honest traffic.
+    let mut clients = Vec::new();
+    for p in &node.peers {
+        match crate::tls::client_config(&node.credentials, p.cfg.key) {
+            Ok(tls) => clients.push(PeerClient::new(&p.cfg.addr, tls, FLOOD_WORKERS)),
+            Err(e) => {
+                tracing::error!("flood: no TLS client: {e}");
+                return;
+            }
+        }
+    }
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -44,7 +46,7 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             continue;
         }
         let mut workers = tokio::task::JoinSet::new();
-        for i in 0..node.peers.len() {
+        for (i, client) in clients.iter().enumerate() {
             for _ in 0..FLOOD_WORKERS {
                 let (node, client, stop) = (node.clone(), client.clone(), stop.clone());
                 workers.spawn(async move {
@@ -61,25 +63,22 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn flood_once(node: &Node, client: &reqwest::Client, i: usize) {
+async fn flood_once(node: &Node, client: &PeerClient, i: usize) {
     let peer = &node.peers[i];
-    let Ok(req) = client
-        .post(wire::url(peer, "/v1/summary"))
-        .header(FROM_HEADER, &node.short)
+    let req = Request::post("/v1/summary")
         .json(&SummaryReq { digest: String::new() })
-        .build()
-    else {
-        return;
-    };
+        .timeout(Duration::from_secs(5));
     // Counted like every request (`wire::send`), so the liar's own metrics show the flood.
-    let body = req.body().and_then(|b| b.as_bytes()).map_or(0, <[u8]>::len) as u64;
     node.metrics.sent(
         &peer.cfg.name,
         Kind::summary,
-        header_bytes(req.headers()) + req.url().path().len() as u64 + body,
+        header_bytes(req.headers()) + (req.path().len() + req.body_len()) as u64,
     );
-    if client.execute(req).await.is_err() {
+    match client.execute(req).await {
+        // Read to its end, so the connection goes back to the pool: a handshake per request
+        // would make the flood a test of TLS rather than of the rate limit.
+        Ok(mut resp) => while let Ok(Some(_)) = resp.chunk().await {},
         // Unreachable (partitioned, down): do not spin.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
     }
 }

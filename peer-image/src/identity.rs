@@ -34,6 +34,11 @@ impl PeerId {
         VerifyingKey::from_bytes(&bytes).map(PeerId).map_err(|_| bad())
     }
 
+    /// The key from its 32 raw bytes (as they stand in a certificate, see [`crate::tls`]).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        VerifyingKey::from_bytes(bytes.try_into().ok()?).ok().map(PeerId)
+    }
+
     /// 64 lowercase hex characters.
     pub fn hex(&self) -> String {
         hex::encode(self.0.to_bytes())
@@ -108,6 +113,17 @@ impl Identity {
 
     pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
         self.key.sign(msg).to_bytes().to_vec()
+    }
+
+    /// The secret key as a PKCS#8 v1 document (RFC 8410: a fixed 16-byte header, then the seed):
+    /// the form TLS libraries take a key in, for the transport certificate ([`crate::tls`]).
+    pub fn pkcs8_der(&self) -> Vec<u8> {
+        const HEADER: [u8; 16] = [
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+        ];
+        let mut der = HEADER.to_vec();
+        der.extend_from_slice(&self.key.to_bytes());
+        der
     }
 }
 

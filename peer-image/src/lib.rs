@@ -10,6 +10,8 @@
 //!   scanner's queue is [`scan_queue`].
 //! * [`apply`]: received versions are written through temp file + rename under a [`locks`] lock.
 //! * [`sync`], [`fetch`], [`server`], [`wire`]: pull-based anti-entropy over HTTP with push hints.
+//! * [`tls`], [`listener`], [`client`]: the sync port's mutual TLS; each end pins the other's
+//!   ed25519 key from the config, and a request's sender is its connection's verified key.
 //! * [`scrub`]: damaged files (content changed, mtime kept, see [`damage`]) are repaired, never
 //!   authored.
 //! * [`beneath`]: every file operation in the sync folder, never through a symlink.
@@ -29,6 +31,7 @@
 pub mod apply;
 pub mod beneath;
 pub mod byzantine;
+pub mod client;
 pub mod codec;
 pub mod config;
 pub mod daemon;
@@ -43,6 +46,7 @@ pub mod index;
 pub mod knowledge;
 pub mod leak;
 pub mod legacy;
+pub mod listener;
 pub mod locks;
 pub mod metrics;
 pub mod mutant;
@@ -56,5 +60,6 @@ pub mod scrub;
 pub mod server;
 pub mod status;
 pub mod sync;
+pub mod tls;
 pub mod version_vector;
 pub mod wire;

@@ -37,6 +37,8 @@ pub enum Reason {
     untrusted,
     rate_limited,
     quarantined,
+    /// A request whose sender header names another peer than its TLS identity.
+    sender_mismatch,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -183,6 +185,7 @@ impl Metrics {
             Reason::untrusted,
             Reason::rate_limited,
             Reason::quarantined,
+            Reason::sender_mismatch,
         ] {
             let _ = m.rejections.get_or_create(&ReasonLabel { reason });
         }

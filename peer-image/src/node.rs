@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
+use crate::client::PeerClient;
 use crate::config::{Flavor, Neighbour, Settings};
 use crate::entry::{Entry, Resolution, resolve_with};
 use crate::identity::{Identity, PeerId};
@@ -20,11 +21,15 @@ use crate::mutant::{Mutant, Tie};
 use crate::mutex::lock;
 use crate::rate_limit::RateLimiter;
 use crate::scan_queue::ScanTx;
+use crate::tls::Credentials;
 
 /// Runtime state of one neighbour.
 pub struct PeerState {
     pub cfg: Neighbour,
     pub short: String,
+    /// Mutual TLS to this neighbour, pinned to its key; one idle connection (each keeps read
+    /// buffers, which with several neighbours was a large part of resident memory).
+    pub client: PeerClient,
     /// Woken by a hint from this neighbour: pull its index delta now.
     pub pull: Notify,
     pub reachable: AtomicBool,
@@ -116,7 +121,8 @@ pub struct Node {
     pub changed: watch::Sender<u64>,
     /// Where downloads are staged (same filesystem as the sync folder).
     pub tmp_dir: PathBuf,
-    pub client: reqwest::Client,
+    /// Our transport certificate (see [`crate::tls`]): the flood task makes clients with it.
+    pub credentials: Credentials,
     /// Paths the scanner should look at (relative); fed by notify and by the blob server.
     pub scan_tx: ScanTx,
     /// Verifications and damaged files (see [`crate::damage`]).
@@ -199,8 +205,9 @@ impl Node {
         self.metrics.quarantined_peers.set(rep.count() as i64);
     }
 
-    /// Token bucket check for an incoming request. Senders that are not trusted keys share one
-    /// bucket: a stranger can name itself anew in every request.
+    /// Token bucket check for an incoming request, by the sender's TLS identity. Senders that are
+    /// not trusted keys would share one bucket; since the handshake admits neighbours only, that
+    /// is a second line of defence.
     pub fn admit_rate(&self, who: &str) -> bool {
         let who = if self.keys.contains_key(who) { who } else { "unknown" };
         lock(&self.rate).admit(who, Instant::now())

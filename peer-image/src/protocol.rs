@@ -1,5 +1,5 @@
-//! Wire types of the peer protocol (HTTP/1.1 on the sync port), and the framing of batched blobs.
-//! Every request carries [`FROM_HEADER`] with the sender's short id.
+//! Wire types of the peer protocol (HTTP/1.1 over mutual TLS on the sync port, see [`crate::tls`]),
+//! and the framing of batched blobs. A request's sender is its connection's certificate key.
 //!
 //! | request | kind | purpose |
 //! |---|---|---|
@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::entry::Entry;
 
+/// The sender header of the plain-HTTP protocol: no longer sent (the sender is the TLS identity);
+/// a request that carries one naming another peer is refused (`server::admit`).
 pub const FROM_HEADER: &str = "x-syncpeer-from";
 
 /// Files at most this large travel in batches (and inline in pulls); larger ones stream through

@@ -1,11 +1,13 @@
-//! Server side of the peer protocol on the sync port (axum). Every request is admitted first:
-//! known sender (for accounting), not quarantined, within its rate limit.
+//! Server side of the peer protocol on the sync port (axum, behind [`crate::listener`]). Every
+//! request is admitted first: its sender is the neighbour whose key the connection's certificate
+//! proved (a sender header, if one is sent, must name the same peer), not quarantined, within its
+//! rate limit.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,6 +15,7 @@ use tokio::io::AsyncSeekExt;
 
 use crate::byzantine::{self, Behaviours};
 use crate::codec;
+use crate::listener::PeerAddr;
 use crate::metrics::{Kind, Reason, header_bytes};
 use crate::node::Node;
 use crate::protocol::{
@@ -22,6 +25,7 @@ use crate::protocol::{
 use crate::scan_queue::Urgency;
 
 type S = State<Arc<Node>>;
+type Peer = ConnectInfo<PeerAddr>;
 
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
@@ -34,16 +38,28 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-/// Who is asking (short id), counted and checked; `Err` is the refusal to send.
-fn admit(node: &Node, headers: &HeaderMap, kind: Kind, body_len: usize) -> Result<(String, String), StatusCode> {
-    let short = headers
-        .get(FROM_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("unknown")
-        .to_string();
+/// Who is asking (short id), counted and checked; `Err` is the refusal to send. The sender is the
+/// TLS identity of the connection, never what the request says about itself.
+fn admit(
+    node: &Node,
+    from: &PeerAddr,
+    headers: &HeaderMap,
+    kind: Kind,
+    body_len: usize,
+) -> Result<(String, String), StatusCode> {
+    let short = from.id.short();
     let label = node.peer_label(&short);
     node.metrics
         .received(&label, kind, header_bytes(headers) + body_len as u64);
+    // Peers no longer send the header; one that names someone else is lying about who it is.
+    if headers
+        .get(FROM_HEADER)
+        .is_some_and(|v| v.as_bytes() != short.as_bytes())
+    {
+        tracing::warn!(peer = %label, "refused a request claiming to come from another peer");
+        node.metrics.reject(Reason::sender_mismatch);
+        return Err(StatusCode::FORBIDDEN);
+    }
     if node.is_quarantined(&short) {
         node.metrics.reject(Reason::quarantined);
         return Err(StatusCode::FORBIDDEN);
@@ -71,8 +87,8 @@ fn json_resp<T: serde::Serialize>(node: &Node, label: &str, kind: Kind, v: &T) -
     counted(node, label, kind, r, len)
 }
 
-async fn summary(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
-    let (_, label) = match admit(&node, &headers, Kind::summary, body.len()) {
+async fn summary(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body: Bytes) -> Response {
+    let (_, label) = match admit(&node, &from, &headers, Kind::summary, body.len()) {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
@@ -85,8 +101,8 @@ async fn summary(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
     json_resp(&node, &label, Kind::summary, &resp)
 }
 
-async fn index(State(node): S, headers: HeaderMap, Query(q): Query<IndexQuery>) -> Response {
-    let (_, label) = match admit(&node, &headers, Kind::index, 0) {
+async fn index(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, Query(q): Query<IndexQuery>) -> Response {
+    let (_, label) = match admit(&node, &from, &headers, Kind::index, 0) {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
@@ -106,8 +122,8 @@ async fn index(State(node): S, headers: HeaderMap, Query(q): Query<IndexQuery>) 
 
 /// The versions the puller's knowledge lacks; small content inline (hashed again here, so a file
 /// damaged or edited since it was indexed is never sent as the signed version's content).
-async fn pull(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
-    let (short, label) = match admit(&node, &headers, Kind::index, body.len()) {
+async fn pull(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body: Bytes) -> Response {
+    let (short, label) = match admit(&node, &from, &headers, Kind::index, body.len()) {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
@@ -172,8 +188,8 @@ async fn pull(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
     counted(&node, &label, Kind::index, r, len - inline_bytes)
 }
 
-async fn hint(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
-    let (short, label) = match admit(&node, &headers, Kind::hint, body.len()) {
+async fn hint(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body: Bytes) -> Response {
+    let (short, label) = match admit(&node, &from, &headers, Kind::hint, body.len()) {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
@@ -214,8 +230,8 @@ fn read_all(mut f: std::fs::File) -> Option<Vec<u8>> {
     Some(b)
 }
 
-async fn blob(State(node): S, headers: HeaderMap, Path(hash): Path<String>) -> Response {
-    let (_, label) = match admit(&node, &headers, Kind::blob, 0) {
+async fn blob(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, Path(hash): Path<String>) -> Response {
+    let (_, label) = match admit(&node, &from, &headers, Kind::blob, 0) {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
@@ -261,8 +277,8 @@ async fn blob(State(node): S, headers: HeaderMap, Path(hash): Path<String>) -> R
     counted(&node, &label, Kind::blob, resp, len)
 }
 
-async fn blobs(State(node): S, headers: HeaderMap, body: Bytes) -> Response {
-    let (_, label) = match admit(&node, &headers, Kind::blob, body.len()) {
+async fn blobs(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body: Bytes) -> Response {
+    let (_, label) = match admit(&node, &from, &headers, Kind::blob, body.len()) {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use crate::client::Request;
 use crate::codec::{self, PullReq};
 use crate::fetch::{self, Offered};
 use crate::hlc::wall_ms;
@@ -30,7 +31,7 @@ use crate::metrics::Kind;
 use crate::mutant::{Mutant, SLOW_CATCH_UP};
 use crate::mutex::lock;
 use crate::node::Node;
-use crate::protocol::{INDEX_PAGE, IndexResp, SummaryReq, SummaryResp};
+use crate::protocol::{INDEX_PAGE, IndexQuery, IndexResp, SummaryReq, SummaryResp};
 use crate::wire::{self, SMALL_TIMEOUT, WireError};
 
 /// Rounds with the same two differing digests after which the whole index is listed again
@@ -62,9 +63,7 @@ async fn pull(node: &Arc<Node>, i: usize) -> Result<usize, WireError> {
         };
         let mut knowledge = node.knowledge_for(i);
         knowledge.union(&got);
-        let req = node
-            .client
-            .post(wire::url(peer, "/v1/pull"))
+        let req = Request::post("/v1/pull")
             .body(codec::encode_pull_req(&PullReq {
                 knowledge,
                 inline: true,
@@ -114,14 +113,12 @@ async fn full_pull(node: &Arc<Node>, i: usize) -> Result<usize, WireError> {
     let mut queued = 0;
     // A neighbour that keeps naming a next page cannot keep us listing forever.
     for _ in 0..MAX_PAGES {
-        let mut url = reqwest::Url::parse(&wire::url(peer, "/v1/index")).map_err(|_| WireError::Malformed {
-            peer: peer.cfg.name.clone(),
-            what: "address",
-        })?;
-        url.query_pairs_mut()
-            .append_pair("after", &after)
-            .append_pair("limit", &INDEX_PAGE.to_string());
-        let req = node.client.get(url).timeout(SMALL_TIMEOUT);
+        let query = IndexQuery {
+            after: after.clone(),
+            limit: Some(INDEX_PAGE),
+        };
+        let query = serde_urlencoded::to_string(&query).expect("strings and numbers encode");
+        let req = Request::get(format!("/v1/index?{query}")).timeout(SMALL_TIMEOUT);
         let resp = wire::send(node, peer, Kind::index, req).await?;
         let received = Instant::now();
         let page: IndexResp = wire::json(node, peer, Kind::index, resp).await?;
@@ -150,9 +147,7 @@ async fn full_pull(node: &Arc<Node>, i: usize) -> Result<usize, WireError> {
 async fn summary(node: &Arc<Node>, i: usize) -> Result<String, WireError> {
     let peer = &node.peers[i];
     let digest = node.index().digest();
-    let req = node
-        .client
-        .post(wire::url(peer, "/v1/summary"))
+    let req = Request::post("/v1/summary")
         .json(&SummaryReq { digest })
         .timeout(SMALL_TIMEOUT);
     let resp = wire::send(node, peer, Kind::summary, req).await?;
@@ -281,11 +276,7 @@ pub async fn hint_loop(node: Arc<Node>, i: usize, mut stop: watch::Receiver<bool
             continue;
         }
         let body = codec::encode_knowledge(&mine);
-        let req = node
-            .client
-            .post(wire::url(peer, "/v1/hint"))
-            .body(body)
-            .timeout(SMALL_TIMEOUT);
+        let req = Request::post("/v1/hint").body(body).timeout(SMALL_TIMEOUT);
         if let Err(e) = wire::send(&node, peer, Kind::hint, req).await {
             tracing::debug!(peer = %peer.cfg.name, "hint not delivered: {e}");
         }

@@ -1,16 +1,17 @@
-//! Client side of the peer protocol: requests to a neighbour with per-neighbour, per-kind message
-//! and byte accounting (`docs/PEER-CONTRACT.md`).
+//! Client side of the peer protocol: requests to a neighbour (over its pinned TLS client,
+//! [`crate::client`]) with per-neighbour, per-kind message and byte accounting
+//! (`docs/PEER-CONTRACT.md`). No sender header is sent: the server knows us by our certificate.
 
 use std::time::Duration;
 
+use crate::client::{ClientError, Request, Response};
 use crate::metrics::{Kind, header_bytes};
 use crate::node::{Node, PeerState};
-use crate::protocol::FROM_HEADER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     #[error("request to {peer} failed: {source}")]
-    Http { peer: String, source: reqwest::Error },
+    Http { peer: String, source: ClientError },
     #[error("{peer} answered {status}")]
     Status { peer: String, status: u16 },
     #[error("{peer} sent a malformed {what}")]
@@ -20,29 +21,20 @@ pub enum WireError {
 /// Timeout for small requests (summary, index, hint, batched blobs).
 pub const SMALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn url(peer: &PeerState, path: &str) -> String {
-    format!("http://{}{}", peer.cfg.addr, path)
-}
-
 /// Sends a request built by `build` and counts it; the response's headers are counted as received
 /// and the caller counts its body with [`Node::metrics`]`.received_bytes` as it reads it.
-pub async fn send(
-    node: &Node,
-    peer: &PeerState,
-    kind: Kind,
-    build: reqwest::RequestBuilder,
-) -> Result<reqwest::Response, WireError> {
+pub async fn send(node: &Node, peer: &PeerState, kind: Kind, req: Request) -> Result<Response, WireError> {
     let name = &peer.cfg.name;
     let http = |source| WireError::Http {
         peer: name.clone(),
         source,
     };
-    let req = build.header(FROM_HEADER, &node.short).build().map_err(http)?;
-    let body = req.body().and_then(|b| b.as_bytes()).map_or(0, |b| b.len()) as u64;
-    let head =
-        header_bytes(req.headers()) + req.url().path().len() as u64 + req.url().query().map_or(0, str::len) as u64;
-    node.metrics.sent(name, kind, head + body);
-    let resp = node.client.execute(req).await.map_err(http)?;
+    node.metrics.sent(
+        name,
+        kind,
+        header_bytes(req.headers()) + (req.path().len() + req.body_len()) as u64,
+    );
+    let resp = peer.client.execute(req).await.map_err(http)?;
     node.metrics.received(name, kind, header_bytes(resp.headers()));
     if !resp.status().is_success() {
         return Err(WireError::Status {
@@ -58,7 +50,7 @@ pub async fn send(
 pub const BODY_MAX: usize = 16 << 20;
 
 /// Reads a whole (small) body, at most [`BODY_MAX`], without counting it.
-pub async fn read_body(peer: &PeerState, mut resp: reqwest::Response) -> Result<bytes::Bytes, WireError> {
+pub async fn read_body(peer: &PeerState, mut resp: Response) -> Result<bytes::Bytes, WireError> {
     let oversized = || WireError::Malformed {
         peer: peer.cfg.name.clone(),
         what: "oversized body",
@@ -80,12 +72,7 @@ pub async fn read_body(peer: &PeerState, mut resp: reqwest::Response) -> Result<
 }
 
 /// Reads a whole (small) body, counting it.
-pub async fn body(
-    node: &Node,
-    peer: &PeerState,
-    kind: Kind,
-    resp: reqwest::Response,
-) -> Result<bytes::Bytes, WireError> {
+pub async fn body(node: &Node, peer: &PeerState, kind: Kind, resp: Response) -> Result<bytes::Bytes, WireError> {
     let b = read_body(peer, resp).await?;
     node.metrics.received_bytes(&peer.cfg.name, kind, b.len() as u64);
     Ok(b)
@@ -96,7 +83,7 @@ pub async fn json<T: serde::de::DeserializeOwned>(
     node: &Node,
     peer: &PeerState,
     kind: Kind,
-    resp: reqwest::Response,
+    resp: Response,
 ) -> Result<T, WireError> {
     let b = body(node, peer, kind, resp).await?;
     serde_json::from_slice(&b).map_err(|_| WireError::Malformed {

@@ -7,7 +7,7 @@ use crate::util::*;
 #[test]
 fn tampered_blob_and_bad_signature_rejected_honest_copy_arrives() {
     let mut c = Cluster::new(2, &[(0, 1)]);
-    let liar = FakePeer::start("liar");
+    let liar = FakePeer::start("liar", &c);
     // p1 asks the liar first for everything it advertises; p0 (honest) is down at first.
     c.peers[1].extra_peers = liar.peer_yaml();
     c.peers[1].extra_yaml = "strike_limit: 2\nquarantine_ms: 600000\n".into();
@@ -53,7 +53,7 @@ fn tampered_blob_and_bad_signature_rejected_honest_copy_arrives() {
 #[test]
 fn untrusted_author_is_refused() {
     let mut c = Cluster::new(1, &[]);
-    let relay = FakePeer::start("relay");
+    let relay = FakePeer::start("relay", &c);
     c.peers[0].extra_peers = relay.peer_yaml();
     let stranger = syncpeer::identity::Identity::generate();
     relay.push(signed(&stranger, "x.txt", b"x", 1), Some(b"x".to_vec()));
@@ -71,27 +71,24 @@ fn untrusted_author_is_refused() {
 /// keeps working.
 #[test]
 fn flooding_peer_is_rate_limited() {
-    use std::io::{Read, Write};
     let mut c = Cluster::new(2, &[(0, 1)]);
+    // The flooder is an authenticated neighbour of p0 (TLS lets only neighbours in).
+    let flooder = syncpeer::identity::Identity::generate();
+    c.peers[0].extra_peers = probe_yaml("flooder", &flooder);
     c.peers[0].extra_yaml = "rate_limit_per_sec: 20\nrate_limit_burst: 20\n".into();
     c.start_all();
-    let addr = c.peers[0].addr();
-    let mut limited = 0;
-    for _ in 0..100 {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        let body = r#"{"digest":"x"}"#;
-        write!(
-            s,
-            "POST /v1/summary HTTP/1.0\r\nx-syncpeer-from: flooder0000000000\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+    // 100 requests pipelined on one connection: as fast as the server reads them.
+    let body = r#"{"digest":"x"}"#;
+    let mut raw = String::new();
+    for i in 0..100 {
+        let close = if i == 99 { "connection: close\r\n" } else { "" };
+        raw.push_str(&format!(
+            "POST /v1/summary HTTP/1.1\r\nhost: p0\r\n{close}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        if out.starts_with("HTTP/1.0 429") || out.starts_with("HTTP/1.1 429") {
-            limited += 1;
-        }
+        ));
     }
+    let answers = sync_raw(&c.peers[0].addr(), &flooder, c.peers[0].id.id(), raw.as_bytes()).unwrap();
+    let limited = String::from_utf8_lossy(&answers).matches("HTTP/1.1 429").count();
     assert!(limited >= 50, "only {limited} of 100 flood requests were limited");
     assert!(
         c.peers[0]
@@ -112,7 +109,7 @@ fn flooding_peer_is_rate_limited() {
 #[test]
 fn tampered_inline_content_rejected() {
     let mut c = Cluster::new(2, &[(0, 1)]);
-    let liar = FakePeer::start("liar");
+    let liar = FakePeer::start("liar", &c);
     liar.state.lock().unwrap().inline = true;
     c.peers[1].extra_peers = liar.peer_yaml();
     let honest = b"the honest content".to_vec();
@@ -140,7 +137,7 @@ fn tampered_inline_content_rejected() {
 #[test]
 fn oversized_answers_are_not_buffered() {
     let mut c = Cluster::new(2, &[(0, 1)]);
-    let flooder = FakePeer::start("flooder");
+    let flooder = FakePeer::start("flooder", &c);
     flooder.state.lock().unwrap().oversized = Some(48 << 20);
     c.peers[1].extra_peers = flooder.peer_yaml();
     c.start_all();
@@ -164,7 +161,7 @@ fn oversized_answers_are_not_buffered() {
 #[test]
 fn endless_more_pages_end_when_nothing_is_new() {
     let mut c = Cluster::new(1, &[]);
-    let liar = FakePeer::start("pager");
+    let liar = FakePeer::start("pager", &c);
     liar.state.lock().unwrap().always_more = true;
     c.peers[0].extra_peers = liar.peer_yaml();
     liar.push(signed(&c.peers[0].id, "a.txt", b"a", 1), Some(b"a".to_vec()));

@@ -14,9 +14,10 @@ use axum::routing::{get, post};
 use syncpeer::codec::{Item, PullResp, encode_pull_resp};
 use syncpeer::entry::Entry;
 use syncpeer::identity::Identity;
+use syncpeer::listener::TlsListener;
 use syncpeer::protocol::{BlobsReq, IndexQuery, IndexResp, SummaryResp, frame_blob};
 
-use crate::util::{free_port, fresh_ip};
+use crate::util::{Cluster, Peer, free_port, fresh_ip};
 
 #[derive(Default)]
 pub struct FakeState {
@@ -128,7 +129,14 @@ async fn blobs(State(s): S, body: Bytes) -> Vec<u8> {
 }
 
 impl FakePeer {
-    pub fn start(name: &str) -> FakePeer {
+    /// A fake neighbour of every peer of `c`: it serves mutual TLS like a real peer and accepts
+    /// their certificates.
+    pub fn start(name: &str, c: &Cluster) -> FakePeer {
+        Self::start_as(name, Identity::generate(), c)
+    }
+
+    /// [`FakePeer::start`] with a chosen identity.
+    pub fn start_as(name: &str, id: Identity, c: &Cluster) -> FakePeer {
         let ip = fresh_ip();
         let port = free_port(&ip);
         let addr = format!("{ip}:{port}");
@@ -146,12 +154,17 @@ impl FakePeer {
             .route("/v1/blob/{hash}", get(blob))
             .route("/v1/blobs", post(blobs))
             .with_state(state.clone());
-        let listener = rt.block_on(tokio::net::TcpListener::bind(&addr)).unwrap();
+        let clients = c.peers.iter().map(|p| p.id.id()).collect();
+        let tls = syncpeer::tls::server_config(&syncpeer::tls::Credentials::new(&id).unwrap(), clients).unwrap();
+        let listener = rt.block_on(async {
+            let tcp = tokio::net::TcpListener::bind(&addr).await.unwrap();
+            TlsListener::new(tcp, tls, id.id()).unwrap()
+        });
         rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
         FakePeer {
             name: name.into(),
             addr,
-            id: Identity::generate(),
+            id,
             state,
             _rt: rt,
         }
@@ -176,9 +189,9 @@ impl FakePeer {
     }
 }
 
-/// Fetches a real peer's current index entries from its sync port.
-pub fn entries_of(sync_addr: &str) -> Vec<Entry> {
-    let (code, body) = crate::util::http_get(sync_addr, "/v1/index?limit=250").unwrap();
+/// Fetches a real peer's current index entries from its sync port, as its neighbour `me`.
+pub fn entries_of(peer: &Peer, me: &Identity) -> Vec<Entry> {
+    let (code, body) = peer.sync_get(me, "/v1/index?limit=250").unwrap();
     assert_eq!(code, 200);
-    serde_json::from_str::<IndexResp>(&body).unwrap().entries
+    serde_json::from_slice::<IndexResp>(&body).unwrap().entries
 }

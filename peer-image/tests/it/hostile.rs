@@ -1,42 +1,21 @@
 //! Hostile neighbours (issue 13): unsigned data changes no state, and symlinks planted in the sync
 //! folder are never followed on write or delete.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use syncpeer::codec::{PullReq, decode_pull_resp, encode_pull_req};
+use syncpeer::identity::Identity;
 use syncpeer::knowledge::{Knowledge, author_key};
 
 use crate::fake::FakePeer;
 use crate::util::*;
 
-/// `POST http://addr/path` with a binary body -> (status, body).
-fn http_post(addr: &str, path: &str, from: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
-    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nx-syncpeer-from: {from}\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    )
-    .ok()?;
-    s.write_all(body).ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, buf[end + 4..].to_vec()))
-}
-
-/// What a peer says it has seen but no longer holds: the fills of a pull from nothing.
-fn fills_of(peer: &Peer, from: &str) -> Knowledge {
+/// What a peer says it has seen but no longer holds: the fills of a pull from nothing, asked by
+/// the neighbour `from`.
+fn fills_of(peer: &Peer, from: &Identity) -> Knowledge {
     let req = encode_pull_req(&PullReq {
         knowledge: Knowledge::new(),
         inline: false,
     });
-    let (code, body) = http_post(&peer.addr(), "/v1/pull", from, &req).unwrap();
+    let (code, body) = peer.sync_post(from, "/v1/pull", &req).unwrap();
     assert_eq!(code, 200);
     decode_pull_resp(body.into()).unwrap().fills
 }
@@ -47,7 +26,7 @@ fn fills_of(peer: &Peer, from: &str) -> Knowledge {
 #[test]
 fn issue_13_an_unsigned_superseded_version_is_not_recorded_as_seen() {
     let mut c = Cluster::new(1, &[]);
-    let fake = FakePeer::start("fake");
+    let fake = FakePeer::start("fake", &c);
     fake.state.lock().unwrap().inline = true;
     c.peers[0].extra_peers = fake.peer_yaml();
     // Quarantine would stop the pulls that deliver the forgery again and again.
@@ -67,7 +46,7 @@ fn issue_13_an_unsigned_superseded_version_is_not_recorded_as_seen() {
     });
     let dot = (author_key(&fake.id.id().short()), 3);
     assert!(
-        !fills_of(&c.peers[0], &fake.id.id().short()).contains(dot),
+        !fills_of(&c.peers[0], &fake.id).contains(dot),
         "the unsigned version's dot counts as seen"
     );
 }
@@ -130,7 +109,7 @@ fn issue_13_a_received_delete_is_never_applied_through_a_symlinked_folder() {
     c.peers[0].remove("d/f.txt");
     c.start(1);
     wait_until("the delete reached p1's index", TIMEOUT, || {
-        crate::fake::entries_of(&c.peers[1].addr())
+        crate::fake::entries_of(&c.peers[1], &c.peers[0].id)
             .iter()
             .any(|e| e.path == "d/f.txt" && e.deleted)
             && pending(&c.peers[1]) == Some(0)
@@ -148,23 +127,17 @@ fn issue_13_a_received_delete_is_never_applied_through_a_symlinked_folder() {
 #[test]
 fn issue_13_a_blob_batch_is_capped() {
     let mut c = Cluster::new(1, &[]);
+    let from = Identity::generate();
+    c.peers[0].extra_peers = probe_yaml("asker", &from);
     c.start(0);
-    let from = c.peers[0].id.id().short();
     let hashes = |n: usize| {
         let hashes: Vec<String> = (0..n).map(|i| format!("{i:064x}")).collect();
         serde_json::to_vec(&serde_json::json!({ "hashes": hashes })).unwrap()
     };
     let max = syncpeer::protocol::BLOBS_HASHES_MAX;
+    assert_eq!(c.peers[0].sync_post(&from, "/v1/blobs", &hashes(max)).unwrap().0, 200);
     assert_eq!(
-        http_post(&c.peers[0].addr(), "/v1/blobs", &from, &hashes(max))
-            .unwrap()
-            .0,
-        200
-    );
-    assert_eq!(
-        http_post(&c.peers[0].addr(), "/v1/blobs", &from, &hashes(max + 1))
-            .unwrap()
-            .0,
+        c.peers[0].sync_post(&from, "/v1/blobs", &hashes(max + 1)).unwrap().0,
         413
     );
 }
@@ -175,7 +148,7 @@ fn issue_13_a_blob_batch_is_capped() {
 #[test]
 fn issue_13_a_listing_page_larger_than_asked_is_refused() {
     let mut c = Cluster::new(1, &[]);
-    let fake = FakePeer::start("fake");
+    let fake = FakePeer::start("fake", &c);
     fake.state.lock().unwrap().listing_only = true;
     c.peers[0].extra_peers = fake.peer_yaml();
     let n = syncpeer::protocol::INDEX_PAGE as u64 + 1;

@@ -34,3 +34,5 @@ mod partition;
 mod hostile;
 // Local safe-saves racing with received versions of the same file (never overwritten).
 mod safesave;
+// The sync port's mutual TLS: plain HTTP, strangers, impostors and lying sender headers (issue 14).
+mod transport;

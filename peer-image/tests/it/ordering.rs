@@ -9,21 +9,26 @@ use crate::util::*;
 fn delete_before_create_and_replayed_old_versions_are_harmless() {
     // p0 authors create -> update -> delete; we record each signed version.
     let mut c = Cluster::new(3, &[]);
+    // The test reads p0's index as a neighbour would.
+    let reader = syncpeer::identity::Identity::generate();
+    c.peers[0].extra_peers = probe_yaml("reader", &reader);
     c.start(0);
     let mut versions = Vec::new();
     c.peers[0].write("f.txt", b"v1");
-    wait_until("v1 indexed", TIMEOUT, || entries_of(&c.peers[0].addr()).len() == 1);
-    versions.push(entries_of(&c.peers[0].addr())[0].clone());
+    wait_until("v1 indexed", TIMEOUT, || entries_of(&c.peers[0], &reader).len() == 1);
+    versions.push(entries_of(&c.peers[0], &reader)[0].clone());
     c.peers[0].write("f.txt", b"v2 longer");
-    wait_until("v2 indexed", TIMEOUT, || entries_of(&c.peers[0].addr())[0].size == 9);
-    versions.push(entries_of(&c.peers[0].addr())[0].clone());
+    wait_until("v2 indexed", TIMEOUT, || entries_of(&c.peers[0], &reader)[0].size == 9);
+    versions.push(entries_of(&c.peers[0], &reader)[0].clone());
     c.peers[0].remove("f.txt");
-    wait_until("delete indexed", TIMEOUT, || entries_of(&c.peers[0].addr())[0].deleted);
-    versions.push(entries_of(&c.peers[0].addr())[0].clone());
+    wait_until("delete indexed", TIMEOUT, || {
+        entries_of(&c.peers[0], &reader)[0].deleted
+    });
+    versions.push(entries_of(&c.peers[0], &reader)[0].clone());
     let (v1, v2, del) = (versions[0].clone(), versions[1].clone(), versions[2].clone());
 
     // p1 hears the delete first, then the create and the update (replayed, out of order).
-    let fake = FakePeer::start("replayer");
+    let fake = FakePeer::start("replayer", &c);
     c.peers[1].extra_peers = fake.peer_yaml();
     c.start(1);
     fake.push(del.clone(), None);
@@ -61,7 +66,7 @@ fn delete_before_create_and_replayed_old_versions_are_harmless() {
     );
 
     // p2 gets the update before its base, then the base: the update stays.
-    let fake2 = FakePeer::start("reorderer");
+    let fake2 = FakePeer::start("reorderer", &c);
     c.peers[2].extra_peers = fake2.peer_yaml();
     c.start(2);
     fake2.push(v2.clone(), Some(b"v2 longer".to_vec()));

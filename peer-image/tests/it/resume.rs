@@ -12,10 +12,12 @@ fn broken_transfer_resumes_from_another_peer() {
         .collect();
     c.peers[0].write("big.bin", &big);
     c.start(0);
-    wait_until("indexed", TIMEOUT, || entries_of(&c.peers[0].addr()).len() == 1);
-    let entry = entries_of(&c.peers[0].addr()).remove(0);
+    wait_until("indexed", TIMEOUT, || {
+        entries_of(&c.peers[0], &c.peers[1].id).len() == 1
+    });
+    let entry = entries_of(&c.peers[0], &c.peers[1].id).remove(0);
     assert_eq!(c.peers[0].stop(), Some(0));
-    let cutter = FakePeer::start("cutter");
+    let cutter = FakePeer::start("cutter", &c);
     cutter.state.lock().unwrap().cut_after = Some(size / 2);
     cutter.push(entry, Some(big.clone()));
     c.peers[1].extra_peers = cutter.peer_yaml();

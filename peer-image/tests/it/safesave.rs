@@ -110,6 +110,8 @@ fn a_losing_local_save_is_moved_to_its_conflict_copy() {
         c.peers[0].pubkey()
     );
     c.peers[1].extra_peers = p0;
+    // p0 must know p1's key to let it in (TLS), but never reaches it: p1's address is nowhere.
+    c.peers[0].extra_peers = probe_yaml("p1", &c.peers[1].id);
     c.start_all();
     c.peers[0].write("shared/plan.txt", b"base");
     wait_until("base on p1", TIMEOUT, || {
