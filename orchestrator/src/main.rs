@@ -581,6 +581,9 @@ async fn clean(all: bool) -> anyhow::Result<ExitCode> {
         r.networks,
         r.runs.len()
     );
+    for stuck in &r.stuck {
+        println!("left: {stuck}");
+    }
     let left = engine.managed_containers().await?.len();
     if left > 0 {
         println!(

@@ -129,6 +129,9 @@ pub async fn run(
         );
     }
     let stale = cluster::reap(&engine, true).await?;
+    for stuck in &stale.stuck {
+        crate::say!("chaos: warning: {stuck}");
+    }
     if !stale.runs.is_empty() {
         crate::say!(
             "chaos: removed leftovers of dead runs {} ({} containers)",
@@ -210,7 +213,14 @@ pub async fn run(
     if outcome.is_err() {
         let _ = cluster.save_logs(&run_dir).await;
     }
-    let down = cluster.teardown().await;
+    let down = match cluster.teardown().await {
+        // A Docker bug, not the run's: said loudly, and the verdict stands.
+        Err(e) if e.is::<cluster::StuckNetwork>() => {
+            crate::say!("chaos: warning: {e:#}");
+            Ok(())
+        }
+        other => other,
+    };
     let outcome = outcome.and_then(|o| down.context("removing the run's containers").map(|()| o));
     if let Err(e) = &outcome {
         // Kept now, so that the index written below can say why the run ended; `chaos` prints it

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-pub use reap::{Reaped, is_limited_mount, live_runs, reap, reap_run, unmount_run};
+pub use reap::{Reaped, StuckNetwork, is_limited_mount, live_runs, reap, reap_run, unmount_run};
 
 use crate::docker::{ContainerSpec, Engine, LABEL_MANAGED, LABEL_PEER, LABEL_PID, LABEL_RUN};
 use crate::profile::{ClockMethod, Facts, PlanFacts, Profile};

@@ -24,8 +24,11 @@ pub fn tools_image() -> String {
 
 /// The agent's container name for a peer container.
 pub fn agent_name(peer_container: &str) -> String {
-    format!("{peer_container}-agent")
+    format!("{peer_container}{AGENT_SUFFIX}")
 }
+
+/// What ends a fault agent's container name.
+pub const AGENT_SUFFIX: &str = "-agent";
 
 /// Creates and starts `peer`'s agent in the peer's current network namespace (the peer must run).
 /// With `ptrace` (the profile's clock faults patch the daemon's vDSO, `clock: vdso`) the agent also

@@ -136,8 +136,9 @@ impl Nemesis {
     }
 
     /// The daemon's own clock offset as `netfault clock measure` finds it in the peer's agent: of
-    /// every patched process, the one farthest from `requested_ms` (so a process that missed the
-    /// skew shows). `None` when none is patched or the agent cannot tell.
+    /// every process it measures (patched ones, and after a clear those it left unhooked), the one
+    /// farthest from `requested_ms`, so a process that missed the change shows. `None` when no
+    /// process was ever patched or the agent cannot tell.
     async fn measure_in_agent(&self, n: usize, requested_ms: i64) -> Option<i64> {
         let out = self.netfault(n, vec!["clock".into(), "measure".into()]).await.ok()?;
         worst_measured_ms(&out, requested_ms)

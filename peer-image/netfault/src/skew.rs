@@ -243,6 +243,19 @@ impl Vdso {
     }
 
     /// The page this vDSO jumps into, if it was patched by us.
+    /// The clock functions' addresses and first bytes, as a page is built for them.
+    fn entries(&self) -> VdsoEntries {
+        let entry = |f: VdsoFunction| VdsoEntry {
+            addr: f.addr,
+            code: self.code(f, 32),
+        };
+        VdsoEntries {
+            clock_gettime: entry(self.clock.clock_gettime),
+            gettimeofday: entry(self.clock.gettimeofday),
+            time: entry(self.clock.time),
+        }
+    }
+
     fn page(&self, mem: &Mem) -> Result<Option<(u64, Vec<u8>)>> {
         let Some(target) = trampoline::patched_target(&self.code(self.clock.clock_gettime, PATCH_LEN)) else {
             return Ok(None);
@@ -281,15 +294,7 @@ pub fn set(pid: i32, offset_ns: i64) -> Result<Value> {
             "offset_ns": offset.as_nanos(), "apply_us": t0.elapsed().as_micros() as u64}),
         );
     }
-    let entry = |f: VdsoFunction| VdsoEntry {
-        addr: f.addr,
-        code: vdso.code(f, 32),
-    };
-    let entries = VdsoEntries {
-        clock_gettime: entry(vdso.clock.clock_gettime),
-        gettimeofday: entry(vdso.clock.gettimeofday),
-        time: entry(vdso.clock.time),
-    };
+    let entries = vdso.entries();
     if let Some((base, mut page)) = idle_page(pid, &mem, &entries)? {
         // Left by a `clear`: the same code for the same vDSO; only the offset and the jumps.
         let stopped = stop_outside(pid, &vdso.clock.all())?;
@@ -408,11 +413,19 @@ fn realtime_ns() -> i128 {
 /// on a scratch page mapped for the call and unmapped after it, while the other threads run on.
 /// `measured_ns` is its clock minus the midpoint of ours around the call (a ptrace round trip,
 /// tens of µs).
+///
+/// After a `clear` the page is still there, unhooked: the call then reaches the vDSO's own code, and
+/// the measurement shows the skew is gone (`patched: false` with `measured_ns`). A process never
+/// patched has no page to call from: nothing is measured.
 pub fn measure(pid: i32) -> Result<Value> {
     let mem = Mem::open(pid)?;
     let vdso = Vdso::read(pid, &mem)?;
-    let Some((base, page)) = vdso.page(&mem)? else {
-        return Ok(json!({"pid": pid, "comm": comm(pid), "patched": false}));
+    let (base, page, patched) = match vdso.page(&mem)? {
+        Some((base, page)) => (base, page, true),
+        None => match idle_page(pid, &mem, &vdso.entries())? {
+            Some((base, page)) => (base, page.bytes, false),
+            None => return Ok(json!({"pid": pid, "comm": comm(pid), "patched": false})),
+        },
     };
     let mut stopped = Stopped::attach(pid, true)?;
     let t = *stopped.tids.first().ok_or_else(|| anyhow!("process {pid} is gone"))?;
@@ -456,8 +469,8 @@ pub fn measure(pid: i32) -> Result<Value> {
     });
     stopped.syscall(t, trap, libc::SYS_munmap as u64, [scratch, PAGE_LEN as u64, 0, 0, 0, 0])?;
     let (measured, window) = called?;
-    Ok(json!({"pid": pid, "comm": comm(pid), "patched": true,
-        "offset_ns": trampoline::current_offset(&page).map(Offset::as_nanos),
+    Ok(json!({"pid": pid, "comm": comm(pid), "patched": patched,
+        "offset_ns": trampoline::current_offset(&page).map(Offset::as_nanos).filter(|_| patched),
         "measured_ns": measured as i64, "window_ns": window as i64}))
 }
 
