@@ -1,10 +1,6 @@
 //! Hostile neighbours (issue 13): unsigned data changes no state, and symlinks planted in the sync
 //! folder are never followed on write or delete.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use syncpeer::codec::{PullReq, decode_pull_resp, encode_pull_req};
 use syncpeer::knowledge::{Knowledge, author_key};
 
@@ -13,21 +9,7 @@ use crate::util::*;
 
 /// `POST http://addr/path` with a binary body -> (status, body).
 fn http_post(addr: &str, path: &str, from: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
-    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nx-syncpeer-from: {from}\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    )
-    .ok()?;
-    s.write_all(body).ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, buf[end + 4..].to_vec()))
+    request_as(addr, "POST", path, from, body)
 }
 
 /// What a peer says it has seen but no longer holds: the fills of a pull from nothing.

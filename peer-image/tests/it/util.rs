@@ -56,6 +56,25 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// A request to a sync port as the peer whose short id is `from` -> (status, body).
+pub fn request_as(addr: &str, method: &str, path: &str, from: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nx-syncpeer-from: {from}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .ok()?;
+    s.write_all(body).ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, buf[end + 4..].to_vec()))
+}
+
 pub struct Peer {
     pub name: String,
     pub ip: String,
