@@ -16,13 +16,20 @@
 //! | `withhold` | selective sharing: empty pull pages and index listings, blobs answered 404 / empty |
 //! | `flood` | [`crate::flood::FLOOD_RATE`] requests a second to every neighbour over [`crate::flood::FLOOD_WORKERS`] connections, four times the default `rate_limit_per_sec` |
 //! | `slowloris` | pull pages and blobs trickled at [`TRICKLE_BYTES`] per [`TRICKLE_EVERY`] |
+//! | `equivocate` | a fork: each version the liar authors while equivocating is also signed a second time under the same dot ([`twin`]); half its neighbours ([`told_the_twin`]) are served the twin, the others the genuine one, and both are re-sent on every pull whatever the puller knows |
+//! | `replay` | versions held when `replay` went on, re-sent as current once their path moved on ([`crate::replay`]); the summary digest lies so that neighbours keep pulling |
+//! | `drop paths=G,.. peers=N,..` | targeted withholding ([`crate::targeted`]): only paths matching the globs, only to the named neighbours; the dropped versions' dots are claimed as seen-and-superseded (*fills*) |
 //!
-//! The file holds behaviour names separated by newlines, commas or spaces; `#` starts a comment.
-//! Unknown names are logged and ignored (the orchestrator validates plans before writing).
+//! The file holds behaviour names separated by newlines, commas or spaces; `#` starts a comment. A
+//! line with `key=value` words is one behaviour with parameters (only `drop` takes any; several
+//! `drop` lines add up). Unknown names and keys are logged and ignored (the orchestrator validates
+//! plans before writing).
 //!
 //! Honest peers are not told anything: they must notice on their own (signature and hash checks,
-//! strikes and quarantine, rate limits, transfer timeouts). The liar's own client side stays
-//! honest, so once the file is removed it converges like any peer.
+//! strikes and quarantine, rate limits, transfer timeouts, proofs of equivocation in
+//! [`crate::equivocation`], version vectors against replays, anti-entropy with the other
+//! neighbours against drops). The liar's own client side stays honest, so once the file is
+//! removed it converges like any peer.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -32,7 +39,11 @@ use axum::body::Body;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::entry::Entry;
+use crate::hlc::wall_ms;
+use crate::identity::Identity;
 use crate::mutex::lock;
+use crate::replay::Archive;
+use crate::targeted::DropRule;
 
 /// How stale the cached control file may be: cheap enough to check on every request, quick enough
 /// that a fault switches within a fraction of a second.
@@ -42,16 +53,29 @@ pub const TRICKLE_BYTES: usize = 16;
 pub const TRICKLE_EVERY: Duration = Duration::from_millis(500);
 
 /// The behaviours a control file may name.
-pub const BEHAVIOURS: [&str; 5] = ["tamper", "forge", "withhold", "flood", "slowloris"];
+pub const BEHAVIOURS: [&str; 8] = [
+    "tamper",
+    "forge",
+    "withhold",
+    "flood",
+    "slowloris",
+    "equivocate",
+    "replay",
+    "drop",
+];
 
 /// A set of behaviours; the default is honest.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Behaviours {
     pub tamper: bool,
     pub forge: bool,
     pub withhold: bool,
     pub flood: bool,
     pub slowloris: bool,
+    pub equivocate: bool,
+    pub replay: bool,
+    /// One rule per `drop` line; empty: nothing dropped.
+    pub drop: Vec<DropRule>,
 }
 
 impl Behaviours {
@@ -61,6 +85,19 @@ impl Behaviours {
         let mut unknown = Vec::new();
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or("");
+            if line.contains('=') {
+                // One behaviour with parameters: `drop paths=a/** peers=p2`.
+                let mut words = line.split_whitespace();
+                match words.next() {
+                    Some("drop") => match DropRule::parse(words) {
+                        Ok(rule) => b.drop.push(rule),
+                        Err(word) => unknown.push(word),
+                    },
+                    Some(other) => unknown.push(other.to_string()),
+                    None => {}
+                }
+                continue;
+            }
             for word in line
                 .split(|c: char| c == ',' || c.is_whitespace())
                 .filter(|w| !w.is_empty())
@@ -71,6 +108,9 @@ impl Behaviours {
                     "withhold" => b.withhold = true,
                     "flood" => b.flood = true,
                     "slowloris" => b.slowloris = true,
+                    "equivocate" => b.equivocate = true,
+                    "replay" => b.replay = true,
+                    "drop" => b.drop.push(DropRule::default()),
                     other => unknown.push(other.to_string()),
                 }
             }
@@ -82,14 +122,33 @@ impl Behaviours {
         *self == Behaviours::default()
     }
 
-    pub fn names(&self) -> Vec<&'static str> {
-        let on = [self.tamper, self.forge, self.withhold, self.flood, self.slowloris];
+    pub fn names(&self) -> Vec<String> {
+        let on = [
+            self.tamper,
+            self.forge,
+            self.withhold,
+            self.flood,
+            self.slowloris,
+            self.equivocate,
+            self.replay,
+        ];
         BEHAVIOURS
             .iter()
             .zip(on)
             .filter(|(_, on)| *on)
-            .map(|(n, _)| *n)
+            .map(|(n, _)| n.to_string())
+            .chain(self.drop.iter().map(DropRule::line))
             .collect()
+    }
+
+    /// Whether `path` is kept back from the requester (`short` key id, `name` in our config).
+    pub fn drops(&self, path: &str, short: &str, name: &str) -> bool {
+        self.drop.iter().any(|r| r.drops(path, short, name))
+    }
+
+    /// Whether everything is kept back from the requester.
+    pub fn drops_all(&self, short: &str, name: &str) -> bool {
+        self.drop.iter().any(|r| r.drops_all(short, name))
     }
 }
 
@@ -99,12 +158,16 @@ struct Cached {
     /// unknown name (which changes no behaviour).
     text: String,
     current: Behaviours,
+    /// Wall-clock ms at which `equivocate` was last seen switched on.
+    equivocating_since: Option<u64>,
 }
 
 /// The control file and its cached contents.
 pub struct ByzantineSwitch {
     file: PathBuf,
     cached: Mutex<Cached>,
+    /// What `replay` re-sends (empty while it is off).
+    pub replay: Archive,
 }
 
 impl ByzantineSwitch {
@@ -115,21 +178,30 @@ impl ByzantineSwitch {
                 read_at: None,
                 text: String::new(),
                 current: Behaviours::default(),
+                equivocating_since: None,
             }),
+            replay: Archive::default(),
         }
+    }
+
+    /// Since when (wall-clock ms) `equivocate` is on, if it is: the liar forks only the versions
+    /// it authors from then on.
+    pub fn equivocating_since(&self) -> Option<u64> {
+        let since = lock(&self.cached).equivocating_since;
+        since.filter(|_| self.current().equivocate)
     }
 
     /// The behaviours in force, re-reading the file when the cache is older than [`REREAD`].
     pub fn current(&self) -> Behaviours {
         let mut c = lock(&self.cached);
         if c.read_at.is_some_and(|t| t.elapsed() < REREAD) {
-            return c.current;
+            return c.current.clone();
         }
         c.read_at = Some(Instant::now());
         // Missing or unreadable: honest (the orchestrator heals by removing the file).
         let text = std::fs::read_to_string(&self.file).unwrap_or_default();
         if text == c.text {
-            return c.current;
+            return c.current.clone();
         }
         let (now, unknown) = Behaviours::parse(&text);
         if !unknown.is_empty() {
@@ -142,8 +214,14 @@ impl ByzantineSwitch {
                 tracing::warn!(file = %self.file.display(), behaviours = ?now.names(), "byzantine mode on");
             }
         }
+        if now.equivocate && !c.current.equivocate {
+            c.equivocating_since = Some(wall_ms());
+        }
+        if !now.replay {
+            self.replay.forget();
+        }
         c.text = text;
-        c.current = now;
+        c.current = now.clone();
         now
     }
 }
@@ -166,6 +244,30 @@ pub fn forge(e: &mut Entry) {
             .to_hex()
             .to_string();
     }
+}
+
+/// The liar's second statement under the dot of `e`, a live version it authored: a delete of the
+/// same path with the same vector and clock, signed with the same key. Both statements verify; only
+/// a peer shown both can tell that the key forked. A delete rather than other content, so that no
+/// honest peer ever holds bytes that no write produced (the lab's `no-poisoning` check stays a
+/// judge of poisoning), and so the fork resolves the same way everywhere: with equal vectors and
+/// clocks the live version's hash beats the delete's empty one ([`crate::entry::resolve`]).
+pub fn twin(me: &Identity, e: &Entry) -> Entry {
+    Entry::author(me, e.path.clone(), e.vv.clone(), String::new(), 0, true, e.hlc)
+}
+
+/// Whether the liar forks `e`: a live, non-copy version it authored (`me`) since `since_ms`.
+pub fn equivocates_on(e: &Entry, me: &str, since_ms: u64) -> bool {
+    e.author == me && e.origin.is_none() && !e.deleted && e.hlc.ms >= since_ms
+}
+
+/// Whether requester `who` is on the side told the twin: every other neighbour in key order, so
+/// that both sides are non-empty with two neighbours or more and the split is stable across
+/// requests (a hash of the key could put every neighbour on one side).
+pub fn told_the_twin(neighbours: &[&str], who: &str) -> bool {
+    let mut sorted = neighbours.to_vec();
+    sorted.sort_unstable();
+    sorted.iter().position(|n| *n == who).is_some_and(|i| i % 2 == 1)
 }
 
 /// A response body fed by a task: `source` copied through, with flipped bytes if `tampered`,
@@ -204,6 +306,17 @@ mod tests {
         assert!(b.tamper && b.flood && b.slowloris && !b.forge && !b.withhold);
         assert_eq!(unknown, vec!["sulk".to_string()]);
         assert_eq!(b.names(), vec!["tamper", "flood", "slowloris"]);
+        let (b, unknown) = Behaviours::parse(
+            "equivocate replay\ndrop paths=secret/** peers=p2 # targeted\ndrop peers=p3\nforge x=1\ndrop path=x\n",
+        );
+        assert!(b.equivocate && b.replay && b.drop.len() == 2);
+        assert_eq!(unknown, vec!["forge".to_string(), "path=x".to_string()]);
+        assert!(b.drops("secret/a", "0000000000000000", "p2") && !b.drops("secret/a", "0000000000000000", "p1"));
+        assert!(b.drops_all("0000000000000000", "p3") && !b.drops_all("0000000000000000", "p2"));
+        assert_eq!(
+            b.names(),
+            vec!["equivocate", "replay", "drop paths=secret/** peers=p2", "drop peers=p3"]
+        );
         assert!(Behaviours::parse("").0.is_honest());
         assert!(Behaviours::parse("# tamper\n").0.is_honest());
     }
@@ -220,6 +333,30 @@ mod tests {
         std::fs::remove_file(&file).unwrap();
         std::thread::sleep(REREAD + Duration::from_millis(20));
         assert!(s.current().is_honest());
+    }
+
+    #[test]
+    fn a_twin_shares_the_dot_verifies_and_loses_to_the_genuine_version() {
+        use crate::entry::{Resolution, resolve};
+        let me = Identity::from_seed([9; 32]);
+        let mut vv = crate::version_vector::VersionVector::new();
+        vv.set(&me.id().short(), 7);
+        let hash = blake3::hash(b"x").to_hex().to_string();
+        let genuine = Entry::author(&me, "f".into(), vv, hash, 1, false, crate::hlc::Hlc { ms: 50, c: 0 });
+        let t = twin(&me, &genuine);
+        assert_eq!(crate::knowledge::dot(&t), crate::knowledge::dot(&genuine));
+        assert!(t.verify(|_| Some(me.id())).is_ok());
+        assert_eq!(resolve(Some(&t), &genuine), Resolution::TakeRemote { copy: None });
+        assert_eq!(resolve(Some(&genuine), &t), Resolution::Ignore);
+        assert!(equivocates_on(&genuine, &me.id().short(), 50) && !equivocates_on(&genuine, &me.id().short(), 51));
+        assert!(!equivocates_on(&t, &me.id().short(), 0));
+    }
+
+    #[test]
+    fn neighbours_are_split_into_two_stable_sides() {
+        let n = ["c", "a", "d", "b"];
+        let twins: Vec<bool> = ["a", "b", "c", "d", "x"].iter().map(|w| told_the_twin(&n, w)).collect();
+        assert_eq!(twins, vec![false, true, false, true, false]);
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tasks.push(tokio::spawn(lock_sweeper(node.clone(), stop_rx.clone())));
     tasks.push(tokio::spawn(crate::flood::run(node.clone(), stop_rx.clone())));
+    tasks.push(tokio::spawn(crate::equivocation::run(node.clone(), stop_rx.clone())));
     if node.legacy() {
         // The seed's design: deletes are forgotten, and nothing scrubs.
         tasks.push(tokio::spawn(forget_deletes(node.clone(), stop_rx.clone())));
@@ -182,6 +183,7 @@ pub fn build_node(mut settings: Settings) -> anyhow::Result<(Node, Vec<Entry>, S
         scan_tx,
         damage: crate::damage::Damage::load(&settings.state_dir),
         byzantine: crate::byzantine::ByzantineSwitch::new(&settings.byzantine_file),
+        evidence: crate::evidence::Evidence::load(&settings.state_dir),
         pending_max: PENDING_MAX,
         mutant_fired: AtomicBool::new(false),
         settings,

@@ -70,7 +70,10 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
             }
         }
         match e.verify(|a| node.key_of(a)) {
-            Ok(()) => {}
+            // Genuine, but perhaps one of two statements its author signed under one counter.
+            Ok(()) => {
+                crate::equivocation::check_received(node, &e, src);
+            }
             Err(Invalid::Untrusted) => {
                 node.metrics.reject(Reason::untrusted);
                 continue;

@@ -488,6 +488,13 @@ impl Index {
         }
     }
 
+    /// The version held under dot `d` (at any path), if any: what a received version with that dot
+    /// is compared with to catch a forked author (see [`crate::equivocation`]).
+    pub fn holding(&self, d: (u64, u64)) -> Option<&Entry> {
+        let path = self.by_dot.get(&d)?;
+        self.entries.get(path).map(|s| &s.entry).filter(|e| dot(e) == d)
+    }
+
     /// Records a received version that changed nothing (dominated or equal): seen all the same.
     pub fn saw(&mut self, e: &Entry) {
         self.seen.insert(dot(e));

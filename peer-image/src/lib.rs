@@ -17,14 +17,18 @@
 //! * [`beneath`]: every file operation in the sync folder, never through a symlink.
 //! * [`rate_limit`]: bounded per-sender token buckets for incoming requests.
 //! * [`byzantine`]: a control file turns the daemon into a liar (tamper, forge, withhold, flood,
-//!   slowloris) for chaos plans; absent, the peer is honest. [`flood`] is its flood task.
+//!   slowloris, equivocate, replay, drop) for chaos plans; absent, the peer is honest. [`flood`]
+//!   is its flood task, [`lies`] what it changes in the versions it serves, [`replay`] what it
+//!   replays, [`targeted`] what it drops.
+//! * [`evidence`] + [`equivocation`]: proofs that an author signed two statements under one
+//!   counter: found, checked, kept on disk, told to the neighbours; the offender is quarantined.
 //! * [`status`], [`metrics`]: `GET /v1/status`, `GET /metrics`.
 //! * [`legacy`]: `--flavor legacy`, the seed's original (broken on purpose) design, for checker tests.
 //! * [`mutant`]: `--flavor mutant-*`, one small deliberate bug per check of the chaos lab.
 //! * [`config`]: YAML + flags + `SYNCPEER_*` environment; [`daemon`] wires it all.
 //!
-//! Layers: the modules that hold state ([`index`], [`damage`], [`byzantine`], [`scan_queue`],
-//! [`locks`], [`metrics`], ...) and the pure rules ([`entry`], [`legacy`], [`knowledge`], [`codec`])
+//! Layers: the modules that hold state ([`index`], [`damage`], [`byzantine`], [`evidence`],
+//! [`scan_queue`], [`locks`], [`metrics`], ...) and the pure rules ([`entry`], [`legacy`], [`knowledge`], [`codec`])
 //! sit below [`node`]; the tasks and servers that use a node sit above it. No module imports one
 //! that imports it back.
 
@@ -38,6 +42,8 @@ pub mod daemon;
 pub mod damage;
 pub mod edits;
 pub mod entry;
+pub mod equivocation;
+pub mod evidence;
 pub mod fetch;
 pub mod flood;
 pub mod hlc;
@@ -46,6 +52,7 @@ pub mod index;
 pub mod knowledge;
 pub mod leak;
 pub mod legacy;
+pub mod lies;
 pub mod listener;
 pub mod locks;
 pub mod metrics;
@@ -54,12 +61,14 @@ pub mod mutex;
 pub mod node;
 pub mod protocol;
 pub mod rate_limit;
+pub mod replay;
 pub mod scan_queue;
 pub mod scanner;
 pub mod scrub;
 pub mod server;
 pub mod status;
 pub mod sync;
+pub mod targeted;
 pub mod tls;
 pub mod version_vector;
 pub mod wire;

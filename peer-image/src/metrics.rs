@@ -62,6 +62,7 @@ pub struct Metrics {
     pub stale_locks_removed: Counter,
     pub corruptions_detected: Counter,
     pub corruptions_repaired: Counter,
+    pub equivocations_detected: Counter,
     pub index_entries: Gauge,
     pub index_tombstones: Gauge,
     pub apply_latency: Histogram,
@@ -87,6 +88,7 @@ impl Metrics {
             stale_locks_removed: Counter::default(),
             corruptions_detected: Counter::default(),
             corruptions_repaired: Counter::default(),
+            equivocations_detected: Counter::default(),
             index_entries: Gauge::default(),
             index_tombstones: Gauge::default(),
             apply_latency: Histogram::new([
@@ -136,6 +138,11 @@ impl Metrics {
             "quarantined_peers",
             "Peers currently quarantined",
             m.quarantined_peers.clone(),
+        );
+        registry.register(
+            "equivocations_detected",
+            "Forks proven (two statements signed under one author counter), seen here or told by a neighbour and checked",
+            m.equivocations_detected.clone(),
         );
         registry.register(
             "stale_locks_removed",

@@ -66,6 +66,11 @@ impl Reputation {
         false
     }
 
+    /// Quarantines a peer at once (a proven fork needs no strikes).
+    pub fn quarantine(&mut self, peer: &str, quarantine: Duration) {
+        self.until.insert(peer.to_string(), Instant::now() + quarantine);
+    }
+
     pub fn is_quarantined(&self, peer: &str) -> bool {
         self.until.get(peer).is_some_and(|t| Instant::now() < *t)
     }
@@ -129,6 +134,8 @@ pub struct Node {
     pub damage: crate::damage::Damage,
     /// Byzantine mode's control file (see [`crate::byzantine`]); honest while it is absent.
     pub byzantine: crate::byzantine::ByzantineSwitch,
+    /// Proofs of equivocation accepted, and those to tell (see [`crate::evidence`]).
+    pub evidence: crate::evidence::Evidence,
     /// `mutant-software-bug` panics once per process: set when it has.
     pub mutant_fired: AtomicBool,
 }
@@ -202,6 +209,13 @@ impl Node {
         if rep.strike(short, s.strike_limit, s.strike_window, s.quarantine) {
             tracing::warn!(peer = %self.peer_label(short), "peer quarantined after repeated bad data");
         }
+        self.metrics.quarantined_peers.set(rep.count() as i64);
+    }
+
+    /// Quarantines a peer proven to lie (see [`crate::equivocation`]), for `quarantine_ms` from now.
+    pub fn quarantine(&self, short: &str) {
+        let mut rep = lock(&self.reputation);
+        rep.quarantine(short, self.settings.quarantine);
         self.metrics.quarantined_peers.set(rep.count() as i64);
     }
 

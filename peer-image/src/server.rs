@@ -14,7 +14,10 @@ use axum::routing::{get, post};
 use tokio::io::AsyncSeekExt;
 
 use crate::byzantine::{self, Behaviours};
-use crate::codec;
+use crate::codec::{self, Item};
+use crate::evidence::Proof;
+use crate::knowledge::Knowledge;
+use crate::lies;
 use crate::listener::PeerAddr;
 use crate::metrics::{Kind, Reason, header_bytes};
 use crate::node::Node;
@@ -35,6 +38,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/hint", post(hint))
         .route("/v1/blob/{hash}", get(blob))
         .route("/v1/blobs", post(blobs))
+        .route("/v1/evidence", post(evidence))
         .with_state(node)
 }
 
@@ -95,28 +99,37 @@ async fn summary(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, bo
     if serde_json::from_slice::<SummaryReq>(&body).is_err() {
         return StatusCode::BAD_REQUEST.into_response();
     }
-    let resp = SummaryResp {
-        digest: node.index().digest(),
+    // A replaying liar claims news it does not have, so that its neighbours keep pulling.
+    let digest = if node.byzantine.current().replay {
+        blake3::hash(b"replayed versions").to_hex().to_string()
+    } else {
+        node.index().digest()
     };
+    let resp = SummaryResp { digest };
     json_resp(&node, &label, Kind::summary, &resp)
 }
 
 async fn index(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, Query(q): Query<IndexQuery>) -> Response {
-    let (_, label) = match admit(&node, &from, &headers, Kind::index, 0) {
+    let (short, label) = match admit(&node, &from, &headers, Kind::index, 0) {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
     let limit = q.limit.unwrap_or(INDEX_PAGE).clamp(1, INDEX_PAGE);
     let mut entries = node.index().after(&q.after, limit);
     let liar = node.byzantine.current();
+    let full = entries.len() == limit;
+    let next = full.then(|| entries.last().map(|e| e.path.clone())).flatten();
+    if !liar.is_honest() {
+        // A listing is a set of current versions: lies replace, never add (nothing beyond the page).
+        let paths: Vec<String> = entries.iter().map(|e| e.path.clone()).collect();
+        lies::versions(&node, &liar, (&short, &label), &mut entries, &mut Knowledge::new());
+        entries.retain(|e| paths.contains(&e.path));
+    }
     if liar.withhold {
         entries.clear();
     } else if liar.forge {
         entries.iter_mut().for_each(byzantine::forge);
     }
-    let next = (entries.len() == limit)
-        .then(|| entries.last().map(|e| e.path.clone()))
-        .flatten();
     json_resp(&node, &label, Kind::index, &IndexResp { entries, next })
 }
 
@@ -138,8 +151,18 @@ async fn pull(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body:
     };
     let n = node.clone();
     let liar = node.byzantine.current();
+    let slowloris = liar.slowloris;
     let built = tokio::task::spawn_blocking(move || {
         let mut missing = n.index().missing(&req.knowledge, PULL_ITEMS_MAX);
+        if !liar.is_honest() {
+            lies::versions(
+                &n,
+                &liar,
+                (&short, &n.peer_label(&short)),
+                &mut missing.entries,
+                &mut missing.fills,
+            );
+        }
         // Path order shares longer prefixes (~5 bytes a file); a page is a set, and what a cut
         // leaves out the next request's knowledge still lacks.
         missing.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
@@ -151,7 +174,7 @@ async fn pull(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body:
             // page builder dies, the puller gets a 500 and asks again; the daemon lives on.
             panic!("mutant-software-bug: unhandled tombstone in a pull page");
         }
-        let (complete, inline) = lie_about_page(liar, &mut missing.entries, missing.complete, req.inline);
+        let (complete, inline) = lie_about_page(&liar, &mut missing.entries, missing.complete, req.inline);
         let (body, _, inline_bytes) = codec::encode_pull_page(
             &missing.entries,
             &missing.fills,
@@ -176,7 +199,7 @@ async fn pull(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body:
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let len = out.len() as u64;
-    let body = if liar.slowloris {
+    let body = if slowloris {
         byzantine::pumped(std::io::Cursor::new(out), false, true)
     } else {
         Body::from(out)
@@ -231,12 +254,13 @@ fn read_all(mut f: std::fs::File) -> Option<Vec<u8>> {
 }
 
 async fn blob(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, Path(hash): Path<String>) -> Response {
-    let (_, label) = match admit(&node, &from, &headers, Kind::blob, 0) {
+    let (short, label) = match admit(&node, &from, &headers, Kind::blob, 0) {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
     let liar = node.byzantine.current();
-    let Some(file) = servable(&node, &hash).filter(|_| !liar.withhold) else {
+    let dropped = lies::drops_blob(&node, &liar, &hash, (&short, &label));
+    let Some(file) = servable(&node, &hash).filter(|_| !liar.withhold && !dropped) else {
         return counted(&node, &label, Kind::blob, StatusCode::NOT_FOUND.into_response(), 0);
     };
     let mut file = tokio::fs::File::from_std(file);
@@ -278,7 +302,7 @@ async fn blob(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, Path(
 }
 
 async fn blobs(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body: Bytes) -> Response {
-    let (_, label) = match admit(&node, &from, &headers, Kind::blob, body.len()) {
+    let (short, label) = match admit(&node, &from, &headers, Kind::blob, body.len()) {
         Ok(x) => x,
         Err(r) => return r.into_response(),
     };
@@ -290,6 +314,8 @@ async fn blobs(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body
     }
     let n = node.clone();
     let liar = node.byzantine.current();
+    let slowloris = liar.slowloris;
+    let who = (short, label.clone());
     let out = tokio::task::spawn_blocking(move || {
         // Sizes first, so the body is allocated once at its final size (a doubling buffer held up
         // to twice the batch, for each neighbour at once). Files are opened again to be read, not
@@ -299,7 +325,7 @@ async fn blobs(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body
             .hashes
             .iter()
             .map(|h| {
-                if total >= BATCH_BYTES_MAX || liar.withhold {
+                if total >= BATCH_BYTES_MAX || liar.withhold || lies::drops_blob(&n, &liar, h, (&who.0, &who.1)) {
                     return None;
                 }
                 let len = servable(&n, h)?.metadata().ok()?.len();
@@ -323,7 +349,7 @@ async fn blobs(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body
     .await
     .unwrap_or_default();
     let len = out.len() as u64;
-    let body = if liar.slowloris {
+    let body = if slowloris {
         byzantine::pumped(std::io::Cursor::new(out), false, true)
     } else {
         Body::from(out)
@@ -337,13 +363,40 @@ async fn blobs(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body
     counted(&node, &label, Kind::blob, r, len)
 }
 
+/// A proof of equivocation from a neighbour ([`crate::equivocation::accept`] checks it first). A
+/// new one is passed on, and its two statements are offered like versions from the teller, so the
+/// fork resolves here as everywhere.
+async fn evidence(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body: Bytes) -> Response {
+    let (short, label) = match admit(&node, &from, &headers, Kind::hint, body.len()) {
+        Ok(x) => x,
+        Err(r) => return r.into_response(),
+    };
+    let Ok(proof) = serde_json::from_slice::<Proof>(&body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let statements = [proof.a.clone(), proof.b.clone()];
+    let status = match crate::equivocation::accept(&node, proof, &short) {
+        Err(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Ok(new) => {
+            if let Some(i) = node.peers.iter().position(|p| p.short == short)
+                && new
+            {
+                let items = statements.map(|entry| Item { entry, content: None }).into();
+                crate::fetch::offer(&node, i, items, std::time::Instant::now());
+            }
+            StatusCode::NO_CONTENT
+        }
+    };
+    counted(&node, &label, Kind::hint, status.into_response(), 0)
+}
+
 /// Byzantine mode's lies about a pull page (none when honest). Returns (complete, inline).
 /// Withheld: nothing is offered and the page says it is complete. Forged: every entry carries a
 /// lie its signature does not cover; content is not sent inline (its hash would be computed from
 /// it and the lie lost), and the page claims to be complete, so a puller that rejects the lies
 /// does not ask for the same page again and again.
 fn lie_about_page(
-    liar: Behaviours,
+    liar: &Behaviours,
     entries: &mut Vec<crate::entry::Entry>,
     complete: bool,
     inline: bool,

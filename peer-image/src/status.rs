@@ -1,5 +1,6 @@
-//! The status/metrics port: `GET /v1/status` (JSON, see `docs/PEER-CONTRACT.md`) and
-//! `GET /metrics` (Prometheus text format).
+//! The status/metrics port: `GET /v1/status` (JSON, see `docs/PEER-CONTRACT.md`), `GET /metrics`
+//! (Prometheus text format) and `GET /v1/evidence` (the proofs of equivocation this peer accepted,
+//! see [`crate::evidence`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -38,6 +39,14 @@ pub struct Status {
     pub neighbours: Vec<NeighbourStatus>,
     /// Versions waiting for their content.
     pub pending: usize,
+    /// Proofs of equivocation kept (listed by `GET /v1/evidence`).
+    pub equivocations: usize,
+}
+
+/// `GET /v1/evidence`.
+#[derive(Serialize)]
+pub struct EvidenceList {
+    pub equivocations: Vec<crate::evidence::Record>,
 }
 
 pub fn status(node: &Node) -> Status {
@@ -68,6 +77,7 @@ pub fn status(node: &Node) -> Status {
             })
             .collect(),
         pending: lock(&node.pending).len(),
+        equivocations: node.evidence.len(),
     }
 }
 
@@ -78,6 +88,14 @@ pub fn router(node: Arc<Node>) -> Router {
             get(|State(n): State<Arc<Node>>| async move { Json(status(&n)) }),
         )
         .route("/metrics", get(metrics))
+        .route(
+            "/v1/evidence",
+            get(|State(n): State<Arc<Node>>| async move {
+                Json(EvidenceList {
+                    equivocations: n.evidence.records(),
+                })
+            }),
+        )
         .with_state(node)
 }
 

@@ -81,6 +81,8 @@ pub fn allowed(parent: Option<&str>, key: &str) -> Option<String> {
         }
         (_, "create" | "modify" | "delete" | "touch" | "chmod" | "stale") => s(PATH),
         (_, "random") => random_allowed(parent),
+        (Some("byzantine"), "paths") => s("a path glob or a list of them, e.g. \"secret/**\""),
+        (Some("byzantine"), "to") => s("a peer name or a list of peer names"),
         (_, "peer" | "peers" | "to" | "from") => s(SELECTOR),
         (_, "size") => s("a size or a range of sizes, e.g. 4KiB or 1KiB..64KiB, at most 1GiB each"),
         (Some("random"), "rate") => s("operations per second, more than 0, at most 1000"),
@@ -95,7 +97,7 @@ pub fn allowed(parent: Option<&str>, key: &str) -> Option<String> {
         (_, "kill" | "stop" | "pause") => s("a map {peers: <peers>}"),
         (_, "lock") => s("a map {peers: <peers>, stale: <path>} or {peers: <peers>, unwritable: true}"),
         (_, "disk") => s("a map {peers: <peers>} with one of corrupt: <path>|true, truncate: <path>|true, fill: true"),
-        (_, "byzantine") => s("a map {peers: <peers>, behaviour: <behaviour>}"),
+        (_, "byzantine") => s("a map {peers: <peers>, behaviour: <behaviour>}, with `paths` and `to` for drop"),
         (_, "shape") => s("halves, isolate, islands, bridge, majorities-ring, one-way, rolling"),
         (_, "groups") => s("a list of at least two peer lists, e.g. [[p1], [p2, p3]]"),
         (_, "mode") => s("drop, new-connections"),
@@ -107,7 +109,7 @@ pub fn allowed(parent: Option<&str>, key: &str) -> Option<String> {
         (_, "offset") => s("a signed offset such as +1h, -30m, +90s, -2d, at most 3650d either way"),
         (_, "strobe") => s("two offsets, e.g. [+0s, +2h]"),
         (_, "unwritable" | "fill") => s("true"),
-        (_, "behaviour") => s("tamper, forge, withhold, flood, slowloris, or a list of them"),
+        (_, "behaviour") => s("tamper, forge, withhold, flood, slowloris, equivocate, replay, drop, or a list of them"),
         _ => None,
     }
 }

@@ -460,12 +460,23 @@ pub enum DiskAction {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ByzantineSpec {
     pub peers: Selector,
-    /// Names from [`BYZANTINE_BEHAVIOURS`], at least one, no repeats.
+    /// Control-file lines, one per behaviour from [`BYZANTINE_BEHAVIOURS`], at least one, no
+    /// repeats: the plain name, except `drop`, which carries its parameters
+    /// (`drop paths=secret/** peers=p2`, see `targeted`).
     pub behaviours: Vec<String>,
 }
 
 /// What a Byzantine peer may do (`syncpeer`'s control file; see docs/PEER.md#byzantine-mode).
-pub const BYZANTINE_BEHAVIOURS: [&str; 5] = ["tamper", "forge", "withhold", "flood", "slowloris"];
+pub const BYZANTINE_BEHAVIOURS: [&str; 8] = [
+    "tamper",
+    "forge",
+    "withhold",
+    "flood",
+    "slowloris",
+    "equivocate",
+    "replay",
+    "drop",
+];
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PartitionSpec {
@@ -497,6 +508,7 @@ pub const PARTITION_SHAPES: &str = "halves, isolate, islands, bridge, majorities
 mod raw;
 mod resolve;
 mod soak;
+mod targeted;
 
 use raw::RawPlan;
 use resolve::Resolver;

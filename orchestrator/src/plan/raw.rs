@@ -360,6 +360,12 @@ pub(super) struct RawByzantine {
     pub(super) peers: RawTargets,
     /// One behaviour name or a list of them (read like a peer list; `{random: k}` is refused).
     pub(super) behaviour: Spanned<RawTargets>,
+    /// With `drop`: the paths kept back, one glob or a list (read like a peer list).
+    #[serde(default)]
+    pub(super) paths: Option<Spanned<RawTargets>>,
+    /// With `drop`: the peers they are kept back from, one name or a list.
+    #[serde(default)]
+    pub(super) to: Option<Spanned<RawTargets>>,
 }
 
 pub(super) enum RawPathOrPick {

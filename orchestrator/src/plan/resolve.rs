@@ -1037,10 +1037,64 @@ impl Resolver<'_> {
             }
             behaviours.push(n.clone());
         }
+        let (paths, to) = (&b.value.paths, &b.value.to);
+        if let Some(i) = behaviours.iter().position(|n| n == "drop") {
+            behaviours[i] = self.drop_line(b, peers)?;
+        } else if let Some(extra) = paths.as_ref().or(to.as_ref()) {
+            return self.err(
+                &extra.referenced,
+                "`paths` and `to` go with behaviour `drop` only; allowed: behaviour drop, or no `paths`/`to`",
+            );
+        }
         Ok(ByzantineSpec {
             peers: self.targets(&b.value.peers, &b.referenced, peers)?,
             behaviours,
         })
+    }
+
+    /// The control-file line of a `drop` step: its `paths` (globs) and `to` (peer names), checked.
+    fn drop_line(&self, b: &Spanned<RawByzantine>, peers: &[String]) -> Result<String, PlanError> {
+        // One word or a list of words; `{random: k}` means nothing here.
+        let words = |t: &Spanned<RawTargets>, what: &str| match &t.value {
+            RawTargets::Word(w) => Ok(vec![w.clone()]),
+            RawTargets::List(l) if !l.is_empty() => Ok(l.clone()),
+            _ => self.err(
+                &t.referenced,
+                format!("`{what}` is empty or random; allowed: one {what} or a list of them"),
+            ),
+        };
+        let mut globs = Vec::new();
+        if let Some(p) = &b.value.paths {
+            for g in words(p, "glob")? {
+                if let Err(e) = targeted::check_glob(&g) {
+                    return self.err(
+                        &p.referenced,
+                        format!("`paths`: {e}; allowed: {}", targeted::GLOB_ALLOWED),
+                    );
+                }
+                globs.push(g);
+            }
+        }
+        let mut to = Vec::new();
+        if let Some(t) = &b.value.to {
+            for n in words(t, "peer name")? {
+                let i = self.peer_index(&n, &t.referenced, peers)?;
+                if to.contains(&peers[i]) {
+                    return self.err(
+                        &t.referenced,
+                        format!("peer `{n}` is listed twice; allowed: each peer once"),
+                    );
+                }
+                to.push(peers[i].clone());
+            }
+        }
+        if globs.is_empty() && to.is_empty() {
+            return self.err(
+                &b.value.behaviour.referenced,
+                "behaviour `drop` needs `paths`, `to` or both; allowed: e.g. {behaviour: drop, paths: \"secret/**\", to: [p2]} (to drop everything for everyone, use withhold)",
+            );
+        }
+        Ok(targeted::control_line(&globs, &to))
     }
 
     fn clock(&self, c: &Spanned<RawClock>, peers: &[String], flapping: bool) -> Result<ClockSpec, PlanError> {

@@ -235,6 +235,69 @@ fn byzantine_steps_resolve_and_bad_behaviours_say_what_is_allowed() {
     assert!(e.message.contains("`every`"), "{e}");
 }
 
+#[test]
+fn the_liars_of_issue_14_resolve_and_a_drop_names_its_paths_and_peers() {
+    let plan = parse_str(
+        "name: x\npeers: 4\nsteps:\n  - {at: 1s, byzantine: {peers: p4, behaviour: [equivocate, replay]}}\n  - {at: 2s, byzantine: {peers: p4, behaviour: drop, paths: [\"secret/**\", \"**/*.key\"], to: [p2, p3]}}\n  - {at: 3s, byzantine: {peers: p3, behaviour: drop, to: p1}}\n",
+    )
+    .unwrap();
+    assert!(matches!(&plan.steps[0].fault, Fault::Byzantine(b) if b.behaviours == ["equivocate", "replay"]));
+    assert!(
+        matches!(&plan.steps[1].fault, Fault::Byzantine(b) if b.behaviours == ["drop paths=secret/**,**/*.key peers=p2,p3"])
+    );
+    assert!(matches!(&plan.steps[2].fault, Fault::Byzantine(b) if b.behaviours == ["drop peers=p1"]));
+    let head = "name: x\npeers: 3\nsteps:\n";
+    let cases = [
+        // (step, line, column, what the message must hold)
+        (
+            "  - {at: 1s, byzantine: {peers: p3, behaviour: drop}}\n",
+            4,
+            "needs `paths`, `to` or both",
+        ),
+        (
+            "  - {at: 1s, byzantine: {peers: p3, behaviour: tamper, paths: a/*}}\n",
+            4,
+            "go with behaviour `drop` only",
+        ),
+        (
+            "  - {at: 1s, byzantine: {peers: p3, behaviour: drop, paths: \"a b\"}}\n",
+            4,
+            "`paths`: ` ` in a glob; allowed: a relative path glob",
+        ),
+        (
+            "  - {at: 1s, byzantine: {peers: p3, behaviour: drop, paths: \"a/**b\"}}\n",
+            4,
+            "`**` inside the component `**b`",
+        ),
+        (
+            "  - at: 1s\n    byzantine:\n      peers: p3\n      behaviour: drop\n      to: p9\n",
+            8,
+            "unknown peer `p9`",
+        ),
+        (
+            "  - {at: 1s, byzantine: {peers: p3, behaviour: drop, to: [p1, p1]}}\n",
+            4,
+            "listed twice",
+        ),
+        (
+            "  - {at: 1s, byzantine: {peers: p3, behaviour: drop, to: {random: 1}}}\n",
+            4,
+            "allowed: one peer name or a list",
+        ),
+        (
+            "  - {at: 1s, byzantine: {peers: p3, behaviour: drop, glob: a}}\n",
+            4,
+            "unknown key `glob`; allowed: peers, behaviour, paths, to",
+        ),
+    ];
+    for (step, line, needle) in cases {
+        let e = error_of(&format!("{head}{step}"));
+        assert_eq!(e.line, line, "{e}");
+        assert!(e.column > 0, "{e}");
+        assert!(e.message.contains(needle), "{needle}: {e}");
+    }
+}
+
 /// docs/plan.schema.json (for editors) and the parser know the same keys, map by map: the parser's
 /// own "unknown key; allowed: …" list is compared with the schema's `properties`.
 #[test]

@@ -16,6 +16,8 @@ mod byzantine;
 mod fake;
 // A real syncpeer made a liar by its Byzantine control file (tamper, forge, withhold, flood).
 mod byzantine_mode;
+// The liars of issue 14 (equivocate, replay, drop) and the honest peers' defences.
+mod liars;
 // SIGKILL and restart in the middle of a sync.
 mod crash;
 // Stale, corrupt and long-held lock files.
