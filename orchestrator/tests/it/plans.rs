@@ -127,6 +127,53 @@ fn a_full_disk_is_survived_and_caught_up() {
     assert_eq!(code, Some(0), "verdict {}", result["verdict"]);
 }
 
+/// The liars of issue 14 (plans `byzantine-equivocate`, `byzantine-replay`, `byzantine-drop`, p5 the
+/// liar in each), over mutual TLS: every plan ends valid (the honest peers converge, hold nothing no
+/// writer wrote), and in the equivocation plan every honest peer proved the fork (its
+/// `syncpeer_equivocations_detected_total` rose).
+#[test]
+fn the_liars_equivocate_replay_and_drop_are_caught_and_every_plan_ends_valid() {
+    if !docker_ready("the_liars_equivocate_replay_and_drop_are_caught_and_every_plan_ends_valid") {
+        return;
+    }
+    let _lock = docker_lock();
+    for plan in ["byzantine-equivocate", "byzantine-replay", "byzantine-drop"] {
+        let (_reports, dir, code, result, history) = run_plan_kept(plan);
+        let switched: Vec<&serde_json::Value> = events(&history, "fault-started")
+            .into_iter()
+            .filter(|e| e["kind"] == "byzantine")
+            .collect();
+        assert!(!switched.is_empty(), "{plan}: the liar was switched on");
+        for name in ["converged", "no-poisoning", "no-lost-update"] {
+            assert_eq!(
+                check(&result, name)["verdict"],
+                "valid",
+                "{plan} {name}: {}",
+                check(&result, name)
+            );
+        }
+        assert_eq!(code, Some(0), "{plan}: verdict {}", result["verdict"]);
+        if plan == "byzantine-equivocate" {
+            let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+            let mut detected = std::collections::BTreeMap::new();
+            for line in metrics.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                if let Some(n) = v["values"]["syncpeer_equivocations_detected_total"].as_f64() {
+                    let peer = v["peer"].as_str().unwrap().to_string();
+                    let seen: &mut f64 = detected.entry(peer).or_default();
+                    *seen = seen.max(n);
+                }
+            }
+            for p in ["p1", "p2", "p3", "p4"] {
+                assert!(
+                    detected.get(p).is_some_and(|n| *n >= 1.0),
+                    "{p} proved no fork: {detected:?}"
+                );
+            }
+        }
+    }
+}
+
 /// A liar among honest peers (plan `byzantine-peer`): p5 withholds, floods, forges, tampers and
 /// trickles in turn. The honest peers reject its lies themselves (bad hashes, bad signatures,
 /// rate limits, quarantine), never hold a byte no writer wrote, and everyone converges once the
