@@ -4,6 +4,10 @@
 //! peer, not even for one monitor tick. Its evidence is what the honest peers noticed: their
 //! rejections by reason (`bad_hash`, `bad_signature`, `rate_limited`, `quarantined`) and whether
 //! they held the liar in quarantine.
+//!
+//! `forks-detected`: judged only when a liar equivocated (signed two different statements under one
+//! counter, shown to different neighbours). Two such statements are proof, and every honest peer must
+//! end up holding it: found itself, or told by a neighbour and checked.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -135,4 +139,79 @@ fn noticed(counters: &[Counters], liars: &BTreeMap<String, BTreeSet<String>>) ->
             )
         })
         .collect()
+}
+
+/// The Byzantine behaviour that signs two histories under one key.
+pub const EQUIVOCATE: &str = "equivocate";
+
+/// `forks-detected`: `None` unless some peer was told to `equivocate`. Every honest peer's proof
+/// count (the profile's `equivocations` counter, its last scrape) must have risen; a daemon that
+/// counts none is `unknown`. How fast the liar was quarantined is not judged here.
+pub fn forks_detected(history: &[Record], counters: &[Counters]) -> Option<Check> {
+    let liars = liars(history);
+    let forkers: Vec<&String> = liars
+        .iter()
+        .filter(|(_, b)| b.iter().any(|line| line.split_whitespace().next() == Some(EQUIVOCATE)))
+        .map(|(p, _)| p)
+        .collect();
+    if forkers.is_empty() {
+        return None;
+    }
+    let mut last: BTreeMap<&str, &Counters> = BTreeMap::new();
+    for c in counters {
+        if !liars.contains_key(&c.peer) && last.get(c.peer.as_str()).is_none_or(|l| l.t_ms <= c.t_ms) {
+            last.insert(&c.peer, c);
+        }
+    }
+    let proofs: BTreeMap<&str, Option<f64>> = last
+        .iter()
+        .map(|(peer, c)| (*peer, c.values.get(Role::Equivocations.as_str()).copied()))
+        .collect();
+    let missing: Vec<&str> = proofs.iter().filter(|(_, n)| n.is_none()).map(|(p, _)| *p).collect();
+    let blind: Vec<&str> = proofs
+        .iter()
+        .filter(|(_, n)| n.is_some_and(|n| n < 1.0))
+        .map(|(p, _)| *p)
+        .collect();
+    let (verdict, summary) = if proofs.is_empty() || !missing.is_empty() {
+        (
+            Verdict::Unknown,
+            format!(
+                "{} equivocated, but the daemon counts no proofs of equivocation (its profile maps no `equivocations` counter, or {} was never scraped)",
+                forkers.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                if missing.is_empty() {
+                    "no honest peer".to_string()
+                } else {
+                    missing.join(", ")
+                }
+            ),
+        )
+    } else if !blind.is_empty() {
+        (
+            Verdict::Invalid,
+            format!(
+                "{} equivocated and {} of {} honest peers never proved it: {}",
+                forkers.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                blind.len(),
+                proofs.len(),
+                blind.join(", ")
+            ),
+        )
+    } else {
+        (
+            Verdict::Valid,
+            format!(
+                "{} equivocated; all {} honest peers hold a proof (two statements signed under one counter)",
+                forkers.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                proofs.len()
+            ),
+        )
+    };
+    Some(Check {
+        name: "forks-detected".into(),
+        rests_on: String::new(),
+        verdict,
+        summary,
+        evidence: json!({"equivocators": forkers, "proofs_per_honest_peer": proofs, "never_proved": blind}),
+    })
 }

@@ -147,6 +147,7 @@ pub fn judge(e: &Evidence) -> Judgement {
     checks.extend(loops::no_metadata_version(e.history, e.counters));
     checks.extend(growth::no_leak(e.resources, &(&e.plan.expect.leak).into()));
     checks.extend(took::clock_applied(e.history));
+    checks.extend(byzantine::forks_detected(e.history, e.counters));
     checks.extend(byzantine::no_poisoning(
         e.history,
         &ops,
@@ -216,6 +217,10 @@ fn rests_on(c: &Check, conv: &crate::profile::Conventions) -> String {
         "recovered-in-time" => "the monitor's converged/diverged transitions after each heal".into(),
         "no-crash" => "Docker's container state at the end and the profile's crash patterns in the logs".into(),
         "no-poisoning" => "the observations against the history's writes; rejection counters as extra evidence".into(),
+        "forks-detected" => {
+            "each honest peer's count of proofs of equivocation (its profile's `equivocations` counter), last scrape"
+                .into()
+        }
         "clock-applied" => {
             "the nemesis's reading of each peer's clock after each clock change (`clock-measured`)".into()
         }

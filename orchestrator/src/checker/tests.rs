@@ -1017,3 +1017,57 @@ fn an_undecidable_order_of_two_last_deletes_decides_nothing() {
     let c = state::right_final_state(&order, &v3, &conv());
     assert_eq!(c.verdict, Verdict::Unknown, "{}", c.evidence);
 }
+
+mod forks {
+    use super::*;
+    use crate::checker::byzantine::forks_detected;
+
+    fn liar(behaviour: &str) -> Record {
+        rec(
+            100,
+            Event::FaultStarted {
+                id: "fork#1".into(),
+                step: "fork".into(),
+                kind: "byzantine".into(),
+                detail: serde_json::json!({"peers": ["p3"], "behaviours": [behaviour]}),
+            },
+        )
+    }
+
+    fn proofs(peer: &str, n: Option<f64>) -> Counters {
+        Counters {
+            t_ms: 9000,
+            peer: peer.into(),
+            values: n.map(|n| ("equivocations".to_string(), n)).into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn only_runs_with_an_equivocating_liar_are_judged() {
+        assert!(forks_detected(&[liar("tamper")], &[proofs("p1", Some(0.0))]).is_none());
+        assert!(forks_detected(&[], &[]).is_none());
+    }
+
+    /// The honest peers p1 and p2 (not the liar p3) must each hold a proof.
+    #[test]
+    fn every_honest_peer_must_hold_a_proof_of_the_fork() {
+        let history = [liar("equivocate")];
+        let all = [
+            proofs("p1", Some(1.0)),
+            proofs("p2", Some(2.0)),
+            proofs("p3", Some(0.0)),
+        ];
+        let c = forks_detected(&history, &all).unwrap();
+        assert_eq!(c.verdict, Verdict::Valid, "{}", c.summary);
+        let blind = [proofs("p1", Some(1.0)), proofs("p2", Some(0.0))];
+        let c = forks_detected(&history, &blind).unwrap();
+        assert_eq!(c.verdict, Verdict::Invalid, "{}", c.summary);
+        assert_eq!(c.evidence["never_proved"], serde_json::json!(["p2"]));
+    }
+
+    #[test]
+    fn a_daemon_that_counts_no_proofs_is_unknown() {
+        let c = forks_detected(&[liar("equivocate")], &[proofs("p1", None)]).unwrap();
+        assert_eq!(c.verdict, Verdict::Unknown, "{}", c.summary);
+    }
+}

@@ -205,6 +205,9 @@ pub enum Role {
     Rejections,
     /// Neighbours held in quarantine now (a gauge).
     Quarantined,
+    /// Proofs of equivocation the peer found or was given and checked (a neighbour that signed two
+    /// different statements under one counter).
+    Equivocations,
     /// From Docker, for every daemon: the container's network counters.
     NetTxBytes,
     NetTxPackets,
@@ -212,7 +215,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 14] = [
+    pub const ALL: [Role; 15] = [
         Role::MessagesSent,
         Role::MessagesReceived,
         Role::BytesSent,
@@ -224,6 +227,7 @@ impl Role {
         Role::Conflicts,
         Role::Rejections,
         Role::Quarantined,
+        Role::Equivocations,
         Role::NetTxBytes,
         Role::NetTxPackets,
         Role::NetRxBytes,
@@ -242,6 +246,7 @@ impl Role {
             Role::Conflicts => "conflicts",
             Role::Rejections => "rejections",
             Role::Quarantined => "quarantined",
+            Role::Equivocations => "equivocations",
             Role::NetTxBytes => "net_tx_bytes",
             Role::NetTxPackets => "net_tx_packets",
             Role::NetRxBytes => "net_rx_bytes",

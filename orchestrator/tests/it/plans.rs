@@ -154,6 +154,12 @@ fn the_liars_equivocate_replay_and_drop_are_caught_and_every_plan_ends_valid() {
         }
         assert_eq!(code, Some(0), "{plan}: verdict {}", result["verdict"]);
         if plan == "byzantine-equivocate" {
+            assert_eq!(
+                check(&result, "forks-detected")["verdict"],
+                "valid",
+                "{}",
+                check(&result, "forks-detected")
+            );
             let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
             let mut detected = std::collections::BTreeMap::new();
             for line in metrics.lines() {
