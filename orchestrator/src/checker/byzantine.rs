@@ -113,16 +113,25 @@ pub fn no_poisoning(
     })
 }
 
-/// Per honest peer, from its last scrape: rejections by reason (cumulative) and how many peers
-/// it held in quarantine then.
-fn noticed(counters: &[Counters], liars: &BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, serde_json::Value> {
+/// Each honest peer's last scrape.
+fn last_honest_scrapes<'a>(
+    counters: &'a [Counters],
+    liars: &BTreeMap<String, BTreeSet<String>>,
+) -> BTreeMap<&'a str, &'a Counters> {
     let mut last: BTreeMap<&str, &Counters> = BTreeMap::new();
     for c in counters {
         if !liars.contains_key(&c.peer) && last.get(c.peer.as_str()).is_none_or(|l| l.t_ms <= c.t_ms) {
             last.insert(&c.peer, c);
         }
     }
-    last.into_iter()
+    last
+}
+
+/// Per honest peer, from its last scrape: rejections by reason (cumulative) and how many peers
+/// it held in quarantine then.
+fn noticed(counters: &[Counters], liars: &BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, serde_json::Value> {
+    last_honest_scrapes(counters, liars)
+        .into_iter()
         .map(|(peer, c)| {
             let mut rejections: BTreeMap<&str, f64> = BTreeMap::new();
             for (k, v) in &c.values {
@@ -157,13 +166,7 @@ pub fn forks_detected(history: &[Record], counters: &[Counters]) -> Option<Check
     if forkers.is_empty() {
         return None;
     }
-    let mut last: BTreeMap<&str, &Counters> = BTreeMap::new();
-    for c in counters {
-        if !liars.contains_key(&c.peer) && last.get(c.peer.as_str()).is_none_or(|l| l.t_ms <= c.t_ms) {
-            last.insert(&c.peer, c);
-        }
-    }
-    let proofs: BTreeMap<&str, Option<f64>> = last
+    let proofs: BTreeMap<&str, Option<f64>> = last_honest_scrapes(counters, &liars)
         .iter()
         .map(|(peer, c)| (*peer, c.values.get(Role::Equivocations.as_str()).copied()))
         .collect();
