@@ -186,7 +186,8 @@ fn duplicates_are_received_twice() {
         pair.ip_b
     ));
     let n = 1000;
-    let p = probe(&pair, n, Duration::from_micros(500), 1, ms(300));
+    let all = all_back(&pair, n, "dup");
+    let p = probe_until(&pair, n, Duration::from_micros(500), 1, ms(10_000), all);
     let copies = copies(&p);
     let twice = copies.values().filter(|c| **c == 2).count();
     let c = pair.counters("dup");
@@ -211,7 +212,7 @@ fn reordering_is_observed_in_one_flow() {
     let _echo = Echo::start(&pair);
     pair.apply(r#"{"id":"ro","reorder_pct":20,"reorder_delay_ms":15,"seed":6}"#);
     let n = 800;
-    let p = probe(&pair, n, ms(1), 1, ms(300));
+    let p = probe_until(&pair, n, ms(1), 1, ms(10_000), all_back(&pair, n, "ro"));
     let ooo = p.out_of_order();
     let c = pair.counters("ro");
     eprintln!(
@@ -474,7 +475,7 @@ fn overlapping_faults_compose() {
     ));
     assert_ne!(a["mark"], b["mark"]);
     let n = 500;
-    let p = probe(&pair, n, ms(1), 1, ms(300));
+    let p = probe_until(&pair, n, ms(1), 1, ms(10_000), all_back(&pair, n, "lossy"));
     let rtts = p.rtts();
     let lost = n as usize - rtts.len();
     let (ca, cb) = (pair.counters("lag"), pair.counters("lossy"));

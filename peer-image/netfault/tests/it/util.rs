@@ -307,8 +307,40 @@ fn payload(seq: u32, sent_ns: u64, len: usize) -> Vec<u8> {
 }
 
 /// Send `n` UDP probes from A to B's echo, one every `interval`, round-robin over `flows`
-/// source sockets, then wait `linger` for stragglers.
+/// source sockets, then wait up to `linger` for stragglers (less once every probe came back).
 pub fn probe(pair: &NetPair, n: u32, interval: Duration, flows: usize, linger: Duration) -> Probes {
+    probe_until(pair, n, interval, flows, linger, move |p| p.unique() == n as usize)
+}
+
+/// A reader of fault `id`'s counters as its engine last wrote them (every 250 ms), for
+/// [`probe_until`]'s `done`, which runs on the prober's thread.
+pub fn engine_counters(pair: &NetPair, id: &str) -> impl Fn() -> Option<serde_json::Value> + Send + 'static {
+    let path = pair.state_dir.join(format!("{id}.counters.json"));
+    move || serde_json::from_slice(&std::fs::read(&path).ok()?).ok()
+}
+
+/// Done when fault `id` has seen all `n` probes and every echo it let through is back: the `n`
+/// probes less those it dropped, plus the copies it made. A count on a loaded machine waits for
+/// this instead of a fixed linger: a starved echo thread answers late, not never.
+pub fn all_back(pair: &NetPair, n: u32, id: &str) -> impl Fn(&Probes) -> bool + Send + 'static {
+    let counters = engine_counters(pair, id);
+    move |p| {
+        let Some(c) = counters() else { return false };
+        let count = |k: &str| c[k].as_u64().unwrap_or(0) as usize;
+        count("seen") >= n as usize && p.echoes.len() + count("dropped") >= n as usize + count("duplicated")
+    }
+}
+
+/// [`probe`], waiting after the last send until `done` holds (then 50 ms more for stragglers) or
+/// `max_wait` has passed.
+pub fn probe_until(
+    pair: &NetPair,
+    n: u32,
+    interval: Duration,
+    flows: usize,
+    max_wait: Duration,
+    done: impl Fn(&Probes) -> bool + Send + 'static,
+) -> Probes {
     let (ip_a, ip_b) = (pair.ip_a, pair.ip_b);
     in_ns(&pair.ns_a, move || {
         let socks: Vec<UdpSocket> = (0..flows)
@@ -361,9 +393,19 @@ pub fn probe(pair: &NetPair, n: u32, interval: Duration, flows: usize, linger: D
             }
             out.sent += 1;
         }
-        let end = origin.elapsed() + linger;
+        let end = origin.elapsed() + max_wait;
+        let mut done_at = None;
+        let mut checked = Duration::ZERO;
         while origin.elapsed() < end {
             recv_all(&mut out);
+            let now = origin.elapsed();
+            if done_at.is_none() && now - checked >= Duration::from_millis(20) {
+                checked = now;
+                done_at = done(&out).then_some(now);
+            }
+            if done_at.is_some_and(|t| now - t >= Duration::from_millis(50)) {
+                break;
+            }
             std::thread::sleep(Duration::from_micros(200));
         }
         out
