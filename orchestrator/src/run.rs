@@ -335,7 +335,8 @@ async fn drive_inner(
     }
     let engines = session.engines.clone();
     let logs = cluster.save_logs(run_dir).await;
-    let finals = session.finals(logs).await;
+    let convictions = cluster.save_evidence(run_dir).await;
+    let finals = session.finals(logs, convictions).await;
     session.close().await;
 
     let (records, judged) = match &soak {

@@ -232,12 +232,19 @@ impl<'a> Session<'a> {
         Ok(Settled { healed_ms, converged })
     }
 
-    /// Every peer's tree now, whether it runs, and `logs` (peer name, log text) in peer order.
-    pub async fn finals(&self, logs: Vec<(String, String)>) -> Vec<PeerFinal> {
+    /// Every peer's tree now, whether it runs, and `logs` (peer name, log text) and `convictions`
+    /// in peer order.
+    pub async fn finals(
+        &self,
+        logs: Vec<(String, String)>,
+        mut convictions: Vec<Option<Vec<crate::profile::Conviction>>>,
+    ) -> Vec<PeerFinal> {
+        convictions.resize(self.cluster.peers.len(), None);
         let cluster = self.cluster;
         let ignore = crate::tree::ignore_set(&cluster.profile.ignore);
         let mut finals = Vec::new();
-        for ((p, (_, log)), facts) in cluster.peers.iter().zip(logs).zip(&cluster.facts) {
+        for (((p, (_, log)), facts), convictions) in cluster.peers.iter().zip(logs).zip(&cluster.facts).zip(convictions)
+        {
             // Read beneath the data folder, never through a symlink: a sync folder a peer swapped for one
             // reads as empty, which the checkers then judge.
             let tree = p
@@ -257,6 +264,7 @@ impl<'a> Session<'a> {
                 alive,
                 log,
                 id,
+                convictions,
             });
         }
         finals

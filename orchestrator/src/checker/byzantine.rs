@@ -8,15 +8,19 @@
 //! `forks-detected`: judged only when a liar equivocated (signed two different statements under one
 //! counter, shown to different neighbours). Two such statements are proof, and every honest peer must
 //! end up holding it: found itself, or told by a neighbour and checked.
+//!
+//! `offender-quarantined`: the same liars, timed: every honest neighbour must have convicted the
+//! liar (both signed statements kept as evidence) within `expect.quarantine_within` of its first
+//! forked write.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
 use super::causal::Op;
-use super::{Check, Verdict};
+use super::{Check, PeerFinal, Verdict};
 use crate::profile::Role;
-use crate::record::history::{Event, Record};
+use crate::record::history::{Event, Outcome, Record};
 use crate::record::observations::Observation;
 use crate::record::samples::{Counters, key_label, key_name};
 
@@ -216,5 +220,152 @@ pub fn forks_detected(history: &[Record], counters: &[Counters]) -> Option<Check
         verdict,
         summary,
         evidence: json!({"equivocators": forkers, "proofs_per_honest_peer": proofs, "never_proved": blind}),
+    })
+}
+
+/// The Byzantine behaviours that leave a proof: two statements signed under one counter.
+const PROVABLE: [&str; 2] = [EQUIVOCATE, "fork"];
+
+/// When each provable liar first wrote while lying (run ms): the first moment an honest peer could
+/// be shown two statements.
+fn first_forked_writes(history: &[Record]) -> BTreeMap<String, u64> {
+    let mut lying: BTreeMap<String, BTreeSet<String>> = BTreeMap::new(); // peer -> fault ids on
+    let mut first: BTreeMap<String, u64> = BTreeMap::new();
+    for r in history {
+        match &r.event {
+            Event::FaultStarted { id, kind, detail, .. } if kind == "byzantine" => {
+                let provable = detail["behaviours"].as_array().is_some_and(|b| {
+                    b.iter()
+                        .filter_map(|v| v.as_str())
+                        .any(|line| line.split_whitespace().next().is_some_and(|n| PROVABLE.contains(&n)))
+                });
+                if provable {
+                    for p in detail["peers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_str())
+                    {
+                        lying.entry(p.to_string()).or_default().insert(id.clone());
+                    }
+                }
+            }
+            Event::FaultStopped { id, .. } => {
+                for ids in lying.values_mut() {
+                    ids.remove(id);
+                }
+            }
+            Event::Write { peer, outcome, .. }
+                if *outcome == Outcome::Ok && lying.get(peer).is_some_and(|ids| !ids.is_empty()) =>
+            {
+                first.entry(peer.clone()).or_insert(r.t_ms);
+            }
+            _ => {}
+        }
+    }
+    first
+}
+
+/// Wall-clock ms since the epoch at run time 0, from the first record's `wall`.
+fn run_epoch_ms(history: &[Record]) -> Option<i64> {
+    let r = history.first()?;
+    let wall = humantime::parse_rfc3339_weak(&r.wall).ok()?;
+    let ms = wall.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64;
+    Some(ms - r.t_ms as i64)
+}
+
+/// `offender-quarantined`: `None` unless a liar signed two histories and wrote while doing so.
+/// Every honest neighbour of it must hold a conviction (its daemon's `evidence` list, read when the
+/// run ended) naming it, with both statements kept, made within `expect.quarantine_within` of the
+/// liar's first forked write; the conviction time is the peer's own clock (plans that skew clocks
+/// shift it). A daemon that lists no evidence is `unknown`.
+pub fn offender_quarantined(plan: &crate::plan::Plan, history: &[Record], peers: &[PeerFinal]) -> Option<Check> {
+    let first = first_forked_writes(history);
+    if first.is_empty() {
+        return None;
+    }
+    let liars = liars(history);
+    let bound = plan.expect.quarantine_within.ms();
+    let epoch = run_epoch_ms(history);
+    let final_of = |name: &str| peers.iter().find(|p| p.name == name);
+    let mut per_liar = serde_json::Map::new();
+    let (mut late, mut unproven, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
+    for (liar, &from_ms) in &first {
+        let Some(i) = plan.peers.iter().position(|p| p == liar) else {
+            continue;
+        };
+        let mut rows = serde_json::Map::new();
+        for j in plan.topology.neighbours(i) {
+            let name = &plan.peers[j];
+            if liars.contains_key(name) {
+                continue;
+            }
+            let Some(convictions) = final_of(name).and_then(|f| f.convictions.as_ref()) else {
+                unknown.push(name.clone());
+                rows.insert(name.clone(), json!("no evidence list"));
+                continue;
+            };
+            let held: Vec<_> = convictions.iter().filter(|c| &c.offender == liar).collect();
+            let at = held.iter().filter_map(|c| c.detected_ms).min();
+            let statements = held.iter().map(|c| c.statements).max().unwrap_or(0);
+            let after_ms = at.zip(epoch).map(|(at, e)| at - e - from_ms as i64);
+            rows.insert(
+                name.clone(),
+                json!({"convictions": held.len(), "statements": statements, "after_ms": after_ms}),
+            );
+            if held.is_empty() || statements < 2 {
+                unproven.push(format!("{name} (of {liar})"));
+            } else if after_ms.is_none_or(|a| a > bound as i64) {
+                late.push(format!(
+                    "{name} (of {liar}, {})",
+                    after_ms.map_or("when: unknown".into(), |a| format!("{:.1} s", a as f64 / 1000.0))
+                ));
+            }
+        }
+        per_liar.insert(
+            liar.clone(),
+            json!({"first_forked_write_ms": from_ms, "honest_neighbours": rows}),
+        );
+    }
+    let secs = bound as f64 / 1000.0;
+    let (verdict, summary) = if !unproven.is_empty() {
+        (
+            Verdict::Invalid,
+            format!(
+                "honest neighbours hold no conviction with both statements: {}",
+                unproven.join(", ")
+            ),
+        )
+    } else if !late.is_empty() {
+        (
+            Verdict::Invalid,
+            format!(
+                "convicted later than {secs} s after the first forked write: {}",
+                late.join(", ")
+            ),
+        )
+    } else if !unknown.is_empty() {
+        (
+            Verdict::Unknown,
+            format!(
+                "the daemon lists no evidence (its profile has no `evidence`, or it did not answer): {}",
+                unknown.join(", ")
+            ),
+        )
+    } else {
+        (
+            Verdict::Valid,
+            format!(
+                "every honest neighbour of {} convicted it, both statements kept, within {secs} s of its first forked write",
+                first.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        )
+    };
+    Some(Check {
+        name: "offender-quarantined".into(),
+        rests_on: String::new(),
+        verdict,
+        summary,
+        evidence: json!({"within_ms": bound, "liars": per_liar}),
     })
 }

@@ -148,6 +148,7 @@ pub fn judge(e: &Evidence) -> Judgement {
     checks.extend(growth::no_leak(e.resources, &(&e.plan.expect.leak).into()));
     checks.extend(took::clock_applied(e.history));
     checks.extend(byzantine::forks_detected(e.history, e.counters));
+    checks.extend(byzantine::offender_quarantined(e.plan, e.history, e.peers));
     checks.extend(byzantine::no_poisoning(
         e.history,
         &ops,
@@ -243,6 +244,9 @@ pub struct PeerFinal {
     /// The peer's identity (a public key, a device id), when known: a conflict copy whose name
     /// carries an author (the profile's `author` group) must carry a prefix of it.
     pub id: Option<String>,
+    /// The proofs of misbehaviour it held at the end (`None`: its daemon lists none, or it did
+    /// not answer).
+    pub convictions: Option<Vec<crate::profile::Conviction>>,
 }
 
 /// Invariant 1: every peer holds the same tree (path, size, content hash).

@@ -28,6 +28,7 @@ fn peer(name: &str, files: &[(&str, &str)]) -> PeerFinal {
         alive: true,
         log: String::new(),
         id: None,
+        convictions: None,
     }
 }
 
@@ -1063,6 +1064,95 @@ mod forks {
         let c = forks_detected(&history, &blind).unwrap();
         assert_eq!(c.verdict, Verdict::Invalid, "{}", c.summary);
         assert_eq!(c.evidence["never_proved"], serde_json::json!(["p2"]));
+    }
+
+    mod quarantined {
+        use super::*;
+        use crate::checker::byzantine::offender_quarantined;
+        use crate::profile::Conviction;
+
+        /// 2026-12-07T07:00:00Z, run time 0.
+        const EPOCH_MS: i64 = 1_796_626_800_000;
+
+        fn plan() -> crate::plan::Plan {
+            let text = "name: t\nseed: 1\npeers: 4\ntopology: full-mesh\n";
+            crate::plan::parse(
+                text,
+                std::path::Path::new("t.yaml"),
+                std::path::Path::new("../topologies"),
+            )
+            .unwrap()
+        }
+
+        /// p3 equivocates from 1 s and writes at 2 s.
+        fn history() -> Vec<Record> {
+            let mut start = rec(0, Event::HealedAll);
+            start.wall = "2026-12-07T07:00:00.000Z".into();
+            let mut lie = liar("equivocate");
+            lie.t_ms = 1000;
+            vec![start, lie, write(2000, 1, "p3", "liar/a.txt", "forked")]
+        }
+
+        /// A peer that convicted p3 `after_ms` after its first forked write, keeping `statements`.
+        fn convicted(name: &str, after_ms: i64, statements: usize) -> PeerFinal {
+            let mut p = peer(name, &[]);
+            p.convictions = Some(vec![Conviction {
+                offender: "p3".into(),
+                detected_ms: Some(EPOCH_MS + 2000 + after_ms),
+                statements,
+            }]);
+            p
+        }
+
+        #[test]
+        fn every_honest_neighbour_convicts_within_the_bound_with_both_statements() {
+            let (plan, history) = (plan(), history());
+            assert_eq!(plan.expect.quarantine_within.ms(), 10_000, "the seed's 10 s by default");
+            let fast = [
+                convicted("p1", 3000, 2),
+                convicted("p2", 9500, 2),
+                convicted("p4", 500, 2),
+            ];
+            let c = offender_quarantined(&plan, &history, &fast).unwrap();
+            assert_eq!(c.verdict, Verdict::Valid, "{}", c.summary);
+            assert_eq!(c.evidence["liars"]["p3"]["honest_neighbours"]["p2"]["after_ms"], 9500);
+
+            let slow = [
+                convicted("p1", 3000, 2),
+                convicted("p2", 12_000, 2),
+                convicted("p4", 500, 2),
+            ];
+            let c = offender_quarantined(&plan, &history, &slow).unwrap();
+            assert_eq!(c.verdict, Verdict::Invalid, "{}", c.summary);
+            assert!(c.summary.contains("p2 (of p3, 12.0 s)"), "{}", c.summary);
+
+            let mut blind = convicted("p4", 500, 2);
+            blind.convictions = Some(Vec::new());
+            let one_statement = [convicted("p1", 3000, 1), convicted("p2", 1000, 2), blind];
+            let c = offender_quarantined(&plan, &history, &one_statement).unwrap();
+            assert_eq!(c.verdict, Verdict::Invalid, "{}", c.summary);
+            assert!(
+                c.summary.contains("p1 (of p3)") && c.summary.contains("p4 (of p3)"),
+                "{}",
+                c.summary
+            );
+        }
+
+        #[test]
+        fn a_liar_that_never_wrote_while_lying_or_a_daemon_without_evidence() {
+            let plan = plan();
+            let quiet = history()[..2].to_vec();
+            assert!(
+                offender_quarantined(&plan, &quiet, &[]).is_none(),
+                "nothing forked, nothing to prove"
+            );
+            let mut tampering = history();
+            tampering[1] = liar("tamper");
+            assert!(offender_quarantined(&plan, &tampering, &[]).is_none());
+            let silent = [peer("p1", &[]), peer("p2", &[]), peer("p4", &[])];
+            let c = offender_quarantined(&plan, &history(), &silent).unwrap();
+            assert_eq!(c.verdict, Verdict::Unknown, "{}", c.summary);
+        }
     }
 
     #[test]

@@ -303,6 +303,23 @@ impl Daemon {
             .pointer(ptr)?
             .as_i64()
     }
+
+    /// The daemon's answer listing the proofs of misbehaviour it holds, when its profile says
+    /// where (`evidence`); `None` when it has no such list or did not answer.
+    pub async fn evidence(&self, peer: &Peer, facts: &Facts) -> Option<String> {
+        let probe = self.profile.evidence.as_ref()?;
+        match self.call(peer.ip, &probe.http, facts).await {
+            Ok((code, body)) if Self::status_ok(&probe.http, code) => Some(body),
+            Ok((code, _)) => {
+                tracing::warn!("evidence of {}: HTTP {code}", peer.name);
+                None
+            }
+            Err(e) => {
+                tracing::warn!("evidence of {}: {e:#}", peer.name);
+                None
+            }
+        }
+    }
 }
 
 /// The value at a JSON pointer of a JSON text, as a string (strings unquoted).

@@ -334,6 +334,27 @@ impl Cluster {
         out
     }
 
+    /// Each peer's convictions (the proofs of misbehaviour it holds), when the profile says where
+    /// the daemon lists them: its answer is kept as `<dir>/evidence/<peer>.json`, and what the
+    /// profile's pointers read from it is returned in peer order (`None`: no list, no answer).
+    pub async fn save_evidence(&self, run_dir: &Path) -> Vec<Option<Vec<crate::profile::Conviction>>> {
+        let Some(probe) = &self.profile.evidence else {
+            return vec![None; self.peers.len()];
+        };
+        let dir = run_dir.join("evidence");
+        let _ = std::fs::create_dir_all(&dir);
+        let daemon = self.daemon();
+        let mut out = Vec::new();
+        for (p, facts) in self.peers.iter().zip(&self.facts) {
+            let body = daemon.evidence(p, facts).await;
+            if let Some(b) = &body {
+                let _ = std::fs::write(dir.join(format!("{}.json", p.name)), b);
+            }
+            out.push(body.and_then(|b| probe.convictions(&b)));
+        }
+        out
+    }
+
     /// Removes every container and network of this run, then its size-limited mounts.
     pub async fn teardown(&self) -> anyhow::Result<()> {
         reap_run(&self.engine, &self.run_id).await

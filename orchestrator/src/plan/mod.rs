@@ -159,6 +159,9 @@ pub struct Expect {
     pub converge_within: Dur,
     /// Trees must stay identical (and counters flat) for this long to count as settled.
     pub quiet: Dur,
+    /// A liar that signed two histories must be convicted by every honest neighbour within this
+    /// long of its first forked write (`offender-quarantined`; the seed's §3.3 asks 10 s).
+    pub quarantine_within: Dur,
     /// Limits of the growth check (`no-leak`).
     pub leak: LeakLimits,
     /// Thresholds on the run's figures (`criterion-*` checks); none by default.

@@ -53,6 +53,8 @@ pub(super) struct RawExpect {
     #[serde(default)]
     pub(super) quiet: Option<Spanned<Dur>>,
     #[serde(default)]
+    pub(super) quarantine_within: Option<Spanned<Dur>>,
+    #[serde(default)]
     pub(super) leak: Option<RawLeak>,
     #[serde(default)]
     pub(super) criteria: Option<RawCriteria>,

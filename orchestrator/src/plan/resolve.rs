@@ -194,6 +194,7 @@ impl Resolver<'_> {
         let quarantine = positive(&raw.quarantine, "quarantine")?;
         let anti_entropy = positive(&raw.anti_entropy, "anti_entropy")?;
         let converge_within = positive(&expect.converge_within, "converge_within")?;
+        let quarantine_within = positive(&expect.quarantine_within, "quarantine_within")?;
         let leak = self.leak_limits(expect.leak.as_ref())?;
         let criteria = self.criteria(expect.criteria.as_ref())?;
         Ok(Plan {
@@ -222,6 +223,7 @@ impl Resolver<'_> {
             expect: Expect {
                 converge_within: converge_within.unwrap_or(Dur::from_ms(60_000)),
                 quiet: expect.quiet.map_or(Dur::from_ms(2_000), |q| q.value),
+                quarantine_within: quarantine_within.unwrap_or(Dur::from_ms(10_000)),
                 leak,
                 criteria,
             },

@@ -61,6 +61,8 @@ pub struct Profile {
     pub conventions: Conventions,
     pub metrics: Option<Metrics>,
     pub status: Option<StatusProbe>,
+    /// Where the daemon lists the proofs of misbehaviour it holds (`None`: it keeps none).
+    pub evidence: Option<EvidenceProbe>,
     /// Fault kinds (as plans name them: partition, link, clock, kill, stop, pause, lock, disk,
     /// byzantine) this daemon can take.
     pub faults: BTreeSet<String>,
@@ -323,6 +325,55 @@ pub struct StatusProbe {
     pub http: HttpCall,
     /// A JSON pointer to the daemon's wall clock in ms since the epoch.
     pub wall_clock_ms: Option<String>,
+}
+
+/// Where a daemon lists its convictions: the proofs it holds that a peer lied (for syncpeer, two
+/// statements signed under one counter). Fetched from every peer when a run ends, kept in the run
+/// folder, and judged by `offender-quarantined`.
+#[derive(Clone, Debug)]
+pub struct EvidenceProbe {
+    pub http: HttpCall,
+    /// JSON pointer to the array of proofs in the answer.
+    pub list: String,
+    /// Pointers into one proof: the offender (a peer name or the daemon's id for it), when this
+    /// peer convicted it (wall-clock ms since the epoch), and the statements that prove it (an array).
+    pub offender: String,
+    pub detected_ms: String,
+    pub statements: String,
+}
+
+impl EvidenceProbe {
+    /// The convictions in one answer of the daemon; `None` when it is not JSON or has no list there.
+    pub fn convictions(&self, body: &str) -> Option<Vec<Conviction>> {
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        let list = v.pointer(&self.list)?.as_array()?;
+        Some(
+            list.iter()
+                .map(|proof| Conviction {
+                    offender: match proof.pointer(&self.offender) {
+                        Some(serde_json::Value::String(s)) => s.clone(),
+                        Some(other) => other.to_string(),
+                        None => String::new(),
+                    },
+                    detected_ms: proof.pointer(&self.detected_ms).and_then(|t| t.as_i64()),
+                    statements: proof
+                        .pointer(&self.statements)
+                        .and_then(|s| s.as_array())
+                        .map_or(0, |a| a.len()),
+                })
+                .collect(),
+        )
+    }
+}
+
+/// One proof a peer holds, as its profile's `evidence` pointers read it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Conviction {
+    pub offender: String,
+    /// The peer's wall clock when it convicted (ms since the epoch).
+    pub detected_ms: Option<i64>,
+    /// How many statements it kept as proof (two for an equivocation).
+    pub statements: usize,
 }
 
 /// How clock faults reach the daemon.

@@ -32,6 +32,8 @@ pub(super) struct RawProfile {
     #[serde(default)]
     pub(super) status: Option<Spanned<RawStatus>>,
     #[serde(default)]
+    pub(super) evidence: Option<Spanned<RawEvidence>>,
+    #[serde(default)]
     pub(super) crash: Vec<Spanned<String>>,
     pub(super) faults: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
@@ -184,6 +186,18 @@ pub(super) struct RawStatus {
     pub(super) http: Spanned<RawHttp>,
     #[serde(default)]
     pub(super) wall_clock_ms: Option<Spanned<String>>,
+}
+
+/// `evidence`: where the daemon lists the proofs of misbehaviour it holds (JSON pointers into the
+/// answer, then into each proof).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEvidence {
+    pub(super) http: Spanned<RawHttp>,
+    pub(super) list: Spanned<String>,
+    pub(super) offender: Spanned<String>,
+    pub(super) detected_ms: Spanned<String>,
+    pub(super) statements: Spanned<String>,
 }
 
 #[derive(Deserialize)]

@@ -160,6 +160,22 @@ impl Resolver<'_> {
                 })
             }
         };
+        let evidence = match &raw.evidence {
+            None => None,
+            Some(e) => {
+                let e = &e.value;
+                for p in [&e.list, &e.offender, &e.detected_ms, &e.statements] {
+                    self.pointer(p)?;
+                }
+                Some(EvidenceProbe {
+                    http: self.http(&e.http, &ports, &sample)?,
+                    list: e.list.value.clone(),
+                    offender: e.offender.value.clone(),
+                    detected_ms: e.detected_ms.value.clone(),
+                    statements: e.statements.value.clone(),
+                })
+            }
+        };
         let mut crash = Vec::new();
         for p in &raw.crash {
             match regex::Regex::new(&p.value) {
@@ -245,6 +261,7 @@ impl Resolver<'_> {
             conventions: Conventions { conflicts, crash },
             metrics,
             status,
+            evidence,
             faults,
             clock,
             byzantine_file,

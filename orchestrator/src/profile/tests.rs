@@ -283,3 +283,37 @@ fn clock_vdso_takes_offsets_and_strobes_and_refuses_a_rate_or_another_architectu
         None
     );
 }
+
+#[test]
+fn evidence_pointers_read_each_conviction_and_a_bad_pointer_is_refused_where_it_is() {
+    let probe = shipped("syncpeer").evidence.expect("syncpeer lists its proofs");
+    let body = r#"{"equivocations": [
+        {"author": "ab12", "author_name": "p5", "counter": 3, "statements": [{"sig": "a"}, {"sig": "b"}],
+         "how": "seen", "from": "p2", "detected_ms": 1796626803000},
+        {"author_name": "p5", "statements": [{"sig": "c"}]}]}"#;
+    let c = probe.convictions(body).unwrap();
+    assert_eq!(
+        c,
+        vec![
+            Conviction {
+                offender: "p5".into(),
+                detected_ms: Some(1_796_626_803_000),
+                statements: 2
+            },
+            Conviction {
+                offender: "p5".into(),
+                detected_ms: None,
+                statements: 1
+            },
+        ]
+    );
+    assert!(probe.convictions("not json").is_none());
+    assert!(probe.convictions(r#"{"other": []}"#).is_none());
+
+    let text = format!(
+        "{MINIMAL}evidence:\n  http: {{port: http, path: /proofs}}\n  list: proofs\n  offender: /who\n  detected_ms: /at\n  statements: /both\n"
+    );
+    let e = parse_err(&text);
+    assert!(e.to_string().contains("`proofs` is not a JSON pointer"), "{e}");
+    assert!(e.to_string().contains(":8:"), "line 8: {e}");
+}

@@ -90,6 +90,7 @@ mod tests {
             alive: true,
             log: String::new(),
             id: None,
+            convictions: None,
         }
     }
 

@@ -144,7 +144,8 @@ pub async fn drive(
         played_ms += to_ms - from_ms;
         session.settle(plan).await?;
         let logs = session.cluster.save_logs_since(&dir, since).await;
-        let finals = session.finals(logs).await;
+        let convictions = session.cluster.save_evidence(&dir).await;
+        let finals = session.finals(logs, convictions).await;
 
         let mut records: Vec<Record> = baseline.records(started_ms).collect();
         records.extend(history::read(&dir.join("history.jsonl"))?.collect::<Result<Vec<_>, _>>()?);

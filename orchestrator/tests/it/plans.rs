@@ -154,12 +154,22 @@ fn the_liars_equivocate_replay_and_drop_are_caught_and_every_plan_ends_valid() {
         }
         assert_eq!(code, Some(0), "{plan}: verdict {}", result["verdict"]);
         if plan == "byzantine-equivocate" {
-            assert_eq!(
-                check(&result, "forks-detected")["verdict"],
-                "valid",
-                "{}",
-                check(&result, "forks-detected")
-            );
+            for name in ["forks-detected", "offender-quarantined"] {
+                assert_eq!(check(&result, name)["verdict"], "valid", "{}", check(&result, name));
+            }
+            // The evidence each honest peer listed is kept in the run folder: both statements.
+            for p in ["p1", "p2", "p3", "p4"] {
+                let kept: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(dir.join("evidence").join(format!("{p}.json"))).unwrap())
+                        .unwrap();
+                let proofs = kept["equivocations"].as_array().unwrap();
+                assert!(
+                    proofs
+                        .iter()
+                        .any(|r| r["author_name"] == "p5" && r["statements"].as_array().unwrap().len() == 2),
+                    "{p}: {kept}"
+                );
+            }
             let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
             let mut detected = std::collections::BTreeMap::new();
             for line in metrics.lines() {

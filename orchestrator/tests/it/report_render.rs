@@ -314,6 +314,7 @@ fn synthetic_run(dir: &Path, soak: Option<syftchaos::soak::summary::SoakSummary>
             alive: true,
             log: String::new(),
             id: None,
+            convictions: None,
         })
         .collect();
     let plan = syftchaos::plan::parse(
