@@ -93,6 +93,41 @@ pub fn labelled(run: Option<&str>) -> (usize, usize) {
     )
 }
 
+/// [`labelled`]`(None)`, less the networks Docker itself will not remove: no container on them,
+/// yet "has active endpoints" (moby/moby#42119, seen here after 100-peer runs). Each is tried
+/// once more and named; only a restart of the Docker engine frees it, so it must not fail every
+/// later test on the machine. Anything else left counts (and is removed, so that one failure
+/// does not fail the next test too).
+pub fn labelled_but_stuck() -> (usize, usize) {
+    let (containers, _) = labelled(None);
+    let out = Command::new("docker")
+        .args(["network", "ls", "-q", "--filter", "label=io.syftchaos.managed=true"])
+        .output()
+        .expect("docker");
+    let mut networks = 0;
+    for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let attached = Command::new("docker")
+            .args(["network", "inspect", "--format", "{{len .Containers}}", id])
+            .output()
+            .expect("docker");
+        let rm = Command::new("docker")
+            .args(["network", "rm", id])
+            .output()
+            .expect("docker");
+        let stuck = String::from_utf8_lossy(&attached.stdout).trim() == "0"
+            && String::from_utf8_lossy(&rm.stderr).contains("has active endpoints");
+        if stuck {
+            eprintln!(
+                "network {id}: no container on it, Docker says it has active endpoints (moby/moby#42119): not counted"
+            );
+        } else {
+            // Left behind (removed now, or not), so counted.
+            networks += 1;
+        }
+    }
+    (containers, networks)
+}
+
 /// The single run folder created under `reports` (not the `latest` link to it).
 pub fn run_dir(reports: &Path) -> Option<PathBuf> {
     std::fs::read_dir(reports)
