@@ -190,6 +190,43 @@ fn the_liars_equivocate_replay_and_drop_are_caught_and_every_plan_ends_valid() {
     }
 }
 
+/// An eclipse (plan `byzantine-eclipse`): while its one honest link is cut, every neighbour p1 can
+/// reach (p2, p3) tampers and forges. p1 must reject the lies itself, never hold a byte no writer
+/// wrote, and catch up through p4 once the cut heals, the liars still lying.
+#[test]
+fn an_eclipsed_peer_rejects_its_lying_neighbours_and_recovers_through_the_honest_path() {
+    if !docker_ready("an_eclipsed_peer_rejects_its_lying_neighbours_and_recovers_through_the_honest_path") {
+        return;
+    }
+    let _lock = docker_lock();
+    let (_reports, _dir, code, result, _history) = run_plan_kept("byzantine-eclipse");
+    for name in ["converged", "no-poisoning", "no-lost-update"] {
+        assert_eq!(
+            check(&result, name)["verdict"],
+            "valid",
+            "{name}: {}",
+            check(&result, name)
+        );
+    }
+    let victim = &check(&result, "no-poisoning")["evidence"]["honest_peers"]["p1"]["rejections"];
+    assert!(
+        victim["bad_signature"].as_f64().unwrap_or(0.0) + victim["bad_hash"].as_f64().unwrap_or(0.0) >= 1.0,
+        "the victim noticed no lie: {victim}"
+    );
+    let eclipse = result["recovery"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["fault"] == "eclipse#1")
+        .unwrap_or_else(|| panic!("no recovery after the eclipse: {}", result["recovery"]));
+    // Caught up while the liars still lied (they stop 8 s after the cut heals).
+    assert!(
+        eclipse["converged_after_ms"].as_u64().is_some_and(|ms| ms < 8_000),
+        "{eclipse}"
+    );
+    assert_eq!(code, Some(0), "verdict {}", result["verdict"]);
+}
+
 /// A liar among honest peers (plan `byzantine-peer`): p5 withholds, floods, forges, tampers and
 /// trickles in turn. The honest peers reject its lies themselves (bad hashes, bad signatures,
 /// rate limits, quarantine), never hold a byte no writer wrote, and everyone converges once the
