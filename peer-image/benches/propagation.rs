@@ -2,9 +2,10 @@
 //!
 //! Measures, for 2 and then 10 peers (full mesh): one-hop propagation latency of a small file
 //! (p50/p99), 10k small files (time, bytes on the wire / payload bytes, peak RSS per peer), and
-//! for 2 peers one large file against `cp` of the same file on the same disk.
+//! one large file to every other peer (2 and 10 peers: the seed's "1 GB across 10 peers") against
+//! the disk's own limit, `cp` of the same file once per receiver on the same disk, then `sync`.
 //! Knobs: `BENCH_SAMPLES` (200), `BENCH_FILES` (10000), `BENCH_FILE_BYTES` (1024),
-//! `BENCH_BIG_MB` (1024), `BENCH_PEERS` ("2,10").
+//! `BENCH_BIG_MB` (1024), `BENCH_PEERS` ("2,10"), `BENCH_BIG_PEERS` ("2,10"), `BENCH_BIG_ROUNDS` (3).
 
 #[allow(dead_code)]
 #[path = "../tests/it/util.rs"]
@@ -193,77 +194,124 @@ fn many_files(c: &Cluster, files: u64, size: u64) {
     );
 }
 
-fn big_file(mb: u64) {
-    let mut c = Cluster::new(2, &[(0, 1)]);
+/// Writes `mb` MiB of seeded pseudo-random bytes (`round` picks the seed) to `path`, then `sync`s
+/// so that what writing it dirtied is not paid for by what is timed next.
+fn write_big(path: &std::path::Path, mb: u64, round: u64) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut block = vec![0u8; 1 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ round.wrapping_mul(0xA24B_AED4_963E_E407);
+    for _ in 0..mb {
+        for chunk in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        f.write_all(&block).unwrap();
+    }
+    drop(f);
+    let _ = std::process::Command::new("sync").status();
+}
+
+/// One `mb` MiB file written on p0 of an `n`-peer full mesh, until all `n - 1` others hold it,
+/// against the disk's own limit: the same bytes copied `n - 1` times on the same disk, then `sync`
+/// (syncpeer fsyncs before it commits). `rounds` pairs, side by side (limit, then syncpeer), each
+/// file deleted everywhere before the next; medians of both. A bare `cp` is shown once for 2
+/// peers only: beyond the page cache's dirty limit it is flushing too, so it means nothing alone.
+fn big_file(mb: u64, n: usize, rounds: u64) {
+    let mut c = Cluster::new(n, &mesh(n));
     c.interval_ms = 1000;
     c.start_all();
     let scratch = c.peers[0].root.join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     let src = scratch.join("big.bin");
-    {
-        use std::io::Write;
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&src).unwrap());
-        let mut block = vec![0u8; 1 << 20];
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        for _ in 0..mb {
-            for chunk in block.chunks_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                chunk.copy_from_slice(&x.to_le_bytes());
-            }
-            f.write_all(&block).unwrap();
-        }
-    }
-    // `cp` on the same disk, with and without flushing to disk (syncpeer flushes before commit).
-    let t = Instant::now();
-    assert!(
-        std::process::Command::new("cp")
-            .arg(&src)
-            .arg(scratch.join("cp.bin"))
-            .status()
-            .unwrap()
-            .success()
-    );
-    let cp = t.elapsed();
-    let t = Instant::now();
-    assert!(
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "cp {} {} && sync",
-                src.display(),
-                scratch.join("cp2.bin").display()
-            ))
-            .status()
-            .unwrap()
-            .success()
-    );
-    let cp_sync = t.elapsed();
-    let _ = std::fs::remove_file(scratch.join("cp.bin"));
-    let _ = std::fs::remove_file(scratch.join("cp2.bin"));
-    let w0 = wire_bytes(&c);
     let size = mb << 20;
-    let t = Instant::now();
-    // A rename into the folder: the file is complete when the daemon first sees it.
-    std::fs::rename(&src, c.peers[0].sync_dir().join("big.bin")).unwrap();
-    let dst = c.peers[1].sync_dir().join("big.bin");
-    wait("big file", Duration::from_secs(1800), Duration::from_millis(5), || {
-        std::fs::metadata(&dst).is_ok_and(|m| m.len() == size) && c.converged()
-    });
-    let took = t.elapsed();
-    std::thread::sleep(Duration::from_millis(1500));
-    let wire = wire_bytes(&c) - w0;
+    let copies: Vec<String> = (1..n)
+        .map(|i| scratch.join(format!("cp{i}.bin")).display().to_string())
+        .collect();
+    let cp_all = |then_sync: bool| {
+        let mut script: Vec<String> = copies.iter().map(|d| format!("cp {} {d}", src.display())).collect();
+        if then_sync {
+            script.push("sync".into());
+        }
+        let t = Instant::now();
+        assert!(
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script.join(" && "))
+                .status()
+                .unwrap()
+                .success()
+        );
+        let took = t.elapsed().as_secs_f64();
+        for d in &copies {
+            let _ = std::fs::remove_file(d);
+        }
+        let _ = std::process::Command::new("sync").status();
+        took
+    };
+    let (mut limit, mut ours, mut wire) = (Vec::new(), Vec::new(), 0.0);
+    for round in 0..rounds {
+        write_big(&src, mb, round);
+        if n == 2 && round == 0 {
+            println!("| 2 peers | bare cp of {mb} MiB (no sync) | {:.2} s |", cp_all(false));
+        }
+        limit.push(cp_all(true));
+        let name = format!("big-{round}.bin");
+        let w0 = wire_bytes(&c);
+        let t = Instant::now();
+        // A rename into the folder: the file is complete when the daemon first sees it.
+        std::fs::rename(&src, c.peers[0].sync_dir().join(&name)).unwrap();
+        wait("big file", Duration::from_secs(1800), Duration::from_millis(5), || {
+            c.peers[1..]
+                .iter()
+                .all(|p| std::fs::metadata(p.sync_dir().join(&name)).is_ok_and(|m| m.len() == size))
+                && c.converged()
+        });
+        ours.push(t.elapsed().as_secs_f64());
+        std::thread::sleep(Duration::from_millis(1500));
+        wire += wire_bytes(&c) - w0;
+        std::fs::remove_file(c.peers[0].sync_dir().join(&name)).unwrap();
+        wait(
+            "big file deleted",
+            Duration::from_secs(600),
+            Duration::from_millis(20),
+            || c.peers.iter().all(|p| !p.sync_dir().join(&name).exists()) && c.converged(),
+        );
+        let _ = std::process::Command::new("sync").status();
+        println!(
+            "| {n} peers | round {round}: {}x cp + sync {:.2} s | syncpeer to all {:.2} s | ratio {:.2} |",
+            n - 1,
+            limit[round as usize],
+            ours[round as usize],
+            ours[round as usize] / limit[round as usize]
+        );
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let ratios: Vec<f64> = ours.iter().zip(&limit).map(|(a, b)| a / b).collect();
+    let (m_limit, m_ours, m_ratio) = (median(&mut limit), median(&mut ours), median(&mut ratios.clone()));
     println!(
-        "| 2 peers | one {mb} MiB file | syncpeer {:.2} s | cp {:.2} s | cp+sync {:.2} s | ratio vs cp {:.2} | vs cp+sync {:.2} | wire/payload {:.3} | peak RSS max {:.1} MiB |",
-        took.as_secs_f64(),
-        cp.as_secs_f64(),
-        cp_sync.as_secs_f64(),
-        took.as_secs_f64() / cp.as_secs_f64(),
-        took.as_secs_f64() / cp_sync.as_secs_f64(),
-        wire / size as f64,
+        "| {n} peers | one {mb} MiB file to {} others, median of {rounds} | syncpeer **{m_ours:.2} s** | {}x cp + sync {m_limit:.2} s | ratio of medians {:.2}, median ratio **{m_ratio:.2}** | wire/payload {:.3} | peak RSS max {:.1} MiB |",
+        n - 1,
+        n - 1,
+        m_ours / m_limit,
+        wire / (size as f64 * (n - 1) as f64 * rounds as f64),
         c.peers.iter().map(peak_rss_kib).max().unwrap() as f64 / 1024.0
     );
+}
+
+/// Peer counts from a comma-separated knob (default "2,10").
+fn peer_counts(knob: &str) -> Vec<usize> {
+    std::env::var(knob)
+        .unwrap_or_else(|_| "2,10".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .filter(|n| *n >= 2)
+        .collect()
 }
 
 fn main() {
@@ -271,11 +319,7 @@ fn main() {
     let files = env_or("BENCH_FILES", 10_000);
     let size = env_or("BENCH_FILE_BYTES", 1024);
     let mb = env_or("BENCH_BIG_MB", 1024);
-    let peers: Vec<usize> = std::env::var("BENCH_PEERS")
-        .unwrap_or_else(|_| "2,10".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let peers = peer_counts("BENCH_PEERS");
     println!(
         "syncpeer bench: {} cores, binary {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -296,6 +340,8 @@ fn main() {
         }
     }
     if mb > 0 {
-        big_file(mb);
+        for n in peer_counts("BENCH_BIG_PEERS") {
+            big_file(mb, n, env_or("BENCH_BIG_ROUNDS", 3));
+        }
     }
 }
