@@ -5,7 +5,8 @@
 //! Defaults: `anti_entropy_interval_ms` 1000, `rescan_interval_ms` 10000, `scrub_interval_ms` 60000,
 //! `lock_ttl_ms` 60000,
 //! `quarantine_ms` 30000, `strike_limit` 3 within `strike_window_ms` 60000, `rate_limit_per_sec`
-//! 500 with `rate_limit_burst` 1000, `flavor` `default`, `byzantine_file` `<state_dir>/byzantine`.
+//! 500 with `rate_limit_burst` 1000, `flavor` `default`, `byzantine_file` `<state_dir>/byzantine`,
+//! `audit_max_bytes` 4194304.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -118,6 +119,10 @@ pub struct RunArgs {
     /// means honest [default: <state_dir>/byzantine].
     #[arg(long, env = "SYNCPEER_BYZANTINE_FILE")]
     pub byzantine_file: Option<PathBuf>,
+    /// Size at which the audit trail (`<state_dir>/audit.jsonl`) is rotated; at most about twice
+    /// this is kept [default: 4194304].
+    #[arg(long, env = "SYNCPEER_AUDIT_MAX_BYTES")]
+    pub audit_max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -143,6 +148,7 @@ struct FileConfig {
     rate_limit_per_sec: Option<f64>,
     rate_limit_burst: Option<f64>,
     byzantine_file: Option<PathBuf>,
+    audit_max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -222,6 +228,8 @@ pub struct Settings {
     pub rate_limit_burst: f64,
     /// Byzantine mode's control file (see [`crate::byzantine`]).
     pub byzantine_file: PathBuf,
+    /// Rotation size of the audit trail (see [`crate::audit`]).
+    pub audit_max_bytes: u64,
 }
 
 /// `file:line:column: message` for a YAML error.
@@ -358,6 +366,11 @@ impl Settings {
             rate_limit_per_sec: args.rate_limit_per_sec.or(file.rate_limit_per_sec).unwrap_or(500.0),
             rate_limit_burst: args.rate_limit_burst.or(file.rate_limit_burst).unwrap_or(1000.0),
             byzantine_file,
+            audit_max_bytes: args
+                .audit_max_bytes
+                .or(file.audit_max_bytes)
+                .unwrap_or(4 << 20)
+                .max(1024),
         };
         if settings.anti_entropy.is_zero() || settings.rescan.is_zero() || settings.scrub_interval.is_zero() {
             return Err(ConfigError::Invalid("intervals must be greater than 0".into()));

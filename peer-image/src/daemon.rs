@@ -184,6 +184,7 @@ pub fn build_node(mut settings: Settings) -> anyhow::Result<(Node, Vec<Entry>, S
         damage: crate::damage::Damage::load(&settings.state_dir),
         byzantine: crate::byzantine::ByzantineSwitch::new(&settings.byzantine_file),
         evidence: crate::evidence::Evidence::load(&settings.state_dir),
+        audit: crate::audit::Audit::open(&settings.state_dir, settings.audit_max_bytes),
         pending_max: PENDING_MAX,
         mutant_fired: AtomicBool::new(false),
         settings,

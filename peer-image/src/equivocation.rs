@@ -23,6 +23,7 @@ use std::time::Duration;
 use axum::http::{HeaderValue, header};
 use tokio::sync::watch;
 
+use crate::audit::{Event, Line};
 use crate::client::Request;
 use crate::entry::{Entry, Invalid};
 use crate::evidence::{How, Proof, Record};
@@ -76,6 +77,16 @@ pub fn convict(node: &Node, proof: Proof, how: How, from: &str, told_by: Option<
     );
     node.quarantine(&author);
     node.metrics.equivocations_detected.inc();
+    node.audit.record(Line {
+        ms: record.detected_ms,
+        event: Event::Convicted,
+        from: from.to_string(),
+        path: Some(record.statements[0].path.clone()),
+        author: Some(author.clone()),
+        counter: Some(record.counter),
+        hash: None,
+        reason: Some(format!("{how:?}").to_lowercase()),
+    });
     node.evidence.keep(record, told_by)
 }
 
@@ -85,9 +96,20 @@ pub fn accept(node: &Node, proof: Proof, sender: &str) -> Result<bool, Invalid> 
     if let Err(e) = proof.check(|a| node.key_of(a)) {
         // A lie about a third peer: as bad as bad data.
         tracing::warn!(peer = %node.peer_label(sender), "rejected a proof of equivocation that does not hold ({e:?})");
-        node.metrics.reject(match e {
+        let reason = match e {
             Invalid::Untrusted => Reason::untrusted,
             Invalid::BadSignature => Reason::bad_signature,
+        };
+        node.metrics.reject(reason);
+        node.audit.record(Line {
+            ms: wall_ms(),
+            event: Event::Rejected,
+            from: node.peer_label(sender),
+            path: None,
+            author: Some(proof.author().to_string()),
+            counter: Some(proof.counter()),
+            hash: None,
+            reason: Some(format!("proof: {reason:?}")),
         });
         node.strike(sender);
         return Err(e);

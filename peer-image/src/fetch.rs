@@ -18,6 +18,7 @@ use hyper::http::{HeaderValue, header};
 use tokio::sync::watch;
 
 use crate::apply::{Staged, apply_batch};
+use crate::audit::{Event, Line};
 use crate::client::Request;
 use crate::codec::Item;
 use crate::entry::{Entry, Invalid, Resolution};
@@ -40,6 +41,7 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
     let mut queued = 0;
     let mut full = false;
     let src_short = node.peers[src].short.clone();
+    let src_name = node.peers[src].cfg.name.as_str();
     for Item { entry: e, content } in items {
         // Cheap checks first: a version equal to what we hold, or already queued, changes
         // nothing, so its signature need not be checked (ed25519 verification dominated the CPU).
@@ -76,6 +78,8 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
             }
             Err(Invalid::Untrusted) => {
                 node.metrics.reject(Reason::untrusted);
+                node.audit
+                    .record(Line::version(Event::Rejected, src_name, &e, Some("untrusted")));
                 continue;
             }
             Err(Invalid::BadSignature) => {
@@ -88,6 +92,12 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
                 };
                 tracing::warn!(peer = %node.peers[src].cfg.name, path = %e.path, "rejected a version that does not verify ({reason:?})");
                 node.metrics.reject(reason);
+                node.audit.record(Line::version(
+                    Event::Rejected,
+                    src_name,
+                    &e,
+                    Some(&format!("{reason:?}")),
+                ));
                 node.strike(&src_short);
                 continue;
             }
@@ -98,6 +108,8 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
         }
         if content.as_ref().is_some_and(|c| c.len() as u64 != e.size) {
             node.metrics.reject(Reason::bad_hash);
+            node.audit
+                .record(Line::version(Event::Rejected, src_name, &e, Some("bad_size")));
             node.strike(&src_short);
             continue;
         }
@@ -122,6 +134,7 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
             Some(item) => {
                 if matches!(node.resolve(Some(&item.entry), &e), Resolution::TakeRemote { .. }) {
                     discard(item.staged.take());
+                    node.audit.record(Line::version(Event::Offered, src_name, &e, None));
                     *item = new_item(e, src, received, staged);
                     queued += 1;
                 } else {
@@ -133,6 +146,7 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
                 discard(staged);
             }
             None => {
+                node.audit.record(Line::version(Event::Offered, src_name, &e, None));
                 pending.insert(e.path.clone(), new_item(e, src, received, staged));
                 queued += 1;
             }
@@ -555,6 +569,12 @@ async fn pass(node: &Arc<Node>) -> bool {
 fn bad_hash(node: &Node, src: usize, e: &Entry) {
     tracing::warn!(peer = %node.peers[src].cfg.name, path = %e.path, "rejected content with a wrong hash");
     node.metrics.reject(Reason::bad_hash);
+    node.audit.record(Line::version(
+        Event::Rejected,
+        &node.peers[src].cfg.name,
+        e,
+        Some("bad_hash"),
+    ));
     node.strike(&node.peers[src].short);
 }
 

@@ -22,17 +22,20 @@
 //!   replays, [`targeted`] what it drops.
 //! * [`evidence`] + [`equivocation`]: proofs that an author signed two statements under one
 //!   counter: found, checked, kept on disk, told to the neighbours; the offender is quarantined.
-//! * [`status`], [`metrics`]: `GET /v1/status`, `GET /metrics`.
+//! * [`audit`]: who sent what: each version taken or refused and each conviction, by the sender's
+//!   TLS identity, in a bounded, rotated `audit.jsonl` (`GET /v1/audit`).
+//! * [`status`], [`metrics`]: `GET /v1/status`, `GET /metrics`, `GET /v1/evidence`, `GET /v1/audit`.
 //! * [`legacy`]: `--flavor legacy`, the seed's original (broken on purpose) design, for checker tests.
 //! * [`mutant`]: `--flavor mutant-*`, one small deliberate bug per check of the chaos lab.
 //! * [`config`]: YAML + flags + `SYNCPEER_*` environment; [`daemon`] wires it all.
 //!
-//! Layers: the modules that hold state ([`index`], [`damage`], [`byzantine`], [`evidence`],
+//! Layers: the modules that hold state ([`index`], [`damage`], [`byzantine`], [`evidence`], [`audit`],
 //! [`scan_queue`], [`locks`], [`metrics`], ...) and the pure rules ([`entry`], [`legacy`], [`knowledge`], [`codec`])
 //! sit below [`node`]; the tasks and servers that use a node sit above it. No module imports one
 //! that imports it back.
 
 pub mod apply;
+pub mod audit;
 pub mod beneath;
 pub mod byzantine;
 pub mod client;

@@ -136,6 +136,8 @@ pub struct Node {
     pub byzantine: crate::byzantine::ByzantineSwitch,
     /// Proofs of equivocation accepted, and those to tell (see [`crate::evidence`]).
     pub evidence: crate::evidence::Evidence,
+    /// Who sent what (see [`crate::audit`]).
+    pub audit: crate::audit::Audit,
     /// `mutant-software-bug` panics once per process: set when it has.
     pub mutant_fired: AtomicBool,
 }

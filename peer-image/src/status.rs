@@ -1,12 +1,13 @@
 //! The status/metrics port: `GET /v1/status` (JSON, see `docs/PEER-CONTRACT.md`), `GET /metrics`
-//! (Prometheus text format) and `GET /v1/evidence` (the proofs of equivocation this peer accepted,
-//! see [`crate::evidence`]).
+//! (Prometheus text format), `GET /v1/evidence` (the proofs of equivocation this peer accepted,
+//! see [`crate::evidence`]) and `GET /v1/audit?limit=N` (the latest lines of the audit trail, see
+//! [`crate::audit`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
@@ -96,7 +97,26 @@ pub fn router(node: Arc<Node>) -> Router {
                 })
             }),
         )
+        .route("/v1/audit", get(audit))
         .with_state(node)
+}
+
+#[derive(serde::Deserialize)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/audit`.
+#[derive(Serialize)]
+pub struct AuditList {
+    pub lines: Vec<crate::audit::Line>,
+}
+
+async fn audit(State(node): State<Arc<Node>>, Query(q): Query<AuditQuery>) -> Json<AuditList> {
+    let limit = q.limit.unwrap_or(200).min(crate::audit::RECENT_MAX);
+    Json(AuditList {
+        lines: node.audit.recent(limit),
+    })
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {

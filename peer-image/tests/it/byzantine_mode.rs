@@ -49,6 +49,57 @@ fn tamper_gets_the_liar_quarantined_and_removing_the_file_makes_it_honest_again(
     c.wait_converged();
 }
 
+/// The audit trail (who sent what): the honest peer's `GET /v1/audit` and `<state>/audit.jsonl`
+/// name the liar, by its TLS identity, for each tampered version it refused, and later for the
+/// genuine version it took; the liar's own writes are never in its own trail.
+#[test]
+fn the_audit_trail_names_who_sent_the_lies_and_the_truth() {
+    let mut c = liar_and_honest("strike_limit: 2\nquarantine_ms: 2000\n");
+    let content: Vec<u8> = (0..3000u32).map(|i| (i % 247) as u8).collect();
+    c.peers[0].write("doc/a.bin", &content);
+    set_behaviours(&c, Some("tamper\n"));
+    c.start_all();
+    let liar = c.peers[0].name.clone();
+    let audit = |p: usize| -> Vec<serde_json::Value> {
+        let (code, body) = http_get(&c.peers[p].http(), "/v1/audit?limit=1000").expect("GET /v1/audit");
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["lines"].as_array().unwrap().clone()
+    };
+    let refused = |lines: &[serde_json::Value]| {
+        lines
+            .iter()
+            .filter(|l| l["event"] == "rejected" && l["reason"] == "bad_hash" && l["path"] == "doc/a.bin")
+            .count()
+    };
+    wait_until("the tampered version refused, in the trail", TIMEOUT, || {
+        refused(&audit(1)) >= 1
+    });
+    let lines = audit(1);
+    let lie = lines.iter().find(|l| l["event"] == "rejected").unwrap();
+    assert_eq!(lie["from"], liar.as_str(), "{lie}");
+    assert_eq!(lie["author"], c.peers[0].id.id().short().as_str(), "{lie}");
+    assert_eq!(lie["counter"], 1, "{lie}");
+    set_behaviours(&c, None);
+    let genuine = blake3::hash(&content).to_hex().to_string();
+    wait_until("the genuine version taken, in the trail", TIMEOUT, || {
+        audit(1)
+            .iter()
+            .any(|l| l["event"] == "offered" && l["path"] == "doc/a.bin" && l["hash"] == genuine.as_str())
+    });
+    c.wait_converged();
+    // The file holds what the endpoint shows (one JSON object per line), and the liar's trail has
+    // nothing about its own write.
+    let on_disk: Vec<serde_json::Value> = std::fs::read_to_string(c.peers[1].state_dir().join("audit.jsonl"))
+        .expect("audit.jsonl written")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(on_disk, audit(1));
+    assert!(refused(&on_disk) >= 1);
+    assert!(audit(0).is_empty(), "the liar's trail: {:?}", audit(0));
+}
+
 /// `forge`: versions whose signature does not cover what they claim are `bad_signature`;
 /// `withhold`: the liar takes (pulls the honest peer's files) but gives nothing.
 #[test]
