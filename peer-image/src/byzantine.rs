@@ -18,6 +18,7 @@
 //! | `slowloris` | pull pages and blobs trickled at [`TRICKLE_BYTES`] per [`TRICKLE_EVERY`] |
 //! | `equivocate` | a fork: each version the liar authors while equivocating is also signed a second time under the same dot ([`twin`]); half its neighbours ([`told_the_twin`]) are served the twin, the others the genuine one, and both are re-sent on every pull whatever the puller knows |
 //! | `replay` | versions held when `replay` went on, re-sent as current once their path moved on ([`crate::replay`]); the summary digest lies so that neighbours keep pulling |
+//! | `sybil` | one container, many identities ([`crate::sybil`]): [`SYBILS`] keys made up on the spot knock on every neighbour's sync port each second with their own certificates, and versions signed by them are offered on every pull through the liar's genuine link |
 //! | `drop paths=G,.. peers=N,..` | targeted withholding ([`crate::targeted`]): only paths matching the globs, only to the named neighbours; the dropped versions' dots are claimed as seen-and-superseded (*fills*) |
 //!
 //! The file holds behaviour names separated by newlines, commas or spaces; `#` starts a comment. A
@@ -32,7 +33,7 @@
 //! removed it converges like any peer.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -52,8 +53,11 @@ pub const REREAD: Duration = Duration::from_millis(200);
 pub const TRICKLE_BYTES: usize = 16;
 pub const TRICKLE_EVERY: Duration = Duration::from_millis(500);
 
+/// Identities a `sybil` liar makes up (see [`crate::sybil`]).
+pub const SYBILS: usize = 8;
+
 /// The behaviours a control file may name.
-pub const BEHAVIOURS: [&str; 8] = [
+pub const BEHAVIOURS: [&str; 9] = [
     "tamper",
     "forge",
     "withhold",
@@ -62,6 +66,7 @@ pub const BEHAVIOURS: [&str; 8] = [
     "equivocate",
     "replay",
     "drop",
+    "sybil",
 ];
 
 /// A set of behaviours; the default is honest.
@@ -74,6 +79,7 @@ pub struct Behaviours {
     pub slowloris: bool,
     pub equivocate: bool,
     pub replay: bool,
+    pub sybil: bool,
     /// One rule per `drop` line; empty: nothing dropped.
     pub drop: Vec<DropRule>,
 }
@@ -111,6 +117,7 @@ impl Behaviours {
                     "equivocate" => b.equivocate = true,
                     "replay" => b.replay = true,
                     "drop" => b.drop.push(DropRule::default()),
+                    "sybil" => b.sybil = true,
                     other => unknown.push(other.to_string()),
                 }
             }
@@ -137,6 +144,7 @@ impl Behaviours {
             .zip(on)
             .filter(|(_, on)| *on)
             .map(|(n, _)| n.to_string())
+            .chain(self.sybil.then(|| "sybil".to_string()))
             .chain(self.drop.iter().map(DropRule::line))
             .collect()
     }
@@ -168,6 +176,9 @@ pub struct ByzantineSwitch {
     cached: Mutex<Cached>,
     /// What `replay` re-sends (empty while it is off).
     pub replay: Archive,
+    /// The identities `sybil` presents, made up the first time it is on and kept for the life of
+    /// the process (the same made-up keys knock again and again).
+    sybils: OnceLock<Vec<Identity>>,
 }
 
 impl ByzantineSwitch {
@@ -181,7 +192,14 @@ impl ByzantineSwitch {
                 equivocating_since: None,
             }),
             replay: Archive::default(),
+            sybils: OnceLock::new(),
         }
+    }
+
+    /// The [`SYBILS`] identities `sybil` presents: fresh keys no neighbour's config names.
+    pub fn sybils(&self) -> &[Identity] {
+        self.sybils
+            .get_or_init(|| (0..SYBILS).map(|_| Identity::generate()).collect())
     }
 
     /// Since when (wall-clock ms) `equivocate` is on, if it is: the liar forks only the versions

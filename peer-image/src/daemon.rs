@@ -67,6 +67,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tasks.push(tokio::spawn(lock_sweeper(node.clone(), stop_rx.clone())));
     tasks.push(tokio::spawn(crate::flood::run(node.clone(), stop_rx.clone())));
+    tasks.push(tokio::spawn(crate::sybil::run(node.clone(), stop_rx.clone())));
     tasks.push(tokio::spawn(crate::equivocation::run(node.clone(), stop_rx.clone())));
     if node.legacy() {
         // The seed's design: deletes are forgotten, and nothing scrubs.

@@ -17,9 +17,9 @@
 //! * [`beneath`]: every file operation in the sync folder, never through a symlink.
 //! * [`rate_limit`]: bounded per-sender token buckets for incoming requests.
 //! * [`byzantine`]: a control file turns the daemon into a liar (tamper, forge, withhold, flood,
-//!   slowloris, equivocate, replay, drop) for chaos plans; absent, the peer is honest. [`flood`]
-//!   is its flood task, [`lies`] what it changes in the versions it serves, [`replay`] what it
-//!   replays, [`targeted`] what it drops.
+//!   slowloris, equivocate, replay, drop, sybil) for chaos plans; absent, the peer is honest.
+//!   [`flood`] is its flood task, [`lies`] what it changes in the versions it serves, [`replay`]
+//!   what it replays, [`targeted`] what it drops, [`sybil`] the identities it makes up.
 //! * [`evidence`] + [`equivocation`]: proofs that an author signed two statements under one
 //!   counter: found, checked, kept on disk, told to the neighbours; the offender is quarantined.
 //! * [`audit`]: who sent what: each version taken or refused and each conviction, by the sender's
@@ -70,6 +70,7 @@ pub mod scanner;
 pub mod scrub;
 pub mod server;
 pub mod status;
+pub mod sybil;
 pub mod sync;
 pub mod targeted;
 pub mod tls;

@@ -30,6 +30,7 @@ const FORK_RESEND_MAX: usize = 64;
 /// * `replay`: versions held when it went on, once their path moved on, are offered as current;
 /// * `equivocate`: the liar's own versions since it went on are offered whatever the requester
 ///   knows, and to every other neighbour ([`byzantine::told_the_twin`]) as their [`byzantine::twin`];
+/// * `sybil`: one version signed by each identity the liar made up ([`crate::sybil::versions`]);
 /// * `drop`: the versions a rule keeps back from this requester are left out, and their dots
 ///   claimed as seen and superseded (`fills`), which would hide them for good if fills counted
 ///   beyond the neighbour that sent them.
@@ -70,6 +71,11 @@ pub fn versions(n: &Node, liar: &Behaviours, who: (&str, &str), entries: &mut Ve
             {
                 *e = byzantine::twin(&n.me, e);
             }
+        }
+    }
+    if liar.sybil {
+        for e in crate::sybil::versions(n) {
+            offer(entries, e);
         }
     }
     if !liar.drop.is_empty() {

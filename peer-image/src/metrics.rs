@@ -41,6 +41,21 @@ pub enum Reason {
     sender_mismatch,
 }
 
+/// What a Sybil identity's request got (Byzantine `sybil`, see [`crate::sybil`]).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Outcome {
+    /// The TLS handshake or the request failed: the neighbour gave it nothing.
+    refused,
+    /// An HTTP answer came back: the neighbour let an identity it never trusted in.
+    answered,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: Outcome,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: Reason,
@@ -63,6 +78,8 @@ pub struct Metrics {
     pub corruptions_detected: Counter,
     pub corruptions_repaired: Counter,
     pub equivocations_detected: Counter,
+    /// Only a `sybil` liar counts here: what its made-up identities got from the neighbours.
+    pub sybil_requests: Family<OutcomeLabel, Counter>,
     pub index_entries: Gauge,
     pub index_tombstones: Gauge,
     pub apply_latency: Histogram,
@@ -89,6 +106,7 @@ impl Metrics {
             corruptions_detected: Counter::default(),
             corruptions_repaired: Counter::default(),
             equivocations_detected: Counter::default(),
+            sybil_requests: Family::default(),
             index_entries: Gauge::default(),
             index_tombstones: Gauge::default(),
             apply_latency: Histogram::new([
@@ -143,6 +161,11 @@ impl Metrics {
             "equivocations_detected",
             "Forks proven (two statements signed under one author counter), seen here or told by a neighbour and checked",
             m.equivocations_detected.clone(),
+        );
+        registry.register(
+            "sybil_requests",
+            "Requests a Byzantine `sybil` liar sent under identities it made up, by what they got",
+            m.sybil_requests.clone(),
         );
         registry.register(
             "stale_locks_removed",

@@ -99,8 +99,9 @@ async fn summary(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, bo
     if serde_json::from_slice::<SummaryReq>(&body).is_err() {
         return StatusCode::BAD_REQUEST.into_response();
     }
-    // A replaying liar claims news it does not have, so that its neighbours keep pulling.
-    let digest = if node.byzantine.current().replay {
+    // A replaying or vouching liar claims news it does not have, so that its neighbours keep pulling.
+    let liar = node.byzantine.current();
+    let digest = if liar.replay || liar.sybil {
         blake3::hash(b"replayed versions").to_hex().to_string()
     } else {
         node.index().digest()

@@ -12,6 +12,12 @@
 //! `offender-quarantined`: the same liars, timed: every honest neighbour must have convicted the
 //! liar (both signed statements kept as evidence) within `expect.quarantine_within` of its first
 //! forked write.
+//!
+//! `sybils-refused`: judged only when a liar ran `sybil` (one container, many made-up identities).
+//! Every attempt of a made-up identity on an honest peer's sync port must have been refused: the
+//! liar's own count of answered attempts stays 0 while its refused ones rise. That the versions those
+//! identities signed were never taken is `no-poisoning`'s business (they are content no write
+//! produced); the honest peers' `untrusted` rejections are the evidence they were offered.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -90,9 +96,10 @@ pub fn no_poisoning(
     let ok = problems.is_empty();
     let summary = if ok {
         format!(
-            "{seen} contents seen on honest peers, all written; they rejected {} bad hashes, {} bad signatures, {} requests over the rate limit, {} from quarantined peers",
+            "{seen} contents seen on honest peers, all written; they rejected {} bad hashes, {} bad signatures, {} versions by untrusted authors, {} requests over the rate limit, {} from quarantined peers",
             total("bad_hash"),
             total("bad_signature"),
+            total("untrusted"),
             total("rate_limited"),
             total("quarantined"),
         )
@@ -122,9 +129,14 @@ fn last_honest_scrapes<'a>(
     counters: &'a [Counters],
     liars: &BTreeMap<String, BTreeSet<String>>,
 ) -> BTreeMap<&'a str, &'a Counters> {
+    last_scrapes(counters, |peer| !liars.contains_key(peer))
+}
+
+/// The last scrape of each peer that `keep` accepts.
+fn last_scrapes(counters: &[Counters], keep: impl Fn(&str) -> bool) -> BTreeMap<&str, &Counters> {
     let mut last: BTreeMap<&str, &Counters> = BTreeMap::new();
     for c in counters {
-        if !liars.contains_key(&c.peer) && last.get(c.peer.as_str()).is_none_or(|l| l.t_ms <= c.t_ms) {
+        if keep(&c.peer) && last.get(c.peer.as_str()).is_none_or(|l| l.t_ms <= c.t_ms) {
             last.insert(&c.peer, c);
         }
     }
@@ -220,6 +232,93 @@ pub fn forks_detected(history: &[Record], counters: &[Counters]) -> Option<Check
         verdict,
         summary,
         evidence: json!({"equivocators": forkers, "proofs_per_honest_peer": proofs, "never_proved": blind}),
+    })
+}
+
+/// The Byzantine behaviour that presents many identities.
+pub const SYBIL: &str = "sybil";
+
+/// `sybils-refused`: `None` unless some peer ran `sybil`. From each such liar's last scrape: its
+/// `sybil_requests{outcome="answered"}` must be 0 and `refused` above 0 (no attempt counted, or no
+/// such series at all, is `unknown`: the attack cannot be said to have been refused).
+pub fn sybils_refused(history: &[Record], counters: &[Counters]) -> Option<Check> {
+    let liars = liars(history);
+    let sybils: Vec<&String> = liars
+        .iter()
+        .filter(|(_, b)| b.contains(SYBIL))
+        .map(|(p, _)| p)
+        .collect();
+    if sybils.is_empty() {
+        return None;
+    }
+    let last = last_scrapes(counters, |peer| sybils.iter().any(|s| s.as_str() == peer));
+    let mut attempts: BTreeMap<&str, serde_json::Value> = BTreeMap::new();
+    let (mut answered, mut refused, mut uncounted) = (Vec::new(), 0.0, Vec::new());
+    for liar in &sybils {
+        let outcome = |o: &str| -> Option<f64> {
+            let c = last.get(liar.as_str())?;
+            let mut found = None;
+            for (k, v) in &c.values {
+                if key_name(k) == Role::SybilRequests.as_str() && key_label(k, "outcome") == Some(o) {
+                    *found.get_or_insert(0.0) += v;
+                }
+            }
+            found
+        };
+        let (a, r) = (outcome("answered").unwrap_or(0.0), outcome("refused").unwrap_or(0.0));
+        if a > 0.0 {
+            answered.push(liar.as_str());
+        }
+        if a + r == 0.0 {
+            uncounted.push(liar.as_str());
+        }
+        refused += r;
+        attempts.insert(liar, json!({"refused": r, "answered": a}));
+    }
+    let untrusted: BTreeMap<&str, f64> = last_honest_scrapes(counters, &liars)
+        .into_iter()
+        .map(|(peer, c)| {
+            let n = c
+                .values
+                .iter()
+                .filter(|(k, _)| {
+                    key_name(k) == Role::Rejections.as_str() && key_label(k, "reason") == Some("untrusted")
+                })
+                .map(|(_, v)| v)
+                .sum();
+            (peer, n)
+        })
+        .collect();
+    let names = sybils.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    let (verdict, summary) = if !answered.is_empty() {
+        (
+            Verdict::Invalid,
+            format!(
+                "identities made up by {} were answered by an honest peer (nobody trusted them): {}",
+                names,
+                answered.join(", ")
+            ),
+        )
+    } else if !uncounted.is_empty() {
+        (
+            Verdict::Unknown,
+            format!(
+                "{} ran sybil, but no attempt of a made-up identity was counted (the profile maps no `sybil_requests`, or the liar was never scraped while it knocked)",
+                uncounted.join(", ")
+            ),
+        )
+    } else {
+        (
+            Verdict::Valid,
+            format!("all {refused} attempts of identities made up by {names} were refused; none was answered"),
+        )
+    };
+    Some(Check {
+        name: "sybils-refused".into(),
+        rests_on: String::new(),
+        verdict,
+        summary,
+        evidence: json!({"attempts_per_liar": attempts, "untrusted_rejections_per_honest_peer": untrusted}),
     })
 }
 

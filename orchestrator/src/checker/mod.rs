@@ -148,6 +148,7 @@ pub fn judge(e: &Evidence) -> Judgement {
     checks.extend(growth::no_leak(e.resources, &(&e.plan.expect.leak).into()));
     checks.extend(took::clock_applied(e.history));
     checks.extend(byzantine::forks_detected(e.history, e.counters));
+    checks.extend(byzantine::sybils_refused(e.history, e.counters));
     checks.extend(byzantine::offender_quarantined(e.plan, e.history, e.peers));
     checks.extend(byzantine::no_poisoning(
         e.history,

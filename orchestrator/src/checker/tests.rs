@@ -1019,6 +1019,67 @@ fn an_undecidable_order_of_two_last_deletes_decides_nothing() {
     assert_eq!(c.verdict, Verdict::Unknown, "{}", c.evidence);
 }
 
+mod sybils {
+    use super::*;
+    use crate::checker::byzantine::sybils_refused;
+
+    fn liar(behaviour: &str) -> Record {
+        rec(
+            100,
+            Event::FaultStarted {
+                id: "sybil#1".into(),
+                step: "sybil".into(),
+                kind: "byzantine".into(),
+                detail: serde_json::json!({"peers": ["p3"], "behaviours": [behaviour]}),
+            },
+        )
+    }
+
+    fn scrape(t_ms: u64, peer: &str, values: &[(&str, f64)]) -> Counters {
+        Counters {
+            t_ms,
+            peer: peer.into(),
+            values: values.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+    }
+
+    #[test]
+    fn only_runs_with_a_sybil_liar_are_judged() {
+        assert!(sybils_refused(&[liar("flood")], &[]).is_none());
+        assert!(sybils_refused(&[], &[]).is_none());
+    }
+
+    /// The liar's last scrape decides: refused attempts and none answered is valid; one answered
+    /// attempt (an honest peer let a made-up identity in) is invalid; nothing counted is unknown.
+    #[test]
+    fn one_answered_attempt_is_invalid_and_none_counted_is_unknown() {
+        let history = [liar("sybil")];
+        let honest = scrape(9000, "p1", &[("rejections{reason=\"untrusted\"}", 16.0)]);
+        let refused = |answered: f64| {
+            vec![
+                scrape(1000, "p3", &[("sybil_requests{outcome=\"answered\"}", 5.0)]),
+                scrape(
+                    9000,
+                    "p3",
+                    &[
+                        ("sybil_requests{outcome=\"refused\"}", 96.0),
+                        ("sybil_requests{outcome=\"answered\"}", answered),
+                    ],
+                ),
+                honest.clone(),
+            ]
+        };
+        let c = sybils_refused(&history, &refused(0.0)).unwrap();
+        assert_eq!(c.verdict, Verdict::Valid, "{}", c.summary);
+        assert_eq!(c.evidence["untrusted_rejections_per_honest_peer"]["p1"], 16.0);
+        let c = sybils_refused(&history, &refused(1.0)).unwrap();
+        assert_eq!(c.verdict, Verdict::Invalid, "{}", c.summary);
+        assert_eq!(c.evidence["attempts_per_liar"]["p3"]["answered"], 1.0);
+        let c = sybils_refused(&history, &[honest]).unwrap();
+        assert_eq!(c.verdict, Verdict::Unknown, "{}", c.summary);
+    }
+}
+
 mod forks {
     use super::*;
     use crate::checker::byzantine::forks_detected;

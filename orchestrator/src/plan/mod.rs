@@ -470,7 +470,7 @@ pub struct ByzantineSpec {
 }
 
 /// What a Byzantine peer may do (`syncpeer`'s control file; see docs/PEER.md#byzantine-mode).
-pub const BYZANTINE_BEHAVIOURS: [&str; 8] = [
+pub const BYZANTINE_BEHAVIOURS: [&str; 9] = [
     "tamper",
     "forge",
     "withhold",
@@ -479,6 +479,7 @@ pub const BYZANTINE_BEHAVIOURS: [&str; 8] = [
     "equivocate",
     "replay",
     "drop",
+    "sybil",
 ];
 
 #[derive(Clone, Debug, serde::Serialize)]

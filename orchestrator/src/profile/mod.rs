@@ -210,6 +210,9 @@ pub enum Role {
     /// Proofs of equivocation the peer found or was given and checked (a neighbour that signed two
     /// different statements under one counter).
     Equivocations,
+    /// Requests a Byzantine `sybil` liar sent under identities it made up, by label `outcome`
+    /// (`refused`, `answered`): only the liar counts them.
+    SybilRequests,
     /// From Docker, for every daemon: the container's network counters.
     NetTxBytes,
     NetTxPackets,
@@ -217,7 +220,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 15] = [
+    pub const ALL: [Role; 16] = [
         Role::MessagesSent,
         Role::MessagesReceived,
         Role::BytesSent,
@@ -230,6 +233,7 @@ impl Role {
         Role::Rejections,
         Role::Quarantined,
         Role::Equivocations,
+        Role::SybilRequests,
         Role::NetTxBytes,
         Role::NetTxPackets,
         Role::NetRxBytes,
@@ -249,6 +253,7 @@ impl Role {
             Role::Rejections => "rejections",
             Role::Quarantined => "quarantined",
             Role::Equivocations => "equivocations",
+            Role::SybilRequests => "sybil_requests",
             Role::NetTxBytes => "net_tx_bytes",
             Role::NetTxPackets => "net_tx_packets",
             Role::NetRxBytes => "net_rx_bytes",

@@ -227,6 +227,46 @@ fn an_eclipsed_peer_rejects_its_lying_neighbours_and_recovers_through_the_honest
     assert_eq!(code, Some(0), "verdict {}", result["verdict"]);
 }
 
+/// A Sybil attack (plan `byzantine-sybil`): p4 presents eight made-up identities. Every attempt
+/// they make on an honest peer is refused in the handshake (`sybils-refused`), the versions they
+/// signed are refused as `untrusted` by every honest peer and never written (`no-poisoning`), and
+/// each honest peer's audit trail names p4 as the sender of those versions.
+#[test]
+fn sybil_identities_get_nothing_and_their_versions_are_refused_by_every_honest_peer() {
+    if !docker_ready("sybil_identities_get_nothing_and_their_versions_are_refused_by_every_honest_peer") {
+        return;
+    }
+    let _lock = docker_lock();
+    let (_reports, dir, code, result, _history) = run_plan_kept("byzantine-sybil");
+    for name in ["sybils-refused", "no-poisoning", "converged", "no-lost-update"] {
+        assert_eq!(
+            check(&result, name)["verdict"],
+            "valid",
+            "{name}: {}",
+            check(&result, name)
+        );
+    }
+    let attempts = &check(&result, "sybils-refused")["evidence"]["attempts_per_liar"]["p4"];
+    assert!(attempts["refused"].as_f64().unwrap_or(0.0) >= 8.0, "{attempts}");
+    for p in ["p1", "p2", "p3"] {
+        let untrusted = &check(&result, "sybils-refused")["evidence"]["untrusted_rejections_per_honest_peer"][p];
+        assert!(untrusted.as_f64().unwrap_or(0.0) >= 8.0, "{p}: {untrusted}");
+        let trail = std::fs::read_to_string(dir.join(format!("peers/{p}/state/audit.jsonl"))).unwrap();
+        let refused: Vec<serde_json::Value> = trail
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|l| l["reason"] == "untrusted")
+            .collect();
+        assert!(!refused.is_empty(), "{p}'s audit trail names no refused Sybil version");
+        assert!(refused.iter().all(|l| l["from"] == "p4"), "{p}: {refused:?}");
+        assert!(
+            !dir.join(format!("peers/{p}/sync/sybil")).exists(),
+            "{p} wrote Sybil versions"
+        );
+    }
+    assert_eq!(code, Some(0), "verdict {}", result["verdict"]);
+}
+
 /// A liar among honest peers (plan `byzantine-peer`): p5 withholds, floods, forges, tampers and
 /// trickles in turn. The honest peers reject its lies themselves (bad hashes, bad signatures,
 /// rate limits, quarantine), never hold a byte no writer wrote, and everyone converges once the

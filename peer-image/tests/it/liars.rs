@@ -243,3 +243,63 @@ fn dropped_paths_come_from_the_other_honest_neighbour() {
     });
     c.wait_converged();
 }
+
+/// `sybil`: one process presenting many identities. Every made-up identity that knocks on an
+/// honest peer's sync port is refused in the handshake (the liar counts nothing `answered`), and
+/// the versions they signed, offered through the liar's genuine link, are refused as `untrusted`,
+/// named in the audit trail with the liar as sender, and never written; honest traffic goes on.
+/// Fails if a peer takes a client it did not pin (`answered`) or a version by an author it does
+/// not trust (a `sybil/` file).
+#[test]
+fn sybil_identities_get_nothing_and_the_versions_they_sign_are_refused() {
+    let mut c = Cluster::new(3, &[(0, 1), (0, 2), (1, 2)]);
+    c.interval_ms = 300;
+    c.start_all();
+    set_behaviours(&c, 0, Some("sybil\n"));
+    let liar = c.peers[0].name.clone();
+    let sybils = syncpeer::byzantine::SYBILS as f64;
+    let knocks = |outcome: &str| {
+        c.peers[0]
+            .metrics()
+            .sum("syncpeer_sybil_requests_total", &[("outcome", outcome)])
+    };
+    // Two rounds of knocks on both neighbours.
+    wait_until("two rounds of knocks refused", TIMEOUT, || {
+        knocks("refused") >= 4.0 * sybils
+    });
+    assert_eq!(knocks("answered"), 0.0, "a made-up identity got an answer");
+    for p in [1, 2] {
+        wait_until("the vouched versions refused as untrusted", TIMEOUT, || {
+            c.peers[p]
+                .metrics()
+                .sum("syncpeer_rejections_total", &[("reason", "untrusted")])
+                >= sybils
+        });
+    }
+    c.peers[1].write("doc/honest.txt", b"from an honest peer");
+    wait_until("honest traffic goes on through the liar too", TIMEOUT, || {
+        (0..3).all(|p| c.peers[p].read("doc/honest.txt").is_some())
+    });
+    for p in [1, 2] {
+        let sybil_dir = c.peers[p].sync_dir().join("sybil");
+        assert!(!sybil_dir.exists(), "p{p} wrote versions of identities nobody trusts");
+        let (_, body) = http_get(&c.peers[p].http(), "/v1/audit?limit=1000").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let untrusted: Vec<&serde_json::Value> = v["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["reason"] == "untrusted")
+            .collect();
+        assert!(!untrusted.is_empty(), "p{p}'s audit trail: {v}");
+        assert!(
+            untrusted
+                .iter()
+                .all(|l| l["from"] == liar.as_str() && l["path"].as_str().unwrap().starts_with("sybil/")),
+            "{untrusted:?}"
+        );
+    }
+    assert_eq!(knocks("answered"), 0.0, "a made-up identity got an answer");
+    set_behaviours(&c, 0, None);
+    c.wait_converged();
+}
