@@ -19,6 +19,8 @@
 //! | `equivocate` | a fork: each version the liar authors while equivocating is also signed a second time under the same dot ([`twin`]); half its neighbours ([`told_the_twin`]) are served the twin, the others the genuine one, and both are re-sent on every pull whatever the puller knows |
 //! | `replay` | versions held when `replay` went on, re-sent as current once their path moved on ([`crate::replay`]); the summary digest lies so that neighbours keep pulling |
 //! | `sybil` | one container, many identities ([`crate::sybil`]): [`SYBILS`] keys made up on the spot knock on every neighbour's sync port each second with their own certificates, and versions signed by them are offered on every pull through the liar's genuine link |
+//! | `lie-timestamp` | signed metadata lies ([`lie`]): each of its own versions it serves is signed again dated ten years ahead |
+//! | `lie-counter` | signed metadata lies ([`lie`]): each of its own versions it serves is signed again with a version vector claiming `u64::MAX - 1` for its author and every neighbour |
 //! | `drop paths=G,.. peers=N,..` | targeted withholding ([`crate::targeted`]): only paths matching the globs, only to the named neighbours; the dropped versions' dots are claimed as seen-and-superseded (*fills*) |
 //!
 //! The file holds behaviour names separated by newlines, commas or spaces; `#` starts a comment. A
@@ -57,7 +59,8 @@ pub const TRICKLE_EVERY: Duration = Duration::from_millis(500);
 pub const SYBILS: usize = 8;
 
 /// The behaviours a control file may name.
-pub const BEHAVIOURS: [&str; 9] = [
+/// `drop` is last: the only one that takes parameters ([`Behaviours::names`] relies on the order).
+pub const BEHAVIOURS: [&str; 11] = [
     "tamper",
     "forge",
     "withhold",
@@ -65,8 +68,10 @@ pub const BEHAVIOURS: [&str; 9] = [
     "slowloris",
     "equivocate",
     "replay",
-    "drop",
     "sybil",
+    "lie-timestamp",
+    "lie-counter",
+    "drop",
 ];
 
 /// A set of behaviours; the default is honest.
@@ -80,6 +85,8 @@ pub struct Behaviours {
     pub equivocate: bool,
     pub replay: bool,
     pub sybil: bool,
+    pub lie_timestamp: bool,
+    pub lie_counter: bool,
     /// One rule per `drop` line; empty: nothing dropped.
     pub drop: Vec<DropRule>,
 }
@@ -118,6 +125,8 @@ impl Behaviours {
                     "replay" => b.replay = true,
                     "drop" => b.drop.push(DropRule::default()),
                     "sybil" => b.sybil = true,
+                    "lie-timestamp" => b.lie_timestamp = true,
+                    "lie-counter" => b.lie_counter = true,
                     other => unknown.push(other.to_string()),
                 }
             }
@@ -138,13 +147,15 @@ impl Behaviours {
             self.slowloris,
             self.equivocate,
             self.replay,
+            self.sybil,
+            self.lie_timestamp,
+            self.lie_counter,
         ];
         BEHAVIOURS
             .iter()
             .zip(on)
             .filter(|(_, on)| *on)
             .map(|(n, _)| n.to_string())
-            .chain(self.sybil.then(|| "sybil".to_string()))
             .chain(self.drop.iter().map(DropRule::line))
             .collect()
     }
@@ -242,6 +253,38 @@ impl ByzantineSwitch {
         c.current = now.clone();
         now
     }
+}
+
+/// How far ahead `lie-timestamp` dates a version: ten years.
+pub const LIE_AHEAD_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+
+/// `e` (a version `me` authored) signed again with the metadata lies `liar` tells, if any: the
+/// content, path and hash stay true, so a receiver that checks signatures and content only takes it.
+/// `neighbours`: short ids whose counters `lie-counter` claims to have seen at `u64::MAX - 1`, so
+/// that a receiver that believed it would find its own counter exhausted.
+pub fn lie(me: &Identity, liar: &Behaviours, e: &Entry, neighbours: &[&str]) -> Option<Entry> {
+    if !(liar.lie_timestamp || liar.lie_counter) || e.origin.is_some() {
+        return None;
+    }
+    let mut vv = e.vv.clone();
+    let mut hlc = e.hlc;
+    if liar.lie_timestamp {
+        hlc.ms = wall_ms().saturating_add(LIE_AHEAD_MS);
+    }
+    if liar.lie_counter {
+        for who in neighbours.iter().copied().chain([e.author.as_str()]) {
+            vv.set(who, u64::MAX - 1);
+        }
+    }
+    Some(Entry::author(
+        me,
+        e.path.clone(),
+        vv,
+        e.hash.clone(),
+        e.size,
+        e.deleted,
+        hlc,
+    ))
 }
 
 /// Flips bytes of `content` (one in every 64, and always the first): the size stays, the hash does not.

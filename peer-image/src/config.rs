@@ -115,8 +115,9 @@ pub struct RunArgs {
     #[arg(long, env = "SYNCPEER_RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<f64>,
     /// Byzantine mode's control file, re-read every 200 ms: behaviour names (tamper, forge,
-    /// withhold, flood, slowloris) turn this peer into a liar for chaos tests; missing or empty
-    /// means honest [default: <state_dir>/byzantine].
+    /// withhold, flood, slowloris, equivocate, replay, sybil, lie-timestamp, lie-counter, drop) turn
+    /// this peer into a liar for chaos tests; missing or empty means honest
+    /// [default: <state_dir>/byzantine].
     #[arg(long, env = "SYNCPEER_BYZANTINE_FILE")]
     pub byzantine_file: Option<PathBuf>,
     /// Size at which the audit trail (`<state_dir>/audit.jsonl`) is rotated; at most about twice

@@ -164,6 +164,38 @@ impl Entry {
     }
 }
 
+/// The largest counter a version vector may claim. 2^48 versions by one author is more than any
+/// peer writes in its life (a million a second for nine years), and far enough below `u64::MAX`
+/// that no counter can be pushed to saturation: a claim beyond it is a lie meant to exhaust an
+/// author's counters (one that saw its own counter at `u64::MAX` would reuse it, and be convicted of
+/// equivocation for its honest writes).
+pub const COUNTER_MAX: u64 = 1 << 48;
+
+/// A lie a validly signed version tells about its metadata (see [`Entry::metadata_lie`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataLie {
+    /// Dated further ahead of the receiver's clock than any clock is wrong
+    /// ([`crate::hlc::MAX_FUTURE_MS`]): it would win every concurrent tie for years.
+    Timestamp,
+    /// A counter beyond [`COUNTER_MAX`] for some author.
+    Counter,
+}
+
+impl Entry {
+    /// What a signature cannot rule out: an author may sign nonsense about itself. `wall_ms` is the
+    /// receiver's clock. Sizes and hashes need no bound here: content that does not match them is
+    /// refused when it arrives.
+    pub fn metadata_lie(&self, wall_ms: u64) -> Option<MetadataLie> {
+        if self.hlc.ms > wall_ms.saturating_add(crate::hlc::MAX_FUTURE_MS) {
+            return Some(MetadataLie::Timestamp);
+        }
+        if self.vv.iter().any(|(_, c)| c > COUNTER_MAX) {
+            return Some(MetadataLie::Counter);
+        }
+        None
+    }
+}
+
 /// The longest path (and conflict origin) an entry may have, in bytes: Linux's `PATH_MAX`, and
 /// what a pull page carries (`codec`).
 pub const PATH_MAX_BYTES: usize = 4096;

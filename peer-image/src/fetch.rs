@@ -21,7 +21,7 @@ use crate::apply::{Staged, apply_batch};
 use crate::audit::{Event, Line};
 use crate::client::Request;
 use crate::codec::Item;
-use crate::entry::{Entry, Invalid, Resolution};
+use crate::entry::{Entry, Invalid, MetadataLie, Resolution};
 use crate::metrics::{Kind, Reason};
 use crate::mutex::lock;
 use crate::node::{Node, PendingItem};
@@ -72,6 +72,23 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
             }
         }
         match e.verify(|a| node.key_of(a)) {
+            // Signed, but nonsense no honest author writes: refused like bad data.
+            Ok(()) if let Some(lie) = e.metadata_lie(crate::hlc::wall_ms()) => {
+                let reason = match lie {
+                    MetadataLie::Timestamp => Reason::bad_timestamp,
+                    MetadataLie::Counter => Reason::bad_counter,
+                };
+                tracing::warn!(peer = %node.peers[src].cfg.name, path = %e.path, "rejected a signed version that lies about its metadata ({reason:?})");
+                node.metrics.reject(reason);
+                node.audit.record(Line::version(
+                    Event::Rejected,
+                    src_name,
+                    &e,
+                    Some(&format!("{reason:?}")),
+                ));
+                node.strike(&src_short);
+                continue;
+            }
             // Genuine, but perhaps one of two statements its author signed under one counter.
             Ok(()) => {
                 crate::equivocation::check_received(node, &e, src);

@@ -30,6 +30,8 @@ const FORK_RESEND_MAX: usize = 64;
 /// * `replay`: versions held when it went on, once their path moved on, are offered as current;
 /// * `equivocate`: the liar's own versions since it went on are offered whatever the requester
 ///   knows, and to every other neighbour ([`byzantine::told_the_twin`]) as their [`byzantine::twin`];
+/// * `lie-timestamp`, `lie-counter`: the liar's own versions signed again with lying metadata
+///   ([`byzantine::lie`]);
 /// * `sybil`: one version signed by each identity the liar made up ([`crate::sybil::versions`]);
 /// * `drop`: the versions a rule keeps back from this requester are left out, and their dots
 ///   claimed as seen and superseded (`fills`), which would hide them for good if fills counted
@@ -70,6 +72,14 @@ pub fn versions(n: &Node, liar: &Behaviours, who: (&str, &str), entries: &mut Ve
                 .filter(|e| byzantine::equivocates_on(e, &n.short, since))
             {
                 *e = byzantine::twin(&n.me, e);
+            }
+        }
+    }
+    if liar.lie_timestamp || liar.lie_counter {
+        let neighbours: Vec<&str> = n.peers.iter().map(|p| p.short.as_str()).collect();
+        for e in entries.iter_mut().filter(|e| e.author == n.short) {
+            if let Some(lying) = byzantine::lie(&n.me, liar, e, &neighbours) {
+                *e = lying;
             }
         }
     }

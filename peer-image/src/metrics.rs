@@ -39,6 +39,12 @@ pub enum Reason {
     quarantined,
     /// A request whose sender header names another peer than its TLS identity.
     sender_mismatch,
+    /// A validly signed version dated further ahead of our clock than any clock can be wrong
+    /// ([`crate::hlc::MAX_FUTURE_MS`]): a timestamp lie.
+    bad_timestamp,
+    /// A validly signed version whose version vector claims a counter no author can reach
+    /// ([`crate::entry::COUNTER_MAX`]): a counter lie.
+    bad_counter,
 }
 
 /// What a Sybil identity's request got (Byzantine `sybil`, see [`crate::sybil`]).
@@ -216,6 +222,8 @@ impl Metrics {
             Reason::rate_limited,
             Reason::quarantined,
             Reason::sender_mismatch,
+            Reason::bad_timestamp,
+            Reason::bad_counter,
         ] {
             let _ = m.rejections.get_or_create(&ReasonLabel { reason });
         }

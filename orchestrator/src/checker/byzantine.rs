@@ -96,10 +96,12 @@ pub fn no_poisoning(
     let ok = problems.is_empty();
     let summary = if ok {
         format!(
-            "{seen} contents seen on honest peers, all written; they rejected {} bad hashes, {} bad signatures, {} versions by untrusted authors, {} requests over the rate limit, {} from quarantined peers",
+            "{seen} contents seen on honest peers, all written; they rejected {} bad hashes, {} bad signatures, {} versions by untrusted authors, {} lying timestamps, {} lying counters, {} requests over the rate limit, {} from quarantined peers",
             total("bad_hash"),
             total("bad_signature"),
             total("untrusted"),
+            total("bad_timestamp"),
+            total("bad_counter"),
             total("rate_limited"),
             total("quarantined"),
         )

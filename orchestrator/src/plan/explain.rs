@@ -109,9 +109,9 @@ pub fn allowed(parent: Option<&str>, key: &str) -> Option<String> {
         (_, "offset") => s("a signed offset such as +1h, -30m, +90s, -2d, at most 3650d either way"),
         (_, "strobe") => s("two offsets, e.g. [+0s, +2h]"),
         (_, "unwritable" | "fill") => s("true"),
-        (_, "behaviour") => {
-            s("tamper, forge, withhold, flood, slowloris, equivocate, replay, drop, sybil, or a list of them")
-        }
+        (_, "behaviour") => s(
+            "tamper, forge, withhold, flood, slowloris, equivocate, replay, drop, sybil, lie-timestamp, lie-counter, or a list of them",
+        ),
         _ => None,
     }
 }

@@ -470,7 +470,7 @@ pub struct ByzantineSpec {
 }
 
 /// What a Byzantine peer may do (`syncpeer`'s control file; see docs/PEER.md#byzantine-mode).
-pub const BYZANTINE_BEHAVIOURS: [&str; 9] = [
+pub const BYZANTINE_BEHAVIOURS: [&str; 11] = [
     "tamper",
     "forge",
     "withhold",
@@ -480,6 +480,8 @@ pub const BYZANTINE_BEHAVIOURS: [&str; 9] = [
     "replay",
     "drop",
     "sybil",
+    "lie-timestamp",
+    "lie-counter",
 ];
 
 #[derive(Clone, Debug, serde::Serialize)]

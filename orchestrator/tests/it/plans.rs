@@ -128,16 +128,22 @@ fn a_full_disk_is_survived_and_caught_up() {
 }
 
 /// The liars of issue 14 (plans `byzantine-equivocate`, `byzantine-replay`, `byzantine-drop`, p5 the
-/// liar in each), over mutual TLS: every plan ends valid (the honest peers converge, hold nothing no
-/// writer wrote), and in the equivocation plan every honest peer proved the fork (its
-/// `syncpeer_equivocations_detected_total` rose).
+/// liar in each, and `byzantine-lies`, p4), over mutual TLS: every plan ends valid (the honest peers
+/// converge, hold nothing no writer wrote), in the equivocation plan every honest peer proved the
+/// fork (its `syncpeer_equivocations_detected_total` rose), and in the lies plan every honest peer
+/// refused both signed metadata lies.
 #[test]
-fn the_liars_equivocate_replay_and_drop_are_caught_and_every_plan_ends_valid() {
-    if !docker_ready("the_liars_equivocate_replay_and_drop_are_caught_and_every_plan_ends_valid") {
+fn the_liars_equivocate_replay_drop_and_metadata_lies_are_caught_and_every_plan_ends_valid() {
+    if !docker_ready("the_liars_equivocate_replay_drop_and_metadata_lies_are_caught_and_every_plan_ends_valid") {
         return;
     }
     let _lock = docker_lock();
-    for plan in ["byzantine-equivocate", "byzantine-replay", "byzantine-drop"] {
+    for plan in [
+        "byzantine-equivocate",
+        "byzantine-replay",
+        "byzantine-drop",
+        "byzantine-lies",
+    ] {
         let (_reports, dir, code, result, history) = run_plan_kept(plan);
         let switched: Vec<&serde_json::Value> = events(&history, "fault-started")
             .into_iter()
@@ -153,6 +159,15 @@ fn the_liars_equivocate_replay_and_drop_are_caught_and_every_plan_ends_valid() {
             );
         }
         assert_eq!(code, Some(0), "{plan}: verdict {}", result["verdict"]);
+        if plan == "byzantine-lies" {
+            // Every honest peer refused both signed lies (they would have been taken otherwise).
+            for p in ["p1", "p2", "p3"] {
+                let r = &check(&result, "no-poisoning")["evidence"]["honest_peers"][p]["rejections"];
+                for reason in ["bad_timestamp", "bad_counter"] {
+                    assert!(r[reason].as_f64().unwrap_or(0.0) >= 1.0, "{p} {reason}: {r}");
+                }
+            }
+        }
         if plan == "byzantine-equivocate" {
             for name in ["forks-detected", "offender-quarantined"] {
                 assert_eq!(check(&result, name)["verdict"], "valid", "{}", check(&result, name));

@@ -303,3 +303,81 @@ fn sybil_identities_get_nothing_and_the_versions_they_sign_are_refused() {
     set_behaviours(&c, 0, None);
     c.wait_converged();
 }
+
+fn rejected(p: &Peer, reason: &str) -> f64 {
+    p.metrics().sum("syncpeer_rejections_total", &[("reason", reason)])
+}
+
+/// `lie-counter`: the liar signs its own versions again with a version vector claiming every
+/// neighbour's counter at `u64::MAX - 1`. Believed, it would exhaust an honest peer's counters: its
+/// next writes would all reuse the last one, and its neighbours would convict it of equivocation
+/// for honest writes. Honest peers refuse it (`bad_counter`, `entry::COUNTER_MAX`), write on with
+/// fresh counters, nobody is convicted, and the liar's file arrives once it tells the truth.
+#[test]
+fn a_counter_lie_cannot_exhaust_an_honest_peers_counters() {
+    let mut c = Cluster::new(3, &[(0, 1), (0, 2), (1, 2)]);
+    c.interval_ms = 300;
+    c.peers[1].extra_yaml = "strike_limit: 1000\n".into();
+    c.peers[2].extra_yaml = "strike_limit: 1000\n".into();
+    c.start_all();
+    set_behaviours(&c, 0, Some("lie-counter\n"));
+    std::thread::sleep(Duration::from_millis(500));
+    c.peers[0].write("lie/a.txt", b"written by the liar");
+    // Reached both (refused, or, were the bound missing, taken).
+    for p in [1, 2] {
+        wait_until("the counter lie delivered", TIMEOUT, || {
+            rejected(&c.peers[p], "bad_counter") >= 1.0 || c.peers[p].read("lie/a.txt").is_some()
+        });
+    }
+    c.peers[1].write("doc/1.txt", b"first honest write");
+    wait_until("p2 has p1's first write", TIMEOUT, || {
+        c.peers[2].read("doc/1.txt").is_some()
+    });
+    c.peers[1].write("doc/2.txt", b"second honest write");
+    wait_until("p2 has p1's second write", TIMEOUT, || {
+        c.peers[2].read("doc/2.txt").as_deref() == Some(&b"second honest write"[..])
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    for p in [0, 2] {
+        let against_p1: Vec<serde_json::Value> = evidence(&c.peers[p])
+            .into_iter()
+            .filter(|r| r["author"] == short(&c.peers[1]).as_str())
+            .collect();
+        assert!(against_p1.is_empty(), "p{p} convicted the honest p1: {against_p1:?}");
+    }
+    for p in [1, 2] {
+        assert!(
+            rejected(&c.peers[p], "bad_counter") >= 1.0,
+            "p{p} took the lying version"
+        );
+    }
+    set_behaviours(&c, 0, None);
+    wait_until("the liar's file, told truthfully", TIMEOUT, || {
+        c.peers[1].read("lie/a.txt").as_deref() == Some(&b"written by the liar"[..])
+    });
+    c.wait_converged();
+}
+
+/// `lie-timestamp`: the liar signs its own versions again dated ten years ahead, which would win
+/// every concurrent tie for a decade (and drag clocks forward, were they adopted). The honest peer
+/// refuses them (`bad_timestamp`, beyond `hlc::MAX_FUTURE_MS`) and takes the version once it is
+/// told truthfully.
+#[test]
+fn a_version_dated_years_ahead_is_refused() {
+    let mut c = Cluster::new(2, &[(0, 1)]);
+    c.interval_ms = 300;
+    c.peers[1].extra_yaml = "strike_limit: 1000\n".into();
+    c.start_all();
+    set_behaviours(&c, 0, Some("lie-timestamp\n"));
+    std::thread::sleep(Duration::from_millis(500));
+    c.peers[0].write("later.txt", b"dated a decade ahead");
+    wait_until("the timestamp lie refused", TIMEOUT, || {
+        rejected(&c.peers[1], "bad_timestamp") >= 1.0
+    });
+    assert!(c.peers[1].read("later.txt").is_none(), "the lying version was taken");
+    set_behaviours(&c, 0, None);
+    wait_until("the version, told truthfully", TIMEOUT, || {
+        c.peers[1].read("later.txt").is_some()
+    });
+    c.wait_converged();
+}
