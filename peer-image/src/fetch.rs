@@ -40,7 +40,6 @@ pub struct Offered {
 pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Offered {
     let mut queued = 0;
     let mut full = false;
-    let src_short = node.peers[src].short.clone();
     let src_name = node.peers[src].cfg.name.as_str();
     for Item { entry: e, content } in items {
         // Cheap checks first: a version equal to what we hold, or already queued, changes
@@ -78,15 +77,7 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
                     MetadataLie::Timestamp => Reason::bad_timestamp,
                     MetadataLie::Counter => Reason::bad_counter,
                 };
-                tracing::warn!(peer = %node.peers[src].cfg.name, path = %e.path, "rejected a signed version that lies about its metadata ({reason:?})");
-                node.metrics.reject(reason);
-                node.audit.record(Line::version(
-                    Event::Rejected,
-                    src_name,
-                    &e,
-                    Some(&format!("{reason:?}")),
-                ));
-                node.strike(&src_short);
+                refuse(node, src, &e, reason, None);
                 continue;
             }
             // Genuine, but perhaps one of two statements its author signed under one counter.
@@ -94,6 +85,7 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
                 crate::equivocation::check_received(node, &e, src);
             }
             Err(Invalid::Untrusted) => {
+                // Relaying a stranger's version is no offence of the sender's: no strike.
                 node.metrics.reject(Reason::untrusted);
                 node.audit
                     .record(Line::version(Event::Rejected, src_name, &e, Some("untrusted")));
@@ -107,15 +99,7 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
                 } else {
                     Reason::bad_signature
                 };
-                tracing::warn!(peer = %node.peers[src].cfg.name, path = %e.path, "rejected a version that does not verify ({reason:?})");
-                node.metrics.reject(reason);
-                node.audit.record(Line::version(
-                    Event::Rejected,
-                    src_name,
-                    &e,
-                    Some(&format!("{reason:?}")),
-                ));
-                node.strike(&src_short);
+                refuse(node, src, &e, reason, None);
                 continue;
             }
         }
@@ -124,10 +108,7 @@ pub fn offer(node: &Node, src: usize, items: Vec<Item>, received: Instant) -> Of
             continue;
         }
         if content.as_ref().is_some_and(|c| c.len() as u64 != e.size) {
-            node.metrics.reject(Reason::bad_hash);
-            node.audit
-                .record(Line::version(Event::Rejected, src_name, &e, Some("bad_size")));
-            node.strike(&src_short);
+            refuse(node, src, &e, Reason::bad_hash, Some("bad_size"));
             continue;
         }
         // Never reuse a counter that others saw from us (e.g. our index was lost and restored).
@@ -584,15 +565,20 @@ async fn pass(node: &Arc<Node>) -> bool {
 }
 
 fn bad_hash(node: &Node, src: usize, e: &Entry) {
-    tracing::warn!(peer = %node.peers[src].cfg.name, path = %e.path, "rejected content with a wrong hash");
-    node.metrics.reject(Reason::bad_hash);
-    node.audit.record(Line::version(
-        Event::Rejected,
-        &node.peers[src].cfg.name,
-        e,
-        Some("bad_hash"),
-    ));
-    node.strike(&node.peers[src].short);
+    refuse(node, src, e, Reason::bad_hash, None);
+}
+
+/// What happens to bad data from neighbour `src` (a version or its content): counted by `reason`,
+/// written to the audit trail (as `audit_reason` when the trail can say more than the metric), and
+/// a strike against the sender.
+fn refuse(node: &Node, src: usize, e: &Entry, reason: Reason, audit_reason: Option<&str>) {
+    let peer = &node.peers[src];
+    let why = audit_reason.map_or_else(|| format!("{reason:?}"), str::to_string);
+    tracing::warn!(peer = %peer.cfg.name, path = %e.path, "rejected a version or its content ({why})");
+    node.metrics.reject(reason);
+    node.audit
+        .record(Line::version(Event::Rejected, &peer.cfg.name, e, Some(&why)));
+    node.strike(&peer.short);
 }
 
 async fn apply(node: &Arc<Node>, staged: Vec<Staged>) {
