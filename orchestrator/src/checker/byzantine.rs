@@ -13,6 +13,12 @@
 //! liar (both signed statements kept as evidence) within `expect.quarantine_within` of its first
 //! forked write.
 //!
+//! `criterion-flood`: judged when the plan sets `expect.criteria.flood_slowdown` (issue 14: 2). Honest
+//! propagation under a flood (writes by honest peers made while a `flood` liar was on, to honest
+//! peers, no other fault touching them) must keep its p99 within that many times the p99 of the calm
+//! writes (no fault at all), plus [`FLOOD_SLACK_MS`]: "within 2x of the unloaded run", measured side
+//! by side in one run.
+//!
 //! `sybils-refused`: judged only when a liar ran `sybil` (one container, many made-up identities).
 //! Every attempt of a made-up identity on an honest peer's sync port must have been refused: the
 //! liar's own count of answered attempts stays 0 while its refused ones rise. That the versions those
@@ -24,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::json;
 
 use super::causal::Op;
+use super::figures::{Arrival, quantile};
 use super::{Check, PeerFinal, Verdict};
 use crate::profile::Role;
 use crate::record::history::{Event, Outcome, Record};
@@ -235,6 +242,118 @@ pub fn forks_detected(history: &[Record], counters: &[Counters]) -> Option<Check
         summary,
         evidence: json!({"equivocators": forkers, "proofs_per_honest_peer": proofs, "never_proved": blind}),
     })
+}
+
+/// The Byzantine behaviour that floods its neighbours with requests.
+pub const FLOOD: &str = "flood";
+/// Added to the limit: a p99 of a few ms doubles from one scheduling hiccup of a loaded test host.
+pub const FLOOD_SLACK_MS: u64 = 100;
+/// Fewer pairs than this on either side and the comparison says nothing (`unknown`).
+pub const FLOOD_MIN_PAIRS: usize = 10;
+
+/// Every fault's window (run ms, to the stop or the final heal), and whether it was a flood.
+fn windows(history: &[Record]) -> Vec<(u64, u64, bool)> {
+    let mut open: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for r in history {
+        match &r.event {
+            Event::FaultStarted { id, kind, detail, .. } => {
+                let flood = kind == "byzantine"
+                    && detail["behaviours"]
+                        .as_array()
+                        .is_some_and(|b| b.iter().any(|x| x.as_str() == Some(FLOOD)));
+                open.entry(id.as_str()).or_insert((r.t_ms, flood));
+            }
+            Event::FaultStopped { id, .. } => {
+                if let Some((from, flood)) = open.remove(id.as_str()) {
+                    out.push((from, r.t_ms, flood));
+                }
+            }
+            Event::HealedAll => out.extend(std::mem::take(&mut open).into_values().map(|(f, fl)| (f, r.t_ms, fl))),
+            _ => {}
+        }
+    }
+    out.extend(open.into_values().map(|(f, fl)| (f, u64::MAX, fl)));
+    out
+}
+
+/// `criterion-flood`, judged when the plan sets `expect.criteria.flood_slowdown` (`slowdown`): a run
+/// with no `flood` liar is `unknown` (nothing was measured).
+pub fn flood_tolerated(history: &[Record], arrivals: &[Arrival], slowdown: f64) -> Check {
+    let liars = liars(history);
+    let flooders: Vec<&str> = liars
+        .iter()
+        .filter(|(_, b)| b.contains(FLOOD))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    let windows = windows(history);
+    let (mut flooded, mut calm) = (Vec::new(), Vec::new());
+    for a in arrivals {
+        let Some(at) = a.at_ms else { continue };
+        if liars.contains_key(a.writer) || liars.contains_key(a.peer) {
+            continue;
+        }
+        let touching: Vec<bool> = windows
+            .iter()
+            .filter(|&&(from, to, _)| from <= at && a.from_ms <= to)
+            .map(|&(_, _, flood)| flood)
+            .collect();
+        let during_flood = windows
+            .iter()
+            .any(|&(from, to, flood)| flood && from <= a.from_ms && a.from_ms <= to);
+        let latency = at.saturating_sub(a.from_ms);
+        if touching.is_empty() {
+            calm.push(latency);
+        } else if during_flood && touching.iter().all(|f| *f) {
+            flooded.push(latency);
+        }
+    }
+    flooded.sort_unstable();
+    calm.sort_unstable();
+    let (flood_p99, calm_p99) = (quantile(&flooded, 0.99), quantile(&calm, 0.99));
+    let limit = calm_p99.map(|c| (c as f64 * slowdown) as u64 + FLOOD_SLACK_MS);
+    let names = if flooders.is_empty() {
+        "nobody".to_string()
+    } else {
+        flooders.join(", ")
+    };
+    let (verdict, summary) = match (flood_p99, calm_p99, limit) {
+        _ if flooders.is_empty() => (
+            Verdict::Unknown,
+            "the plan sets `flood_slowdown`, but no peer was told to `flood`".to_string(),
+        ),
+        (Some(f), Some(c), Some(limit)) if flooded.len() >= FLOOD_MIN_PAIRS && calm.len() >= FLOOD_MIN_PAIRS => {
+            let ratio = f as f64 / c.max(1) as f64;
+            let said = format!(
+                "while {names} flooded, honest propagation p99 was {f} ms, {ratio:.1}x the {c} ms with no fault (limit {slowdown}x + {FLOOD_SLACK_MS} ms = {limit} ms)"
+            );
+            (if f <= limit { Verdict::Valid } else { Verdict::Invalid }, said)
+        }
+        _ => (
+            Verdict::Unknown,
+            format!(
+                "too few honest (write, peer) pairs to compare: {} during the flood, {} with no fault (at least {FLOOD_MIN_PAIRS} each)",
+                flooded.len(),
+                calm.len()
+            ),
+        ),
+    };
+    Check {
+        name: "criterion-flood".into(),
+        rests_on: String::new(),
+        verdict,
+        summary,
+        evidence: json!({
+            "flooders": flooders,
+            "flooded": {"pairs": flooded.len(), "p50_ms": quantile(&flooded, 0.5), "p99_ms": flood_p99},
+            "calm": {"pairs": calm.len(), "p50_ms": quantile(&calm, 0.5), "p99_ms": calm_p99},
+            "limit_ms": limit,
+            "ratio": match (flood_p99, calm_p99) {
+                (Some(f), Some(c)) => Some(f as f64 / c.max(1) as f64),
+                _ => None,
+            },
+        }),
+    }
 }
 
 /// The Byzantine behaviour that presents many identities.

@@ -309,43 +309,29 @@ pub fn propagation(
     fine: &[Observation],
     faults: &[(u64, u64)],
 ) -> Propagation {
-    let poll = Sights::of(obs);
-    let inotify = Sights::of(fine);
     let mut lat = Vec::new();
     let mut calm = Vec::new();
     let touched = |from: u64, to: u64| faults.iter().any(|&(a, b)| a <= to && from <= b);
     let (mut never, mut deletes) = (0, 0);
     let (mut from_inotify, mut poll_only, mut poll_first) = (0, 0, 0);
-    for w in ops {
-        for p in peers.iter().filter(|p| **p != w.peer) {
-            let Some(polled) = poll.reached(w, p) else { continue };
-            if w.hash.is_none() {
-                deletes += 1;
+    for a in arrivals(ops, peers, obs, fine) {
+        if a.delete {
+            deletes += 1;
+        }
+        match a.timed_by {
+            Some(TimedBy::Inotify) => from_inotify += 1,
+            Some(TimedBy::PollOnly) => poll_only += 1,
+            Some(TimedBy::PollFirst) => poll_first += 1,
+            None => {}
+        }
+        match a.at_ms {
+            Some(t) => {
+                lat.push(t.saturating_sub(a.from_ms));
+                if !touched(a.from_ms, t) {
+                    calm.push(t.saturating_sub(a.from_ms));
+                }
             }
-            let t = match (inotify.reached(w, p).flatten(), polled) {
-                (Some(f), Some(q)) if q < f => {
-                    poll_first += 1;
-                    Some(q)
-                }
-                (Some(f), _) => {
-                    from_inotify += 1;
-                    Some(f)
-                }
-                (None, Some(q)) => {
-                    poll_only += 1;
-                    Some(q)
-                }
-                (None, None) => None,
-            };
-            match t {
-                Some(t) => {
-                    lat.push(t.saturating_sub(w.t_ms));
-                    if !touched(w.t_ms, t) {
-                        calm.push(t.saturating_sub(w.t_ms));
-                    }
-                }
-                None => never += 1,
-            }
+            None => never += 1,
         }
     }
     lat.sort_unstable();
@@ -390,6 +376,63 @@ pub fn propagation(
         },
         histogram,
     }
+}
+
+/// Which source timed an arrival.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimedBy {
+    /// The watcher, no later than the poll.
+    Inotify,
+    /// Only the poll saw it.
+    PollOnly,
+    /// Both, the poll first (the watcher lagged).
+    PollFirst,
+}
+
+/// One (write, other peer) pair that counts (see [`propagation`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arrival<'a> {
+    pub writer: &'a str,
+    pub peer: &'a str,
+    /// When the write (or delete) was acknowledged, run ms.
+    pub from_ms: u64,
+    /// When the other peer first held it (a delete: showed the path gone); `None`: never.
+    pub at_ms: Option<u64>,
+    pub delete: bool,
+    pub timed_by: Option<TimedBy>,
+}
+
+/// Every (write, other peer) pair that counts, with when it arrived: the polls decide which pairs
+/// count, each arrival is the earlier of the two sources (see [`propagation`]).
+pub fn arrivals<'a>(
+    ops: &'a [Op],
+    peers: &'a [String],
+    obs: &'a [Observation],
+    fine: &'a [Observation],
+) -> Vec<Arrival<'a>> {
+    let poll = Sights::of(obs);
+    let inotify = Sights::of(fine);
+    let mut out = Vec::new();
+    for w in ops {
+        for p in peers.iter().filter(|p| **p != w.peer) {
+            let Some(polled) = poll.reached(w, p) else { continue };
+            let (at_ms, timed_by) = match (inotify.reached(w, p).flatten(), polled) {
+                (Some(f), Some(q)) if q < f => (Some(q), Some(TimedBy::PollFirst)),
+                (Some(f), _) => (Some(f), Some(TimedBy::Inotify)),
+                (None, Some(q)) => (Some(q), Some(TimedBy::PollOnly)),
+                (None, None) => (None, None),
+            };
+            out.push(Arrival {
+                writer: &w.peer,
+                peer: p,
+                from_ms: w.t_ms,
+                at_ms,
+                delete: w.hash.is_none(),
+                timed_by,
+            });
+        }
+    }
+    out
 }
 
 /// When content reached peers, from one source of observations.

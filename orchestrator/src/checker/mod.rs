@@ -157,11 +157,15 @@ pub fn judge(e: &Evidence) -> Judgement {
         e.counters,
         &loops::disk_damage(e.history),
     ));
+    let names: Vec<String> = e.peers.iter().map(|p| p.name.clone()).collect();
+    let ops: Vec<causal::Op> = ops.into_iter().filter(|o| o.peer != WINDOW_START).collect();
+    if let Some(slowdown) = e.plan.expect.criteria.flood_slowdown {
+        let arrivals = figures::arrivals(&ops, &names, e.observations, e.sightings);
+        checks.push(byzantine::flood_tolerated(e.history, &arrivals, slowdown));
+    }
     for c in &mut checks {
         c.rests_on = rests_on(c, e.conventions);
     }
-    let names: Vec<String> = e.peers.iter().map(|p| p.name.clone()).collect();
-    let ops: Vec<causal::Op> = ops.into_iter().filter(|o| o.peer != WINDOW_START).collect();
     let content_bytes = e
         .history
         .iter()

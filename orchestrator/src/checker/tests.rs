@@ -1019,6 +1019,100 @@ fn an_undecidable_order_of_two_last_deletes_decides_nothing() {
     assert_eq!(c.verdict, Verdict::Unknown, "{}", c.evidence);
 }
 
+mod flood {
+    use super::*;
+    use crate::checker::byzantine::flood_tolerated;
+    use crate::checker::figures::Arrival;
+
+    /// p5 floods from 10 s to 20 s; a partition from 30 s to 40 s.
+    fn history() -> Vec<Record> {
+        let started = |t, id: &str, kind: &str, detail| {
+            rec(
+                t,
+                Event::FaultStarted {
+                    id: id.into(),
+                    step: id.into(),
+                    kind: kind.into(),
+                    detail,
+                },
+            )
+        };
+        vec![
+            started(
+                10_000,
+                "flood#1",
+                "byzantine",
+                serde_json::json!({"peers": ["p5"], "behaviours": ["flood"]}),
+            ),
+            rec(
+                20_000,
+                Event::FaultStopped {
+                    id: "flood#1".into(),
+                    undo_ms: None,
+                },
+            ),
+            started(30_000, "split#1", "partition", serde_json::json!({})),
+            rec(
+                40_000,
+                Event::FaultStopped {
+                    id: "split#1".into(),
+                    undo_ms: None,
+                },
+            ),
+        ]
+    }
+
+    /// `n` pairs between honest peers, written from `from_ms` on, each `latency` ms late.
+    fn pairs(n: u64, from_ms: u64, latency: u64) -> Vec<Arrival<'static>> {
+        (0..n)
+            .map(|i| Arrival {
+                writer: "p1",
+                peer: if i % 2 == 0 { "p2" } else { "p3" },
+                from_ms: from_ms + i * 100,
+                at_ms: Some(from_ms + i * 100 + latency),
+                delete: false,
+                timed_by: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_plan_that_asks_with_no_flood_gets_unknown() {
+        assert_eq!(flood_tolerated(&[], &pairs(20, 0, 10), 2.0).verdict, Verdict::Unknown);
+    }
+
+    /// Calm pairs take 50 ms; flooded ones 150 ms pass (limit 2 x 50 + 100), 250 ms fail. Pairs the
+    /// partition touched, and pairs to or from the liar, count on neither side; too few is unknown.
+    #[test]
+    fn flooded_propagation_within_twice_the_calm_p99_is_valid() {
+        let h = history();
+        let mut all = pairs(20, 0, 50);
+        all.extend(pairs(20, 30_000, 5_000)); // the partition's, slow: left out
+        all.push(Arrival {
+            writer: "p5",
+            peer: "p1",
+            from_ms: 12_000,
+            at_ms: Some(19_000),
+            delete: false,
+            timed_by: None,
+        });
+        let mut ok = all.clone();
+        ok.extend(pairs(20, 11_000, 150));
+        let c = flood_tolerated(&h, &ok, 2.0);
+        assert_eq!(c.verdict, Verdict::Valid, "{}", c.summary);
+        assert_eq!(c.evidence["limit_ms"], 200);
+        assert_eq!(c.evidence["flooded"]["pairs"], 20);
+        assert_eq!(c.evidence["calm"]["pairs"], 20);
+        let mut slow = all.clone();
+        slow.extend(pairs(20, 11_000, 250));
+        let c = flood_tolerated(&h, &slow, 2.0);
+        assert_eq!(c.verdict, Verdict::Invalid, "{}", c.summary);
+        let mut few = all;
+        few.extend(pairs(3, 11_000, 150));
+        assert_eq!(flood_tolerated(&h, &few, 2.0).verdict, Verdict::Unknown);
+    }
+}
+
 mod sybils {
     use super::*;
     use crate::checker::byzantine::sybils_refused;

@@ -47,6 +47,7 @@ pub fn allowed(parent: Option<&str>, key: &str) -> Option<String> {
         (_, "recovery" | "propagation_p50" | "propagation_p95" | "propagation_p99") => {
             s("a duration more than 0, at most 24h, e.g. 100ms, 30s")
         }
+        (_, "flood_slowdown") => s("a multiple of the calm propagation p99, more than 0, e.g. 2"),
         (_, "bytes_ratio" | "messages_ratio") => s("a multiple of the minimum, more than 0, at most 1000000, e.g. 1.5"),
         (_, "conflict_pct") => s("a percentage of writes, from 0 to 100, e.g. 0.1"),
         (_, "cpu_pct") => s("a percentage of one core, more than 0, at most 100000, e.g. 10"),
@@ -54,7 +55,7 @@ pub fn allowed(parent: Option<&str>, key: &str) -> Option<String> {
             "a size more than 0, at most 4GiB, e.g. 100MiB ({SIZE_ALLOWED})"
         )),
         (_, "criteria") => s(
-            "a map of thresholds: recovery, propagation_p50, propagation_p95, propagation_p99, bytes_ratio, messages_ratio, conflict_pct, cpu_pct, memory",
+            "a map of thresholds: recovery, propagation_p50, propagation_p95, propagation_p99, bytes_ratio, messages_ratio, conflict_pct, cpu_pct, memory, flood_slowdown",
         ),
         (_, "soak") => s("a map with duration, window, workload, max_concurrent, stagger, exclusive, faults"),
         (_, "window") => s("a duration from 10s to 24h, e.g. 10m"),

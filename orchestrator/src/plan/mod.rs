@@ -191,6 +191,9 @@ pub struct Criteria {
     pub cpu_pct: Option<f64>,
     /// Each peer's memory (anonymous: no page cache) at steady state, bytes, at its highest.
     pub memory: Option<u64>,
+    /// Honest propagation p99 while a Byzantine peer floods, as a multiple of the calm p99 (plus
+    /// `checker::byzantine::FLOOD_SLACK_MS`): `flood-tolerated`.
+    pub flood_slowdown: Option<f64>,
 }
 
 impl Criteria {

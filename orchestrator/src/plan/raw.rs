@@ -82,6 +82,8 @@ pub(super) struct RawCriteria {
     pub(super) cpu_pct: Option<Spanned<f64>>,
     #[serde(default)]
     pub(super) memory: Option<Spanned<Size>>,
+    #[serde(default)]
+    pub(super) flood_slowdown: Option<Spanned<f64>>,
 }
 
 /// `expect.leak`: the limits of the growth check (`no-leak`).

@@ -317,6 +317,12 @@ impl Resolver<'_> {
                 "a percentage of one core, more than 0, at most 100000 (the seed's 10)",
             )?,
             memory,
+            flood_slowdown: number(
+                &raw.flood_slowdown,
+                "flood_slowdown",
+                1e6,
+                "a multiple of the calm p99, more than 0, at most 1000000 (issue 14: 2)",
+            )?,
         })
     }
 

@@ -128,13 +128,14 @@ fn a_full_disk_is_survived_and_caught_up() {
 }
 
 /// The liars of issue 14 (plans `byzantine-equivocate`, `byzantine-replay`, `byzantine-drop`, p5 the
-/// liar in each, and `byzantine-lies`, p4), over mutual TLS: every plan ends valid (the honest peers
-/// converge, hold nothing no writer wrote), in the equivocation plan every honest peer proved the
-/// fork (its `syncpeer_equivocations_detected_total` rose), and in the lies plan every honest peer
-/// refused both signed metadata lies.
+/// liar in each, and `byzantine-lies`, p4, `byzantine-flood`, p5), over mutual TLS: every plan ends
+/// valid (the honest peers converge, hold nothing no writer wrote), in the equivocation plan every
+/// honest peer proved the fork (its `syncpeer_equivocations_detected_total` rose), in the lies plan
+/// every honest peer refused both signed metadata lies, and in the flood plan honest propagation kept
+/// within `criterion-flood`'s limit while the flood was refused.
 #[test]
-fn the_liars_equivocate_replay_drop_and_metadata_lies_are_caught_and_every_plan_ends_valid() {
-    if !docker_ready("the_liars_equivocate_replay_drop_and_metadata_lies_are_caught_and_every_plan_ends_valid") {
+fn the_liars_equivocate_replay_drop_lie_and_flood_and_every_plan_ends_valid() {
+    if !docker_ready("the_liars_equivocate_replay_drop_lie_and_flood_and_every_plan_ends_valid") {
         return;
     }
     let _lock = docker_lock();
@@ -143,6 +144,7 @@ fn the_liars_equivocate_replay_drop_and_metadata_lies_are_caught_and_every_plan_
         "byzantine-replay",
         "byzantine-drop",
         "byzantine-lies",
+        "byzantine-flood",
     ] {
         let (_reports, dir, code, result, history) = run_plan_kept(plan);
         let switched: Vec<&serde_json::Value> = events(&history, "fault-started")
@@ -159,6 +161,16 @@ fn the_liars_equivocate_replay_drop_and_metadata_lies_are_caught_and_every_plan_
             );
         }
         assert_eq!(code, Some(0), "{plan}: verdict {}", result["verdict"]);
+        if plan == "byzantine-flood" {
+            assert_eq!(
+                check(&result, "criterion-flood")["verdict"],
+                "valid",
+                "{}",
+                check(&result, "criterion-flood")
+            );
+            let r = &check(&result, "no-poisoning")["evidence"]["honest_peers"]["p1"]["rejections"];
+            assert!(r["rate_limited"].as_f64().unwrap_or(0.0) >= 100.0, "{r}");
+        }
         if plan == "byzantine-lies" {
             // Every honest peer refused both signed lies (they would have been taken otherwise).
             for p in ["p1", "p2", "p3"] {
