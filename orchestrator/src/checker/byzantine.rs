@@ -251,32 +251,6 @@ pub const FLOOD_SLACK_MS: u64 = 100;
 /// Fewer pairs than this on either side and the comparison says nothing (`unknown`).
 pub const FLOOD_MIN_PAIRS: usize = 10;
 
-/// Every fault's window (run ms, to the stop or the final heal), and whether it was a flood.
-fn windows(history: &[Record]) -> Vec<(u64, u64, bool)> {
-    let mut open: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
-    let mut out = Vec::new();
-    for r in history {
-        match &r.event {
-            Event::FaultStarted { id, kind, detail, .. } => {
-                let flood = kind == "byzantine"
-                    && detail["behaviours"]
-                        .as_array()
-                        .is_some_and(|b| b.iter().any(|x| x.as_str() == Some(FLOOD)));
-                open.entry(id.as_str()).or_insert((r.t_ms, flood));
-            }
-            Event::FaultStopped { id, .. } => {
-                if let Some((from, flood)) = open.remove(id.as_str()) {
-                    out.push((from, r.t_ms, flood));
-                }
-            }
-            Event::HealedAll => out.extend(std::mem::take(&mut open).into_values().map(|(f, fl)| (f, r.t_ms, fl))),
-            _ => {}
-        }
-    }
-    out.extend(open.into_values().map(|(f, fl)| (f, u64::MAX, fl)));
-    out
-}
-
 /// `criterion-flood`, judged when the plan sets `expect.criteria.flood_slowdown` (`slowdown`): a run
 /// with no `flood` liar is `unknown` (nothing was measured).
 pub fn flood_tolerated(history: &[Record], arrivals: &[Arrival], slowdown: f64) -> Check {
@@ -286,7 +260,12 @@ pub fn flood_tolerated(history: &[Record], arrivals: &[Arrival], slowdown: f64) 
         .filter(|(_, b)| b.contains(FLOOD))
         .map(|(p, _)| p.as_str())
         .collect();
-    let windows = windows(history);
+    let windows = super::figures::fault_windows_marked(history, |kind, detail| {
+        kind == "byzantine"
+            && detail["behaviours"]
+                .as_array()
+                .is_some_and(|b| b.iter().any(|x| x.as_str() == Some(FLOOD)))
+    });
     let (mut flooded, mut calm) = (Vec::new(), Vec::new());
     for a in arrivals {
         let Some(at) = a.at_ms else { continue };

@@ -137,24 +137,40 @@ pub struct Quantiles {
 /// Each fault's window, from its start to its stop (or the final heal; open faults to the end of
 /// time), from the history.
 pub fn fault_windows(history: &[Record]) -> Vec<(u64, u64)> {
-    let mut open: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut out: Vec<(u64, u64)> = fault_windows_marked(history, |_, _| false)
+        .into_iter()
+        .map(|(from, to, _)| (from, to))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// [`fault_windows`], each with whether `mark` holds for its fault (`kind`, `detail` as started).
+pub fn fault_windows_marked(
+    history: &[Record],
+    mark: impl Fn(&str, &serde_json::Value) -> bool,
+) -> Vec<(u64, u64, bool)> {
+    let mut open: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
     let mut out = Vec::new();
     for r in history {
         match &r.event {
-            Event::FaultStarted { id, .. } => {
-                open.entry(id.as_str()).or_insert(r.t_ms);
+            Event::FaultStarted { id, kind, detail, .. } => {
+                open.entry(id.as_str()).or_insert((r.t_ms, mark(kind, detail)));
             }
             Event::FaultStopped { id, .. } => {
-                if let Some(from) = open.remove(id.as_str()) {
-                    out.push((from, r.t_ms));
+                if let Some((from, marked)) = open.remove(id.as_str()) {
+                    out.push((from, r.t_ms, marked));
                 }
             }
-            Event::HealedAll => out.extend(std::mem::take(&mut open).into_values().map(|from| (from, r.t_ms))),
+            Event::HealedAll => out.extend(
+                std::mem::take(&mut open)
+                    .into_values()
+                    .map(|(from, marked)| (from, r.t_ms, marked)),
+            ),
             _ => {}
         }
     }
-    out.extend(open.into_values().map(|from| (from, u64::MAX)));
-    out.sort_unstable();
+    out.extend(open.into_values().map(|(from, marked)| (from, u64::MAX, marked)));
     out
 }
 
