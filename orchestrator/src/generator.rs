@@ -272,7 +272,11 @@ pub fn intervals(
                 peers: draw(&spec.peers, n, rng),
                 to: draw(&spec.to, n, rng),
                 params: Box::new(LinkParams {
-                    engine: spec.params.engine.clone().or_else(|| Some(engine.to_string())),
+                    // A man in the middle moves streams, not packets: no packet engine.
+                    engine: match spec.params.mitm {
+                        Some(_) => None,
+                        None => spec.params.engine.clone().or_else(|| Some(engine.to_string())),
+                    },
                     ..spec.params.clone()
                 }),
                 seed: rng.random(),

@@ -1,7 +1,7 @@
 //! Server side of the peer protocol on the sync port (axum, behind [`crate::listener`]). Every
 //! request is admitted first: its sender is the neighbour whose key the connection's certificate
 //! proved (a sender header, if one is sent, must name the same peer), not quarantined, within its
-//! rate limit.
+//! rate limit; a request over the limit is refused after a [`TARPIT`], so a flood cannot set the pace.
 
 use std::sync::Arc;
 
@@ -75,6 +75,23 @@ fn admit(
     Ok((short, label))
 }
 
+/// How long a refusal for going over the rate limit is held before it is sent. A flooding
+/// neighbour's connection then waits instead of asking again at once, so however fast the liar
+/// sends, each of its connections costs this peer at most one refused request per `TARPIT`: a
+/// flood is held near the rate limit (computed for `flood`'s 8 connections at 2000 requests a
+/// second: the limit plus 32 a second) instead of being answered at the liar's pace. A held response is a parked future, no CPU. An
+/// honest neighbour over its budget (a burst after a heal) waits the same 250 ms, then retries.
+pub const TARPIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The answer to a request `admit` refused: at once, except that going over the rate limit is
+/// answered after [`TARPIT`].
+async fn refusal(code: StatusCode) -> Response {
+    if code == StatusCode::TOO_MANY_REQUESTS {
+        tokio::time::sleep(TARPIT).await;
+    }
+    code.into_response()
+}
+
 /// Counts a response as sent to `label`.
 fn counted(node: &Node, label: &str, kind: Kind, resp: Response, body_len: u64) -> Response {
     node.metrics.sent(label, kind, header_bytes(resp.headers()) + body_len);
@@ -94,7 +111,7 @@ fn json_resp<T: serde::Serialize>(node: &Node, label: &str, kind: Kind, v: &T) -
 async fn summary(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body: Bytes) -> Response {
     let (_, label) = match admit(&node, &from, &headers, Kind::summary, body.len()) {
         Ok(x) => x,
-        Err(r) => return r.into_response(),
+        Err(r) => return refusal(r).await,
     };
     if serde_json::from_slice::<SummaryReq>(&body).is_err() {
         return StatusCode::BAD_REQUEST.into_response();
@@ -113,7 +130,7 @@ async fn summary(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, bo
 async fn index(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, Query(q): Query<IndexQuery>) -> Response {
     let (short, label) = match admit(&node, &from, &headers, Kind::index, 0) {
         Ok(x) => x,
-        Err(r) => return r.into_response(),
+        Err(r) => return refusal(r).await,
     };
     let limit = q.limit.unwrap_or(INDEX_PAGE).clamp(1, INDEX_PAGE);
     let mut entries = node.index().after(&q.after, limit);
@@ -139,7 +156,7 @@ async fn index(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, Quer
 async fn pull(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body: Bytes) -> Response {
     let (short, label) = match admit(&node, &from, &headers, Kind::index, body.len()) {
         Ok(x) => x,
-        Err(r) => return r.into_response(),
+        Err(r) => return refusal(r).await,
     };
     let Ok(req) = codec::decode_pull_req(body) else {
         return StatusCode::BAD_REQUEST.into_response();
@@ -215,7 +232,7 @@ async fn pull(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body:
 async fn hint(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body: Bytes) -> Response {
     let (short, label) = match admit(&node, &from, &headers, Kind::hint, body.len()) {
         Ok(x) => x,
-        Err(r) => return r.into_response(),
+        Err(r) => return refusal(r).await,
     };
     let Ok(theirs) = codec::decode_knowledge(body) else {
         return StatusCode::BAD_REQUEST.into_response();
@@ -257,7 +274,7 @@ fn read_all(mut f: std::fs::File) -> Option<Vec<u8>> {
 async fn blob(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, Path(hash): Path<String>) -> Response {
     let (short, label) = match admit(&node, &from, &headers, Kind::blob, 0) {
         Ok(x) => x,
-        Err(r) => return r.into_response(),
+        Err(r) => return refusal(r).await,
     };
     let liar = node.byzantine.current();
     let dropped = lies::drops_blob(&node, &liar, &hash, (&short, &label));
@@ -305,7 +322,7 @@ async fn blob(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, Path(
 async fn blobs(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body: Bytes) -> Response {
     let (short, label) = match admit(&node, &from, &headers, Kind::blob, body.len()) {
         Ok(x) => x,
-        Err(r) => return r.into_response(),
+        Err(r) => return refusal(r).await,
     };
     let Ok(req) = serde_json::from_slice::<BlobsReq>(&body) else {
         return StatusCode::BAD_REQUEST.into_response();
@@ -370,7 +387,7 @@ async fn blobs(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body
 async fn evidence(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body: Bytes) -> Response {
     let (short, label) = match admit(&node, &from, &headers, Kind::hint, body.len()) {
         Ok(x) => x,
-        Err(r) => return r.into_response(),
+        Err(r) => return refusal(r).await,
     };
     let Ok(proof) = serde_json::from_slice::<Proof>(&body) else {
         return StatusCode::BAD_REQUEST.into_response();

@@ -17,6 +17,7 @@ pub mod criteria;
 pub mod figures;
 pub mod growth;
 pub mod loops;
+pub mod mitm;
 pub mod state;
 pub mod took;
 
@@ -149,6 +150,7 @@ pub fn judge(e: &Evidence) -> Judgement {
     checks.extend(took::clock_applied(e.history));
     checks.extend(byzantine::forks_detected(e.history, e.counters));
     checks.extend(byzantine::sybils_refused(e.history, e.counters));
+    checks.extend(mitm::mitm_refused(e.history));
     checks.extend(byzantine::offender_quarantined(e.plan, e.history, e.peers));
     checks.extend(byzantine::no_poisoning(
         e.history,

@@ -1316,3 +1316,64 @@ mod forks {
         assert_eq!(c.verdict, Verdict::Unknown, "{}", c.summary);
     }
 }
+
+mod mitm_refused {
+    use super::*;
+    use serde_json::json;
+
+    fn started(id: &str, mode: &str) -> Record {
+        rec(
+            1000,
+            Event::FaultStarted {
+                id: id.into(),
+                step: "mitm".into(),
+                kind: "link".into(),
+                detail: json!({"peers": ["p1"], "to": ["p2"], "params": {"mitm": mode}}),
+            },
+        )
+    }
+
+    fn observed(id: &str, acted: u64, refused: u64, answered: u64) -> Record {
+        let recent: Vec<serde_json::Value> = (0..answered)
+            .map(|_| json!({"dst": "10.0.0.2:7000", "answered": true, "back_bytes": 900}))
+            .collect();
+        rec(
+            9000,
+            Event::Observed {
+                fault: id.into(),
+                detail: json!({"mitm": {"p1": {"streams": acted + 2, "acted": acted, "refused": refused,
+                                                "answered": answered, "recent": recent}}}),
+            },
+        )
+    }
+
+    #[test]
+    fn every_tampered_stream_refused_is_valid() {
+        let c = crate::checker::mitm::mitm_refused(&[started("m#1", "alter"), observed("m#1", 5, 5, 0)]).unwrap();
+        assert_eq!(c.verdict, Verdict::Valid, "{}", c.summary);
+        assert_eq!(c.evidence["faults"]["m#1"]["mode"], "alter");
+    }
+
+    #[test]
+    fn one_answered_stream_is_invalid_and_named() {
+        let c = crate::checker::mitm::mitm_refused(&[
+            started("m#1", "alter"),
+            observed("m#1", 4, 4, 0),
+            started("m#2", "replay"),
+            observed("m#2", 3, 2, 1),
+        ])
+        .unwrap();
+        assert_eq!(c.verdict, Verdict::Invalid, "{}", c.summary);
+        assert_eq!(c.evidence["answered_streams"][0]["fault"], "m#2");
+        assert_eq!(c.evidence["answered"], 1);
+    }
+
+    #[test]
+    fn nothing_acted_on_or_no_tally_is_unknown_and_no_mitm_is_no_check() {
+        let none = crate::checker::mitm::mitm_refused(&[started("m#1", "drop"), observed("m#1", 0, 0, 0)]).unwrap();
+        assert_eq!(none.verdict, Verdict::Unknown, "{}", none.summary);
+        let lost = crate::checker::mitm::mitm_refused(&[started("m#1", "drop")]).unwrap();
+        assert_eq!(lost.verdict, Verdict::Unknown, "{}", lost.summary);
+        assert!(crate::checker::mitm::mitm_refused(&[]).is_none());
+    }
+}

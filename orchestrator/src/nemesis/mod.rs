@@ -123,6 +123,8 @@ impl Nemesis {
                 params,
                 seed,
             } => {
+                // From now on a total heal must also clear packet faults (`reset`).
+                self.links_used.store(true, std::sync::atomic::Ordering::Relaxed);
                 let nodes = self.up(peers).await;
                 let mut engines = serde_json::Map::new();
                 for n in nodes {
@@ -189,6 +191,17 @@ impl Nemesis {
                 let nodes = self.up(&cut_nodes(cut)).await;
                 self.for_each(&nodes, |n| self.install_cuts(n)).await?;
             }
+            ConcreteFault::Link { peers, params, .. } if params.mitm.is_some() => {
+                // What each proxy saw is the evidence `mitm-refused` judges.
+                let mut tallies = serde_json::Map::new();
+                for n in self.up(peers).await {
+                    tallies.insert(self.peers[n].name.clone(), self.stop_mitm(n, id).await?);
+                }
+                self.history.record(Event::Observed {
+                    fault: id.into(),
+                    detail: serde_json::json!({ "mitm": tallies }),
+                });
+            }
             ConcreteFault::Link { peers, .. } => {
                 let nid = netfault_id(id);
                 let nodes = self.up(peers).await;
@@ -243,6 +256,12 @@ impl Nemesis {
         let down: Vec<usize> = self.journal.lock().await.down.keys().copied().collect();
         for n in down {
             self.bring_back(n).await?;
+        }
+        // A man in the middle still on is taken off first, so that its tally is recorded.
+        for (id, fault) in &faults {
+            if matches!(fault, ConcreteFault::Link { params, .. } if params.mitm.is_some()) {
+                self.undo(id, fault).await?;
+            }
         }
         let links = self.links_used.load(std::sync::atomic::Ordering::Relaxed);
         let all = self.all();

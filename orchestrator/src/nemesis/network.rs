@@ -90,6 +90,27 @@ impl Nemesis {
         if targets.is_empty() {
             return Ok(serde_json::Value::Null);
         }
+        if let Some(mode) = &p.mitm {
+            // Checked against the profile when the plan was loaded.
+            let port = self.daemon.profile.ports.get("sync").copied().unwrap_or_default();
+            return self
+                .netfault(
+                    node,
+                    vec![
+                        "mitm".into(),
+                        "start".into(),
+                        "--id".into(),
+                        netfault_id(id),
+                        "--targets".into(),
+                        targets.join(","),
+                        "--port".into(),
+                        port.to_string(),
+                        "--mode".into(),
+                        mode.clone(),
+                    ],
+                )
+                .await;
+        }
         let ms = |d: Option<crate::plan::Dur>| d.map_or(0.0, |d| d.0.as_secs_f64() * 1000.0);
         let mut spec = serde_json::json!({
             "id": netfault_id(id),
@@ -116,6 +137,15 @@ impl Nemesis {
             .netfault(node, vec!["apply".into(), "--spec".into(), spec.to_string()])
             .await?;
         Ok(out)
+    }
+
+    /// Takes a man in the middle off `node`'s links; its final tally (streams acted on, refused,
+    /// answered, with the answered ones as evidence).
+    pub(super) async fn stop_mitm(&self, node: usize, id: &str) -> anyhow::Result<serde_json::Value> {
+        let out = self
+            .netfault(node, vec!["mitm".into(), "stop".into(), "--id".into(), netfault_id(id)])
+            .await?;
+        Ok(out["final"].clone())
     }
 
     pub(super) async fn netfault(&self, node: usize, args: Vec<String>) -> anyhow::Result<serde_json::Value> {

@@ -93,7 +93,10 @@ pub fn allowed(parent: Option<&str>, key: &str) -> Option<String> {
         (_, "files") => Some(format!("a whole number from 1 to {MAX_FILES}")),
         (_, "mix") => s("weights, e.g. {create: 50, modify: 40, delete: 10, touch: 0, chmod: 0}"),
         (_, "partition") => s("a map with `groups` or `shape`, e.g. {shape: halves}"),
-        (_, "link") => s("a map of packet faults, e.g. {peers: p1, delay: 100ms, loss: 5}"),
+        (_, "link") => s(
+            "a map of packet faults, e.g. {peers: p1, delay: 100ms, loss: 5}, or a man in the middle, {peers: p1, to: p2, mitm: alter}",
+        ),
+        (_, "mitm") => s("alter, drop or replay (a man in the middle on the link's streams)"),
         (_, "clock") => s("a map such as {peers: p1, offset: +1h}"),
         (_, "kill" | "stop" | "pause") => s("a map {peers: <peers>}"),
         (_, "lock") => s("a map {peers: <peers>, stale: <path>} or {peers: <peers>, unwritable: true}"),

@@ -325,6 +325,9 @@ pub enum Fault {
     Byzantine(ByzantineSpec),
 }
 
+/// What a man in the middle (`link: {mitm: ...}`) does to one message of each stream.
+pub const MITM_MODES: &[&str] = &["alter", "drop", "replay"];
+
 /// The fault keys a step may carry (exactly one).
 pub const FAULT_KINDS: &str = "partition, link, clock, kill, stop, pause, lock, disk, byzantine";
 
@@ -383,6 +386,10 @@ pub struct LinkParams {
     pub rate: Option<String>,
     /// `auto` (default), `netem` or `userspace`.
     pub engine: Option<String>,
+    /// A man in the middle instead of packet faults: `alter`, `drop` or `replay` one message of
+    /// every stream between `peers` and `to` on the daemon's sync port (`netfault mitm`; judged by
+    /// `mitm-refused`). Alone: it cannot be combined with the packet faults above.
+    pub mitm: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]

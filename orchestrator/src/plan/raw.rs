@@ -296,6 +296,8 @@ pub(super) struct RawLink {
     pub(super) rate: Option<String>,
     #[serde(default)]
     pub(super) engine: Option<String>,
+    #[serde(default)]
+    pub(super) mitm: Option<String>,
 }
 
 impl RawLink {
@@ -313,6 +315,7 @@ impl RawLink {
             reorder_delay: self.reorder_delay,
             rate: self.rate.clone(),
             engine: self.engine.clone(),
+            mitm: self.mitm.clone(),
         }
     }
 }

@@ -971,6 +971,37 @@ impl Resolver<'_> {
         allowed("direction", &p.direction, &["egress", "ingress", "both"])?;
         allowed("distribution", &p.distribution, &["uniform", "normal", "pareto"])?;
         allowed("engine", &p.engine, &["auto", "netem", "userspace"])?;
+        allowed("mitm", &p.mitm, MITM_MODES)?;
+        if p.mitm.is_some() {
+            let packet = [
+                ("direction", p.direction.is_some()),
+                ("delay", p.delay.is_some()),
+                ("jitter", p.jitter.is_some()),
+                ("distribution", p.distribution.is_some()),
+                ("loss", p.loss.is_some()),
+                ("loss_correlation", p.loss_correlation.is_some()),
+                ("corrupt", p.corrupt.is_some()),
+                ("duplicate", p.duplicate.is_some()),
+                ("reorder", p.reorder.is_some()),
+                ("reorder_delay", p.reorder_delay.is_some()),
+                ("rate", p.rate.is_some()),
+                ("engine", p.engine.is_some()),
+            ];
+            if let Some((name, _)) = packet.iter().find(|(_, set)| *set) {
+                return self.err(
+                    at,
+                    format!(
+                        "`mitm` with `{name}`: a man in the middle works on streams, both ways, not on packets; \
+                         allowed: `mitm` alone with `peers` and `to` (put packet faults in their own step)"
+                    ),
+                );
+            }
+            return Ok(LinkSpec {
+                peers: sel(&raw.peers)?,
+                to: sel(&raw.to)?,
+                params: p.clone(),
+            });
+        }
         if let Some(r) = &p.rate {
             parse_rate_kbit(r).or_else(|e| self.err(at, e))?;
         }
@@ -1000,7 +1031,7 @@ impl Resolver<'_> {
         if nothing {
             return self.err(
                 at,
-                "a link fault without a fault; allowed: at least one of delay, loss, corrupt, duplicate, reorder, rate",
+                "a link fault without a fault; allowed: at least one of delay, loss, corrupt, duplicate, reorder, rate, or `mitm`",
             );
         }
         if p.jitter.is_some() && p.delay.is_none() {

@@ -585,6 +585,18 @@ pub fn check_plan(plan: &mut crate::plan::Plan, profile: &Profile) -> Result<(),
         if let Some(why) = profile.refuses(step.fault.kind()) {
             return Err(at(step.at_line, format!("step `{}`: {why}", step.name)));
         }
+        if let crate::plan::Fault::Link(spec) = &step.fault
+            && spec.params.mitm.is_some()
+            && !profile.ports.contains_key("sync")
+        {
+            return Err(at(
+                step.at_line,
+                format!(
+                    "step `{}`: a man in the middle sits on the daemon's sync port, and the peer profile `{}` names no `sync` port; allowed: a profile with `container.ports.sync`",
+                    step.name, profile.name
+                ),
+            ));
+        }
         if let crate::plan::Fault::Clock(spec) = &step.fault
             && let Some(why) = vdso_refuses(&profile.clock, &spec.change, std::env::consts::ARCH)
         {

@@ -7,9 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -170,49 +168,22 @@ impl Agent {
 
     /// Start a detached engine daemon and wait until it has bound its queue.
     fn spawn_engine(&self, spec: &FaultSpec, queue: u16, mark: u32) -> Result<u32> {
-        let counters = counters_path(&self.dir, &spec.id);
-        let _ = fs::remove_file(&counters);
-        let log_path = self.dir.join(format!("{}.log", spec.id));
-        let log = fs::File::create(&log_path)?;
-        let exe = std::env::current_exe().context("cannot find the netfault binary")?;
-        let mut child = Command::new(exe)
-            .arg("--state-dir")
-            .arg(&self.dir)
-            .arg("daemon")
-            .arg("--queue")
-            .arg(queue.to_string())
-            .arg("--mark")
-            .arg(mark.to_string())
-            .arg("--spec")
-            .arg(serde_json::to_string(spec)?)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            // Its own process group: a Ctrl-C or hang-up of `docker exec` must not reach it.
-            .process_group(0)
-            .spawn()
-            .context("cannot start the engine daemon")?;
-        let pid = child.id();
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(5) {
-            if let Some(c) = read_counters(&self.dir, &spec.id)
-                && c.ready
-                && c.pid == pid
-            {
-                // Dropping a Child neither kills nor waits: the daemon lives on, and whoever
-                // inherits it (the container's PID 1) reaps it.
-                drop(child);
-                return Ok(pid);
-            }
-            if let Some(status) = child.try_wait()? {
-                let log = fs::read_to_string(&log_path).unwrap_or_default();
-                bail!("engine daemon exited ({status}): {}", log.trim());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        bail!("engine daemon did not become ready within 5 s (log: {log_path:?})")
+        let _ = fs::remove_file(counters_path(&self.dir, &spec.id));
+        let args = [
+            "--state-dir".to_string(),
+            self.dir.to_string_lossy().into_owned(),
+            "daemon".into(),
+            "--queue".into(),
+            queue.to_string(),
+            "--mark".into(),
+            mark.to_string(),
+            "--spec".into(),
+            serde_json::to_string(spec)?,
+        ];
+        let log = self.dir.join(format!("{}.log", spec.id));
+        sys::spawn_daemon(&args, &log, "engine daemon", |pid| {
+            read_counters(&self.dir, &spec.id).is_some_and(|c| c.ready && c.pid == pid)
+        })
     }
 
     /// `netfault clear`: remove one fault, or everything netfault owns.
@@ -236,9 +207,16 @@ impl Agent {
             }
         }
         self.save(&st)?;
+        // A total heal takes every man in the middle away too (their last tallies are kept).
+        let mitm = if id.is_none() {
+            self.mitm_clear_all()
+        } else {
+            Default::default()
+        };
         Ok(json!({
             "cleared": gone.iter().map(|f| f.spec.id.clone()).collect::<Vec<_>>(),
             "remaining": st.faults.iter().map(|f| f.spec.id.clone()).collect::<Vec<_>>(),
+            "mitm": mitm,
         }))
     }
 

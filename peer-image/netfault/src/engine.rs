@@ -11,7 +11,7 @@
 //! compose). Without a mark bit (`--mark 0`), release is a plain NF_ACCEPT.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -52,17 +52,6 @@ pub struct Counters {
     pub errors: u64,
     pub last_error: Option<String>,
     pub updated_unix_ms: u64,
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-static FLUSH: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(sig: libc::c_int) {
-    if sig == libc::SIGUSR1 {
-        FLUSH.store(true, Ordering::SeqCst);
-    } else {
-        STOP.store(true, Ordering::SeqCst);
-    }
 }
 
 struct Held {
@@ -232,12 +221,9 @@ impl Engine {
 
 /// Run the engine for `spec` on queue `queue_num` until SIGTERM.
 pub fn run(spec: FaultSpec, queue_num: u16, mark: u32, counters_path: PathBuf) -> Result<()> {
-    // SAFETY: installing an async-signal-safe handler that only stores to an atomic.
+    sys::catch_daemon_signals();
+    // SAFETY: a plain prctl on this process.
     unsafe {
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGUSR1, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGHUP, libc::SIG_IGN);
         // Timer slack defaults to 50 us; held packets should leave when due, not 50 us later.
         libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
     }
@@ -277,7 +263,7 @@ pub fn run(spec: FaultSpec, queue_num: u16, mark: u32, counters_path: PathBuf) -
     };
     e.write_counters();
     let mut last_write = Instant::now();
-    while !STOP.load(Ordering::SeqCst) {
+    while !sys::STOP.load(Ordering::SeqCst) {
         e.release_due();
         let now = e.now_us();
         let wait = e
@@ -307,7 +293,7 @@ pub fn run(spec: FaultSpec, queue_num: u16, mark: u32, counters_path: PathBuf) -
             }
         }
         // `status` sends SIGUSR1 to get fresh counters.
-        if FLUSH.swap(false, Ordering::SeqCst) || last_write.elapsed() >= Duration::from_millis(250) {
+        if sys::FLUSH.swap(false, Ordering::SeqCst) || last_write.elapsed() >= Duration::from_millis(250) {
             e.write_counters();
             last_write = Instant::now();
         }

@@ -10,6 +10,8 @@
 //! * [`packet`]: IPv4 flow keys, corruption, checksum repair.
 //! * [`rules`] and [`tc`]: the exact iptables and tc commands, as data.
 //! * [`state::State`]: what is installed, so it can be undone and redone.
+//! * [`mitm`]: the man in the middle (`netfault mitm`): message framing, the act on one message
+//!   per stream, the verdict, and its NAT rules as data.
 //! * [`vdso`] and [`trampoline`]: clock skew for any binary (`netfault clock`): where a process's
 //!   vDSO clock functions are, and the code page that replaces them with a skewed wall clock.
 //!
@@ -25,6 +27,7 @@
 //! ```
 
 pub mod decide;
+pub mod mitm;
 pub mod packet;
 pub mod rules;
 pub mod schedule;

@@ -5,7 +5,9 @@
 
 mod agent;
 mod engine;
+mod mitm_agent;
 mod probe;
+mod proxy;
 mod skew;
 mod sys;
 
@@ -66,6 +68,22 @@ enum Cmd {
         #[arg(long, global = true, value_delimiter = ',')]
         pid: Vec<i32>,
     },
+    /// A man in the middle on one link: a TCP proxy on every stream between this host and the
+    /// targets' port (both ways), which alters, drops or replays one message per stream and counts
+    /// whether the other side answers. Needs CAP_NET_ADMIN (NAT rules, SO_MARK).
+    Mitm {
+        #[command(subcommand)]
+        op: MitmOp,
+    },
+    /// The man in the middle's proxy (started by `mitm start`; not for direct use).
+    #[command(hide = true)]
+    MitmProxy {
+        #[arg(long)]
+        spec: String,
+        /// Send every stream here instead of its original destination (tests).
+        #[arg(long)]
+        upstream: Option<std::net::SocketAddr>,
+    },
     /// The userspace engine for one fault (started by `apply`; not for direct use).
     #[command(hide = true)]
     Daemon {
@@ -96,6 +114,38 @@ enum ClockOp {
     Measure,
 }
 
+#[derive(Subcommand)]
+enum MitmOp {
+    /// Put the proxy on the link (replacing one with the same id).
+    Start {
+        #[arg(long)]
+        id: String,
+        /// The other end(s) of the link.
+        #[arg(long, value_delimiter = ',', required = true)]
+        targets: Vec<std::net::Ipv4Addr>,
+        /// The daemon's sync port.
+        #[arg(long)]
+        port: u16,
+        /// alter, drop or replay.
+        #[arg(long, value_parser = parse_mode)]
+        mode: netfault::mitm::Mode,
+        /// Act on a stream once it is this old (past its handshake).
+        #[arg(long, default_value_t = netfault::mitm::AFTER_MS)]
+        after_ms: u64,
+    },
+    /// Take it away; prints its final tally.
+    Stop {
+        #[arg(long)]
+        id: String,
+    },
+    /// Every man in the middle and its tally so far.
+    Status,
+}
+
+fn parse_mode(s: &str) -> Result<netfault::mitm::Mode, String> {
+    netfault::mitm::Mode::parse(s).ok_or_else(|| format!("{s:?} is not a mode; one of {}", netfault::mitm::Mode::ALL))
+}
+
 fn read_spec(arg: &str) -> Result<FaultSpec> {
     let text = if arg.trim_start().starts_with('{') {
         arg.to_string()
@@ -116,7 +166,7 @@ fn print(v: &serde_json::Value) {
 fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     let default_level = match cli.cmd {
-        Cmd::Daemon { .. } => "info",
+        Cmd::Daemon { .. } | Cmd::MitmProxy { .. } => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -157,6 +207,27 @@ fn run() -> Result<ExitCode> {
                 });
             }
             print(&serde_json::json!({"mechanism": "vdso", "targets": out}));
+        }
+        Cmd::Mitm { op } => print(&match op {
+            MitmOp::Start {
+                id,
+                targets,
+                port,
+                mode,
+                after_ms,
+            } => agent.mitm_start(netfault::mitm::MitmSpec {
+                id,
+                targets,
+                port,
+                mode,
+                after_ms,
+            })?,
+            MitmOp::Stop { id } => agent.mitm_stop(&id)?,
+            MitmOp::Status => agent.mitm_status()?,
+        }),
+        Cmd::MitmProxy { spec, upstream } => {
+            let spec: netfault::mitm::MitmSpec = serde_json::from_str(&spec).context("bad --spec")?;
+            proxy::run(spec, upstream, &cli.state_dir)?;
         }
         Cmd::Daemon { queue, mark, spec } => {
             let spec = FaultSpec::from_json(&spec)?;

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -212,4 +213,64 @@ pub fn route_dev(ip: std::net::Ipv4Addr) -> Result<String> {
         }
     }
     bail!("no route to {ip}: {out}")
+}
+
+/// Set by SIGTERM or SIGINT: a daemon (packet engine, proxy) finishes up and exits.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+/// Set by SIGUSR1: a daemon writes its counters now (`status` asks for fresh ones).
+pub static FLUSH: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    if sig == libc::SIGUSR1 {
+        FLUSH.store(true, Ordering::SeqCst);
+    } else {
+        STOP.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A daemon's signals: TERM and INT set [`STOP`], USR1 sets [`FLUSH`]; a hang-up and a closed
+/// pipe are ignored (the `docker exec` that started it may be gone).
+pub fn catch_daemon_signals() {
+    // SAFETY: installing an async-signal-safe handler that only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGUSR1, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Starts this netfault binary again as a detached daemon (`args` after the binary; its stderr to
+/// `log`), and waits up to 5 s until `ready(pid)` says it is up. `what` names it in errors.
+pub fn spawn_daemon(args: &[String], log: &Path, what: &str, ready: impl Fn(u32) -> bool) -> Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot find the netfault binary")?;
+    let mut child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(log)?)
+        // Its own process group: a Ctrl-C or hang-up of `docker exec` must not reach it.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start the {what}"))?;
+    let pid = child.id();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        if ready(pid) {
+            // Dropping a Child neither kills nor waits: the daemon lives on, and whoever
+            // inherits it (the container's PID 1) reaps it.
+            drop(child);
+            return Ok(pid);
+        }
+        if let Some(status) = child.try_wait()? {
+            let log = fs::read_to_string(log).unwrap_or_default();
+            bail!("the {what} exited ({status}): {}", log.trim());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    bail!("the {what} did not become ready within 5 s (log: {log:?})")
 }

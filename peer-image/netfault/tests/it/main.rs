@@ -6,3 +6,5 @@
 mod util;
 // Each fault measured, then healed and checked gone.
 mod faults;
+// The man in the middle against a sealed and a plain server.
+mod mitm;
