@@ -61,6 +61,29 @@ fn the_syncpeer_config_renders_neighbours_and_trust() {
     assert_eq!(v["peers"], serde_json::json!([]));
 }
 
+/// `syncpeer-static` is syncpeer with another image and clock mechanism, nothing else: the same
+/// files (its template is a link to syncpeer's), readiness, conventions, metrics and flavors.
+#[test]
+fn syncpeer_static_is_syncpeer_with_its_static_image_and_vdso_clock() {
+    let (dynamic, fixed) = (shipped("syncpeer"), shipped("syncpeer-static"));
+    assert_eq!(fixed.image, "syftchaos/peer-static:latest");
+    assert_eq!(fixed.clock, ClockMethod::Vdso);
+    assert!(
+        fixed
+            .build
+            .as_deref()
+            .is_some_and(|b| b.ends_with("build-static-image.sh")),
+        "{:?}",
+        fixed.build
+    );
+    let facts = Facts::sample(&fixed.ports);
+    let render = |p: &Profile| template::render(&p.files[0].template, &facts).unwrap();
+    assert_eq!(render(&fixed), render(&dynamic));
+    assert_eq!(fixed.faults, dynamic.faults);
+    assert_eq!(fixed.flavors, dynamic.flavors);
+    assert_eq!(fixed.sync_rel, dynamic.sync_rel);
+}
+
 #[test]
 fn a_minimal_profile_is_enough() {
     let dir = tempfile::tempdir().unwrap();

@@ -363,3 +363,119 @@ fn the_clock_flag_switches_a_run_to_vdso_patching_and_records_it() {
         "the report's header names the mechanism"
     );
 }
+
+/// Issue 11's plans against `syncpeer` built static (profile `syncpeer-static`, which builds its image
+/// when missing): the binary in the image has no program interpreter, clock-skew on it is judged
+/// (every check valid or invalid) with every clock change measured within 50 ms of its request; and
+/// the point of vDSO patching: given libfaketime instead, the same binary does not move
+/// (`clock-applied` unknown, p1 measured on the true time).
+#[test]
+fn clock_skew_on_syncpeer_built_static_is_judged_and_libfaketime_cannot_move_it() {
+    if !docker_ready("clock_skew_on_syncpeer_built_static_is_judged_and_libfaketime_cannot_move_it") {
+        return;
+    }
+    let _lock = docker_lock();
+    let reports = tempfile::tempdir().unwrap();
+    let out = run(chaos()
+        .args([
+            "run",
+            "chaos-plans/clock-skew.yaml",
+            "--peer",
+            "syncpeer-static",
+            "--reports",
+        ])
+        .arg(reports.path()));
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The image the run used holds a static syncpeer; the dynamic image's is not.
+    let ldd = |image: &str| {
+        let o = Command::new("docker")
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--label",
+                "io.syftchaos.managed=true",
+            ])
+            .args(["--entrypoint", "ldd", image, "/usr/local/bin/syncpeer"])
+            .output()
+            .expect("docker run");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let fixed = ldd("syftchaos/peer-static:latest");
+    // glibc's ldd: "statically linked" for a static-pie (crt-static), else "not a dynamic executable".
+    assert!(
+        (fixed.contains("statically linked") || fixed.contains("not a dynamic executable"))
+            && !fixed.contains("libc.so"),
+        "{fixed}"
+    );
+    let dynamic = ldd("syftchaos/peer:latest");
+    assert!(dynamic.contains("libc.so"), "{dynamic}");
+
+    let dir = run_dir(reports.path()).expect("a run folder");
+    let history = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    let measured = |history: &str| -> Vec<(String, i64, Option<i64>)> {
+        history
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["type"] == "clock-measured")
+            .map(|e| {
+                let peer = e["peer"].as_str().unwrap().to_string();
+                (peer, e["requested_ms"].as_i64().unwrap(), e["measured_ms"].as_i64())
+            })
+            .collect()
+    };
+    let changes = measured(&history);
+    eprintln!("clock changes (peer, requested ms, measured ms): {changes:?}");
+    assert_eq!(
+        changes.iter().filter(|c| c.1 != 0).count(),
+        2,
+        "p1 +1h and p3 -1h: {changes:?}"
+    );
+    for (peer, want, got) in &changes {
+        assert!(
+            got.is_some_and(|m| (m - want).abs() <= 50),
+            "{peer}: asked {want} ms, measured {got:?}"
+        );
+    }
+    assert!(history.contains(r#""mechanism":"vdso""#), "the profile's mechanism ran");
+    let result = result_of(reports.path());
+    assert_eq!(result["clock"], "vdso");
+    for c in result["checks"].as_array().unwrap() {
+        assert!(c["verdict"] == "valid" || c["verdict"] == "invalid", "judged: {c}");
+    }
+
+    let wrong = tempfile::tempdir().unwrap();
+    run(chaos()
+        .args(["run", "chaos-plans/clock-skew.yaml", "--peer", "syncpeer-static"])
+        .args(["--clock", "libfaketime", "--reports"])
+        .arg(wrong.path()));
+    let dir = run_dir(wrong.path()).expect("a run folder");
+    let changes = measured(&std::fs::read_to_string(dir.join("history.jsonl")).unwrap());
+    eprintln!("under libfaketime (peer, requested ms, measured ms): {changes:?}");
+    let ahead = changes
+        .iter()
+        .find(|c| c.1 == 3_600_000)
+        .expect("p1's +1h was measured");
+    assert!(
+        ahead.2.is_some_and(|m| m.abs() <= 1_000),
+        "libfaketime cannot move a static binary: {ahead:?}"
+    );
+    let applied = result_of(wrong.path())["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "clock-applied")
+        .cloned()
+        .expect("a clock-applied check");
+    assert_eq!(applied["verdict"], "unknown", "{applied}");
+}
