@@ -1,7 +1,8 @@
 //! `netfault mitm start | stop | status`: puts a man in the middle on one link and takes it away
 //! (see [`netfault::mitm`] for what it does to the streams, and `proxy` for the daemon).
 //!
-//! `start` spawns the proxy daemon, waits until it listens, then installs its NAT and reset rules;
+//! `start` spawns the proxy daemon, waits until it listens, installs its NAT and reset rules, then
+//! closes the streams already open on the link (`ss -K`) so that they reconnect through the proxy;
 //! `stop` removes the rules first (no new stream reaches a proxy about to go), then stops the
 //! daemon, which judges its open streams, and returns the final tally. Each man in the middle is
 //! kept in `<state>/mitm-<id>.json`, so `netfault clear` (everything) takes them away too.
@@ -88,11 +89,22 @@ impl Agent {
             done.rules.push(r);
         }
         sys::write_atomic(&installed_path(&self.dir, &spec.id), &serde_json::to_vec_pretty(&done)?)?;
+        // Streams already open would only meet the reset rules with their next packet, and a daemon
+        // that keeps an idle stream (Syncthing's BEP) may send nothing for minutes: close them now
+        // (`ss -K`, socket destroy; best effort, the rules still catch what it misses).
+        let mut cut = 0;
+        for t in &spec.targets {
+            let filter = format!("( dport = :{p} or sport = :{p} )", p = spec.port);
+            if let Ok(out) = sys::run_str("ss", &["-K", "-t", "-n", "dst", &t.to_string(), &filter]) {
+                cut += out.lines().skip(1).filter(|l| !l.trim().is_empty()).count();
+            }
+        }
         Ok(json!({
             "id": spec.id,
             "mode": spec.mode,
             "pid": pid,
             "listen_port": port,
+            "streams_cut": cut,
             "iptables": done.rules.iter().map(|r| format!("{ipt} {}", r.append().join(" "))).collect::<Vec<_>>(),
         }))
     }

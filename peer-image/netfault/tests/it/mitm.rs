@@ -221,13 +221,13 @@ fn streams_open_before_the_proxy_are_cut_and_a_total_clear_takes_it_away() {
         let mut buf = [0u8; 200];
         s.read_exact(&mut buf).unwrap();
         rx.recv().unwrap();
-        // The proxy is on: this stream's next packet is refused.
-        let sent = s.write_all(b"after").is_ok();
+        // The proxy is on: the stream was closed under it (without anything sent on it).
         let got = s.read(&mut buf);
-        (sent, got.map_err(|e| e.kind()))
+        (true, got.map_err(|e| e.kind()))
     });
     std::thread::sleep(Duration::from_millis(300));
-    start(&pair, "m3", "alter");
+    let out = start(&pair, "m3", "alter");
+    assert_eq!(out["streams_cut"], 1, "{out}");
     tx.send(()).unwrap();
     let (_, got) = old.join().unwrap();
     assert!(
@@ -238,5 +238,58 @@ fn streams_open_before_the_proxy_are_cut_and_a_total_clear_takes_it_away() {
     assert!(client(&pair) > 0);
     let cleared = pair.netfault_ok(&["clear"]);
     assert_eq!(cleared["mitm"]["m3"]["streams"], 1, "{cleared}");
+    assert_gone(&pair);
+}
+
+/// The other way: a stream the target opened to this host before the proxy came (this host
+/// serving) is cut too, and the target's next stream goes through the proxy.
+#[test]
+fn streams_the_target_opened_before_the_proxy_are_cut_too() {
+    if !can_run() {
+        return;
+    }
+    let pair = NetPair::new();
+    // The server is in A (where the proxy goes); the target B connects to it.
+    let ip_a = pair.ip_a;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    in_ns(&pair.ns_a, move || {
+        let l = TcpListener::bind(SocketAddrV4::new(ip_a, PORT)).unwrap();
+        ready_tx.send(()).unwrap();
+        for s in l.incoming().take(2).flatten() {
+            std::thread::spawn(move || serve_plain(s));
+        }
+    });
+    ready_rx.recv().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let old = in_ns(&pair.ns_b, move || {
+        let mut s = TcpStream::connect(SocketAddrV4::new(ip_a, PORT)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(b"before").unwrap();
+        let mut buf = [0u8; 200];
+        s.read_exact(&mut buf).unwrap();
+        rx.recv().unwrap();
+        let _ = s.write_all(b"after");
+        s.read(&mut buf).map_err(|e| e.kind())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    start(&pair, "m4", "alter");
+    tx.send(()).unwrap();
+    let got = old.join().unwrap();
+    assert!(
+        !matches!(got, Ok(n) if n > 0),
+        "the stream the target opened before the proxy still carried an answer: {got:?}"
+    );
+    let new = in_ns(&pair.ns_b, move || {
+        let mut s = TcpStream::connect(SocketAddrV4::new(ip_a, PORT)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(b"through the proxy").unwrap();
+        let mut buf = [0u8; 200];
+        s.read(&mut buf).unwrap_or(0)
+    })
+    .join()
+    .unwrap();
+    assert!(new > 0, "the new stream was not answered");
+    let t = pair.netfault_ok(&["mitm", "stop", "--id", "m4"])["final"].clone();
+    assert_eq!(t["streams"], 1, "the target's new stream went through the proxy: {t}");
     assert_gone(&pair);
 }
