@@ -74,8 +74,8 @@ impl Shared {
         t.last_error = Some(format!("{e:#}"));
     }
 
-    /// Judges what can be judged; drops closed streams from the watch list. True if any was judged.
-    fn sweep(&self, force: bool) -> bool {
+    /// Judges what can be judged; drops closed streams from the watch list.
+    fn sweep(&self, force: bool) {
         let now = Instant::now();
         let mut judged = Vec::new();
         let mut passed = 0;
@@ -92,11 +92,9 @@ impl Shared {
         });
         let mut t = self.tally.lock().unwrap();
         t.passed += passed;
-        let any = !judged.is_empty();
         for o in judged {
             t.record(o);
         }
-        any
     }
 }
 
