@@ -102,7 +102,8 @@ pub struct RunArgs {
     /// How long a misbehaving peer is ignored [default: 30000].
     #[arg(long, env = "SYNCPEER_QUARANTINE_MS")]
     pub quarantine_ms: Option<u64>,
-    /// Strikes (bad hash, bad signature) within the window that quarantine a peer [default: 3].
+    /// Strikes (a bad hash, a bad signature, 10 more refusals over the rate limit) within the window
+    /// that quarantine a peer [default: 3].
     #[arg(long, env = "SYNCPEER_STRIKE_LIMIT")]
     pub strike_limit: Option<u32>,
     /// Window for counting strikes [default: 60000].

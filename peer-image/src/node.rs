@@ -19,7 +19,7 @@ use crate::locks::Locks;
 use crate::metrics::Metrics;
 use crate::mutant::{Mutant, Tie};
 use crate::mutex::lock;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{Admission, RateLimiter};
 use crate::scan_queue::ScanTx;
 use crate::tls::Credentials;
 
@@ -204,12 +204,12 @@ impl Node {
         lock(&self.reputation).is_quarantined(short)
     }
 
-    /// A strike against a peer that sent bad data.
+    /// A strike against a peer that sent bad data or stays over its rate limit.
     pub fn strike(&self, short: &str) {
         let s = &self.settings;
         let mut rep = lock(&self.reputation);
         if rep.strike(short, s.strike_limit, s.strike_window, s.quarantine) {
-            tracing::warn!(peer = %self.peer_label(short), "peer quarantined after repeated bad data");
+            tracing::warn!(peer = %self.peer_label(short), "peer quarantined after repeated strikes");
         }
         self.metrics.quarantined_peers.set(rep.count() as i64);
     }
@@ -223,10 +223,15 @@ impl Node {
 
     /// Token bucket check for an incoming request, by the sender's TLS identity. Senders that are
     /// not trusted keys would share one bucket; since the handshake admits neighbours only, that
-    /// is a second line of defence.
+    /// is a second line of defence. A neighbour that keeps going over its limit gets a strike
+    /// (see [`crate::rate_limit::REFUSALS_PER_STRIKE`]): a flood ends in quarantine.
     pub fn admit_rate(&self, who: &str) -> bool {
-        let who = if self.keys.contains_key(who) { who } else { "unknown" };
-        lock(&self.rate).admit(who, Instant::now())
+        let known = self.keys.contains_key(who);
+        let admission = lock(&self.rate).admit(if known { who } else { "unknown" }, Instant::now());
+        if known && admission == Admission::Strike {
+            self.strike(who);
+        }
+        admission.admitted()
     }
 
     /// Refreshes the index gauges and tells hint senders the index changed.

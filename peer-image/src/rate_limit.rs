@@ -1,5 +1,9 @@
 //! [`RateLimiter`]: a token bucket per requesting peer, for the sync port's requests.
 //!
+//! A sender that keeps going over its limit is told so: every [`REFUSALS_PER_STRIKE`]th refusal
+//! is an [`Admission::Strike`], which the node counts like bad data, so a flooding neighbour is
+//! quarantined after a few dozen refusals instead of costing its full rate for as long as it likes.
+//!
 //! A sender is named by a header nobody authenticates, so the table of buckets is keyed by
 //! whatever strangers send: it holds at most [`SENDERS_MAX`] buckets. When it is full, the buckets
 //! that refilled completely are dropped first (a fresh bucket is the same thing), then the fuller
@@ -12,9 +16,30 @@ use std::time::Instant;
 /// Buckets kept at most (~100 bytes each).
 pub const SENDERS_MAX: usize = 4096;
 
+/// Refusals per strike. With three strikes to a quarantine (the default `strike_limit`), a sender
+/// is quarantined at its 30th refusal: about a second after its burst ran dry for a flood held by
+/// the server's tarpit, and never for an honest neighbour, whose retries after a refusal wait.
+pub const REFUSALS_PER_STRIKE: u64 = 10;
+
+/// What the bucket says to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    Refused,
+    /// Refused, and the sender has now been refused another [`REFUSALS_PER_STRIKE`] times.
+    Strike,
+}
+
+impl Admission {
+    pub fn admitted(self) -> bool {
+        self == Admission::Admitted
+    }
+}
+
 struct Bucket {
     tokens: f64,
     last: Instant,
+    refused: u64,
 }
 
 /// Token buckets by sender: `per_sec` refill, `burst` capacity (a new sender starts full).
@@ -33,23 +58,28 @@ impl RateLimiter {
         }
     }
 
-    /// Takes a token from `who`'s bucket at `now`; false when it is empty.
-    pub fn admit(&mut self, who: &str, now: Instant) -> bool {
+    /// Takes a token from `who`'s bucket at `now`; refused when it is empty.
+    pub fn admit(&mut self, who: &str, now: Instant) -> Admission {
         if self.buckets.len() >= SENDERS_MAX && !self.buckets.contains_key(who) {
             self.evict(now);
         }
         let bucket = self.buckets.entry(who.to_string()).or_insert(Bucket {
             tokens: self.burst,
             last: now,
+            refused: 0,
         });
         let refill = now.duration_since(bucket.last).as_secs_f64() * self.per_sec;
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
         bucket.last = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
-            true
+            return Admission::Admitted;
+        }
+        bucket.refused += 1;
+        if bucket.refused.is_multiple_of(REFUSALS_PER_STRIKE) {
+            Admission::Strike
         } else {
-            false
+            Admission::Refused
         }
     }
 
@@ -90,11 +120,30 @@ mod tests {
     fn a_sender_gets_its_burst_then_its_rate() {
         let t0 = Instant::now();
         let mut l = RateLimiter::new(10.0, 3.0);
-        assert!((0..3).all(|_| l.admit("a", t0)));
-        assert!(!l.admit("a", t0));
-        assert!(l.admit("b", t0), "buckets are per sender");
-        assert!(l.admit("a", t0 + Duration::from_millis(100)));
-        assert!(!l.admit("a", t0 + Duration::from_millis(100)));
+        assert!((0..3).all(|_| l.admit("a", t0).admitted()));
+        assert!(!l.admit("a", t0).admitted());
+        assert!(l.admit("b", t0).admitted(), "buckets are per sender");
+        assert!(l.admit("a", t0 + Duration::from_millis(100)).admitted());
+        assert!(!l.admit("a", t0 + Duration::from_millis(100)).admitted());
+    }
+
+    #[test]
+    fn every_tenth_refusal_is_a_strike_and_admissions_do_not_reset_the_count() {
+        let t0 = Instant::now();
+        let mut l = RateLimiter::new(10.0, 1.0);
+        assert!(l.admit("a", t0).admitted());
+        let said: Vec<Admission> = (0..25).map(|_| l.admit("a", t0)).collect();
+        let strikes: Vec<usize> = (0..25).filter(|&i| said[i] == Admission::Strike).collect();
+        assert_eq!(strikes, [9, 19], "{said:?}");
+        // A token in between: the sender is still the one that went over, 25 times so far.
+        assert!(l.admit("a", t0 + Duration::from_millis(100)).admitted());
+        let more: Vec<Admission> = (0..5).map(|_| l.admit("a", t0 + Duration::from_millis(100))).collect();
+        assert_eq!(more[4], Admission::Strike, "{more:?}");
+        assert_eq!(
+            l.admit("b", t0),
+            Admission::Admitted,
+            "another sender has its own count"
+        );
     }
 
     #[test]
@@ -114,12 +163,12 @@ mod tests {
         // sender that ran its bucket dry cannot get a new one by flooding other names.
         let t0 = Instant::now();
         let mut l = RateLimiter::new(1.0, 5.0);
-        assert!((0..5).all(|_| l.admit("greedy", t0)));
-        assert!(!l.admit("greedy", t0));
+        assert!((0..5).all(|_| l.admit("greedy", t0).admitted()));
+        assert!(!l.admit("greedy", t0).admitted());
         for i in 0..(3 * SENDERS_MAX) {
             l.admit(&format!("other-{i}"), t0);
         }
-        assert!(!l.admit("greedy", t0));
+        assert!(!l.admit("greedy", t0).admitted());
         assert!(l.len() <= SENDERS_MAX);
     }
 }

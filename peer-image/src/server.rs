@@ -1,7 +1,8 @@
 //! Server side of the peer protocol on the sync port (axum, behind [`crate::listener`]). Every
 //! request is admitted first: its sender is the neighbour whose key the connection's certificate
 //! proved (a sender header, if one is sent, must name the same peer), not quarantined, within its
-//! rate limit; a request over the limit is refused after a [`TARPIT`], so a flood cannot set the pace.
+//! rate limit. A refused request is answered after a [`TARPIT`], so a flood cannot set the pace, and
+//! a neighbour that keeps going over its limit is quarantined (strikes, see [`Node::admit_rate`]).
 
 use std::sync::Arc;
 
@@ -75,20 +76,19 @@ fn admit(
     Ok((short, label))
 }
 
-/// How long a refusal for going over the rate limit is held before it is sent. A flooding
-/// neighbour's connection then waits instead of asking again at once, so however fast the liar
-/// sends, each of its connections costs this peer at most one refused request per `TARPIT`: a
-/// flood is held near the rate limit (computed for `flood`'s 8 connections at 2000 requests a
-/// second: the limit plus 32 a second) instead of being answered at the liar's pace. A held response is a parked future, no CPU. An
-/// honest neighbour over its budget (a burst after a heal) waits the same 250 ms, then retries.
+/// How long a refused request is held before its refusal is sent. A flooding neighbour's
+/// connection then waits instead of asking again at once, so however fast the liar sends, each of
+/// its connections costs this peer at most one refused request per `TARPIT`. Over the rate limit,
+/// that holds a flood near the limit (for `flood`'s 8 connections: the limit plus 32 a second);
+/// once the flooder is quarantined (30 refusals), at 32 a second in all, instead of at the liar's
+/// pace. A held response is a parked future, no CPU. An honest neighbour over its budget (a burst
+/// after a heal) waits the same 250 ms, then retries.
 pub const TARPIT: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// The answer to a request `admit` refused: at once, except that going over the rate limit is
-/// answered after [`TARPIT`].
+/// The answer to a request `admit` refused (over the rate limit, quarantined, or lying about its
+/// sender), after [`TARPIT`].
 async fn refusal(code: StatusCode) -> Response {
-    if code == StatusCode::TOO_MANY_REQUESTS {
-        tokio::time::sleep(TARPIT).await;
-    }
+    tokio::time::sleep(TARPIT).await;
     code.into_response()
 }
 

@@ -206,11 +206,11 @@ fn the_liars_equivocate_replay_drop_and_lie_and_every_plan_ends_valid() {
 }
 
 /// `byzantine-flood` (issue 14 item 4): p5 floods every neighbour at four times the rate limit while
-/// the honest peers write. The flood is refused as `rate_limited`, nothing is lost or poisoned, and
-/// `criterion-flood` is judged with its numbers: honest propagation p99 under the flood against the
-/// same run's calm p99. Its verdict is a speed goal on 2 cores shared by the liar, the honest peers
-/// and whatever else runs, so it is reported here, not asserted (tests assert no wall-clock times);
-/// the plan's exit code follows it. Alone on the machine, so that the numbers mean something.
+/// the honest peers write. The flood is refused as `rate_limited`, then the flooder is quarantined;
+/// nothing is lost or poisoned, and `criterion-flood` is judged with its numbers: honest
+/// propagation p99 under the flood against the same run's calm p99, within 2x plus 100 ms. That
+/// bound is generous since the quarantine (measured 1.0x: 12 ms against 12 ms; 2.7-7x with only the
+/// tarpit), so the plan must exit 0. Alone on the machine, so that the numbers mean something.
 #[test]
 fn a_flood_is_refused_and_the_flood_criterion_is_judged() {
     if !docker_ready("a_flood_is_refused_and_the_flood_criterion_is_judged") {
@@ -239,11 +239,7 @@ fn a_flood_is_refused_and_the_flood_criterion_is_judged() {
         "{flood}"
     );
     assert!(flood["evidence"]["calm"]["pairs"].as_u64().unwrap_or(0) > 0, "{flood}");
-    let want = match flood["verdict"].as_str() {
-        Some("valid") => 0,
-        Some("invalid") => 1,
-        other => panic!("criterion-flood not judged ({other:?}): {flood}"),
-    };
+    assert_eq!(flood["verdict"], "valid", "{flood}");
     // Refused somewhere: how the flood spreads over the four honest peers depends on how fast each
     // answers (the liar's 32 connections share 2 cores with them), so the sum is asserted.
     let honest = &check(&result, "no-poisoning")["evidence"]["honest_peers"];
@@ -252,7 +248,12 @@ fn a_flood_is_refused_and_the_flood_criterion_is_judged() {
         .map(|p| honest[p]["rejections"]["rate_limited"].as_f64().unwrap_or(0.0))
         .sum();
     assert!(limited >= 1.0, "no request was refused over the rate limit: {honest}");
-    assert_eq!(code, Some(want), "verdict {}", result["verdict"]);
+    let quarantined: f64 = ["p1", "p2", "p3", "p4"]
+        .iter()
+        .map(|p| honest[p]["rejections"]["quarantined"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert!(quarantined >= 1.0, "the flooder was never quarantined: {honest}");
+    assert_eq!(code, Some(0), "verdict {}", result["verdict"]);
 }
 
 /// An eclipse (plan `byzantine-eclipse`): while its one honest link is cut, every neighbour p1 can
@@ -371,9 +372,9 @@ fn a_man_in_the_middle_is_refused_by_tls_in_every_mode() {
     assert_eq!(code, Some(0), "verdict {}", result["verdict"]);
 }
 
-/// A liar among honest peers (plan `byzantine-peer`): p5 withholds, floods, forges, tampers and
+/// A liar among honest peers (plan `byzantine-peer`): p5 withholds, forges, tampers, floods and
 /// trickles in turn. The honest peers reject its lies themselves (bad hashes, bad signatures,
-/// rate limits, quarantine), never hold a byte no writer wrote, and everyone converges once the
+/// quarantine), never hold a byte no writer wrote, and everyone converges once the
 /// control file is gone.
 #[test]
 fn a_byzantine_peer_is_caught_by_the_honest_ones_and_poisons_nothing() {
@@ -387,7 +388,7 @@ fn a_byzantine_peer_is_caught_by_the_honest_ones_and_poisons_nothing() {
         .filter(|e| e["kind"] == "byzantine" && e["detail"]["written"]["p5"].is_array())
         .filter_map(|e| e["detail"]["behaviours"][0].as_str())
         .collect();
-    assert_eq!(lies, ["withhold", "flood", "forge", "tamper", "slowloris"]);
+    assert_eq!(lies, ["withhold", "forge", "tamper", "flood", "slowloris"]);
     assert!(
         !dir.join("peers/p5/state/byzantine").exists(),
         "the heal removes the control file"
@@ -416,7 +417,8 @@ fn a_byzantine_peer_is_caught_by_the_honest_ones_and_poisons_nothing() {
     };
     assert!(total("bad_hash") > 0.0, "tampered content rejected: {honest:?}");
     assert!(total("bad_signature") > 0.0, "forged versions rejected: {honest:?}");
-    assert!(total("rate_limited") > 0.0, "the flood was rate-limited: {honest:?}");
+    // Its lies have it quarantined before it floods, so the flood is refused as from a quarantined
+    // peer here; `byzantine-flood`'s test sees it refused over the rate limit first.
     assert!(total("quarantined") > 0.0, "the liar was quarantined: {honest:?}");
     assert_eq!(code, Some(0), "verdict {}", result["verdict"]);
 }

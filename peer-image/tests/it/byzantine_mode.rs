@@ -133,19 +133,24 @@ fn forged_versions_are_rejected_and_a_withholding_liar_still_takes() {
 /// `flood`: requests far above the honest peer's rate limit are refused as `rate_limited`, and
 /// they stop when the file is removed.
 #[test]
-fn a_flood_is_rate_limited_and_stops_with_the_file() {
-    let mut c = liar_and_honest("rate_limit_per_sec: 50\nrate_limit_burst: 50\n");
+fn a_flood_is_quarantined_and_stops_with_the_file() {
+    // A short quarantine, so the flooder comes back, is refused again, and is quarantined again.
+    let mut c = liar_and_honest("rate_limit_per_sec: 50\nrate_limit_burst: 50\nquarantine_ms: 1000\n");
     c.start_all();
     set_behaviours(&c, Some("flood\n"));
-    wait_until("rate_limited counted", TIMEOUT, || {
-        rejections(&c, "rate_limited") >= 200.0
+    // Over its limit 30 times: quarantined; its requests are then refused as such.
+    wait_until("the flooder refused as quarantined", TIMEOUT, || {
+        rejections(&c, "quarantined") >= 40.0
     });
+    assert!(rejections(&c, "rate_limited") >= 30.0);
     set_behaviours(&c, None);
-    // The flood workers notice within a re-read (200 ms); then at most the normal traffic.
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    let before = rejections(&c, "rate_limited");
+    // The flood workers notice within a re-read (200 ms) and the quarantine ends within 1 s; then
+    // at most the normal traffic, which stays within its limit.
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let refused = || rejections(&c, "rate_limited") + rejections(&c, "quarantined");
+    let before = refused();
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert_eq!(rejections(&c, "rate_limited"), before, "the flood went on");
+    assert_eq!(refused(), before, "the flood went on");
     c.peers[0].write("after.txt", b"honest traffic flows");
     wait_until("sync after the flood", TIMEOUT, || {
         c.peers[1].read("after.txt").as_deref() == Some(&b"honest traffic flows"[..])
