@@ -43,6 +43,8 @@ pub enum DockerError {
     MissingImage(String),
     #[error("cannot read {0} from the image's archive: {1}")]
     Archive(String, String),
+    #[error("exec `{0}` in container {1} started detached; an attached one was asked for")]
+    Detached(String, String),
     /// Another network took the subnet between our look and our create (a concurrent run).
     #[error("subnet {0} was taken by another network meanwhile")]
     SubnetTaken(String),
@@ -61,6 +63,17 @@ pub struct ExecOutput {
     pub exit_code: i64,
     pub stdout: String,
     pub stderr: String,
+}
+
+/// A process started in a container with its streams attached ([`Engine::exec_attached`]).
+pub struct Attached {
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    pub output: std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<Item = std::result::Result<bollard::container::LogOutput, bollard::errors::Error>>
+                + Send,
+        >,
+    >,
 }
 
 /// A container to create: on a run's network at a static address, or (a fault-agent sidecar) in
@@ -271,6 +284,19 @@ impl Engine {
         Ok(info.state.and_then(|s| s.running).unwrap_or(false))
     }
 
+    /// The running container's full id and the pid of its init process (as the host sees it);
+    /// `None` when it is not running.
+    pub async fn init_process(&self, name: &str) -> Result<Option<(String, u32)>> {
+        let info = self
+            .docker
+            .inspect_container(name, None)
+            .await
+            .map_err(op(format!("inspect container {name}")))?;
+        let state = info.state.unwrap_or_default();
+        let pid = state.pid.filter(|&p| p > 0 && state.running == Some(true));
+        Ok(info.id.zip(pid).map(|(id, pid)| (id, pid as u32)))
+    }
+
     /// The bytes of one regular file of `image` (e.g. a library to mount into peers), read through a
     /// container that is created, never started, and removed.
     pub async fn file_from_image(&self, image: &str, path: &str, labels: HashMap<String, String>) -> Result<Vec<u8>> {
@@ -327,7 +353,36 @@ impl Engine {
     /// Runs `cmd` in the container as `user` and waits for it.
     pub async fn exec(&self, name: &str, user: &str, cmd: &[&str]) -> Result<ExecOutput> {
         let what = || format!("exec `{}` in container {name}", cmd.join(" "));
+        let (id, mut attached) = self.start_exec(name, user, cmd, false).await?;
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        while let Some(chunk) = attached.output.next().await {
+            match chunk.map_err(op(what()))? {
+                bollard::container::LogOutput::StdErr { message } => {
+                    stderr.push_str(&String::from_utf8_lossy(&message))
+                }
+                other => stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+            }
+        }
+        let inspect = self.docker.inspect_exec(&id).await.map_err(op(what()))?;
+        Ok(ExecOutput {
+            exit_code: inspect.exit_code.unwrap_or(-1),
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Starts `cmd` in the container as `user` with its stdin, stdout and stderr attached, and
+    /// returns them without waiting: for a shell kept open ([`crate::cluster::agent_shell`]).
+    pub async fn exec_attached(&self, name: &str, user: &str, cmd: &[&str]) -> Result<Attached> {
+        Ok(self.start_exec(name, user, cmd, true).await?.1)
+    }
+
+    /// Creates and starts an exec with stdout and stderr (and with `stdin`, stdin) attached: its id
+    /// and its streams.
+    async fn start_exec(&self, name: &str, user: &str, cmd: &[&str], stdin: bool) -> Result<(String, Attached)> {
+        let what = || format!("exec `{}` in container {name}", cmd.join(" "));
         let config = ExecConfig {
+            attach_stdin: Some(stdin),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             user: Some(user.to_string()),
@@ -335,7 +390,6 @@ impl Engine {
             ..Default::default()
         };
         let created = self.docker.create_exec(name, config).await.map_err(op(what()))?;
-        let (mut stdout, mut stderr) = (String::new(), String::new());
         let started = self
             .docker
             .start_exec(
@@ -347,22 +401,10 @@ impl Engine {
             )
             .await
             .map_err(op(what()))?;
-        if let StartExecResults::Attached { mut output, .. } = started {
-            while let Some(chunk) = output.next().await {
-                match chunk.map_err(op(what()))? {
-                    bollard::container::LogOutput::StdErr { message } => {
-                        stderr.push_str(&String::from_utf8_lossy(&message))
-                    }
-                    other => stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
-                }
-            }
+        match started {
+            StartExecResults::Attached { output, input } => Ok((created.id, Attached { input, output })),
+            StartExecResults::Detached => Err(DockerError::Detached(cmd.join(" "), name.to_string())),
         }
-        let inspect = self.docker.inspect_exec(&created.id).await.map_err(op(what()))?;
-        Ok(ExecOutput {
-            exit_code: inspect.exit_code.unwrap_or(-1),
-            stdout,
-            stderr,
-        })
     }
 
     /// The container's whole log (stdout and stderr, interleaved as Docker stored them).

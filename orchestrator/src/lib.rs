@@ -19,7 +19,8 @@
 //! * [`workload`], [`nemesis`]: apply file operations and faults.
 //! * [`monitor`]: reads every tree a few times a second: convergence, and when content appeared where.
 //! * [`watcher`]: inotify on the host side of every sync folder: when content appeared, to the ms.
-//! * [`scraper`]: every peer's metrics (when its profile has them) and container stats.
+//! * [`scraper`]: every peer's metrics (when its profile has them) and container stats
+//!   ([`kernel_stats`]: read from the kernel's cgroup files, the stats API where those are out of reach).
 //! * [`record`]: what a run records (history, observations, metric samples, the run folder's layout):
 //!   the floor under the collectors above and the checkers and report below.
 //! * [`tree`]: a peer's file tree as (path, size, hash).
@@ -39,6 +40,7 @@ pub mod cluster;
 pub mod console;
 pub mod docker;
 pub mod generator;
+pub mod kernel_stats;
 pub mod listing;
 pub mod monitor;
 pub mod nemesis;

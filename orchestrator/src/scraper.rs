@@ -1,6 +1,6 @@
 //! The metrics scraper: every interval (1 s by default) it reads every peer's Prometheus `/metrics`
-//! (when its profile has one) and its container's CPU, memory and network counters from the Docker
-//! stats API, and appends one JSON line per (peer, source) to `<run>/metrics.jsonl`, plus one `roles`
+//! (when its profile has one) and its container's CPU, memory and network counters (from the kernel's
+//! cgroup and `/proc` files, [`crate::kernel_stats`], or else the Docker stats API), and appends one JSON line per (peer, source) to `<run>/metrics.jsonl`, plus one `roles`
 //! line: the same scrape as what the counters *mean* ([`Role`]: the profile maps its metric names to
 //! roles; Docker's network counters are roles for every daemon). Checkers read roles only, never a
 //! daemon's metric names. Nothing is kept in memory: the checkers and the report read the file back.
@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::docker::Engine;
+use crate::kernel_stats::StatsReader;
 use crate::profile::{Metrics, Role};
 use crate::record::beneath::Kind;
 use crate::record::history::History;
@@ -97,7 +98,12 @@ pub fn parse(text: &str) -> std::io::Result<BTreeMap<String, f64>> {
     Ok(out)
 }
 
-async fn scrape_one(http: &reqwest::Client, engine: Option<&Engine>, t: &Target, history: &History) -> Vec<Sample> {
+async fn scrape_one(
+    http: &reqwest::Client,
+    engine: Option<&StatsReader>,
+    t: &Target,
+    history: &History,
+) -> Vec<Sample> {
     // Each source is stamped when its answer arrived: a slow stats call must not shift the metrics.
     let metrics = async {
         let Some(url) = &t.metrics_url else {
@@ -186,7 +192,7 @@ async fn scrape_one(http: &reqwest::Client, engine: Option<&Engine>, t: &Target,
 /// One round: every target at once; returns the samples in target order.
 pub async fn scrape_all(
     http: &reqwest::Client,
-    engine: Option<&Engine>,
+    engine: Option<&StatsReader>,
     targets: &[Target],
     history: &History,
 ) -> Vec<Sample> {
@@ -234,6 +240,9 @@ pub async fn run(
             return;
         }
     };
+    // Container counters from the kernel's files (a Docker stats call per container per second
+    // kept the engine busy at 100 peers), the stats API where those are out of reach.
+    let stats = engine.map(StatsReader::new);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -241,7 +250,7 @@ pub async fn run(
             _ = tick.tick() => false,
             _ = stop.changed() => true,
         };
-        let samples = scrape_all(&http, engine.as_ref(), &targets, &history).await;
+        let samples = scrape_all(&http, stats.as_ref(), &targets, &history).await;
         if let Err(e) = out.write(|w| write_samples(w, &samples)) {
             tracing::error!("cannot write metrics samples: {e}");
         }

@@ -5,6 +5,7 @@
 //! died. What the daemon needs (files, readiness, identities, introductions) is read from its
 //! [`Profile`] and done in [`daemon`].
 
+pub mod agent_shell;
 pub mod daemon;
 mod reap;
 pub mod sidecar;

@@ -31,6 +31,7 @@ use tokio::sync::Mutex;
 pub use crate::record::run_folder::faketime_spec;
 use network::{cut_nodes, netfault_id};
 
+use crate::cluster::agent_shell::AgentShells;
 use crate::cluster::daemon::Daemon;
 use crate::cluster::{self, Peer, sidecar};
 use crate::docker::Engine;
@@ -41,6 +42,8 @@ use crate::record::history::{Event, History};
 
 pub struct Nemesis {
     engine: Engine,
+    /// One open shell per fault agent: what the nemesis runs there goes through it.
+    agents: AgentShells,
     run_id: String,
     peers: Vec<Peer>,
     facts: Vec<Facts>,
@@ -62,6 +65,7 @@ impl Nemesis {
     pub fn new(cluster: &cluster::Cluster, history: Arc<History>) -> Nemesis {
         Nemesis {
             engine: cluster.engine.clone(),
+            agents: AgentShells::new(cluster.engine.clone()),
             run_id: cluster.run_id.clone(),
             peers: cluster.peers.clone(),
             facts: cluster.facts.clone(),
@@ -100,10 +104,7 @@ impl Nemesis {
             })
             .await?;
         }
-        let probe = self
-            .engine
-            .exec(&self.peers[0].agent, "root", &["netfault", "probe"])
-            .await?;
+        let probe = self.agents.exec(&self.peers[0].agent, &["netfault", "probe"]).await?;
         let engines: serde_json::Value = serde_json::from_str(&probe.stdout).unwrap_or(serde_json::Value::Null);
         Ok(engines)
     }
@@ -325,6 +326,7 @@ impl Nemesis {
                 self.engine.start(&p.container).await?;
                 // The old agent holds the old network namespace: a new one joins the new.
                 let vdso = self.daemon.profile.clock == crate::profile::ClockMethod::Vdso;
+                self.agents.forget(&p.agent);
                 sidecar::reattach(&self.engine, &self.run_id, p, vdso).await?;
                 self.reapply(node).await?;
                 self.daemon
@@ -354,7 +356,7 @@ impl Nemesis {
     async fn root_sh(&self, node: usize, script: &str, args: &[&str]) -> anyhow::Result<()> {
         let mut cmd = vec!["sh", "-c", script, "sh"];
         cmd.extend_from_slice(args);
-        let out = self.engine.exec(&self.peers[node].agent, "root", &cmd).await?;
+        let out = self.agents.exec(&self.peers[node].agent, &cmd).await?;
         if out.exit_code != 0 {
             bail!(
                 "`{script}` exited {} on {}: {}",

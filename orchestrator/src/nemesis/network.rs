@@ -151,7 +151,7 @@ impl Nemesis {
     pub(super) async fn netfault(&self, node: usize, args: Vec<String>) -> anyhow::Result<serde_json::Value> {
         let mut cmd = vec!["netfault"];
         cmd.extend(args.iter().map(String::as_str));
-        let out = self.engine.exec(&self.peers[node].agent, "root", &cmd).await?;
+        let out = self.agents.exec(&self.peers[node].agent, &cmd).await?;
         if out.exit_code != 0 {
             bail!(
                 "`netfault {}` failed on {}: {}",

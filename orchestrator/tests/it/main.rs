@@ -18,6 +18,8 @@ mod clock;
 mod clock_vdso;
 // Faults measured between real containers.
 mod faults;
+// Issue 16: container counters from the kernel's files, against Docker's stats API.
+mod container_stats;
 // Issue 6: the legacy plans, valid with the default flavor, caught with the legacy one.
 mod legacy;
 // Reports opened in headless Chromium: charts rendered, no console errors, a screenshot.
