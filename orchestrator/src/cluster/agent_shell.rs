@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 
 use crate::docker::{Attached, Engine, ExecOutput};
@@ -103,6 +103,14 @@ impl AgentShells {
 
 impl Shell {
     async fn run(&mut self, cmd: &[&str]) -> Result<ExecOutput, Broke> {
+        // A shell whose stream already ended (its container went away) is found here, before
+        // anything is written, so the command can still run by a plain exec.
+        match self.attached.output.next().now_or_never() {
+            Some(None) => return Err(Broke::Before("the shell had exited".into())),
+            Some(Some(Err(e))) => return Err(Broke::Before(e.to_string())),
+            // Nothing waiting (the usual case), or output between commands, which has no owner.
+            Some(Some(Ok(_))) | None => {}
+        }
         self.seq += 1;
         let mark = format!("__syftchaos_{}_{}__", self.nonce, self.seq);
         let line = command_line(cmd, &mark);

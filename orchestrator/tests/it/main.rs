@@ -20,6 +20,8 @@ mod clock_vdso;
 mod faults;
 // Issue 16: container counters from the kernel's files, against Docker's stats API.
 mod container_stats;
+// Issue 16: the nemesis's shell per fault agent, against a plain exec and a replaced agent.
+mod agent_shell;
 // Issue 6: the legacy plans, valid with the default flavor, caught with the legacy one.
 mod legacy;
 // Reports opened in headless Chromium: charts rendered, no console errors, a screenshot.
