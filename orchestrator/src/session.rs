@@ -81,9 +81,13 @@ impl<'a> Session<'a> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (state_tx, state_rx) = watch::channel(MonitorState::default());
         let sync_dirs: Vec<(String, PeerDir)> = cluster.peers.iter().map(|p| (p.name.clone(), p.dir.clone())).collect();
+        // The watcher tells the monitor which trees changed, so it reads only those (and all of
+        // them now and then).
+        let dirty = Arc::new(monitor::Dirty::new(sync_dirs.len()));
         let watcher = crate::watcher::spawn(
             sync_dirs.clone(),
             crate::tree::ignore_set(&cluster.profile.ignore),
+            dirty.clone(),
             history.clone(),
             segments.clone(),
             stop_rx.clone(),
@@ -91,6 +95,7 @@ impl<'a> Session<'a> {
         let monitor = tokio::spawn(monitor::run(
             sync_dirs,
             crate::tree::ignore_set(&cluster.profile.ignore),
+            Some(dirty),
             history.clone(),
             segments.clone(),
             stop_rx.clone(),

@@ -32,6 +32,7 @@ use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::io::Errno;
 use tokio::sync::watch;
 
+use crate::monitor::Dirty;
 use crate::record::beneath::{Beneath, Kind};
 use crate::record::history::History;
 use crate::record::observations::{Observation, SIGHTINGS};
@@ -54,15 +55,20 @@ const WAIT_MS: i32 = 50;
 /// Watches every peer's sync folder until `stop` turns true, writing sightings to `out`. Runs on a
 /// thread of its own (its waits block); a folder that cannot be watched is logged and left to the
 /// monitor.
+/// Starts the watcher's thread. It tells the monitor which trees changed through `dirty`.
 pub fn spawn(
     peers: Vec<(String, PeerDir)>,
     ignore: Arc<globset::GlobSet>,
+    dirty: Arc<Dirty>,
     history: Arc<History>,
     out: Segments,
     stop: watch::Receiver<bool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        if let Err(e) = watch_all(&peers, &ignore, &history, &out, &stop) {
+        let result = watch_all(&peers, &ignore, &dirty, &history, &out, &stop);
+        // From now on nothing tells the monitor what changed: it reads every tree again.
+        dirty.set_live(false);
+        if let Err(e) = result {
             tracing::warn!("the inotify watcher stopped: {e}; propagation is timed by polling only");
         }
     })
@@ -71,6 +77,7 @@ pub fn spawn(
 fn watch_all(
     peers: &[(String, PeerDir)],
     ignore: &globset::GlobSet,
+    dirty: &Dirty,
     history: &History,
     out: &Segments,
     stop: &watch::Receiver<bool>,
@@ -81,6 +88,7 @@ fn watch_all(
         folders: HashMap::new(),
         last: BTreeMap::new(),
         ignore,
+        dirty,
         history,
         out: Appender::create(out, SIGHTINGS)?,
         overflows: 0,
@@ -89,6 +97,8 @@ fn watch_all(
         match dir.sync() {
             Ok(sync) => {
                 w.peers.push((name.clone(), Some(sync)));
+                // Watched once its whole folder is: `add` takes it back if any watch fails.
+                dirty.watching(i);
                 w.add(i, PathBuf::new());
             }
             Err(e) => {
@@ -97,6 +107,7 @@ fn watch_all(
             }
         }
     }
+    dirty.set_live(true);
     let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
     while !*stop.borrow() {
         let mut pfd = [rustix::event::PollFd::new(&w.fd, rustix::event::PollFlags::IN)];
@@ -149,6 +160,8 @@ struct Watcher<'a> {
     /// The last hash written per (peer, path): a sighting is written when it changes.
     last: BTreeMap<(usize, String), Option<String>>,
     ignore: &'a globset::GlobSet,
+    /// Which peers' trees changed, for the monitor.
+    dirty: &'a Dirty,
     history: &'a History,
     /// `sightings.jsonl` in the folder the run records into now (a soak's window).
     out: Appender,
@@ -159,6 +172,7 @@ impl Watcher<'_> {
     /// Watches the folder `rel` of peer `i` and reads what it already holds (files written before
     /// the watch was in place, folders below it), recursively.
     fn add(&mut self, i: usize, rel: PathBuf) {
+        self.dirty.mark(i);
         let mut pending = vec![rel];
         while let Some(rel) = pending.pop() {
             let Some(sync) = &self.peers[i].1 else { return };
@@ -170,6 +184,8 @@ impl Watcher<'_> {
                 }
                 Err(e) => {
                     tracing::warn!("cannot watch {}: {e}", folder.path().display());
+                    // Changes there would go unseen: the monitor reads this tree every round.
+                    self.dirty.unwatch(i);
                     continue;
                 }
             }
@@ -190,6 +206,7 @@ impl Watcher<'_> {
     fn handle(&mut self, wd: i32, flags: ReadFlags, name: Option<PathBuf>) {
         if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
             self.overflows += 1;
+            self.dirty.mark_all();
             return;
         }
         if flags.contains(ReadFlags::IGNORED) {
@@ -203,6 +220,7 @@ impl Watcher<'_> {
         if self.ignored(&rel) {
             return;
         }
+        self.dirty.mark(i);
         let is_dir = flags.contains(ReadFlags::ISDIR);
         let gone = flags.intersects(ReadFlags::DELETE | ReadFlags::MOVED_FROM);
         match (is_dir, gone) {
@@ -324,6 +342,7 @@ mod tests {
         let t = spawn(
             vec![("p1".into(), p1)],
             ignore,
+            Arc::new(Dirty::new(1)),
             history.clone(),
             crate::record::segment::Segments::new(dir.path()),
             stop_rx,
@@ -389,9 +408,12 @@ mod tests {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (state_tx, _state_rx) = watch::channel(crate::monitor::MonitorState::default());
         let ignore = crate::tree::ignore_set(&[]);
+        // Wired as a run wires them: the monitor reads the tree when the watcher saw it change.
+        let dirty = Arc::new(Dirty::new(1));
         let monitor = tokio::spawn(crate::monitor::run(
             vec![("p1".into(), p1.clone())],
             ignore.clone(),
+            Some(dirty.clone()),
             history.clone(),
             crate::record::segment::Segments::new(dir.path()),
             stop_rx.clone(),
@@ -400,6 +422,7 @@ mod tests {
         let watcher = spawn(
             vec![("p1".into(), p1)],
             ignore,
+            dirty,
             history.clone(),
             crate::record::segment::Segments::new(dir.path()),
             stop_rx,
@@ -431,6 +454,53 @@ mod tests {
         assert!(
             fine_late * 3 < poll_late,
             "over 10 writes the watcher was {fine_late} ms late in all, the poll {poll_late} ms"
+        );
+    }
+
+    /// The monitor reads only the trees the watcher saw change: a write marks its peer and no
+    /// other, an ignored name marks nobody, and once the watcher stops every tree is read again.
+    #[test]
+    fn the_watcher_marks_the_tree_that_changed_and_only_while_it_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p1, s1) = peer(dir.path(), "p1");
+        let (p2, s2) = peer(dir.path(), "p2");
+        let history = Arc::new(History::create(&dir.path().join("history.jsonl")).unwrap());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let dirty = Arc::new(Dirty::new(2));
+        assert!(
+            dirty.take(0) && dirty.take(1),
+            "before the watcher runs every tree is read"
+        );
+        let t = spawn(
+            vec![("p1".into(), p1), ("p2".into(), p2)],
+            crate::tree::ignore_set(&[".tmp-*".to_string()]),
+            dirty.clone(),
+            history,
+            crate::record::segment::Segments::new(dir.path()),
+            stop_rx,
+        );
+        let settle = || std::thread::sleep(Duration::from_millis(150));
+        settle();
+        // Taken once after the watcher went live (which marks everyone): nothing changed since.
+        let _ = (dirty.take(0), dirty.take(1));
+        assert!(!dirty.take(0) && !dirty.take(1), "nothing changed");
+        std::fs::write(s1.join("a.txt"), b"one").unwrap();
+        std::fs::create_dir(s2.join("sub")).unwrap();
+        settle();
+        assert!(dirty.take(0), "p1's write marks p1");
+        assert!(dirty.take(1), "p2's new folder marks p2");
+        std::fs::write(s2.join("sub/b.txt"), b"two").unwrap();
+        settle();
+        assert!(!dirty.take(0), "p2's write does not mark p1");
+        assert!(dirty.take(1), "a write in a folder made after the start marks p2");
+        std::fs::write(s1.join(".tmp-x"), b"ignored").unwrap();
+        settle();
+        assert!(!dirty.take(0), "an ignored name marks nobody");
+        stop_tx.send(true).unwrap();
+        t.join().unwrap();
+        assert!(
+            dirty.take(0) && dirty.take(0),
+            "a stopped watcher sees nothing: every round reads"
         );
     }
 }
