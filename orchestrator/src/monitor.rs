@@ -16,8 +16,7 @@
 //! every tree every [`FULL_EVERY`] rounds: at 100 peers, listing every tree five times a second was
 //! the largest part of the orchestrator's own CPU (a third of it in a profile), while most trees sit
 //! still most of the time. The full rounds catch what inotify does not report (a file truncated in
-//! place, an event lost to a queue overflow is marked on every peer anyway). Without a live
-//! watcher, every round reads every tree.
+//! place); a queue overflow marks every peer. Without a live watcher, every round reads every tree.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -39,7 +38,8 @@ pub const INTERVAL: Duration = Duration::from_millis(200);
 /// keyed by (size, mtime), and damage that keeps both (a disk fault flipping a bit) would stay unseen.
 pub const REHASH_EVERY: u64 = 25;
 
-/// Every this many rounds every tree is read, whatever the watcher saw (1 s at [`INTERVAL`]).
+/// Every this many rounds every tree is read, whatever the watcher saw (1 s at [`INTERVAL`]). A
+/// divisor of [`REHASH_EVERY`], so the rounds that drop the hash cache read every tree.
 pub const FULL_EVERY: u64 = 5;
 
 /// Which peers' trees changed since the monitor last read them, as the inotify watcher saw them.
