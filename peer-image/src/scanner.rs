@@ -41,10 +41,14 @@ fn urgency(kind: &EventKind) -> Option<Urgency> {
     }
 }
 
-/// Starts the notify watcher; events go to `node.scan_tx` as absolute paths.
+/// Starts the notify watcher; events go to `node.scan_tx` as paths in the sync folder's spelling
+/// (absolute, or relative to the working directory: [`crate::daemon::work_from_data_root`]).
 pub fn watch(node: &Arc<Node>) -> notify::Result<notify::RecommendedWatcher> {
     let tx = node.scan_tx.clone();
     let root = node.settings.sync_dir.clone();
+    // notify makes a relative folder absolute (from the working directory) in the paths it
+    // reports; they are handed on in the folder's own spelling, which `relative` strips.
+    let reported_root = std::env::current_dir().map_err(notify::Error::io)?.join(&root);
     // Symlinked folders are not watched (notify follows them by default): nothing under a
     // symlink is synced (see `crate::beneath`).
     let config = notify::Config::default().with_follow_symlinks(false);
@@ -58,6 +62,10 @@ pub fn watch(node: &Arc<Node>) -> notify::Result<notify::RecommendedWatcher> {
                 }
                 let Some(u) = urgency(&ev.kind) else { return };
                 for p in ev.paths {
+                    let p = match p.strip_prefix(&reported_root) {
+                        Ok(rel) if root.is_relative() => root.join(rel),
+                        _ => p,
+                    };
                     let _ = tx.send((p, u));
                 }
             }
