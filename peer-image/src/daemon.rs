@@ -27,6 +27,11 @@ use crate::scan_queue::ScanRx;
 use crate::tls::{self, Credentials};
 use crate::{apply, fetch, scanner, server, status, sync};
 
+/// Connections kept open to each neighbour between requests. A hint, a pull, a digest round and a
+/// content batch to the same neighbour often overlap; with room for one idle connection the others
+/// were closed after each exchange and the next overlap paid a new TLS handshake.
+const IDLE_CONNECTIONS: usize = 4;
+
 /// Runs the daemon until a signal; returns after a clean shutdown.
 pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     work_from_data_root(&mut settings)?;
@@ -204,7 +209,7 @@ pub fn build_node(mut settings: Settings) -> anyhow::Result<(Node, Vec<Entry>, S
     let mut peers = Vec::new();
     for p in &settings.peers {
         peers.push(PeerState {
-            client: PeerClient::new(&p.addr, tls::client_config(&credentials, p.key)?, 1),
+            client: PeerClient::new(&p.addr, tls::client_config(&credentials, p.key)?, IDLE_CONNECTIONS),
             cfg: p.clone(),
             short: p.key.short(),
             pull: Notify::new(),
