@@ -145,6 +145,13 @@ pub fn work_from_data_root(settings: &mut Settings) -> anyhow::Result<()> {
     let Some(root) = common_root(&sync, &state) else {
         return Ok(());
     };
+    // Files named relative to where the daemon was started must stay those files.
+    let started_in = std::env::current_dir().context("cannot read the working directory")?;
+    for file in [&mut settings.key_file, &mut settings.byzantine_file] {
+        if file.is_relative() {
+            *file = started_in.join(&*file);
+        }
+    }
     std::env::set_current_dir(&root).with_context(|| format!("cannot enter {}", root.display()))?;
     let below = |p: &std::path::Path| p.strip_prefix(&root).map(std::path::Path::to_path_buf);
     settings.sync_dir = below(&sync)?;

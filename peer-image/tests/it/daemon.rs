@@ -69,3 +69,42 @@ fn status_reports_own_wall_clock_and_env_overrides_apply() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The daemon works from its data folder (`daemon::work_from_data_root`), yet files named
+/// relative to where it was started stay those files, and a change made under the (relative)
+/// sync folder is still seen by the watcher and indexed.
+#[test]
+fn relative_paths_in_the_config_survive_the_move_to_the_data_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = syncpeer::identity::Identity::generate();
+    id.save(&dir.path().join("key")).unwrap();
+    let ip = fresh_ip();
+    let http = format!("{ip}:{}", free_port(&ip));
+    let yaml = format!(
+        "name: rel\nlisten: {ip}:{}\nhttp: {http}\nsync_dir: data/sync\nstate_dir: data/state\nkey_file: key\nrescan_interval_ms: 600000\npeers: []\ntrusted: []\n",
+        free_port(&ip)
+    );
+    std::fs::write(dir.path().join("config.yaml"), yaml).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--config", "config.yaml"])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = |field: &str| {
+        http_get(&http, "/v1/status")
+            .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .map(|s| s[field].clone())
+    };
+    // The key file was read from the folder the daemon started in, not from `data/`.
+    wait_until("the daemon answers with its key", TIMEOUT, || {
+        status("id").is_some_and(|v| v == id.id().hex())
+    });
+    // Written after the start-up scan, with the periodic rescan 10 min away: only the watcher sees it.
+    std::fs::write(dir.path().join("data/sync/a.txt"), b"hello").unwrap();
+    wait_until("the new file is indexed", TIMEOUT, || {
+        status("entries").is_some_and(|v| v == 1)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}
