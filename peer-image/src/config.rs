@@ -5,8 +5,8 @@
 //! Defaults: `anti_entropy_interval_ms` 1000, `rescan_interval_ms` 10000, `scrub_interval_ms` 60000,
 //! `lock_ttl_ms` 60000,
 //! `quarantine_ms` 30000, `strike_limit` 3 within `strike_window_ms` 60000, `rate_limit_per_sec`
-//! 500 with `rate_limit_burst` 1000, `flavor` `default`, `byzantine_file` `<state_dir>/byzantine`,
-//! `audit_max_bytes` 4194304.
+//! 500 with `rate_limit_burst` 1000, `flavor` `default`, `broadcast` `tree`, `byzantine_file`
+//! `<state_dir>/byzantine`, `audit_max_bytes` 4194304.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -84,6 +84,11 @@ pub struct RunArgs {
     /// Behaviour flavour: `default`, or `legacy` (the seed's original design, for checker tests).
     #[arg(long, env = "SYNCPEER_FLAVOR")]
     pub flavor: Option<String>,
+    /// How hints spread: `tree` (a neighbour that keeps hearing of versions it already has asks
+    /// to be told by the digest rounds only, as Plumtree prunes) or `flood` (every neighbour is
+    /// hinted after every change) [default: tree].
+    #[arg(long, env = "SYNCPEER_BROADCAST")]
+    pub broadcast: Option<String>,
     /// Neighbours as YAML flow text: `[{name: p2, addr: "h:7000", public_key: <hex>}]`.
     #[arg(long, env = "SYNCPEER_PEERS")]
     pub peers: Option<String>,
@@ -138,6 +143,7 @@ struct FileConfig {
     key_file: Option<PathBuf>,
     anti_entropy_interval_ms: Option<u64>,
     flavor: Option<String>,
+    broadcast: Option<String>,
     /// `Option` so that an empty `peers:` (YAML null) means none.
     peers: Option<Vec<PeerConf>>,
     trusted: Option<Vec<TrustedConf>>,
@@ -191,6 +197,15 @@ impl Flavor {
     }
 }
 
+/// How a node tells its neighbours about a change (see [`crate::sync`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broadcast {
+    /// Hints go to neighbours that have not pruned us; the others learn from the digest rounds.
+    Tree,
+    /// Every neighbour is hinted after every change.
+    Flood,
+}
+
 /// A neighbour: a peer this node exchanges digests, indexes and blobs with.
 #[derive(Debug, Clone)]
 pub struct Neighbour {
@@ -218,6 +233,7 @@ pub struct Settings {
     pub key_file: PathBuf,
     pub anti_entropy: Duration,
     pub flavor: Flavor,
+    pub broadcast: Broadcast,
     pub peers: Vec<Neighbour>,
     pub trusted: Vec<Trusted>,
     pub rescan: Duration,
@@ -307,6 +323,15 @@ impl Settings {
                 }
             },
         };
+        let broadcast = match args.broadcast.clone().or(file.broadcast).as_deref() {
+            None | Some("tree") => Broadcast::Tree,
+            Some("flood") => Broadcast::Flood,
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "broadcast `{other}` is not supported (supported: tree, flood)"
+                )));
+            }
+        };
         let peers_conf = match &args.peers {
             Some(t) => serde_saphyr::from_str::<Vec<PeerConf>>(t).map_err(|e| yaml_error("SYNCPEER_PEERS", &e))?,
             None => file.peers.unwrap_or_default(),
@@ -357,6 +382,7 @@ impl Settings {
             key_file: need_path(args.key_file.clone().or(file.key_file), "key_file")?,
             anti_entropy: ms(args.anti_entropy_interval_ms, file.anti_entropy_interval_ms, 1000),
             flavor,
+            broadcast,
             peers,
             trusted,
             rescan: ms(args.rescan_interval_ms, file.rescan_interval_ms, 10_000),
@@ -401,6 +427,7 @@ mod tests {
         let s = Settings::from_yaml(&yaml("peers:\ntrusted:\n"), Path::new("c.yaml"), &RunArgs::default()).unwrap();
         assert_eq!(s.anti_entropy, Duration::from_millis(1000));
         assert_eq!(s.flavor, Flavor::Default);
+        assert_eq!(s.broadcast, Broadcast::Tree);
         assert_eq!(s.byzantine_file, Path::new("/t/byzantine"));
     }
 
@@ -434,6 +461,18 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("c.yaml:7:"), "{err}");
+    }
+
+    #[test]
+    fn broadcast_is_tree_or_flood() {
+        let s = Settings::from_yaml(&yaml("broadcast: flood\n"), Path::new("c"), &RunArgs::default()).unwrap();
+        assert_eq!(s.broadcast, Broadcast::Flood);
+        let e = Settings::from_yaml(&yaml("broadcast: gossip\n"), Path::new("c"), &RunArgs::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("broadcast `gossip` is not supported (supported: tree, flood)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -224,6 +224,9 @@ pub fn build_node(mut settings: Settings) -> anyhow::Result<(Node, Vec<Entry>, S
             last_sync_ms: AtomicU64::new(0),
             fills: Mutex::default(),
             known: Mutex::default(),
+            pruned: AtomicBool::new(false),
+            prune_owed: AtomicBool::new(false),
+            told: Mutex::default(),
         });
     }
     let (scan_tx, scan_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -77,6 +77,8 @@ pub struct Metrics {
     pub versions_applied: Counter,
     pub versions_redundant: Counter,
     pub echoes_suppressed: Counter,
+    pub tree_prunes: Counter,
+    pub tree_grafts: Counter,
     pub conflicts: Counter,
     pub rejections: Family<ReasonLabel, Counter>,
     pub quarantined_peers: Gauge,
@@ -105,6 +107,8 @@ impl Metrics {
             versions_applied: Counter::default(),
             versions_redundant: Counter::default(),
             echoes_suppressed: Counter::default(),
+            tree_prunes: Counter::default(),
+            tree_grafts: Counter::default(),
             conflicts: Counter::default(),
             rejections: Family::default(),
             quarantined_peers: Gauge::default(),
@@ -151,6 +155,16 @@ impl Metrics {
             "echoes_suppressed",
             "File events whose content already matched the index",
             m.echoes_suppressed.clone(),
+        );
+        registry.register(
+            "tree_prunes",
+            "Neighbours that asked us to stop hinting them (they had heard of our versions first elsewhere)",
+            m.tree_prunes.clone(),
+        );
+        registry.register(
+            "tree_grafts",
+            "Pruned neighbours hinted again because they pulled from us a version they lacked",
+            m.tree_grafts.clone(),
         );
         registry.register(
             "conflicts",

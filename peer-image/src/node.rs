@@ -40,6 +40,16 @@ pub struct PeerState {
     /// What this neighbour told us it knows (its hints and pull requests): a hint that would
     /// tell it nothing new is not sent.
     pub known: Mutex<Knowledge>,
+    /// This neighbour told us (answering a hint) that it keeps hearing from us of versions it
+    /// already has: in `broadcast: tree` it gets no more hints, only digest rounds, until it
+    /// pulls from us something it lacked (a graft). See [`crate::sync`].
+    pub pruned: AtomicBool,
+    /// A pull this neighbour's hint asked for brought nothing new (another neighbour was first):
+    /// our answer to its next hint prunes it.
+    pub prune_owed: AtomicBool,
+    /// What our delivered hints told it (`broadcast: tree`): a hint that would repeat it is not
+    /// sent (it had its chance to pull, and the digest rounds back that up).
+    pub told: Mutex<Knowledge>,
 }
 
 /// Strikes and quarantine per peer (by short id).

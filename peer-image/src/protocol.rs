@@ -18,6 +18,11 @@ use crate::entry::Entry;
 /// a request that carries one naming another peer is refused (`server::admit`).
 pub const FROM_HEADER: &str = "x-syncpeer-from";
 
+/// Set on a hint's answer by a receiver that already had what the hint named (it heard of it
+/// from another neighbour first, or keeps doing so): the hinter stops hinting it (`broadcast:
+/// tree`, see `sync`). Unknown to the hinter, the header is ignored.
+pub const PRUNE_HEADER: &str = "x-syncpeer-prune";
+
 /// Files at most this large travel in batches (and inline in pulls); larger ones stream through
 /// `GET /v1/blob`.
 pub const BATCH_FILE_MAX: u64 = 1 << 20;

@@ -5,6 +5,7 @@
 //! a neighbour that keeps going over its limit is quarantined (strikes, see [`Node::admit_rate`]).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -16,6 +17,7 @@ use tokio::io::AsyncSeekExt;
 
 use crate::byzantine::{self, Behaviours};
 use crate::codec::{self, Item};
+use crate::config::Broadcast;
 use crate::evidence::Proof;
 use crate::knowledge::Knowledge;
 use crate::lies;
@@ -24,7 +26,7 @@ use crate::metrics::{Kind, Reason, header_bytes};
 use crate::node::Node;
 use crate::protocol::{
     BATCH_BYTES_MAX, BATCH_FILE_MAX, BLOBS_HASHES_MAX, BlobsReq, FROM_HEADER, INDEX_PAGE, IndexQuery, IndexResp,
-    PULL_INLINE_MAX, PULL_ITEMS_MAX, SummaryReq, SummaryResp, frame_blob,
+    PRUNE_HEADER, PULL_INLINE_MAX, PULL_ITEMS_MAX, SummaryReq, SummaryResp, frame_blob,
 };
 use crate::scan_queue::Urgency;
 
@@ -162,6 +164,7 @@ async fn pull(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body:
         return StatusCode::BAD_REQUEST.into_response();
     };
     node.learn_known(&short, &req.knowledge);
+    let short_of_puller = short.clone();
     // Building a page reads and hashes up to PULL_INLINE_MAX of files: a few at a time, so nine
     // neighbours pulling at once do not hold nine pages in memory.
     let Ok(_permit) = node.pull_builders.acquire().await else {
@@ -210,12 +213,24 @@ async fn pull(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body:
                 Some(b)
             },
         );
-        (body, inline_bytes)
+        // Our own versions are hinted to every neighbour, pruned or not: only a relayed one
+        // served says the tree failed this neighbour.
+        let served = missing.entries.iter().filter(|e| e.author != n.short).count();
+        (body, inline_bytes, served)
     })
     .await;
-    let Ok((out, inline_bytes)) = built else {
+    let Ok((out, inline_bytes, served)) = built else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
+    // A neighbour that pruned us and still lacked a version we relay is not hearing of it from
+    // anyone else in time: hint it again (Plumtree's graft).
+    if served > 0
+        && let Some(p) = node.peers.iter().find(|p| p.short == short_of_puller)
+        && p.pruned.swap(false, Ordering::Relaxed)
+    {
+        node.metrics.tree_grafts.inc();
+        tracing::debug!(peer = %p.cfg.name, "grafted: it pulled news from us, hinting it again");
+    }
     let len = out.len() as u64;
     let body = if slowloris {
         byzantine::pumped(std::io::Cursor::new(out), false, true)
@@ -238,13 +253,22 @@ async fn hint(State(node): S, ConnectInfo(from): Peer, headers: HeaderMap, body:
         return StatusCode::BAD_REQUEST.into_response();
     };
     node.learn_known(&short, &theirs);
-    // Pull only if the hinter knows something we do not.
-    if let Some(i) = node.peers.iter().position(|p| p.short == short)
-        && !theirs.is_subset(&node.knowledge_for(i))
-    {
-        node.peers[i].pull.notify_one();
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    if let Some(i) = node.peers.iter().position(|p| p.short == short) {
+        // Pull only if the hinter knows something we do not.
+        let news = !theirs.is_subset(&node.knowledge_for(i));
+        if news {
+            node.peers[i].pull.notify_one();
+        }
+        // A hint that names nothing new, or a neighbour whose last hint another beat, is an edge
+        // we need not be hinted on: we hear first from someone else (Plumtree's prune). The
+        // digest rounds still run on it, and a pull that brings news grafts it back.
+        let owed = node.peers[i].prune_owed.swap(false, Ordering::Relaxed);
+        if node.settings.broadcast == Broadcast::Tree && (!news || owed) {
+            resp.headers_mut().insert(PRUNE_HEADER, HeaderValue::from_static("1"));
+        }
     }
-    counted(&node, &label, Kind::hint, StatusCode::NO_CONTENT.into_response(), 0)
+    counted(&node, &label, Kind::hint, resp, 0)
 }
 
 /// The file currently holding `hash`, open, if it is still exactly what was indexed (a file

@@ -24,6 +24,8 @@ pub struct NeighbourStatus {
     pub reachable: bool,
     pub last_sync_ms: Option<u64>,
     pub quarantined: bool,
+    /// It pruned us: we do not hint it (`broadcast: tree`), the digest rounds still run.
+    pub pruned: bool,
 }
 
 #[derive(Serialize)]
@@ -74,6 +76,7 @@ pub fn status(node: &Node) -> Status {
                     reachable: p.reachable.load(Ordering::Relaxed),
                     last_sync_ms: (last > 0).then_some(last),
                     quarantined: node.is_quarantined(&p.short),
+                    pruned: p.pruned.load(Ordering::Relaxed),
                 }
             })
             .collect(),

@@ -24,14 +24,15 @@ use tokio::sync::watch;
 
 use crate::client::Request;
 use crate::codec::{self, PullReq};
+use crate::config::Broadcast;
 use crate::fetch::{self, Offered};
 use crate::hlc::wall_ms;
-use crate::knowledge::{KNOWLEDGE_RANGES_MAX, Knowledge, dot};
+use crate::knowledge::{KNOWLEDGE_RANGES_MAX, Knowledge, author_key, dot};
 use crate::metrics::Kind;
 use crate::mutant::{Mutant, SLOW_CATCH_UP};
 use crate::mutex::lock;
 use crate::node::Node;
-use crate::protocol::{INDEX_PAGE, IndexQuery, IndexResp, SummaryReq, SummaryResp};
+use crate::protocol::{INDEX_PAGE, IndexQuery, IndexResp, PRUNE_HEADER, SummaryReq, SummaryResp};
 use crate::wire::{self, SMALL_TIMEOUT, WireError};
 
 /// Rounds with the same two differing digests after which the whole index is listed again
@@ -178,6 +179,12 @@ pub async fn neighbour_loop(node: Arc<Node>, i: usize, mut stop: watch::Receiver
         if !hinted && since_sync < period.as_millis() as u64 / 2 {
             continue;
         }
+        // By the time our turn comes, another neighbour may have brought everything this one
+        // hinted: the pull would carry nothing, and its next hint is answered with a prune.
+        if hinted && node.settings.broadcast == Broadcast::Tree && lock(&peer.known).is_subset(&node.knowledge_for(i)) {
+            peer.prune_owed.store(true, Ordering::Relaxed);
+            continue;
+        }
         let result = if hinted {
             pull(&node, i).await.map(|_| ())
         } else {
@@ -272,13 +279,35 @@ pub async fn hint_loop(node: Arc<Node>, i: usize, mut stop: watch::Receiver<bool
         let mine = node.index().seen().clone();
         // In a mesh most of what we apply, the neighbour pulled from the same source already;
         // its own hints and pulls told us so.
-        if mine.is_subset(&lock(&peer.known)) {
+        let tree = node.settings.broadcast == Broadcast::Tree;
+        let mut news = mine.minus(&lock(&peer.known));
+        if tree {
+            news = news.minus(&lock(&peer.told));
+        }
+        if news.is_empty() {
+            continue;
+        }
+        // A neighbour that pruned us hears of relayed versions from another neighbour first: the
+        // digest rounds are its backstop, and a pull that brings it news grafts it back. Our own
+        // new versions it can hear of from no one sooner, so they are always hinted (the first
+        // hop goes to every neighbour, which also keeps a write's first hop fast).
+        let own = author_key(&node.short);
+        if tree && peer.pruned.load(Ordering::Relaxed) && !news.authors().any(|(a, _)| a == own) {
             continue;
         }
         let body = codec::encode_knowledge(&mine);
         let req = Request::post("/v1/hint").body(body).timeout(SMALL_TIMEOUT);
-        if let Err(e) = wire::send(&node, peer, Kind::hint, req).await {
-            tracing::debug!(peer = %peer.cfg.name, "hint not delivered: {e}");
+        match wire::send(&node, peer, Kind::hint, req).await {
+            Ok(resp) => {
+                if tree {
+                    lock(&peer.told).union_capped(&mine, KNOWLEDGE_RANGES_MAX);
+                }
+                if tree && resp.headers().contains_key(PRUNE_HEADER) && !peer.pruned.swap(true, Ordering::Relaxed) {
+                    node.metrics.tree_prunes.inc();
+                    tracing::debug!(peer = %peer.cfg.name, "pruned: no more hints to it until it pulls news from us");
+                }
+            }
+            Err(e) => tracing::debug!(peer = %peer.cfg.name, "hint not delivered: {e}"),
         }
     }
 }

@@ -54,13 +54,7 @@ fn evidence(p: &Peer) -> Vec<serde_json::Value> {
 }
 
 fn quarantines(p: &Peer, name: &str) -> bool {
-    p.status().is_some_and(|s| {
-        s["neighbours"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n["name"] == name && n["quarantined"] == true)
-    })
+    p.neighbour_flag(name, "quarantined")
 }
 
 /// `equivocate`: the liar signs a second statement (a delete) under the dot of each version it

@@ -170,6 +170,17 @@ impl Peer {
         (code == 200).then(|| serde_json::from_str(&body).ok()).flatten()
     }
 
+    /// Whether `/v1/status` shows `flag` (e.g. `quarantined`, `pruned`) true for neighbour `name`.
+    pub fn neighbour_flag(&self, name: &str, flag: &str) -> bool {
+        self.status().is_some_and(|s| {
+            s["neighbours"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|n| n["name"] == name && n[flag] == true)
+        })
+    }
+
     pub fn digest(&self) -> Option<String> {
         self.status()
             .and_then(|s| s["index_digest"].as_str().map(str::to_string))
