@@ -87,8 +87,8 @@ pub struct RunArgs {
     /// How hints spread: `tree` (a neighbour that keeps hearing of versions it already has asks
     /// to be told by the digest rounds only, as Plumtree prunes) or `flood` (every neighbour is
     /// hinted after every change) [default: tree].
-    #[arg(long, env = "SYNCPEER_BROADCAST")]
-    pub broadcast: Option<String>,
+    #[arg(long, env = "SYNCPEER_BROADCAST", value_enum)]
+    pub broadcast: Option<Broadcast>,
     /// Neighbours as YAML flow text: `[{name: p2, addr: "h:7000", public_key: <hex>}]`.
     #[arg(long, env = "SYNCPEER_PEERS")]
     pub peers: Option<String>,
@@ -143,7 +143,7 @@ struct FileConfig {
     key_file: Option<PathBuf>,
     anti_entropy_interval_ms: Option<u64>,
     flavor: Option<String>,
-    broadcast: Option<String>,
+    broadcast: Option<Broadcast>,
     /// `Option` so that an empty `peers:` (YAML null) means none.
     peers: Option<Vec<PeerConf>>,
     trusted: Option<Vec<TrustedConf>>,
@@ -198,7 +198,8 @@ impl Flavor {
 }
 
 /// How a node tells its neighbours about a change (see [`crate::sync`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum Broadcast {
     /// Hints go to neighbours that have not pruned us; the others learn from the digest rounds.
     Tree,
@@ -323,15 +324,7 @@ impl Settings {
                 }
             },
         };
-        let broadcast = match args.broadcast.clone().or(file.broadcast).as_deref() {
-            None | Some("tree") => Broadcast::Tree,
-            Some("flood") => Broadcast::Flood,
-            Some(other) => {
-                return Err(ConfigError::Invalid(format!(
-                    "broadcast `{other}` is not supported (supported: tree, flood)"
-                )));
-            }
-        };
+        let broadcast = args.broadcast.or(file.broadcast).unwrap_or(Broadcast::Tree);
         let peers_conf = match &args.peers {
             Some(t) => serde_saphyr::from_str::<Vec<PeerConf>>(t).map_err(|e| yaml_error("SYNCPEER_PEERS", &e))?,
             None => file.peers.unwrap_or_default(),
@@ -468,11 +461,10 @@ mod tests {
         let s = Settings::from_yaml(&yaml("broadcast: flood\n"), Path::new("c"), &RunArgs::default()).unwrap();
         assert_eq!(s.broadcast, Broadcast::Flood);
         let e = Settings::from_yaml(&yaml("broadcast: gossip\n"), Path::new("c"), &RunArgs::default()).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("broadcast `gossip` is not supported (supported: tree, flood)"),
-            "{e}"
-        );
+        // A bad value is a YAML error with its place and what is allowed.
+        let e = e.to_string();
+        assert!(e.starts_with("c:7:12: "), "{e}");
+        assert!(e.contains("gossip") && e.contains("tree") && e.contains("flood"), "{e}");
     }
 
     #[test]
