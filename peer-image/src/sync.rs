@@ -8,6 +8,11 @@
 //! relays hop by hop because applying a version is itself an index change (a hint to the next
 //! hop), and it stops because a version a node has seen is never sent to it again.
 //!
+//! With `broadcast: tree` (the default) hints follow a broadcast tree, as Plumtree's do: a
+//! neighbour hinted of nothing new answers with a prune ([`PRUNE_HEADER`]) and is hinted again
+//! only of our own versions, until a digest round makes it pull a relayed version from us, which
+//! grafts it back (`server::pull`). `flood` hints every neighbour after every change.
+//!
 //! Every `anti_entropy_interval_ms` a node also compares index digests with each neighbour
 //! (`summary`) and pulls when they differ: the backstop for lost hints. If two digests stay apart
 //! for several rounds while nothing moves, something is missing that knowledge cannot name (a
